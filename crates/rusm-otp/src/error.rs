@@ -1,0 +1,60 @@
+//! Errors of the actor core.
+
+use crate::{Pid, message::Payload};
+
+/// Why a runtime operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The process does not exist (it never did, or it has ended).
+    #[error("no such process {0}")]
+    NoProc(Pid),
+    /// The name is already registered to another process.
+    #[error("the name {name:?} is already registered to {holder}")]
+    NameTaken {
+        /// The name asked for.
+        name: String,
+        /// The process holding it.
+        holder: Pid,
+    },
+    /// The process already has a registered name (a process holds at most one).
+    #[error("{pid} is already registered as {name:?}")]
+    AlreadyNamed {
+        /// The process.
+        pid: Pid,
+        /// The name it holds.
+        name: String,
+    },
+    /// The name is not registered to the calling process.
+    #[error("the name {0:?} is not registered to this process")]
+    NotRegistered(String),
+}
+
+/// A message `try_send` could not deliver, handed back to the sender.
+#[derive(Debug)]
+pub struct SendError {
+    /// The message that was not delivered.
+    pub payload: Payload,
+    /// Why.
+    pub kind: SendErrorKind,
+}
+
+/// Why `try_send` could not deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendErrorKind {
+    /// The receiver does not exist.
+    NoProc,
+    /// The receiver's bounded mailbox is full.
+    Full,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            SendErrorKind::NoProc => f.write_str("the receiver does not exist"),
+            SendErrorKind::Full => f.write_str("the receiver's mailbox is full"),
+        }
+    }
+}
+
+impl std::error::Error for SendError {}

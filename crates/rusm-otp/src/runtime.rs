@@ -1,0 +1,783 @@
+//! The node: the process table, signals, the registry, timers and shutdown.
+
+use std::future::{Future, poll_fn};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use atomic_waker::AtomicWaker;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::AbortHandle;
+
+use crate::context::Context;
+use crate::error::{Error, SendError, SendErrorKind};
+use crate::mailbox::{Mailbox, MailboxConfig};
+use crate::message::{Data, Down, ExitSignal, Message, Payload, Tag};
+use crate::reason::{ExitReason, IntoExitReason};
+use crate::{MonitorRef, Pid, TimerRef};
+
+impl Pid {
+    /// The node itself: the sender of exit signals that come from outside any process
+    /// (node shutdown, or [`Runtime::exit`] called by host code). Never a real process.
+    pub const NODE: Pid = Pid::from_raw(0);
+}
+
+/// Options for spawning a process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpawnOptions {
+    /// Link the new process to the spawner (ignored when spawned from outside a process).
+    pub link: bool,
+    /// Monitor the new process from the spawner (ignored outside a process).
+    pub monitor: bool,
+    /// Start the new process already trapping exits.
+    pub trap_exit: bool,
+    /// Mailbox capacity and overflow behaviour.
+    pub mailbox: MailboxConfig,
+}
+
+/// What a spawn returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spawned {
+    /// The new process.
+    pub pid: Pid,
+    /// The monitor, when [`SpawnOptions::monitor`] was set.
+    pub monitor: Option<MonitorRef>,
+}
+
+/// Counters about a node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Processes started since the node began.
+    pub spawned: u64,
+    /// Processes that have ended.
+    pub exited: u64,
+    /// Processes alive now.
+    pub live: usize,
+}
+
+/// A future that resolves to a process's exit reason; see [`Runtime::watch`].
+#[derive(Debug)]
+#[must_use = "a watch does nothing unless awaited"]
+pub struct Watch(Option<oneshot::Receiver<ExitReason>>);
+
+impl Future for Watch {
+    type Output = ExitReason;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<ExitReason> {
+        match &mut self.0 {
+            None => Poll::Ready(ExitReason::NoProc),
+            Some(rx) => std::pin::Pin::new(rx).poll(cx).map(|r| r.unwrap_or(ExitReason::NoProc)),
+        }
+    }
+}
+
+/// One row of the process table.
+pub(crate) struct Slot {
+    pub(crate) pid: Pid,
+    pub(crate) parent: Option<Pid>,
+    pub(crate) state: Mutex<SlotState>,
+    exiting: AtomicBool,
+    task_waker: AtomicWaker,
+}
+
+pub(crate) struct SlotState {
+    pub(crate) mailbox: Mailbox,
+    pub(crate) recv_waker: Option<Waker>,
+    alive: bool,
+    pub(crate) trap_exit: bool,
+    pub(crate) links: FxHashSet<Pid>,
+    monitored_by: Vec<(MonitorRef, Pid)>,
+    pub(crate) monitoring: FxHashMap<MonitorRef, Pid>,
+    watchers: Vec<oneshot::Sender<ExitReason>>,
+    pending_exit: Option<ExitReason>,
+    name: Option<Arc<str>>,
+}
+
+impl SlotState {
+    fn new(mailbox: MailboxConfig, trap_exit: bool) -> SlotState {
+        SlotState {
+            mailbox: Mailbox::new(mailbox),
+            recv_waker: None,
+            alive: true,
+            trap_exit,
+            links: FxHashSet::default(),
+            monitored_by: Vec::new(),
+            monitoring: FxHashMap::default(),
+            watchers: Vec::new(),
+            pending_exit: None,
+            name: None,
+        }
+    }
+
+    /// Queue a message and hand back the waker to call once the lock is released.
+    fn deliver(&mut self, msg: Message) -> Result<Option<Waker>, Message> {
+        self.mailbox.push(msg)?;
+        Ok(self.recv_waker.take())
+    }
+}
+
+impl Slot {
+    /// Mark the process to end with `reason` at its next poll; returns true if the task
+    /// must be woken.
+    fn set_exit(&self, st: &mut SlotState, reason: ExitReason) -> bool {
+        if st.pending_exit.is_none() || reason == ExitReason::Killed {
+            st.pending_exit = Some(reason);
+        }
+        self.exiting.store(true, Ordering::Release);
+        true
+    }
+}
+
+/// How an exit signal was sent; decides whether it can be trapped or ignored.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SignalKind {
+    /// A linked process ended.
+    Link,
+    /// `exit(pid, reason)`.
+    Exit,
+    /// `kill(pid)`: never trapped.
+    Kill,
+}
+
+struct Inner {
+    handle: Handle,
+    table: DashMap<Pid, Arc<Slot>, FxBuildHasher>,
+    next_pid: AtomicU64,
+    next_ref: AtomicU64,
+    registry: DashMap<Arc<str>, Pid>,
+    timers: DashMap<u64, Option<AbortHandle>, FxBuildHasher>,
+    shutting_down: AtomicBool,
+    live: AtomicUsize,
+    spawned: AtomicU64,
+    exited: AtomicU64,
+    all_exited: Notify,
+}
+
+/// A node: the table of processes and everything that acts on them.
+///
+/// Cheap to clone (a reference-counted handle). Create one per node inside a tokio
+/// runtime; processes run as tokio tasks on it. All operations are non-blocking.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("live", &self.process_count()).finish()
+    }
+}
+
+impl Runtime {
+    /// A node whose processes run on the current tokio runtime.
+    ///
+    /// # Panics
+    /// Panics when called outside a tokio runtime; use [`Runtime::with_handle`] there.
+    pub fn new() -> Runtime {
+        Runtime::with_handle(Handle::current())
+    }
+
+    /// A node whose processes run on the given tokio runtime.
+    pub fn with_handle(handle: Handle) -> Runtime {
+        Runtime {
+            inner: Arc::new(Inner {
+                handle,
+                table: DashMap::with_hasher(FxBuildHasher),
+                next_pid: AtomicU64::new(1),
+                next_ref: AtomicU64::new(1),
+                registry: DashMap::new(),
+                timers: DashMap::with_hasher(FxBuildHasher),
+                shutting_down: AtomicBool::new(false),
+                live: AtomicUsize::new(0),
+                spawned: AtomicU64::new(0),
+                exited: AtomicU64::new(0),
+                all_exited: Notify::new(),
+            }),
+        }
+    }
+
+    /// The tokio runtime the processes run on.
+    pub fn handle(&self) -> &Handle {
+        &self.inner.handle
+    }
+
+    /// Start a process with no parent. The body is an async closure given the process's
+    /// [`Context`]; what it returns becomes the exit reason (see [`IntoExitReason`]).
+    pub fn spawn<F, Fut>(&self, body: F) -> Pid
+    where
+        F: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoExitReason,
+    {
+        self.spawn_inner(None, SpawnOptions::default(), body, None).pid
+    }
+
+    /// Start a process with no parent and return a [`Watch`] that resolves to its exit
+    /// reason. Unlike `spawn` followed by [`Runtime::watch`], the watch is in place
+    /// before the process runs, so even an instant exit is seen with its real reason.
+    pub fn spawn_watched<F, Fut>(&self, options: SpawnOptions, body: F) -> (Pid, Watch)
+    where
+        F: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoExitReason,
+    {
+        let (tx, rx) = oneshot::channel();
+        let pid = self.spawn_inner(None, options, body, Some(tx)).pid;
+        (pid, Watch(Some(rx)))
+    }
+
+    /// Start a process with no parent and the given options (`link`/`monitor` need a
+    /// spawning process and are ignored here).
+    pub fn spawn_with<F, Fut>(&self, options: SpawnOptions, body: F) -> Pid
+    where
+        F: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoExitReason,
+    {
+        self.spawn_inner(None, options, body, None).pid
+    }
+
+    pub(crate) fn spawn_inner<F, Fut>(
+        &self,
+        parent: Option<&Context>,
+        options: SpawnOptions,
+        body: F,
+        watcher: Option<oneshot::Sender<ExitReason>>,
+    ) -> Spawned
+    where
+        F: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoExitReason,
+    {
+        let inner = &*self.inner;
+        let pid = Pid::from_raw(inner.next_pid.fetch_add(1, Ordering::Relaxed));
+        let parent_pid = parent.map(Context::pid);
+        let link = options.link && parent.is_some();
+        let monitor = (options.monitor && parent.is_some()).then(|| self.new_monitor_ref());
+
+        if inner.shutting_down.load(Ordering::Acquire) {
+            // A node that is shutting down starts nothing: the pid is never alive.
+            if let (Some(parent), Some(mref)) = (parent, monitor) {
+                parent.slot.state.lock().monitoring.insert(mref, pid);
+                self.deliver_down(parent.pid(), mref, pid, ExitReason::NoProc);
+            }
+            if let (Some(parent), true) = (parent, link) {
+                self.signal(parent.pid(), pid, ExitReason::NoProc, SignalKind::Exit);
+            }
+            if let Some(watcher) = watcher {
+                let _ = watcher.send(ExitReason::NoProc);
+            }
+            return Spawned { pid, monitor };
+        }
+
+        let mut state = SlotState::new(options.mailbox, options.trap_exit);
+        state.watchers.extend(watcher);
+        if let Some(parent) = parent_pid {
+            if link {
+                state.links.insert(parent);
+            }
+            if let Some(mref) = monitor {
+                state.monitored_by.push((mref, parent));
+            }
+        }
+        let slot = Arc::new(Slot {
+            pid,
+            parent: parent_pid,
+            state: Mutex::new(state),
+            exiting: AtomicBool::new(false),
+            task_waker: AtomicWaker::new(),
+        });
+        if let Some(parent) = parent {
+            let mut st = parent.slot.state.lock();
+            if link {
+                st.links.insert(pid);
+            }
+            if let Some(mref) = monitor {
+                st.monitoring.insert(mref, pid);
+            }
+        }
+        inner.table.insert(pid, slot.clone());
+        inner.live.fetch_add(1, Ordering::Relaxed);
+        inner.spawned.fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(%pid, parent = ?parent_pid, "spawn");
+        let ctx = Context::new(self.clone(), slot);
+        inner.handle.spawn(run_process(ctx, body));
+        Spawned { pid, monitor }
+    }
+
+    pub(crate) fn new_monitor_ref(&self) -> MonitorRef {
+        MonitorRef::from_raw(self.inner.next_ref.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Send a data message with tag 0. Never blocks and never fails: a message to a
+    /// process that does not exist, or that its full bounded mailbox refuses, is dropped.
+    pub fn send(&self, to: Pid, payload: impl Into<Payload>) {
+        let _ = self.try_send_tagged(to, 0, payload.into());
+    }
+
+    /// Send a data message with a tag (see [`Context::recv_tag`]). Never blocks or fails.
+    pub fn send_tagged(&self, to: Pid, tag: Tag, payload: impl Into<Payload>) {
+        let _ = self.try_send_tagged(to, tag, payload.into());
+    }
+
+    /// Send a data message, reporting whether it was queued.
+    ///
+    /// # Errors
+    /// Hands the payload back when the receiver does not exist or its bounded mailbox is
+    /// full (with [`Overflow::DropNewest`](crate::Overflow::DropNewest)).
+    pub fn try_send_tagged(&self, to: Pid, tag: Tag, payload: Payload) -> Result<(), SendError> {
+        let Some(slot) = self.inner.table.get(&to) else {
+            return Err(SendError { payload, kind: SendErrorKind::NoProc });
+        };
+        let mut st = slot.state.lock();
+        if !st.alive {
+            return Err(SendError { payload, kind: SendErrorKind::NoProc });
+        }
+        match st.deliver(Message::Data(Data { tag, payload })) {
+            Ok(waker) => {
+                drop(st);
+                drop(slot);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+                Ok(())
+            }
+            Err(Message::Data(data)) => {
+                Err(SendError { payload: data.payload, kind: SendErrorKind::Full })
+            }
+            Err(_) => unreachable!("only data messages are refused"),
+        }
+    }
+
+    /// Send an exit signal to `pid` from the node ([`Pid::NODE`]), as Erlang's `exit/2`:
+    /// a process that traps exits receives it as a message; otherwise any reason but
+    /// `normal` ends it.
+    pub fn exit(&self, pid: Pid, reason: ExitReason) {
+        self.signal(pid, Pid::NODE, reason, SignalKind::Exit);
+    }
+
+    /// End `pid` at once with reason [`ExitReason::Killed`]. Cannot be trapped. A process
+    /// blocked in receive, sleeping or spinning in wasm ends at its next poll.
+    pub fn kill(&self, pid: Pid) {
+        self.signal(pid, Pid::NODE, ExitReason::Killed, SignalKind::Kill);
+    }
+
+    pub(crate) fn exit_from(&self, from: Pid, pid: Pid, reason: ExitReason) {
+        self.signal(pid, from, reason, SignalKind::Exit);
+    }
+
+    pub(crate) fn kill_from(&self, from: Pid, pid: Pid) {
+        self.signal(pid, from, ExitReason::Killed, SignalKind::Kill);
+    }
+
+    fn signal(&self, target: Pid, from: Pid, reason: ExitReason, kind: SignalKind) {
+        let Some(slot) = self.inner.table.get(&target) else { return };
+        let mut st = slot.state.lock();
+        if !st.alive {
+            return;
+        }
+        if kind == SignalKind::Link && !st.links.remove(&from) {
+            // Unlinked meanwhile: the signal no longer concerns this process.
+            return;
+        }
+        let mut wake_task = false;
+        let mut wake_recv = None;
+        if kind == SignalKind::Kill {
+            wake_task = slot.set_exit(&mut st, ExitReason::Killed);
+        } else if st.trap_exit {
+            wake_recv = st
+                .deliver(Message::Exit(ExitSignal { from, reason }))
+                .expect("system messages are never refused");
+        } else if !reason.is_normal() {
+            wake_task = slot.set_exit(&mut st, reason);
+        } else if from == target {
+            wake_task = slot.set_exit(&mut st, reason);
+        }
+        drop(st);
+        if wake_task {
+            slot.task_waker.wake();
+        }
+        if let Some(waker) = wake_recv {
+            waker.wake();
+        }
+    }
+
+    pub(crate) fn deliver_down(&self, owner: Pid, monitor: MonitorRef, pid: Pid, reason: ExitReason) {
+        let Some(slot) = self.inner.table.get(&owner) else { return };
+        let mut st = slot.state.lock();
+        if !st.alive || st.monitoring.remove(&monitor).is_none() {
+            return;
+        }
+        let waker = st
+            .deliver(Message::Down(Down { monitor, pid, reason }))
+            .expect("system messages are never refused");
+        drop(st);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Link `me` (a live process, the caller) with `other`.
+    pub(crate) fn link(&self, me: &Slot, other: Pid) -> Result<(), Error> {
+        if other == me.pid {
+            return Ok(());
+        }
+        // Our side first, so a signal from `other` dying right now finds the link.
+        me.state.lock().links.insert(other);
+        let linked = match self.inner.table.get(&other) {
+            Some(slot) => {
+                let mut st = slot.state.lock();
+                st.alive && {
+                    st.links.insert(me.pid);
+                    true
+                }
+            }
+            None => false,
+        };
+        if linked {
+            Ok(())
+        } else {
+            me.state.lock().links.remove(&other);
+            Err(Error::NoProc(other))
+        }
+    }
+
+    pub(crate) fn unlink(&self, me: &Slot, other: Pid) {
+        {
+            let mut st = me.state.lock();
+            st.links.remove(&other);
+            st.mailbox
+                .remove_all(|m| matches!(m, Message::Exit(sig) if sig.from == other));
+        }
+        if let Some(slot) = self.inner.table.get(&other) {
+            slot.state.lock().links.remove(&me.pid);
+        }
+    }
+
+    pub(crate) fn monitor(&self, me: &Slot, target: Pid) -> MonitorRef {
+        let mref = self.new_monitor_ref();
+        me.state.lock().monitoring.insert(mref, target);
+        let watching = match self.inner.table.get(&target) {
+            Some(slot) => {
+                let mut st = slot.state.lock();
+                st.alive && {
+                    st.monitored_by.push((mref, me.pid));
+                    true
+                }
+            }
+            None => false,
+        };
+        if !watching {
+            self.deliver_down(me.pid, mref, target, ExitReason::NoProc);
+        }
+        mref
+    }
+
+    pub(crate) fn demonitor(&self, me: &Slot, mref: MonitorRef) -> bool {
+        let target = {
+            let mut st = me.state.lock();
+            st.mailbox
+                .remove_all(|m| matches!(m, Message::Down(down) if down.monitor == mref));
+            st.monitoring.remove(&mref)
+        };
+        let Some(target) = target else { return false };
+        if let Some(slot) = self.inner.table.get(&target) {
+            slot.state.lock().monitored_by.retain(|(m, _)| *m != mref);
+        }
+        true
+    }
+
+    /// Register `pid` under `name`.
+    ///
+    /// # Errors
+    /// [`Error::NoProc`] if `pid` is not alive, [`Error::NameTaken`] if another process
+    /// holds the name, [`Error::AlreadyNamed`] if `pid` already has a name.
+    pub fn register(&self, name: &str, pid: Pid) -> Result<(), Error> {
+        let slot = self.inner.table.get(&pid).ok_or(Error::NoProc(pid))?;
+        let mut st = slot.state.lock();
+        if !st.alive {
+            return Err(Error::NoProc(pid));
+        }
+        if let Some(held) = &st.name {
+            if &**held == name {
+                return Ok(());
+            }
+            return Err(Error::AlreadyNamed { pid, name: held.to_string() });
+        }
+        let name: Arc<str> = name.into();
+        match self.inner.registry.entry(name.clone()) {
+            dashmap::Entry::Occupied(entry) => {
+                Err(Error::NameTaken { name: name.to_string(), holder: *entry.get() })
+            }
+            dashmap::Entry::Vacant(entry) => {
+                entry.insert(pid);
+                st.name = Some(name);
+                Ok(())
+            }
+        }
+    }
+
+    /// Remove a registered name; returns the pid that held it.
+    pub fn unregister(&self, name: &str) -> Option<Pid> {
+        let (_, pid) = self.inner.registry.remove(name)?;
+        if let Some(slot) = self.inner.table.get(&pid) {
+            let mut st = slot.state.lock();
+            if st.name.as_deref() == Some(name) {
+                st.name = None;
+            }
+        }
+        Some(pid)
+    }
+
+    /// The process registered under `name`, if any.
+    pub fn whereis(&self, name: &str) -> Option<Pid> {
+        self.inner.registry.get(name).map(|entry| *entry)
+    }
+
+    /// The name `pid` is registered under, if any.
+    pub fn registered_name(&self, pid: Pid) -> Option<String> {
+        let slot = self.inner.table.get(&pid)?;
+        slot.state.lock().name.as_deref().map(str::to_owned)
+    }
+
+    /// Send a data message to `to` after `delay`. The timer lives on the node, not on
+    /// the caller: it fires even if the caller has ended.
+    pub fn send_after(&self, to: Pid, tag: Tag, payload: impl Into<Payload>, delay: Duration) -> TimerRef {
+        let id = self.inner.next_ref.fetch_add(1, Ordering::Relaxed);
+        let payload = payload.into();
+        self.inner.timers.insert(id, None);
+        let rt = self.clone();
+        let task = self.inner.handle.spawn(async move {
+            tokio::time::sleep(delay).await;
+            if rt.inner.timers.remove(&id).is_some() {
+                rt.send_tagged(to, tag, payload);
+            }
+        });
+        if let Some(mut entry) = self.inner.timers.get_mut(&id) {
+            *entry = Some(task.abort_handle());
+        }
+        TimerRef::from_raw(id)
+    }
+
+    /// Cancel a timer. Returns true if it had not fired (its message will never arrive).
+    pub fn cancel_timer(&self, timer: TimerRef) -> bool {
+        match self.inner.timers.remove(&timer.as_raw()) {
+            Some((_, handle)) => {
+                if let Some(handle) = handle {
+                    handle.abort();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `pid` is alive.
+    pub fn is_alive(&self, pid: Pid) -> bool {
+        self.inner.table.get(&pid).is_some_and(|slot| slot.state.lock().alive)
+    }
+
+    /// The process that spawned `pid`, if it was spawned by a process and is alive.
+    pub fn parent_of(&self, pid: Pid) -> Option<Pid> {
+        self.inner.table.get(&pid).and_then(|slot| slot.parent)
+    }
+
+    /// The number of processes alive now.
+    pub fn process_count(&self) -> usize {
+        self.inner.live.load(Ordering::Relaxed)
+    }
+
+    /// The pids of every process alive now, in no particular order.
+    pub fn processes(&self) -> Vec<Pid> {
+        self.inner.table.iter().map(|entry| *entry.key()).collect()
+    }
+
+    /// Counters about this node.
+    pub fn stats(&self) -> RuntimeStats {
+        RuntimeStats {
+            spawned: self.inner.spawned.load(Ordering::Relaxed),
+            exited: self.inner.exited.load(Ordering::Relaxed),
+            live: self.process_count(),
+        }
+    }
+
+    /// Mailbox counters of `pid`, if alive.
+    pub fn mailbox_stats(&self, pid: Pid) -> Option<crate::MailboxStats> {
+        let slot = self.inner.table.get(&pid)?;
+        Some(slot.state.lock().mailbox.stats())
+    }
+
+    /// Wait for `pid` to end and return its exit reason ([`ExitReason::NoProc`] at once
+    /// if it is not alive). For host code outside any process; processes use monitors.
+    ///
+    /// # Cancel safety
+    /// Dropping the future only stops waiting; the process is not affected.
+    pub fn watch(&self, pid: Pid) -> Watch {
+        Watch(self.inner.table.get(&pid).and_then(|slot| {
+            let mut st = slot.state.lock();
+            st.alive.then(|| {
+                let (tx, rx) = oneshot::channel();
+                st.watchers.push(tx);
+                rx
+            })
+        }))
+    }
+
+    /// Whether [`Runtime::shutdown`] has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Stop the whole node gracefully.
+    ///
+    /// From then on, spawns start nothing. Root processes (those spawned from outside any
+    /// process, typically supervisors) receive a `shutdown` exit signal one by one, newest
+    /// first, and each gets up to `grace` to end — a supervisor uses that time to stop
+    /// its children in reverse start order. Any process still alive then receives
+    /// `shutdown`, and after another `grace`, is killed. Returns when no process is left.
+    ///
+    /// # Cancel safety
+    /// Dropping the future part-way leaves the node shutting down but stops escalating.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        let mut roots: Vec<Pid> = self
+            .inner
+            .table
+            .iter()
+            .filter(|entry| entry.parent.is_none())
+            .map(|entry| *entry.key())
+            .collect();
+        roots.sort_unstable_by(|a, b| b.cmp(a));
+        for root in roots {
+            let ended = self.watch(root);
+            self.exit(root, ExitReason::Shutdown);
+            let _ = tokio::time::timeout(grace, ended).await;
+        }
+        if self.wait_all(Duration::ZERO).await {
+            return;
+        }
+        for pid in self.processes() {
+            self.exit(pid, ExitReason::Shutdown);
+        }
+        if self.wait_all(grace).await {
+            return;
+        }
+        for pid in self.processes() {
+            tracing::warn!(%pid, "killed at node shutdown");
+            self.kill(pid);
+        }
+        self.wait_all(Duration::MAX).await;
+    }
+
+    async fn wait_all(&self, limit: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.inner.all_exited.notified();
+                if self.process_count() == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok() || self.process_count() == 0
+    }
+
+    fn finish(&self, slot: &Slot, reason: ExitReason) {
+        let pid = slot.pid;
+        let (links, monitored_by, monitoring, watchers, name, leftovers) = {
+            let mut st = slot.state.lock();
+            st.alive = false;
+            st.recv_waker = None;
+            (
+                std::mem::take(&mut st.links),
+                std::mem::take(&mut st.monitored_by),
+                std::mem::take(&mut st.monitoring),
+                std::mem::take(&mut st.watchers),
+                st.name.take(),
+                st.mailbox.clear(),
+            )
+        };
+        drop(leftovers);
+        self.inner.table.remove(&pid);
+        if let Some(name) = name {
+            self.inner.registry.remove_if(&name, |_, holder| *holder == pid);
+        }
+        tracing::trace!(%pid, %reason, "exit");
+        for linked in links {
+            self.signal(linked, pid, reason.clone(), SignalKind::Link);
+        }
+        for (mref, owner) in monitored_by {
+            self.deliver_down(owner, mref, pid, reason.clone());
+        }
+        for (mref, target) in monitoring {
+            if let Some(target) = self.inner.table.get(&target) {
+                target.state.lock().monitored_by.retain(|(m, _)| *m != mref);
+            }
+        }
+        for watcher in watchers {
+            let _ = watcher.send(reason.clone());
+        }
+        self.inner.exited.fetch_add(1, Ordering::Relaxed);
+        if self.inner.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.inner.all_exited.notify_waiters();
+        }
+    }
+}
+
+impl Default for Runtime {
+    fn default() -> Runtime {
+        Runtime::new()
+    }
+}
+
+
+async fn run_process<F, Fut>(ctx: Context, body: F)
+where
+    F: FnOnce(Context) -> Fut + Send + 'static,
+    Fut: Future + Send + 'static,
+    Fut::Output: IntoExitReason,
+{
+    let slot = ctx.slot.clone();
+    let rt = ctx.runtime().clone();
+    let reason = match catch_unwind(AssertUnwindSafe(|| body(ctx))) {
+        Err(panic) => crashed(panic),
+        Ok(future) => {
+            let mut future = pin!(future);
+            poll_fn(|cx| {
+                slot.task_waker.register(cx.waker());
+                if slot.exiting.load(Ordering::Acquire)
+                    && let Some(reason) = slot.state.lock().pending_exit.take()
+                {
+                    return Poll::Ready(reason);
+                }
+                match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+                    Ok(Poll::Ready(out)) => Poll::Ready(out.into_exit_reason()),
+                    Ok(Poll::Pending) => Poll::Pending,
+                    Err(panic) => Poll::Ready(crashed(panic)),
+                }
+            })
+            .await
+        }
+        // The body future is dropped here, before anyone hears of the exit, so whatever
+        // it holds (a wasm instance, a pool slot) is released first.
+    };
+    rt.finish(&slot, reason);
+}
+
+fn crashed(panic: Box<dyn std::any::Any + Send>) -> ExitReason {
+    let text = if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    };
+    ExitReason::crashed(format!("panicked: {text}"))
+}

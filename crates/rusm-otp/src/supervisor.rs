@@ -1,0 +1,391 @@
+//! Supervisors: processes that start children, watch them and restart them.
+//!
+//! A supervisor is an ordinary process (see [`supervise`]) that traps exits, starts its
+//! children in order, and when one ends applies its [`Strategy`] and each child's
+//! [`Restart`] type. If children are restarted more than `max_restarts` times within
+//! `period`, the supervisor stops every child (in reverse start order) and exits with
+//! [`ExitReason::MaxRestartIntensity`], leaving the decision to its own supervisor.
+//!
+//! ```
+//! use std::time::Duration;
+//! use rusm_otp::{Runtime, supervisor::{ChildSpec, Strategy, SupervisorSpec, supervise}};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let rt = Runtime::new();
+//! let spec = SupervisorSpec::new(Strategy::OneForOne)
+//!     .intensity(3, Duration::from_secs(5))
+//!     .child(ChildSpec::worker("ticker", |ctx| async move {
+//!         let _ = ctx.register("ticker");
+//!         loop { ctx.recv().await; }
+//!     }));
+//! let sup = rt.spawn(move |ctx| supervise(ctx, spec));
+//! # let _ = sup;
+//! # rt.shutdown(Duration::from_secs(1)).await;
+//! # });
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::context::Context;
+use crate::message::Message;
+use crate::reason::{ExitReason, IntoExitReason};
+use crate::Pid;
+
+/// Which children are restarted when one ends and must be restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Only the child that ended.
+    OneForOne,
+    /// Every child: the others are stopped (in reverse start order), then all are
+    /// started again in order.
+    OneForAll,
+    /// The child that ended and every child started after it.
+    RestForOne,
+}
+
+/// When a child is restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// Always.
+    Permanent,
+    /// Only after an abnormal exit (anything but `normal` or `shutdown`).
+    Transient,
+    /// Never; the child is forgotten once it ends.
+    Temporary,
+}
+
+/// How a child is stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Kill it at once.
+    BrutalKill,
+    /// Send it a `shutdown` exit signal and wait this long for it to end; then kill it.
+    Timeout(Duration),
+    /// Send it a `shutdown` exit signal and wait as long as it takes (for supervisors).
+    Infinity,
+}
+
+/// How a child is started: called with the supervisor's context, returns the child's
+/// pid. The supervisor links to the child itself (a `spawn_link` is fine too).
+pub type StartFn = Arc<dyn Fn(&Context) -> Result<Pid, ExitReason> + Send + Sync>;
+
+/// A child of a supervisor.
+#[derive(Clone)]
+pub struct ChildSpec {
+    /// A name for the child, unique within its supervisor; used in logs.
+    pub id: String,
+    start: StartFn,
+    /// When the child is restarted.
+    pub restart: Restart,
+    /// How the child is stopped.
+    pub shutdown: Shutdown,
+    /// When set, the child counts as started only once it calls [`init_done`]; the
+    /// supervisor waits up to this long before starting the next child.
+    pub await_init: Option<Duration>,
+}
+
+impl fmt::Debug for ChildSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildSpec")
+            .field("id", &self.id)
+            .field("restart", &self.restart)
+            .field("shutdown", &self.shutdown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChildSpec {
+    /// A permanent child started by `start`, stopped with a 5 second shutdown timeout.
+    pub fn new(
+        id: impl Into<String>,
+        start: impl Fn(&Context) -> Result<Pid, ExitReason> + Send + Sync + 'static,
+    ) -> ChildSpec {
+        ChildSpec {
+            id: id.into(),
+            start: Arc::new(start),
+            restart: Restart::Permanent,
+            shutdown: Shutdown::Timeout(Duration::from_secs(5)),
+            await_init: None,
+        }
+    }
+
+    /// A permanent child running `body` as a native process.
+    pub fn worker<F, Fut>(id: impl Into<String>, body: F) -> ChildSpec
+    where
+        F: Fn(Context) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: IntoExitReason,
+    {
+        let body = Arc::new(body);
+        ChildSpec::new(id, move |ctx| {
+            let body = body.clone();
+            Ok(ctx.spawn_link(move |child| body(child)))
+        })
+    }
+
+    /// A child that is itself a supervisor; stopped with [`Shutdown::Infinity`], and
+    /// started synchronously: it counts as started once all its own children have.
+    pub fn supervisor(id: impl Into<String>, spec: SupervisorSpec) -> ChildSpec {
+        let mut child = ChildSpec::new(id, move |ctx| {
+            let spec = spec.clone();
+            Ok(ctx.spawn_link(move |child| supervise(child, spec)))
+        });
+        child.shutdown = Shutdown::Infinity;
+        child.await_init = Some(Duration::from_secs(24 * 3600));
+        child
+    }
+
+    /// Set the restart type.
+    pub fn restart(mut self, restart: Restart) -> ChildSpec {
+        self.restart = restart;
+        self
+    }
+
+    /// Set how the child is stopped.
+    pub fn shutdown(mut self, shutdown: Shutdown) -> ChildSpec {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// Start the child synchronously, as Erlang's `start_link` does: the supervisor waits
+    /// (up to `timeout`) for the child to call [`init_done`] before it starts the next
+    /// child, so later children can rely on earlier ones being initialised. A child that
+    /// exits or times out first has failed to start.
+    pub fn await_init(mut self, timeout: Duration) -> ChildSpec {
+        self.await_init = Some(timeout);
+        self
+    }
+}
+
+/// The tag of the start acknowledgement [`init_done`] sends. Tags from `u64::MAX - 255`
+/// up are reserved for the runtime.
+pub const INIT_DONE_TAG: crate::Tag = u64::MAX;
+
+/// Tell the supervisor (this process's parent) that initialisation is complete; see
+/// [`ChildSpec::await_init`]. Harmless when nobody waits.
+pub fn init_done(ctx: &Context) {
+    if let Some(parent) = ctx.parent() {
+        ctx.send_tagged(parent, INIT_DONE_TAG, crate::Payload::value(ctx.pid()));
+    }
+}
+
+/// A supervisor's configuration.
+#[derive(Debug, Clone)]
+pub struct SupervisorSpec {
+    /// Which children restart together.
+    pub strategy: Strategy,
+    /// The most restarts allowed within `period`; one more and the supervisor gives up.
+    pub max_restarts: u32,
+    /// The window `max_restarts` is counted in.
+    pub period: Duration,
+    /// The children, in start order.
+    pub children: Vec<ChildSpec>,
+}
+
+impl SupervisorSpec {
+    /// A supervisor with no children and Erlang's default intensity (1 restart in 5 s).
+    pub fn new(strategy: Strategy) -> SupervisorSpec {
+        SupervisorSpec { strategy, max_restarts: 1, period: Duration::from_secs(5), children: Vec::new() }
+    }
+
+    /// Allow at most `max_restarts` restarts within `period`.
+    pub fn intensity(mut self, max_restarts: u32, period: Duration) -> SupervisorSpec {
+        self.max_restarts = max_restarts;
+        self.period = period;
+        self
+    }
+
+    /// Add a child (started after those added before).
+    pub fn child(mut self, child: ChildSpec) -> SupervisorSpec {
+        self.children.push(child);
+        self
+    }
+}
+
+struct Child {
+    spec: ChildSpec,
+    pid: Option<Pid>,
+}
+
+/// The body of a supervisor process: spawn it with `rt.spawn(|ctx| supervise(ctx, spec))`
+/// or as a child with [`ChildSpec::supervisor`].
+///
+/// It ends when its parent (or the node, at shutdown) sends it an exit signal — after
+/// stopping its children in reverse start order — or when the restart intensity is
+/// exceeded, or when a child fails to start at first.
+pub async fn supervise(ctx: Context, spec: SupervisorSpec) -> ExitReason {
+    ctx.trap_exit(true);
+    let mut sup = Supervisor {
+        children: spec.children.into_iter().map(|spec| Child { spec, pid: None }).collect(),
+        strategy: spec.strategy,
+        max_restarts: spec.max_restarts,
+        period: spec.period,
+        restarts: VecDeque::new(),
+    };
+    let all = 0..sup.children.len();
+    if let Err((id, reason)) = sup.start_range(&ctx, all).await {
+        tracing::error!(supervisor = %ctx.pid(), child = %id, %reason, "child failed to start");
+        sup.stop_range(&ctx, 0..sup.children.len()).await;
+        return reason;
+    }
+    init_done(&ctx);
+    let mut failed: VecDeque<(usize, ExitReason)> = VecDeque::new();
+    loop {
+        let (idx, reason) = match failed.pop_front() {
+            Some(event) => event,
+            None => {
+                let Message::Exit(signal) = ctx.recv().await else { continue };
+                match sup.children.iter().position(|c| c.pid == Some(signal.from)) {
+                    Some(idx) => (idx, signal.reason),
+                    None if Some(signal.from) == ctx.parent() || signal.from == Pid::NODE => {
+                        sup.stop_range(&ctx, 0..sup.children.len()).await;
+                        return signal.reason;
+                    }
+                    None => continue,
+                }
+            }
+        };
+        sup.children[idx].pid = None;
+        let child = &sup.children[idx].spec;
+        let restart = match child.restart {
+            Restart::Permanent => true,
+            Restart::Transient => !reason.is_clean_stop(),
+            Restart::Temporary => false,
+        };
+        if !restart {
+            tracing::debug!(supervisor = %ctx.pid(), child = %child.id, %reason, "child ended");
+            if child.restart == Restart::Temporary {
+                sup.children.remove(idx);
+            }
+            continue;
+        }
+        tracing::info!(supervisor = %ctx.pid(), child = %child.id, %reason, "child ended; restarting");
+        if !sup.note_restart() {
+            tracing::error!(supervisor = %ctx.pid(), "reached max restart intensity; giving up");
+            sup.stop_range(&ctx, 0..sup.children.len()).await;
+            return ExitReason::MaxRestartIntensity;
+        }
+        let range = match sup.strategy {
+            Strategy::OneForOne => idx..idx + 1,
+            Strategy::OneForAll => 0..sup.children.len(),
+            Strategy::RestForOne => idx..sup.children.len(),
+        };
+        sup.stop_range(&ctx, range.clone()).await;
+        // Temporary children stopped on a sibling's account are not started again.
+        let mut range = range;
+        let mut i = range.start;
+        while i < range.end {
+            if i != idx && sup.children[i].spec.restart == Restart::Temporary {
+                sup.children.remove(i);
+                range.end -= 1;
+            } else {
+                i += 1;
+            }
+        }
+        let idx_after = idx.min(sup.children.len());
+        if let Err((id, reason)) = sup.start_range(&ctx, range).await {
+            let at = sup.children.iter().position(|c| c.spec.id == id).unwrap_or(idx_after);
+            failed.push_back((at, reason));
+        }
+    }
+}
+
+struct Supervisor {
+    children: Vec<Child>,
+    strategy: Strategy,
+    max_restarts: u32,
+    period: Duration,
+    restarts: VecDeque<Instant>,
+}
+
+impl Supervisor {
+    /// Record a restart; false if that exceeds the intensity.
+    fn note_restart(&mut self) -> bool {
+        let now = Instant::now();
+        self.restarts.push_back(now);
+        while self.restarts.front().is_some_and(|t| now.duration_since(*t) > self.period) {
+            self.restarts.pop_front();
+        }
+        self.restarts.len() <= self.max_restarts as usize
+    }
+
+    /// Start the children in `range` that are not running, in order.
+    async fn start_range(
+        &mut self,
+        ctx: &Context,
+        range: Range<usize>,
+    ) -> Result<(), (String, ExitReason)> {
+        for child in &mut self.children[range] {
+            if child.pid.is_some() {
+                continue;
+            }
+            let id = || child.spec.id.clone();
+            let pid = (child.spec.start)(ctx).map_err(|reason| (id(), reason))?;
+            if let Err(_noproc) = ctx.link(pid) {
+                // It ended before we could link; treat it as having exited.
+                return Err((id(), ExitReason::NoProc));
+            }
+            if let Some(timeout) = child.spec.await_init {
+                let answer = ctx
+                    .recv_match_timeout(
+                        |m| match m {
+                            Message::Data(d) => {
+                                d.tag == INIT_DONE_TAG && d.payload.downcast_ref::<Pid>() == Some(&pid)
+                            }
+                            Message::Exit(sig) => sig.from == pid,
+                            _ => false,
+                        },
+                        timeout,
+                    )
+                    .await;
+                match answer {
+                    Some(Message::Data(_)) => {}
+                    Some(Message::Exit(sig)) => return Err((id(), sig.reason)),
+                    _ => {
+                        ctx.unlink(pid);
+                        ctx.kill(pid);
+                        return Err((id(), ExitReason::custom("child did not finish init in time")));
+                    }
+                }
+            }
+            tracing::debug!(supervisor = %ctx.pid(), child = %child.spec.id, %pid, "child started");
+            child.pid = Some(pid);
+        }
+        Ok(())
+    }
+
+    /// Stop the running children in `range`, in reverse order.
+    async fn stop_range(&mut self, ctx: &Context, range: Range<usize>) {
+        for child in self.children[range].iter_mut().rev() {
+            if let Some(pid) = child.pid.take() {
+                stop_child(ctx, pid, child.spec.shutdown).await;
+            }
+        }
+    }
+}
+
+async fn stop_child(ctx: &Context, pid: Pid, shutdown: Shutdown) {
+    ctx.unlink(pid);
+    let monitor = ctx.monitor(pid);
+    let is_down = |m: &Message| matches!(m, Message::Down(down) if down.monitor == monitor);
+    match shutdown {
+        Shutdown::BrutalKill => ctx.kill(pid),
+        Shutdown::Timeout(grace) => {
+            ctx.exit(pid, ExitReason::Shutdown);
+            if ctx.recv_match_timeout(is_down, grace).await.is_some() {
+                return;
+            }
+            tracing::warn!(supervisor = %ctx.pid(), child = %pid, "child ignored shutdown; killing it");
+            ctx.kill(pid);
+        }
+        Shutdown::Infinity => ctx.exit(pid, ExitReason::Shutdown),
+    }
+    ctx.recv_match(is_down).await;
+}
