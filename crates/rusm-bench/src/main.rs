@@ -1,0 +1,149 @@
+//! `rusm-bench`: rusm's benchmarks, each figure beside a baseline measured in the same
+//! process in the same run.
+//!
+//! ```text
+//! cargo run --release -p rusm-bench -- <scenario> [n] [--m M] [--workers W] [--repeats R] [--json]
+//! cargo run --release -p rusm-bench -- all
+//! ```
+//!
+//! Scenarios live in their own modules (`native` now; wasm scenarios go in a module
+//! beside it) and return [`report::Figure`]s; the output format is `report`'s alone.
+
+mod harness;
+mod native;
+mod report;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Result, bail};
+use clap::{Parser, ValueEnum};
+
+use crate::native::Params;
+use crate::report::{Figure, Report};
+
+/// rusm benchmarks: every rusm rate beside a baseline measured in the same run.
+#[derive(Debug, Parser)]
+#[command(name = "rusm-bench")]
+struct Cli {
+    /// What to run.
+    scenario: Scenario,
+    /// Main size: processes (spawn-native, ring), round trips (ping-pong), receivers
+    /// (fan-out). Defaults per scenario; not allowed with `all`.
+    n: Option<u64>,
+    /// Second size: laps (ring), messages per receiver (fan-out).
+    #[arg(long)]
+    m: Option<u64>,
+    /// Tokio worker threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Measured repeats per side (after one warm-up run); the median is reported.
+    #[arg(long, default_value_t = 7)]
+    repeats: usize,
+    /// Print one JSON document instead of text lines.
+    #[arg(long)]
+    json: bool,
+    /// Run only the rusm side of each figure (for profiling; no baseline, no ratio).
+    #[arg(long, hide = true)]
+    rusm_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Spawn n processes that each reply once and exit; collect every reply.
+    SpawnNative,
+    /// n round trips between two processes.
+    PingPong,
+    /// n processes pass a token around m times.
+    Ring,
+    /// 1 sender -> n receivers, m messages each.
+    FanOut,
+    /// Every scenario above with its default sizes.
+    All,
+}
+
+impl Scenario {
+    const EACH: [Scenario; 4] = [
+        Scenario::SpawnNative,
+        Scenario::PingPong,
+        Scenario::Ring,
+        Scenario::FanOut,
+    ];
+
+    /// Default (n, m).
+    fn defaults(self) -> (u64, u64) {
+        match self {
+            Scenario::SpawnNative => (500_000, 0),
+            Scenario::PingPong => (1_000_000, 0),
+            Scenario::Ring => (1_000, 1_000),
+            Scenario::FanOut => (100, 20_000),
+            Scenario::All => (0, 0),
+        }
+    }
+
+    async fn run(self, p: Params) -> Result<Vec<Figure>> {
+        match self {
+            Scenario::SpawnNative => native::spawn_native(p).await,
+            Scenario::PingPong => native::ping_pong(p).await,
+            Scenario::Ring => native::ring(p).await,
+            Scenario::FanOut => native::fan_out(p).await,
+            Scenario::All => unreachable!("`all` is expanded before running"),
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if cli.workers == 0 || cli.repeats == 0 {
+        bail!("--workers and --repeats must be at least 1");
+    }
+    let scenarios: Vec<Scenario> = if cli.scenario == Scenario::All {
+        if cli.n.is_some() || cli.m.is_some() {
+            bail!("n and --m size one scenario; `all` uses each scenario's defaults");
+        }
+        Scenario::EACH.to_vec()
+    } else {
+        vec![cli.scenario]
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.workers)
+        .enable_all()
+        .build()?;
+
+    if !cli.json {
+        println!(
+            "# rusm-bench: {} tokio workers; rates are the median of {} runs per side after 1 \
+             warm-up, the baseline run right after rusm in each round, in the same process; \
+             ratio = median of the per-round rusm/baseline ratios [min..max]",
+            cli.workers, cli.repeats
+        );
+    }
+    let mut figures = Vec::new();
+    for scenario in scenarios {
+        let (n, m) = scenario.defaults();
+        let params = Params {
+            n: cli.n.unwrap_or(n),
+            m: cli.m.unwrap_or(m),
+            repeats: cli.repeats,
+            rusm_only: cli.rusm_only,
+        };
+        let found = runtime.block_on(scenario.run(params))?;
+        if !cli.json {
+            for figure in &found {
+                println!("{}", figure.line());
+            }
+        }
+        figures.extend(found);
+    }
+    if cli.json {
+        let report = Report {
+            workers: cli.workers,
+            repeats: cli.repeats,
+            unix_time: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            figures,
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}

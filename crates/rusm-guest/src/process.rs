@@ -1,0 +1,345 @@
+//! The actor model seen from inside a process: a safe face over the
+//! `rusm:runtime/process` imports.
+
+use std::time::Duration;
+
+use crate::bindings::rusm::runtime::process as imports;
+use crate::bindings::rusm::runtime::types as raw;
+use crate::{Error, ExitReason, Message, MonitorRef, Pid, Tag, TimerRef};
+
+/// Converts a duration to the whole milliseconds the runtime takes, rounding any
+/// fraction up so that a non-zero wait never becomes a poll.
+pub(crate) fn millis(duration: Duration) -> u64 {
+    let whole = duration.as_millis();
+    let millis = if duration.subsec_nanos().is_multiple_of(1_000_000) {
+        whole
+    } else {
+        whole + 1
+    };
+    u64::try_from(millis).unwrap_or(u64::MAX)
+}
+
+/// This process's own pid.
+pub fn self_pid() -> Pid {
+    Pid::from_raw(imports::self_())
+}
+
+/// Sends a data message. Never blocks.
+///
+/// A message to a process that no longer exists is dropped, as in Erlang; this fails
+/// only when the message breaks the caller's limits.
+pub fn send(to: Pid, tag: Tag, payload: impl AsRef<[u8]>) -> Result<(), Error> {
+    imports::send(to.as_raw(), tag, payload.as_ref()).map_err(Error::from)
+}
+
+fn raw_receive(timeout: Option<Duration>, selector: Option<&Selector>) -> Option<Message> {
+    imports::receive(timeout.map(millis), selector.map(|s| &s.raw)).map(Message::from)
+}
+
+/// Takes the first message in the mailbox, waiting as long as it takes.
+pub fn receive() -> Message {
+    raw_receive(None, None).expect("the runtime returned no message from a receive without timeout")
+}
+
+/// Takes the first message in the mailbox, waiting up to `timeout`.
+///
+/// Returns `None` when nothing arrived in time. A zero timeout polls. Fractions of a
+/// millisecond are rounded up.
+pub fn receive_timeout(timeout: Duration) -> Option<Message> {
+    raw_receive(Some(timeout), None)
+}
+
+/// Takes the first data message tagged `tag` and returns its payload, waiting as long as
+/// it takes. Other messages keep their place in the mailbox.
+pub fn receive_tag(tag: Tag) -> Vec<u8> {
+    let message = Selector::new().tag(tag).receive();
+    message
+        .into_payload()
+        .expect("the runtime returned a message the selector does not match")
+}
+
+/// Takes the first data message tagged `tag` and returns its payload, waiting up to
+/// `timeout`. Other messages keep their place in the mailbox.
+pub fn receive_tag_timeout(tag: Tag, timeout: Duration) -> Option<Vec<u8>> {
+    let message = Selector::new().tag(tag).receive_timeout(timeout)?;
+    Some(
+        message
+            .into_payload()
+            .expect("the runtime returned a message the selector does not match"),
+    )
+}
+
+/// Takes the first message `selector` matches, waiting as long as it takes.
+pub fn receive_selected(selector: &Selector) -> Message {
+    selector.receive()
+}
+
+/// Takes the first message `selector` matches, waiting up to `timeout`.
+pub fn receive_selected_timeout(selector: &Selector, timeout: Duration) -> Option<Message> {
+    selector.receive_timeout(timeout)
+}
+
+/// Which messages a selective receive may take.
+///
+/// A message matches if it matches any part: a data message with one of the tags, a
+/// `Down` for one of the monitors, or any `Exit` when [`Selector::exits`] was set.
+/// Messages that do not match keep their place and order in the mailbox. An empty
+/// selector matches nothing.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use rusm_guest::{Message, Selector};
+///
+/// # let monitor = rusm_guest::MonitorRef::from_raw(1);
+/// let selector = Selector::new().tag(7).monitor(monitor).exits();
+/// match selector.receive_timeout(Duration::from_secs(1)) {
+///     Some(Message::Data { payload, .. }) => println!("reply: {payload:?}"),
+///     Some(other) => println!("signal: {other:?}"),
+///     None => println!("timed out"),
+/// }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Selector {
+    raw: raw::Selector,
+}
+
+impl Default for Selector {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Selector {
+    /// A selector that matches nothing yet.
+    pub fn new() -> Self {
+        Self {
+            raw: raw::Selector {
+                tags: Vec::new(),
+                monitors: Vec::new(),
+                exits: false,
+            },
+        }
+    }
+
+    /// Also match data messages tagged `tag`.
+    pub fn tag(mut self, tag: Tag) -> Self {
+        self.raw.tags.push(tag);
+        self
+    }
+
+    /// Also match data messages with any of these tags.
+    pub fn tags(mut self, tags: impl IntoIterator<Item = Tag>) -> Self {
+        self.raw.tags.extend(tags);
+        self
+    }
+
+    /// Also match the `Down` message of this monitor.
+    pub fn monitor(mut self, monitor: MonitorRef) -> Self {
+        self.raw.monitors.push(monitor.as_raw());
+        self
+    }
+
+    /// Also match the `Down` messages of any of these monitors.
+    pub fn monitors(mut self, monitors: impl IntoIterator<Item = MonitorRef>) -> Self {
+        self.raw
+            .monitors
+            .extend(monitors.into_iter().map(MonitorRef::as_raw));
+        self
+    }
+
+    /// Also match every `Exit` message.
+    pub fn exits(mut self) -> Self {
+        self.raw.exits = true;
+        self
+    }
+
+    /// Takes the first matching message, waiting as long as it takes.
+    pub fn receive(&self) -> Message {
+        raw_receive(None, Some(self))
+            .expect("the runtime returned no message from a receive without timeout")
+    }
+
+    /// Takes the first matching message, waiting up to `timeout`; `None` on timeout.
+    pub fn receive_timeout(&self, timeout: Duration) -> Option<Message> {
+        raw_receive(Some(timeout), Some(self))
+    }
+}
+
+/// Options for [`spawn`], built step by step.
+///
+/// ```no_run
+/// use rusm_guest::{spawn, SpawnOptions};
+///
+/// let child = spawn("worker", SpawnOptions::new().link(true).init(b"config".to_vec()))?;
+/// println!("started {}", child.pid);
+/// # Ok::<(), rusm_guest::Error>(())
+/// ```
+#[derive(Clone, Default, Debug)]
+pub struct SpawnOptions {
+    link: bool,
+    monitor: bool,
+    init: Vec<u8>,
+    policy: Option<String>,
+}
+
+impl SpawnOptions {
+    /// No link, no monitor, empty init, the caller's own policy.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Link the new process to the caller.
+    pub fn link(mut self, link: bool) -> Self {
+        self.link = link;
+        self
+    }
+
+    /// Monitor the new process from the caller; [`Spawned::monitor`] then holds the
+    /// reference.
+    pub fn monitor(mut self, monitor: bool) -> Self {
+        self.monitor = monitor;
+        self
+    }
+
+    /// The bytes handed to the new process's entry point.
+    pub fn init(mut self, init: impl Into<Vec<u8>>) -> Self {
+        self.init = init.into();
+        self
+    }
+
+    /// Run the child under the named policy, which must grant no more than the caller
+    /// holds.
+    pub fn policy(mut self, policy: impl Into<String>) -> Self {
+        self.policy = Some(policy.into());
+        self
+    }
+
+    /// Run the child under the caller's own policy (the default).
+    pub fn inherit_policy(mut self) -> Self {
+        self.policy = None;
+        self
+    }
+}
+
+/// What [`spawn`] returns.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Spawned {
+    /// The new process.
+    pub pid: Pid,
+    /// The monitor reference, when [`SpawnOptions::monitor`] was set.
+    pub monitor: Option<MonitorRef>,
+}
+
+/// Starts a new process running the named component.
+pub fn spawn(component: &str, options: SpawnOptions) -> Result<Spawned, Error> {
+    let options = raw::SpawnOptions {
+        link: options.link,
+        monitor: options.monitor,
+        init: options.init,
+        policy: options.policy,
+    };
+    let spawned = imports::spawn(component, &options)?;
+    Ok(Spawned {
+        pid: Pid::from_raw(spawned.pid),
+        monitor: spawned.monitor.map(MonitorRef::from_raw),
+    })
+}
+
+/// Links this process with `pid`: when either ends abnormally the other receives an
+/// exit signal. Fails with [`Error::Noproc`] when `pid` does not exist.
+pub fn link(pid: Pid) -> Result<(), Error> {
+    imports::link(pid.as_raw()).map_err(Error::from)
+}
+
+/// Removes a link. Does nothing if there is none.
+pub fn unlink(pid: Pid) {
+    imports::unlink(pid.as_raw());
+}
+
+/// Monitors `pid`: a [`Message::Down`] arrives when it ends, at once (reason
+/// `noproc`) if it does not exist.
+pub fn monitor(pid: Pid) -> MonitorRef {
+    MonitorRef::from_raw(imports::monitor(pid.as_raw()))
+}
+
+/// Stops monitoring and removes a `Down` message of this monitor already in the
+/// mailbox. Returns true if the monitor was active.
+pub fn demonitor(monitor: MonitorRef) -> bool {
+    imports::demonitor(monitor.as_raw())
+}
+
+/// Turns exit signals into [`Message::Exit`] messages (`true`) or lets them end this
+/// process (`false`). `killed` can never be trapped. Returns the previous setting.
+pub fn trap_exit(enabled: bool) -> bool {
+    imports::trap_exit(enabled)
+}
+
+/// Sends an exit signal to `pid`, as Erlang's `exit/2`. Subject to the policy's kill
+/// right unless `pid` is this process.
+pub fn exit(pid: Pid, reason: ExitReason) -> Result<(), Error> {
+    imports::exit(pid.as_raw(), &reason.into_raw()).map_err(Error::from)
+}
+
+/// Ends `pid` at once with reason `killed`, which cannot be trapped. Subject to the
+/// policy's kill right.
+pub fn kill(pid: Pid) -> Result<(), Error> {
+    imports::kill(pid.as_raw()).map_err(Error::from)
+}
+
+/// Registers this process under `name`. Subject to the policy's register right.
+pub fn register(name: &str) -> Result<(), Error> {
+    imports::register(name).map_err(Error::from)
+}
+
+/// Removes a registered name this process holds.
+pub fn unregister(name: &str) -> Result<(), Error> {
+    imports::unregister(name).map_err(Error::from)
+}
+
+/// Looks up a registered name.
+pub fn whereis(name: &str) -> Option<Pid> {
+    imports::whereis(name).map(Pid::from_raw)
+}
+
+/// Sends a data message to `to` after `delay` (rounded up to whole milliseconds).
+pub fn send_after(to: Pid, tag: Tag, payload: impl AsRef<[u8]>, delay: Duration) -> TimerRef {
+    TimerRef::from_raw(imports::send_after(
+        to.as_raw(),
+        tag,
+        payload.as_ref(),
+        millis(delay),
+    ))
+}
+
+/// Cancels a timer. Returns true if it had not fired yet.
+pub fn cancel_timer(timer: TimerRef) -> bool {
+    imports::cancel_timer(timer.as_raw())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_up_to_whole_milliseconds() {
+        assert_eq!(millis(Duration::ZERO), 0);
+        assert_eq!(millis(Duration::from_micros(1)), 1);
+        assert_eq!(millis(Duration::from_millis(5)), 5);
+        assert_eq!(millis(Duration::from_micros(5_001)), 6);
+        assert_eq!(millis(Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn selectors_collect_their_parts() {
+        let selector = Selector::new()
+            .tag(1)
+            .tags([2, 3])
+            .monitor(MonitorRef::from_raw(4))
+            .monitors([MonitorRef::from_raw(5)])
+            .exits();
+        assert_eq!(selector.raw.tags, [1, 2, 3]);
+        assert_eq!(selector.raw.monitors, [4, 5]);
+        assert!(selector.raw.exits);
+        assert!(!Selector::new().raw.exits);
+    }
+}

@@ -1,0 +1,75 @@
+//! Errors of the wasm backend.
+
+use std::path::PathBuf;
+
+/// Why a component could not be loaded. A failed load changes nothing on the node.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not WebAssembly at all.
+    #[error("component {component:?} is not a WebAssembly binary (no \\0asm header)")]
+    NotWasm {
+        /// The component name.
+        component: String,
+    },
+    /// A core module, not a component.
+    #[error(
+        "component {component:?} is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or with cargo component)"
+    )]
+    CoreModule {
+        /// The component name.
+        component: String,
+    },
+    /// The component does not validate or compile.
+    #[error("component {component:?} is invalid: {detail}")]
+    Invalid {
+        /// The component name.
+        component: String,
+        /// What wasmtime said.
+        detail: String,
+    },
+    /// It imports something the host does not provide.
+    #[error("component {component:?} imports something rusm does not provide: {detail}")]
+    UnsatisfiedImport {
+        /// The component name.
+        component: String,
+        /// What is missing, as wasmtime names it.
+        detail: String,
+    },
+    /// It exports neither entry point.
+    #[error(
+        "component {component:?} exports neither rusm:runtime/entry (an actor) nor wasi:cli/run (a command); it exports: {}",
+        if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
+    )]
+    NoEntryPoint {
+        /// The component name.
+        component: String,
+        /// What it does export.
+        exports: Vec<String>,
+    },
+    /// The entry point export has the wrong shape (for example another version).
+    #[error("component {component:?} has an entry point of the wrong shape: {detail}")]
+    BadEntryPoint {
+        /// The component name.
+        component: String,
+        /// What did not match.
+        detail: String,
+    },
+}
+
+/// Why a wasm process could not be spawned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// No component of that name is loaded.
+    #[error("no component named {0:?} is loaded")]
+    UnknownComponent(String),
+}

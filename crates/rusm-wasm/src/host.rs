@@ -1,0 +1,239 @@
+//! The host side of `rusm:runtime`, generated from `wit/rusm-runtime` (the only
+//! `bindgen!` over it in the host).
+
+use std::time::Duration;
+
+use rusm_otp::{MonitorRef, Payload, Pid, TimerRef};
+
+use crate::state::ProcessState;
+
+wasmtime::component::bindgen!({
+    path: "../../wit/rusm-runtime",
+    world: "actor",
+    imports: {
+        "rusm:runtime/process.receive": async | trappable,
+        default: trappable,
+    },
+    exports: { default: async },
+});
+
+pub(crate) use rusm::runtime::types::{
+    DataMessage, Down as WitDown, Error as WitError, ExitReason as WitExitReason,
+    ExitSignal as WitExitSignal, Message as WitMessage, Selector, SpawnOptions as WitSpawnOptions,
+    Spawned as WitSpawned,
+};
+
+/// Convert a core exit reason for a guest.
+pub(crate) fn reason_to_wit(reason: &rusm_otp::ExitReason) -> WitExitReason {
+    use rusm_otp::ExitReason as R;
+    match reason {
+        R::Normal => WitExitReason::Normal,
+        R::Shutdown => WitExitReason::Shutdown,
+        R::Killed => WitExitReason::Killed,
+        R::Crashed(why) => WitExitReason::Crashed(why.to_string()),
+        R::NoProc => WitExitReason::Noproc,
+        R::OutOfMemory => WitExitReason::OutOfMemory,
+        R::DeadlineExceeded => WitExitReason::DeadlineExceeded,
+        R::MaxRestartIntensity => WitExitReason::MaxRestartIntensity,
+        R::CapabilityDenied(what) => WitExitReason::CapabilityDenied(what.to_string()),
+        R::UpgradeTimeout => WitExitReason::UpgradeTimeout,
+        R::Custom(text) => WitExitReason::Custom(text.to_string()),
+        other => WitExitReason::Custom(other.to_string()),
+    }
+}
+
+/// Convert a guest's exit reason for the core.
+pub(crate) fn reason_from_wit(reason: WitExitReason) -> rusm_otp::ExitReason {
+    use rusm_otp::ExitReason as R;
+    match reason {
+        WitExitReason::Normal => R::Normal,
+        WitExitReason::Shutdown => R::Shutdown,
+        WitExitReason::Killed => R::Killed,
+        WitExitReason::Crashed(why) => R::crashed(why),
+        WitExitReason::Noproc => R::NoProc,
+        WitExitReason::OutOfMemory => R::OutOfMemory,
+        WitExitReason::DeadlineExceeded => R::DeadlineExceeded,
+        WitExitReason::MaxRestartIntensity => R::MaxRestartIntensity,
+        WitExitReason::CapabilityDenied(what) => R::CapabilityDenied(what.into()),
+        WitExitReason::UpgradeTimeout => R::UpgradeTimeout,
+        WitExitReason::Custom(text) => R::custom(text),
+    }
+}
+
+/// Convert a core message for a guest; data that is not bytes cannot cross and is
+/// reported as `None` (the caller drops it).
+fn message_to_wit(msg: rusm_otp::Message) -> Option<WitMessage> {
+    Some(match msg {
+        rusm_otp::Message::Data(data) => {
+            let payload = match data.payload {
+                Payload::Bytes(bytes) => bytes,
+                Payload::Value(value) => match value.downcast::<Vec<u8>>() {
+                    Ok(bytes) => *bytes,
+                    Err(_) => {
+                        tracing::warn!("dropped a native (non-byte) message sent to a wasm process");
+                        return None;
+                    }
+                },
+            };
+            WitMessage::Data(DataMessage { tag: data.tag, payload })
+        }
+        rusm_otp::Message::Down(down) => WitMessage::Down(WitDown {
+            monitor: down.monitor.as_raw(),
+            pid: down.pid.as_raw(),
+            reason: reason_to_wit(&down.reason),
+        }),
+        rusm_otp::Message::Exit(sig) => {
+            WitMessage::Exit(WitExitSignal { from: sig.from.as_raw(), reason: reason_to_wit(&sig.reason) })
+        }
+        _ => return None,
+    })
+}
+
+fn selector_matches(selector: &Selector, msg: &rusm_otp::Message) -> bool {
+    match msg {
+        rusm_otp::Message::Data(data) => selector.tags.contains(&data.tag),
+        rusm_otp::Message::Down(down) => selector.monitors.contains(&down.monitor.as_raw()),
+        rusm_otp::Message::Exit(_) => selector.exits,
+        _ => false,
+    }
+}
+
+impl rusm::runtime::types::Host for ProcessState {}
+
+impl rusm::runtime::process::Host for ProcessState {
+    fn self_(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.ctx.pid().as_raw())
+    }
+
+    fn spawn(&mut self, component: String, options: WitSpawnOptions) -> wasmtime::Result<Result<WitSpawned, WitError>> {
+        let node = self.node.clone();
+        Ok(node.spawn_from_guest(self, &component, options))
+    }
+
+    fn send(&mut self, to: u64, tag: u64, payload: Vec<u8>) -> wasmtime::Result<Result<(), WitError>> {
+        if let Some(max) = self.node.max_message_size(self)
+            && payload.len() > max
+        {
+            return Ok(Err(WitError::Invalid(format!(
+                "message of {} bytes is larger than the {max} bytes allowed",
+                payload.len()
+            ))));
+        }
+        self.ctx.send_tagged(Pid::from_raw(to), tag, Payload::Bytes(payload));
+        Ok(Ok(()))
+    }
+
+    async fn receive(&mut self, timeout_ms: Option<u64>, selector: Option<Selector>) -> wasmtime::Result<Option<WitMessage>> {
+        let deadline = timeout_ms.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+        loop {
+            let ctx = &self.ctx;
+            let next = async {
+                match &selector {
+                    None => ctx.recv().await,
+                    Some(sel) if sel.tags.len() == 1 && sel.monitors.is_empty() && !sel.exits => {
+                        rusm_otp::Message::Data(ctx.recv_tag(sel.tags[0]).await)
+                    }
+                    Some(sel) => ctx.recv_match(|m| selector_matches(sel, m)).await,
+                }
+            };
+            let msg = match deadline {
+                None => next.await,
+                Some(deadline) => match tokio::time::timeout_at(deadline, next).await {
+                    Ok(msg) => msg,
+                    Err(_) => return Ok(None),
+                },
+            };
+            if let Some(msg) = message_to_wit(msg) {
+                return Ok(Some(msg));
+            }
+        }
+    }
+
+    fn link(&mut self, pid: u64) -> wasmtime::Result<Result<(), WitError>> {
+        Ok(self.ctx.link(Pid::from_raw(pid)).map_err(|_| WitError::Noproc))
+    }
+
+    fn unlink(&mut self, pid: u64) -> wasmtime::Result<()> {
+        self.ctx.unlink(Pid::from_raw(pid));
+        Ok(())
+    }
+
+    fn monitor(&mut self, pid: u64) -> wasmtime::Result<u64> {
+        Ok(self.ctx.monitor(Pid::from_raw(pid)).as_raw())
+    }
+
+    fn demonitor(&mut self, monitor: u64) -> wasmtime::Result<bool> {
+        Ok(self.ctx.demonitor(MonitorRef::from_raw(monitor)))
+    }
+
+    fn trap_exit(&mut self, enabled: bool) -> wasmtime::Result<bool> {
+        Ok(self.ctx.trap_exit(enabled))
+    }
+
+    fn exit(&mut self, pid: u64, reason: WitExitReason) -> wasmtime::Result<Result<(), WitError>> {
+        let target = Pid::from_raw(pid);
+        if let Err(e) = self.node.check_kill(self, target) {
+            return Ok(Err(e));
+        }
+        let reason = reason_from_wit(reason);
+        if target == self.ctx.pid() && !self.ctx.trap_exit(true) {
+            // exit(self, reason) without trapping ends the process right here, as in
+            // Erlang: unwind the guest with a trap that carries the reason.
+            self.ctx.trap_exit(false);
+            return Err(wasmtime::Error::new(SelfExit(reason)));
+        } else if target == self.ctx.pid() {
+            // Trapping: restore the setting; the signal arrives as a message.
+        }
+        self.ctx.exit(target, reason);
+        Ok(Ok(()))
+    }
+
+    fn kill(&mut self, pid: u64) -> wasmtime::Result<Result<(), WitError>> {
+        let target = Pid::from_raw(pid);
+        if let Err(e) = self.node.check_kill(self, target) {
+            return Ok(Err(e));
+        }
+        if target == self.ctx.pid() {
+            return Err(wasmtime::Error::new(SelfExit(rusm_otp::ExitReason::Killed)));
+        }
+        self.ctx.kill(target);
+        Ok(Ok(()))
+    }
+
+    fn register(&mut self, name: String) -> wasmtime::Result<Result<(), WitError>> {
+        if let Err(e) = self.node.check_register(self, &name) {
+            return Ok(Err(e));
+        }
+        Ok(self.ctx.register(&name).map_err(|e| WitError::AlreadyRegistered(e.to_string())))
+    }
+
+    fn unregister(&mut self, name: String) -> wasmtime::Result<Result<(), WitError>> {
+        Ok(self.ctx.unregister(&name).map_err(|e| WitError::NotFound(e.to_string())))
+    }
+
+    fn whereis(&mut self, name: String) -> wasmtime::Result<Option<u64>> {
+        Ok(self.ctx.whereis(&name).map(Pid::as_raw))
+    }
+
+    fn send_after(&mut self, to: u64, tag: u64, payload: Vec<u8>, delay_ms: u64) -> wasmtime::Result<u64> {
+        let timer = self.ctx.send_after(Pid::from_raw(to), tag, Payload::Bytes(payload), Duration::from_millis(delay_ms));
+        Ok(timer.as_raw())
+    }
+
+    fn cancel_timer(&mut self, timer: u64) -> wasmtime::Result<bool> {
+        Ok(self.ctx.cancel_timer(TimerRef::from_raw(timer)))
+    }
+}
+
+/// A guest ended itself with `exit(self, reason)` or `kill(self)`; carried out of the
+/// guest as a trap and turned back into the reason.
+#[derive(Debug)]
+pub(crate) struct SelfExit(pub(crate) rusm_otp::ExitReason);
+
+impl std::fmt::Display for SelfExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "process exited with reason {}", self.0)
+    }
+}
+
+impl std::error::Error for SelfExit {}

@@ -1,0 +1,28 @@
+//! The wasmtime process backend of rusm: every process can be a WASI preview 2
+//! component.
+//!
+//! A [`WasmNode`] owns the node's one wasmtime [`Engine`](wasmtime::Engine) (async,
+//! epoch interruption, pooling allocator, copy-on-write memory images), a registry of
+//! compiled components each with a cached `InstancePre`, and the dedicated OS thread
+//! that advances the epoch so that a guest in `loop {}` yields every tick and can be
+//! killed at any time. A wasm process is an ordinary [`rusm_otp`] process whose body
+//! instantiates the component and runs its entry point; it talks to native and wasm
+//! processes alike through the `rusm:runtime` interface (see `wit/rusm-runtime`).
+//!
+//! Traps end the process with [`ExitReason::Crashed`](rusm_otp::ExitReason::Crashed)
+//! (with the trap and the wasm backtrace), hitting the memory limit with
+//! [`ExitReason::OutOfMemory`](rusm_otp::ExitReason::OutOfMemory); stack overflow is a
+//! crash. The host never panics because of a guest.
+
+#![deny(missing_docs)]
+
+mod engine;
+mod error;
+mod host;
+mod node;
+mod state;
+
+pub use engine::{PoolConfig, WasmConfig};
+pub use error::{LoadError, SpawnError};
+pub use node::{ComponentInfo, ComponentKind, WasmNode, WasmSpawnOptions};
+pub use state::ProcessState;

@@ -1,0 +1,370 @@
+//! A node's wasm side: the engine, the component registry and spawning.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use rusm_otp::{Context, ExitReason, MailboxConfig, Pid, Runtime, SpawnOptions, Spawned, Watch};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::bindings::CommandPre;
+
+use crate::engine::{EpochTicker, WasmConfig, build_engine};
+use crate::error::{LoadError, SpawnError};
+use crate::host::{Actor, ActorPre, SelfExit, WitError, WitSpawnOptions, WitSpawned};
+use crate::state::{ProcessLimits, ProcessState};
+
+/// What a loaded component is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComponentKind {
+    /// Exports `rusm:runtime/entry`: a long-running actor.
+    Actor,
+    /// Exports `wasi:cli/run`: a plain WASI command run as a process; its exit code
+    /// becomes the exit reason (0 is `normal`).
+    Command,
+}
+
+enum Prepared {
+    Actor(ActorPre<ProcessState>),
+    Command(CommandPre<ProcessState>),
+}
+
+/// A compiled, link-checked component, ready to instantiate.
+pub(crate) struct LoadedComponent {
+    name: String,
+    kind: ComponentKind,
+    prepared: Prepared,
+}
+
+/// What [`WasmNode::load_bytes`] reports about a component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentInfo {
+    /// The name it is registered under.
+    pub name: String,
+    /// Actor or command.
+    pub kind: ComponentKind,
+}
+
+/// How to spawn a wasm process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WasmSpawnOptions {
+    /// Bytes handed to the actor's entry point.
+    pub init: Vec<u8>,
+    /// Link to the spawning process.
+    pub link: bool,
+    /// Monitor from the spawning process.
+    pub monitor: bool,
+    /// Start trapping exits.
+    pub trap_exit: bool,
+    /// Mailbox capacity and overflow.
+    pub mailbox: MailboxConfig,
+}
+
+/// State shared by a node and every wasm process on it.
+pub(crate) struct NodeShared {
+    engine: Engine,
+    linker: Linker<ProcessState>,
+    rt: Runtime,
+    config: WasmConfig,
+    components: RwLock<HashMap<String, Arc<LoadedComponent>>>,
+    _ticker: EpochTicker,
+}
+
+/// The wasm side of a node: one engine, a registry of compiled components, and the
+/// means to run them as rusm processes.
+///
+/// Cheap to clone. Every wasm process keeps the node's shared state alive, so the epoch
+/// thread keeps ticking while any of them runs.
+#[derive(Clone)]
+pub struct WasmNode {
+    shared: Arc<NodeShared>,
+}
+
+impl std::fmt::Debug for WasmNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmNode").field("components", &self.component_names()).finish()
+    }
+}
+
+impl WasmNode {
+    /// Create the wasm side of the node `rt`: the engine, the linker with WASI preview 2
+    /// and `rusm:runtime`, and the epoch thread.
+    ///
+    /// # Errors
+    /// When the engine configuration is rejected (for example a pool larger than the
+    /// address space) or the epoch thread cannot start.
+    pub fn new(rt: Runtime, config: WasmConfig) -> anyhow::Result<WasmNode> {
+        let engine = build_engine(&config).map_err(anyhow::Error::from)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        Actor::add_to_linker::<ProcessState, HasSelf<ProcessState>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)?;
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
+        Ok(WasmNode {
+            shared: Arc::new(NodeShared {
+                engine,
+                linker,
+                rt,
+                config,
+                components: RwLock::new(HashMap::new()),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The node's actor runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.shared.rt
+    }
+
+    /// The node's one wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// The names of the loaded components, sorted.
+    pub fn component_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.shared.components.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Compile a component file and register it under `name`.
+    ///
+    /// # Errors
+    /// See [`WasmNode::load_bytes`]; also when the file cannot be read.
+    pub fn load_file(&self, name: &str, path: &Path) -> Result<ComponentInfo, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        self.load_bytes(name, &bytes)
+    }
+
+    /// Compile a component and register it under `name`, replacing any previous
+    /// component of that name only once the new one compiled and linked.
+    ///
+    /// # Errors
+    /// When the bytes are not wasm, are a core module rather than a component, do not
+    /// validate, import something the host does not provide, or export neither the
+    /// `rusm:runtime/entry` actor entry point nor `wasi:cli/run`. Nothing else is
+    /// affected by a failed load.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
+        let loaded = self.shared.prepare(name, bytes)?;
+        let info = ComponentInfo { name: name.to_owned(), kind: loaded.kind };
+        self.shared.components.write().insert(name.to_owned(), Arc::new(loaded));
+        tracing::info!(component = name, kind = ?info.kind, "component loaded");
+        Ok(info)
+    }
+
+    /// Spawn a wasm process with no parent.
+    ///
+    /// # Errors
+    /// [`SpawnError::UnknownComponent`] when no component of that name is loaded.
+    pub fn spawn(&self, component: &str, init: Vec<u8>) -> Result<Pid, SpawnError> {
+        let options = WasmSpawnOptions { init, ..WasmSpawnOptions::default() };
+        Ok(self.spawn_with(None, component, options)?.pid)
+    }
+
+    /// Spawn a wasm process with no parent and a [`Watch`] on its exit.
+    ///
+    /// # Errors
+    /// [`SpawnError::UnknownComponent`] when no component of that name is loaded.
+    pub fn spawn_watched(&self, component: &str, options: WasmSpawnOptions) -> Result<(Pid, Watch), SpawnError> {
+        let loaded = self.shared.component(component)?;
+        let (core, init) = split_options(options);
+        let body = self.shared.clone().body(loaded, init);
+        Ok(self.shared.rt.spawn_watched(core, body))
+    }
+
+    /// Spawn a wasm process, as a child of `parent` when given (then `link`/`monitor`
+    /// apply to it).
+    ///
+    /// # Errors
+    /// [`SpawnError::UnknownComponent`] when no component of that name is loaded.
+    pub fn spawn_with(
+        &self,
+        parent: Option<&Context>,
+        component: &str,
+        options: WasmSpawnOptions,
+    ) -> Result<Spawned, SpawnError> {
+        self.shared.spawn(parent, component, options)
+    }
+}
+
+fn split_options(options: WasmSpawnOptions) -> (SpawnOptions, Vec<u8>) {
+    let core = SpawnOptions {
+        link: options.link,
+        monitor: options.monitor,
+        trap_exit: options.trap_exit,
+        mailbox: options.mailbox,
+    };
+    (core, options.init)
+}
+
+impl NodeShared {
+    fn prepare(&self, name: &str, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
+        let name_owned = name.to_owned();
+        if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+            return Err(LoadError::NotWasm { component: name_owned });
+        }
+        if bytes[4..8] == [1, 0, 0, 0] {
+            return Err(LoadError::CoreModule { component: name_owned });
+        }
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadError::Invalid { component: name_owned.clone(), detail: format!("{e:#}") })?;
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(export, _)| export.to_owned())
+            .collect();
+        let kind = if exports.iter().any(|e| e.starts_with("rusm:runtime/entry@")) {
+            ComponentKind::Actor
+        } else if exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")) {
+            ComponentKind::Command
+        } else {
+            return Err(LoadError::NoEntryPoint { component: name_owned, exports });
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::UnsatisfiedImport { component: name_owned.clone(), detail: format!("{e:#}") })?;
+        let prepared = match kind {
+            ComponentKind::Actor => Prepared::Actor(ActorPre::new(pre).map_err(|e| LoadError::BadEntryPoint {
+                component: name_owned.clone(),
+                detail: format!("{e:#}"),
+            })?),
+            ComponentKind::Command => Prepared::Command(CommandPre::new(pre).map_err(|e| {
+                LoadError::BadEntryPoint { component: name_owned.clone(), detail: format!("{e:#}") }
+            })?),
+        };
+        Ok(LoadedComponent { name: name_owned, kind, prepared })
+    }
+
+    fn component(&self, name: &str) -> Result<Arc<LoadedComponent>, SpawnError> {
+        self.components
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| SpawnError::UnknownComponent(name.to_owned()))
+    }
+
+    fn spawn(
+        self: &Arc<Self>,
+        parent: Option<&Context>,
+        component: &str,
+        options: WasmSpawnOptions,
+    ) -> Result<Spawned, SpawnError> {
+        let loaded = self.component(component)?;
+        let (core, init) = split_options(options);
+        let body = self.clone().body(loaded, init);
+        Ok(match parent {
+            Some(ctx) => ctx.spawn_with(core, body),
+            None => Spawned { pid: self.rt.spawn_with(core, body), monitor: None },
+        })
+    }
+
+    /// The body of a wasm process: instantiate, run the entry point, classify the end.
+    fn body(
+        self: Arc<Self>,
+        component: Arc<LoadedComponent>,
+        init: Vec<u8>,
+    ) -> impl FnOnce(Context) -> std::pin::Pin<Box<dyn Future<Output = ExitReason> + Send>> + Send + 'static {
+        move |ctx| Box::pin(run_process(self, component, ctx, init))
+    }
+
+    pub(crate) fn spawn_from_guest(
+        self: &Arc<Self>,
+        state: &ProcessState,
+        component: &str,
+        options: WitSpawnOptions,
+    ) -> Result<WitSpawned, WitError> {
+        if options.policy.is_some() {
+            return Err(WitError::NotFound("named policies are not available on this node".into()));
+        }
+        let opts = WasmSpawnOptions {
+            init: options.init,
+            link: options.link,
+            monitor: options.monitor,
+            ..WasmSpawnOptions::default()
+        };
+        match self.spawn(Some(&state.ctx), component, opts) {
+            Ok(spawned) => Ok(WitSpawned {
+                pid: spawned.pid.as_raw(),
+                monitor: spawned.monitor.map(|m| m.as_raw()),
+            }),
+            Err(SpawnError::UnknownComponent(name)) => Err(WitError::NotFound(format!("no component named {name:?}"))),
+        }
+    }
+
+    pub(crate) fn check_kill(&self, _state: &ProcessState, _target: Pid) -> Result<(), WitError> {
+        Ok(())
+    }
+
+    pub(crate) fn check_register(&self, _state: &ProcessState, _name: &str) -> Result<(), WitError> {
+        Ok(())
+    }
+
+    pub(crate) fn max_message_size(&self, _state: &ProcessState) -> Option<usize> {
+        None
+    }
+}
+
+async fn run_process(node: Arc<NodeShared>, component: Arc<LoadedComponent>, ctx: Context, init: Vec<u8>) -> ExitReason {
+    let state = ProcessState {
+        ctx,
+        node: node.clone(),
+        wasi: WasiCtxBuilder::new().inherit_stderr().build(),
+        table: ResourceTable::new(),
+        limits: ProcessLimits {
+            memory: node.config.default_memory_limit,
+            table_elements: node.config.pool.table_elements,
+            hit_memory_limit: false,
+        },
+    };
+    let mut store = Store::new(&node.engine, state);
+    store.limiter(|state| &mut state.limits);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
+    let outcome: wasmtime::Result<Result<(), String>> = match &component.prepared {
+        Prepared::Actor(pre) => async {
+            let actor = pre.instantiate_async(&mut store).await?;
+            actor.rusm_runtime_entry().call_run(&mut store, &init).await
+        }
+        .await,
+        Prepared::Command(pre) => async {
+            let command = pre.instantiate_async(&mut store).await?;
+            let result = command.wasi_cli_run().call_run(&mut store).await?;
+            Ok(result.map_err(|()| "command returned an error".to_owned()))
+        }
+        .await,
+    };
+    let reason = match outcome {
+        Ok(Ok(())) => ExitReason::Normal,
+        Ok(Err(text)) => ExitReason::custom(text),
+        Err(err) => classify(&err, store.data()),
+    };
+    tracing::debug!(pid = %store.data().ctx.pid(), component = %component.name, %reason, "wasm process ended");
+    reason
+}
+
+/// Turn an error out of a guest into an exit reason.
+fn classify(err: &wasmtime::Error, state: &ProcessState) -> ExitReason {
+    if let Some(SelfExit(reason)) = err.downcast_ref::<SelfExit>() {
+        return reason.clone();
+    }
+    if state.limits.hit_memory_limit {
+        return ExitReason::OutOfMemory;
+    }
+    if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return if exit.0 == 0 { ExitReason::Normal } else { ExitReason::custom(format!("exit code {}", exit.0)) };
+    }
+    let mut text = match err.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => format!("{err:#}"),
+    };
+    if let Some(backtrace) = err.downcast_ref::<wasmtime::WasmBacktrace>() {
+        text.push('\n');
+        text.push_str(&backtrace.to_string());
+    }
+    ExitReason::crashed(text)
+}

@@ -1,0 +1,58 @@
+//! What each wasm process's store holds.
+
+use std::sync::Arc;
+
+use rusm_otp::Context;
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::node::NodeShared;
+
+/// Resource limits of one process, and a record of which one it hit.
+pub(crate) struct ProcessLimits {
+    pub(crate) memory: usize,
+    pub(crate) table_elements: usize,
+    pub(crate) hit_memory_limit: bool,
+}
+
+impl ResourceLimiter for ProcessLimits {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory {
+            // Trap at once: the process ends with an out-of-memory reason instead of
+            // limping on with a failed allocation.
+            self.hit_memory_limit = true;
+            return Err(wasmtime::Error::msg(format!(
+                "linear memory limit of {} bytes reached (wanted {desired})",
+                self.memory
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= self.table_elements)
+    }
+}
+
+/// The data of a wasm process's `Store`.
+pub struct ProcessState {
+    pub(crate) ctx: Context,
+    pub(crate) node: Arc<NodeShared>,
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limits: ProcessLimits,
+}
+
+impl ProcessState {
+    /// The rusm process this store belongs to.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+}
+
+impl WasiView for ProcessState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}

@@ -1,0 +1,70 @@
+//! End-to-end tests: real components from `components/`, built by this crate's build
+//! script, driven through the real host. One module per area.
+
+mod load;
+mod messaging;
+mod failures;
+mod preemption;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use rusm_otp::{Message, Pid, Runtime};
+use rusm_wasm::{WasmConfig, WasmNode};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+/// A node with the given components loaded (package names from `components/`).
+pub fn node(components: &[&str]) -> WasmNode {
+    let rt = Runtime::new();
+    let config = WasmConfig { cache_dir: Some(cache_dir()), ..WasmConfig::default() };
+    let node = WasmNode::new(rt, config).expect("the wasm node starts");
+    for name in components {
+        let path = rusm_e2e::component(name).unwrap_or_else(|| panic!("no component {name}"));
+        node.load_file(name, path).unwrap_or_else(|e| panic!("loading {name}: {e}"));
+    }
+    node
+}
+
+fn cache_dir() -> std::path::PathBuf {
+    static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasmtime-cache")).clone()
+}
+
+/// The 8 little-endian bytes of a pid, as components expect them.
+pub fn pid_bytes(pid: Pid) -> Vec<u8> {
+    pid.as_raw().to_le_bytes().to_vec()
+}
+
+/// A native process that forwards everything it receives to the test.
+pub fn probe(rt: &Runtime) -> (Pid, Probe) {
+    let (tx, rx) = unbounded_channel();
+    let pid = rt.spawn(move |ctx| async move {
+        loop {
+            if tx.send(ctx.recv().await).is_err() {
+                return;
+            }
+        }
+    });
+    (pid, Probe(rx))
+}
+
+/// What a [`probe`] received.
+pub struct Probe(UnboundedReceiver<Message>);
+
+impl Probe {
+    /// The next message, failing the test after 30 s.
+    pub async fn next(&mut self) -> Message {
+        tokio::time::timeout(Duration::from_secs(30), self.0.recv())
+            .await
+            .expect("a message within 30 s")
+            .expect("the probe is alive")
+    }
+
+    /// The next data message, as (tag, payload).
+    pub async fn data(&mut self) -> (u64, Vec<u8>) {
+        match self.next().await {
+            Message::Data(d) => (d.tag, d.payload.downcast::<Vec<u8>>().expect("bytes")),
+            other => panic!("expected data, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,209 @@
+use rusm_otp::{ExitReason, Message, Payload};
+use rusm_wasm::WasmSpawnOptions;
+
+use crate::{node, pid_bytes, probe};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wasm_to_wasm_ping_pong() {
+    let node = node(&["ping-pong"]);
+    let rt = node.runtime().clone();
+    let (reporter, mut probe) = probe(&rt);
+    let ponger = node.spawn("ping-pong", Vec::new()).unwrap();
+    let mut init = pid_bytes(ponger);
+    init.extend(500u64.to_le_bytes());
+    init.extend(pid_bytes(reporter));
+    let (_pinger, pinger_end) = node
+        .spawn_watched("ping-pong", WasmSpawnOptions { init, ..Default::default() })
+        .unwrap();
+    let (tag, payload) = probe.data().await;
+    assert_eq!((tag, payload), (3, 500u64.to_le_bytes().to_vec()));
+    assert_eq!(pinger_end.await, ExitReason::Normal);
+    // Stop the ponger with its stop message: it ends normally.
+    let end = rt.watch(ponger);
+    rt.send(ponger, b"stop".to_vec());
+    assert_eq!(end.await, ExitReason::Normal);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_and_wasm_processes_exchange_messages() {
+    let node = node(&["ping-pong"]);
+    let rt = node.runtime().clone();
+    let (me, mut probe) = probe(&rt);
+    let ponger = node.spawn("ping-pong", Vec::new()).unwrap();
+    let mut payload = pid_bytes(me);
+    payload.extend(b"hello");
+    rt.send_tagged(ponger, 41, payload.clone());
+    assert_eq!(probe.data().await, (42, payload));
+    // A native (non-byte) value cannot reach a guest: it is dropped, and the guest
+    // carries on with the next message.
+    rt.send_tagged(ponger, 1, Payload::value(17u32));
+    let mut payload = pid_bytes(me);
+    payload.extend(b"again");
+    rt.send_tagged(ponger, 7, payload.clone());
+    assert_eq!(probe.data().await, (8, payload));
+}
+
+fn call_envelope(caller: rusm_otp::Pid, reply_tag: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = pid_bytes(caller);
+    out.extend(reply_tag.to_le_bytes());
+    out.extend(body);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_server_keeps_state_and_registers_its_name() {
+    let node = node(&["counter"]);
+    let rt = node.runtime().clone();
+    let (me, mut probe) = probe(&rt);
+    let counter = node.spawn("counter", b"counter".to_vec()).unwrap();
+    // Calls are answered in order; the name appears once the guest registered it.
+    rt.send_tagged(counter, 1, call_envelope(me, 100, &5i64.to_le_bytes()));
+    assert_eq!(probe.data().await, (100, 5i64.to_le_bytes().to_vec()));
+    assert_eq!(rt.whereis("counter"), Some(counter));
+    rt.send_tagged(counter, 1, call_envelope(me, 101, &(-2i64).to_le_bytes()));
+    assert_eq!(probe.data().await, (101, 3i64.to_le_bytes().to_vec()));
+    rt.send_tagged(counter, 2, call_envelope(me, 102, b""));
+    assert_eq!(probe.data().await, (102, 3i64.to_le_bytes().to_vec()));
+    let end = rt.watch(counter);
+    rt.send_tagged(counter, 3, call_envelope(me, 103, b""));
+    assert_eq!(probe.data().await, (103, Vec::new()));
+    assert_eq!(end.await, ExitReason::Normal);
+    assert_eq!(rt.whereis("counter"), None, "the name went with the process");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selective_receive_in_a_guest_leaves_other_messages_in_order() {
+    // The pinger waits for tag-2 replies only; noise sent to it first stays queued and
+    // does not disturb the exchange.
+    let node = node(&["ping-pong"]);
+    let rt = node.runtime().clone();
+    let (reporter, mut probe) = probe(&rt);
+    let ponger = node.spawn("ping-pong", Vec::new()).unwrap();
+    let mut init = pid_bytes(ponger);
+    init.extend(50u64.to_le_bytes());
+    init.extend(pid_bytes(reporter));
+    let (pinger, _end) = node
+        .spawn_watched("ping-pong", WasmSpawnOptions { init, ..Default::default() })
+        .unwrap();
+    for i in 0..20u8 {
+        rt.send_tagged(pinger, 77, vec![i]);
+    }
+    assert_eq!(probe.data().await, (3, 50u64.to_le_bytes().to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_monitors_and_trap_exit_work_across_native_and_wasm() {
+    let node = node(&["ping-pong", "crasher"]);
+    let rt = node.runtime().clone();
+    let n2 = node.clone();
+    let (tester, done) = rt.spawn_watched(Default::default(), move |ctx| async move {
+        ctx.trap_exit(true);
+        // Native links to wasm: the wasm process crashing reaches us as an exit message.
+        let crasher = n2
+            .spawn_with(Some(&ctx), "crasher", WasmSpawnOptions { init: b"unreachable".to_vec(), link: true, ..Default::default() })
+            .unwrap()
+            .pid;
+        let Message::Exit(sig) = ctx.recv().await else { return ExitReason::custom("no exit") };
+        if sig.from != crasher || !matches!(sig.reason, ExitReason::Crashed(_)) {
+            return ExitReason::custom(format!("bad exit {sig:?}"));
+        }
+        // Native monitors wasm.
+        let ponger = n2.spawn_with(Some(&ctx), "ping-pong", WasmSpawnOptions { monitor: true, ..Default::default() }).unwrap();
+        ctx.kill(ponger.pid);
+        let Message::Down(down) = ctx.recv().await else { return ExitReason::custom("no down") };
+        if Some(down.monitor) != ponger.monitor || down.reason != ExitReason::Killed {
+            return ExitReason::custom(format!("bad down {down:?}"));
+        }
+        ExitReason::Normal
+    });
+    let _ = tester;
+    assert_eq!(done.await, ExitReason::Normal);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wasm_supervisor_restarts_its_child_then_gives_up() {
+    let node = node(&["supervisor", "crasher"]);
+    let rt = node.runtime().clone();
+    let (reporter, mut probe) = probe(&rt);
+    let mut init = pid_bytes(reporter);
+    init.extend(2u32.to_le_bytes()); // max restarts
+    init.push(0); // transient
+    init.extend((b"crasher".len() as u32).to_le_bytes());
+    init.extend(b"crasher");
+    init.extend((b"panic".len() as u32).to_le_bytes());
+    init.extend(b"panic");
+    let (_sup, end) = node.spawn_watched("supervisor", WasmSpawnOptions { init, ..Default::default() }).unwrap();
+    let mut started = 0;
+    let mut downs = 0;
+    let mut exits = 0;
+    loop {
+        let (tag, payload) = probe.data().await;
+        match tag {
+            1 => started += 1,
+            2 => {
+                exits += 1;
+                assert!(String::from_utf8_lossy(&payload[8..]).starts_with("crashed:"));
+            }
+            3 => {
+                downs += 1;
+                assert!(String::from_utf8_lossy(&payload[8..]).starts_with("crashed:"));
+            }
+            5 => {
+                assert_eq!(payload, 2u32.to_le_bytes());
+                break;
+            }
+            other => panic!("unexpected report {other}"),
+        }
+    }
+    assert_eq!(started, 3, "first start and two restarts");
+    assert_eq!(downs, 3);
+    assert!(exits <= 3);
+    assert_eq!(end.await, ExitReason::MaxRestartIntensity);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_spawns_monitored_children() {
+    let node = node(&["spawner", "trivial"]);
+    let rt = node.runtime().clone();
+    let (reporter, mut probe) = probe(&rt);
+    let mut init = pid_bytes(reporter);
+    init.extend(3u32.to_le_bytes());
+    init.push(0b1010); // monitor + stay
+    for s in [&b"trivial"[..], b"", b""] {
+        init.extend((s.len() as u32).to_le_bytes());
+        init.extend(s);
+    }
+    let spawner = node.spawn("spawner", init).unwrap();
+    let mut children = Vec::new();
+    for i in 0..3u32 {
+        let (tag, payload) = probe.data().await;
+        assert_eq!(tag, 1);
+        assert_eq!(payload[..4], i.to_le_bytes());
+        children.push(u64::from_le_bytes(payload[4..12].try_into().unwrap()));
+    }
+    assert_eq!(probe.data().await, (3, [3u32.to_le_bytes(), 0u32.to_le_bytes()].concat()));
+    // Each trivial child ends at once; the spawner's monitors report it.
+    let mut downs = Vec::new();
+    for _ in 0..3 {
+        let (tag, payload) = probe.data().await;
+        assert_eq!(tag, 4);
+        assert_eq!(&payload[8..], b"normal");
+        downs.push(u64::from_le_bytes(payload[..8].try_into().unwrap()));
+    }
+    downs.sort();
+    children.sort();
+    assert_eq!(downs, children);
+    // Spawning an unknown component is an error for the guest, not a crash.
+    let mut init = pid_bytes(reporter);
+    init.extend(1u32.to_le_bytes());
+    init.push(0);
+    for s in [&b"no-such-thing"[..], b"", b""] {
+        init.extend((s.len() as u32).to_le_bytes());
+        init.extend(s);
+    }
+    node.spawn("spawner", init).unwrap();
+    let (tag, payload) = probe.data().await;
+    assert_eq!(tag, 2);
+    assert!(String::from_utf8_lossy(&payload[4..]).starts_with("not found: "), "{:?}", String::from_utf8_lossy(&payload));
+    rt.send(spawner, b"stop".to_vec());
+}

@@ -1,0 +1,304 @@
+//! Builds every component of the `components/` workspace for `wasm32-wasip2` and
+//! writes `components.rs` into `OUT_DIR`: one path constant per component, plus `ALL`.
+//!
+//! The components are found by reading the `members` of `components/Cargo.toml`.
+//! The nested build runs with `$CARGO`, its own target directory under `OUT_DIR`, and
+//! an environment cleaned of the settings the outer build hands to build scripts.
+//! `RUSM_COMPONENT_JOBS` sets its job count (default 2).
+
+use std::collections::BTreeMap;
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const TARGET: &str = "wasm32-wasip2";
+const JOBS_VAR: &str = "RUSM_COMPONENT_JOBS";
+
+/// One member of the components workspace.
+struct Component {
+    /// The package name, such as `ping-pong`.
+    name: String,
+    /// The package description, if it has one.
+    description: Option<String>,
+    /// The member's directory.
+    dir: PathBuf,
+}
+
+fn main() {
+    if let Err(message) = run() {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let manifest_dir = PathBuf::from(env_var("CARGO_MANIFEST_DIR")?);
+    let root = manifest_dir
+        .parent()
+        .ok_or("the rusm-e2e crate has no parent directory")?
+        .to_path_buf();
+    let components_dir = root.join("components");
+    let components_dir = fs::canonicalize(&components_dir)
+        .map_err(|e| format!("cannot find {}: {e}", components_dir.display()))?;
+    let workspace_manifest = components_dir.join("Cargo.toml");
+    let out_dir = PathBuf::from(env_var("OUT_DIR")?);
+
+    let components = read_members(&components_dir, &workspace_manifest)?;
+    emit_rerun_triggers(&root, &components_dir, &components);
+    check_target_installed()?;
+
+    let target_dir = out_dir.join("components-target");
+    let built = build(&workspace_manifest, &target_dir)?;
+
+    let mut source = String::new();
+    let mut all = String::new();
+    for component in &components {
+        let manifest = component.dir.join("Cargo.toml");
+        let wasm = built.get(&manifest).ok_or_else(|| {
+            format!(
+                "building the components produced no .wasm file for `{}` ({})",
+                component.name,
+                manifest.display()
+            )
+        })?;
+        let constant = constant_name(&component.name)?;
+        let path = wasm
+            .to_str()
+            .ok_or_else(|| format!("{} is not valid utf-8", wasm.display()))?;
+        let _ = writeln!(
+            source,
+            "/// The `{}` component (`components/{}`), built for `{TARGET}` in release.",
+            component.name,
+            component
+                .dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy(),
+        );
+        if let Some(description) = &component.description {
+            let _ = writeln!(source, "///\n/// {description}.");
+        }
+        let _ = writeln!(source, "pub const {constant}: &str = {path:?};\n");
+        let _ = writeln!(all, "    ({:?}, {constant}),", component.name);
+    }
+    let _ = writeln!(
+        source,
+        "/// Every component as (package name, absolute path of its `.wasm` file), sorted by \
+         name.\npub const ALL: &[(&str, &str)] = &[\n{all}];"
+    );
+    let generated = out_dir.join("components.rs");
+    fs::write(&generated, source).map_err(|e| format!("cannot write {}: {e}", generated.display()))
+}
+
+fn env_var(name: &str) -> Result<String, String> {
+    env::var(name).map_err(|_| format!("cargo did not set {name}"))
+}
+
+/// Reads the members of the components workspace, sorted by package name.
+fn read_members(components_dir: &Path, manifest: &Path) -> Result<Vec<Component>, String> {
+    let workspace = read_toml(manifest)?;
+    let members = workspace
+        .get("workspace")
+        .and_then(|w| w.get("members"))
+        .and_then(|m| m.as_array())
+        .ok_or_else(|| format!("{} has no workspace.members list", manifest.display()))?;
+    let mut components = Vec::new();
+    for member in members {
+        let member = member
+            .as_str()
+            .ok_or_else(|| format!("{} lists a member that is not a string", manifest.display()))?;
+        if member.contains(['*', '?', '[']) {
+            return Err(format!(
+                "{} uses the glob {member:?}; list every component by name",
+                manifest.display()
+            ));
+        }
+        let dir = components_dir.join(member);
+        let package_manifest = dir.join("Cargo.toml");
+        let package = read_toml(&package_manifest)?;
+        let package = package
+            .get("package")
+            .ok_or_else(|| format!("{} has no [package]", package_manifest.display()))?;
+        let name = package
+            .get("name")
+            .and_then(|n| n.as_str())
+            .ok_or_else(|| format!("{} has no package name", package_manifest.display()))?
+            .to_owned();
+        let description = package
+            .get("description")
+            .and_then(|d| d.as_str())
+            .map(str::to_owned);
+        components.push(Component {
+            name,
+            description,
+            dir,
+        });
+    }
+    components.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(components)
+}
+
+fn read_toml(path: &Path) -> Result<toml::Table, String> {
+    let text =
+        fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    text.parse()
+        .map_err(|e| format!("cannot parse {}: {e}", path.display()))
+}
+
+fn emit_rerun_triggers(root: &Path, components_dir: &Path, components: &[Component]) {
+    let mut paths = vec![
+        components_dir.join("Cargo.toml"),
+        components_dir.join("Cargo.lock"),
+        root.join("wit"),
+        root.join("crates/rusm-guest/Cargo.toml"),
+        root.join("crates/rusm-guest/src"),
+        // rusm-guest takes its dependencies from the root workspace.
+        root.join("Cargo.toml"),
+    ];
+    for component in components {
+        paths.push(component.dir.join("Cargo.toml"));
+        paths.push(component.dir.join("src"));
+    }
+    for path in paths {
+        println!("cargo::rerun-if-changed={}", path.display());
+    }
+    println!("cargo::rerun-if-env-changed={JOBS_VAR}");
+}
+
+fn check_target_installed() -> Result<(), String> {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    let output = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .map_err(|e| format!("cannot run {rustc}: {e}"))?;
+    let libdir = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let installed = output.status.success()
+        && fs::read_dir(&libdir).is_ok_and(|mut entries| entries.next().is_some());
+    if installed {
+        Ok(())
+    } else {
+        Err(format!(
+            "the {TARGET} target is not installed, so the test components cannot be built; \
+             run `rustup target add {TARGET}`"
+        ))
+    }
+}
+
+/// Runs the nested build and returns the `.wasm` file of each package, keyed by the
+/// path of its manifest.
+fn build(manifest: &Path, target_dir: &Path) -> Result<BTreeMap<PathBuf, PathBuf>, String> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let jobs = env::var(JOBS_VAR).unwrap_or_else(|_| "2".to_owned());
+    let mut command = Command::new(&cargo);
+    command
+        .args(["build", "--release", "--workspace", "--target", TARGET])
+        .args([
+            "--message-format",
+            "json-render-diagnostics",
+            "--jobs",
+            &jobs,
+        ])
+        .arg("--manifest-path")
+        .arg(manifest)
+        .arg("--target-dir")
+        .arg(target_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (key, _) in env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if leaks_into_nested_build(key) {
+            command.env_remove(key);
+        }
+    }
+
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut built = BTreeMap::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("cannot read the output of {cargo}: {e}"))?;
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let Some(manifest_path) = message["manifest_path"].as_str() else {
+            continue;
+        };
+        let wasm = message["filenames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str())
+            .find(|f| f.ends_with(".wasm"));
+        if let Some(wasm) = wasm {
+            let manifest_path =
+                fs::canonicalize(manifest_path).unwrap_or_else(|_| PathBuf::from(manifest_path));
+            built.insert(manifest_path, PathBuf::from(wasm));
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("cannot wait for {cargo}: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building the components in {} for {TARGET} failed ({status}); see the output above",
+            manifest.parent().unwrap_or(manifest).display()
+        ));
+    }
+    Ok(built)
+}
+
+/// True for the variables through which the outer build's settings would leak into
+/// the nested one.
+fn leaks_into_nested_build(key: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_ENCODED_RUSTDOCFLAGS",
+        "RUSTFLAGS",
+        "RUSTDOCFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_RUSTC_WRAPPER",
+        "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
+    ];
+    const PREFIXES: &[&str] = &["CARGO_PROFILE_", "CARGO_CFG_", "CARGO_FEATURE_"];
+    EXACT.contains(&key) || PREFIXES.iter().any(|prefix| key.starts_with(prefix))
+}
+
+/// `ping-pong` becomes `PING_PONG`.
+fn constant_name(package: &str) -> Result<String, String> {
+    let constant: String = package
+        .chars()
+        .map(|c| match c {
+            '-' => '_',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect();
+    let valid = constant
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && constant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && constant != "ALL";
+    if valid {
+        Ok(constant)
+    } else {
+        Err(format!(
+            "the component package name `{package}` does not make a Rust constant name"
+        ))
+    }
+}
