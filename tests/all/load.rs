@@ -5,9 +5,13 @@ use crate::node;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actors_and_commands_load_with_their_kind() {
     let node = node(&[]);
-    let actor = node.load_file("counter", rusm_e2e::component("counter").unwrap()).unwrap();
+    let actor = node
+        .load_file("counter", rusm_e2e::component("counter").unwrap())
+        .unwrap();
     assert_eq!(actor.kind, ComponentKind::Actor);
-    let command = node.load_file("hello", rusm_e2e::component("hello-cli").unwrap()).unwrap();
+    let command = node
+        .load_file("hello", rusm_e2e::component("hello-cli").unwrap())
+        .unwrap();
     assert_eq!(command.kind, ComponentKind::Command);
     assert_eq!(node.component_names(), ["counter", "hello"]);
 }
@@ -16,23 +20,41 @@ async fn actors_and_commands_load_with_their_kind() {
 async fn bad_components_are_rejected_with_a_reason_and_change_nothing() {
     let node = node(&["counter"]);
 
-    let err = node.load_bytes("junk", b"this is not wasm at all").unwrap_err();
+    let err = node
+        .load_bytes("junk", b"this is not wasm at all")
+        .unwrap_err();
     assert!(matches!(err, LoadError::NotWasm { .. }), "{err}");
-    assert!(err.to_string().contains("\"junk\" is not a WebAssembly binary"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("\"junk\" is not a WebAssembly binary"),
+        "{err}"
+    );
 
     // The smallest valid core module.
     let err = node.load_bytes("core", b"\0asm\x01\0\0\0").unwrap_err();
     assert!(matches!(err, LoadError::CoreModule { .. }), "{err}");
-    assert!(err.to_string().contains("core WebAssembly module, not a component"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("core WebAssembly module, not a component"),
+        "{err}"
+    );
 
     // A component that validates but exports nothing runnable.
-    let err = node.load_bytes("empty", &wat::parse_str("(component)").unwrap()).unwrap_err();
+    let err = node
+        .load_bytes("empty", &wat::parse_str("(component)").unwrap())
+        .unwrap_err();
     assert!(matches!(err, LoadError::NoEntryPoint { .. }), "{err}");
-    assert!(err.to_string().contains("exports neither rusm:runtime/entry"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("exports neither rusm:runtime/entry"),
+        "{err}"
+    );
 
     // A truncated component does not validate.
     let counter = std::fs::read(rusm_e2e::component("counter").unwrap()).unwrap();
-    let err = node.load_bytes("truncated", &counter[..counter.len() / 2]).unwrap_err();
+    let err = node
+        .load_bytes("truncated", &counter[..counter.len() / 2])
+        .unwrap_err();
     assert!(matches!(err, LoadError::Invalid { .. }), "{err}");
 
     // A command that imports an interface the host does not have: the error names it.
@@ -45,14 +67,20 @@ async fn bad_components_are_rejected_with_a_reason_and_change_nothing() {
           (instance $r (export "run" (func $run)))
           (export "wasi:cli/run@0.2.0" (instance $r)))
     "#;
-    let err = node.load_bytes("missing", &wat::parse_str(wat).unwrap()).unwrap_err();
+    let err = node
+        .load_bytes("missing", &wat::parse_str(wat).unwrap())
+        .unwrap_err();
     assert!(matches!(err, LoadError::UnsatisfiedImport { .. }), "{err}");
-    assert!(err.to_string().contains("acme:missing/thing@1.0.0"), "{err}");
+    assert!(
+        err.to_string().contains("acme:missing/thing@1.0.0"),
+        "{err}"
+    );
 
     // Replacing a good component with a bad one keeps the good one.
     node.load_bytes("counter", b"garbage").unwrap_err();
     assert_eq!(node.component_names(), ["counter"]);
-    node.spawn("counter", Vec::new()).expect("the old counter still spawns");
+    node.spawn("counter", Vec::new())
+        .expect("the old counter still spawns");
 
     let err = node.spawn("nope", Vec::new()).unwrap_err();
     assert_eq!(err.to_string(), "no component named \"nope\" is loaded");

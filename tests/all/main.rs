@@ -1,9 +1,9 @@
 //! End-to-end tests: real components from `components/`, built by this crate's build
 //! script, driven through the real host. One module per area.
 
+mod failures;
 mod load;
 mod messaging;
-mod failures;
 mod preemption;
 
 use std::sync::OnceLock;
@@ -16,18 +16,30 @@ use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 /// A node with the given components loaded (package names from `components/`).
 pub fn node(components: &[&str]) -> WasmNode {
     let rt = Runtime::new();
-    let config = WasmConfig { cache_dir: Some(cache_dir()), ..WasmConfig::default() };
+    let config = WasmConfig {
+        cache_dir: Some(cache_dir()),
+        ..WasmConfig::default()
+    };
     let node = WasmNode::new(rt, config).expect("the wasm node starts");
     for name in components {
         let path = rusm_e2e::component(name).unwrap_or_else(|| panic!("no component {name}"));
-        node.load_file(name, path).unwrap_or_else(|e| panic!("loading {name}: {e}"));
+        node.load_file(name, path)
+            .unwrap_or_else(|e| panic!("loading {name}: {e}"));
     }
     node
 }
 
 fn cache_dir() -> std::path::PathBuf {
     static DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasmtime-cache")).clone()
+    DIR.get_or_init(|| std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasmtime-cache"))
+        .clone()
+}
+
+/// A policy from TOML text (its errors name `test-policy.toml`).
+pub fn policy(toml: &str) -> std::sync::Arc<rusm_policy::Policy> {
+    let policy = rusm_policy::Policy::parse(toml, std::path::Path::new("test-policy.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::sync::Arc::new(policy)
 }
 
 /// The 8 little-endian bytes of a pid, as components expect them.

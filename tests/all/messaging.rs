@@ -1,7 +1,7 @@
 use rusm_otp::{ExitReason, Message, Payload};
 use rusm_wasm::WasmSpawnOptions;
 
-use crate::{node, pid_bytes, probe};
+use crate::{node, pid_bytes, policy, probe};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasm_to_wasm_ping_pong() {
@@ -13,7 +13,13 @@ async fn wasm_to_wasm_ping_pong() {
     init.extend(500u64.to_le_bytes());
     init.extend(pid_bytes(reporter));
     let (_pinger, pinger_end) = node
-        .spawn_watched("ping-pong", WasmSpawnOptions { init, ..Default::default() })
+        .spawn_watched(
+            "ping-pong",
+            WasmSpawnOptions {
+                init,
+                ..Default::default()
+            },
+        )
         .unwrap();
     let (tag, payload) = probe.data().await;
     assert_eq!((tag, payload), (3, 500u64.to_le_bytes().to_vec()));
@@ -55,7 +61,12 @@ async fn counter_server_keeps_state_and_registers_its_name() {
     let node = node(&["counter"]);
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
-    let counter = node.spawn("counter", b"counter".to_vec()).unwrap();
+    let options = WasmSpawnOptions {
+        init: b"counter".to_vec(),
+        policy: Some(policy("[process]\nregister = [\"counter\"]\n")),
+        ..Default::default()
+    };
+    let (counter, _) = node.spawn_watched("counter", options).unwrap();
     // Calls are answered in order; the name appears once the guest registered it.
     rt.send_tagged(counter, 1, call_envelope(me, 100, &5i64.to_le_bytes()));
     assert_eq!(probe.data().await, (100, 5i64.to_le_bytes().to_vec()));
@@ -68,7 +79,11 @@ async fn counter_server_keeps_state_and_registers_its_name() {
     rt.send_tagged(counter, 3, call_envelope(me, 103, b""));
     assert_eq!(probe.data().await, (103, Vec::new()));
     assert_eq!(end.await, ExitReason::Normal);
-    assert_eq!(rt.whereis("counter"), None, "the name went with the process");
+    assert_eq!(
+        rt.whereis("counter"),
+        None,
+        "the name went with the process"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +98,13 @@ async fn selective_receive_in_a_guest_leaves_other_messages_in_order() {
     init.extend(50u64.to_le_bytes());
     init.extend(pid_bytes(reporter));
     let (pinger, _end) = node
-        .spawn_watched("ping-pong", WasmSpawnOptions { init, ..Default::default() })
+        .spawn_watched(
+            "ping-pong",
+            WasmSpawnOptions {
+                init,
+                ..Default::default()
+            },
+        )
         .unwrap();
     for i in 0..20u8 {
         rt.send_tagged(pinger, 77, vec![i]);
@@ -100,17 +121,38 @@ async fn links_monitors_and_trap_exit_work_across_native_and_wasm() {
         ctx.trap_exit(true);
         // Native links to wasm: the wasm process crashing reaches us as an exit message.
         let crasher = n2
-            .spawn_with(Some(&ctx), "crasher", WasmSpawnOptions { init: b"unreachable".to_vec(), link: true, ..Default::default() })
+            .spawn_with(
+                Some(&ctx),
+                "crasher",
+                WasmSpawnOptions {
+                    init: b"unreachable".to_vec(),
+                    link: true,
+                    ..Default::default()
+                },
+            )
             .unwrap()
             .pid;
-        let Message::Exit(sig) = ctx.recv().await else { return ExitReason::custom("no exit") };
+        let Message::Exit(sig) = ctx.recv().await else {
+            return ExitReason::custom("no exit");
+        };
         if sig.from != crasher || !matches!(sig.reason, ExitReason::Crashed(_)) {
             return ExitReason::custom(format!("bad exit {sig:?}"));
         }
         // Native monitors wasm.
-        let ponger = n2.spawn_with(Some(&ctx), "ping-pong", WasmSpawnOptions { monitor: true, ..Default::default() }).unwrap();
+        let ponger = n2
+            .spawn_with(
+                Some(&ctx),
+                "ping-pong",
+                WasmSpawnOptions {
+                    monitor: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         ctx.kill(ponger.pid);
-        let Message::Down(down) = ctx.recv().await else { return ExitReason::custom("no down") };
+        let Message::Down(down) = ctx.recv().await else {
+            return ExitReason::custom("no down");
+        };
         if Some(down.monitor) != ponger.monitor || down.reason != ExitReason::Killed {
             return ExitReason::custom(format!("bad down {down:?}"));
         }
@@ -132,7 +174,13 @@ async fn a_wasm_supervisor_restarts_its_child_then_gives_up() {
     init.extend(b"crasher");
     init.extend((b"panic".len() as u32).to_le_bytes());
     init.extend(b"panic");
-    let (_sup, end) = node.spawn_watched("supervisor", WasmSpawnOptions { init, ..Default::default() }).unwrap();
+    let may_spawn_crashers = policy("[process]\nspawn = [{ component = \"crasher\" }]\n");
+    let options = WasmSpawnOptions {
+        init,
+        policy: Some(may_spawn_crashers),
+        ..Default::default()
+    };
+    let (_sup, end) = node.spawn_watched("supervisor", options).unwrap();
     let mut started = 0;
     let mut downs = 0;
     let mut exits = 0;
@@ -173,7 +221,13 @@ async fn a_guest_spawns_monitored_children() {
         init.extend((s.len() as u32).to_le_bytes());
         init.extend(s);
     }
-    let spawner = node.spawn("spawner", init).unwrap();
+    let may_spawn = policy("[process]\nspawn = [{ component = \"*\" }]\n");
+    let options = WasmSpawnOptions {
+        init,
+        policy: Some(may_spawn.clone()),
+        ..Default::default()
+    };
+    let (spawner, _) = node.spawn_watched("spawner", options).unwrap();
     let mut children = Vec::new();
     for i in 0..3u32 {
         let (tag, payload) = probe.data().await;
@@ -181,7 +235,10 @@ async fn a_guest_spawns_monitored_children() {
         assert_eq!(payload[..4], i.to_le_bytes());
         children.push(u64::from_le_bytes(payload[4..12].try_into().unwrap()));
     }
-    assert_eq!(probe.data().await, (3, [3u32.to_le_bytes(), 0u32.to_le_bytes()].concat()));
+    assert_eq!(
+        probe.data().await,
+        (3, [3u32.to_le_bytes(), 0u32.to_le_bytes()].concat())
+    );
     // Each trivial child ends at once; the spawner's monitors report it.
     let mut downs = Vec::new();
     for _ in 0..3 {
@@ -201,9 +258,18 @@ async fn a_guest_spawns_monitored_children() {
         init.extend((s.len() as u32).to_le_bytes());
         init.extend(s);
     }
-    node.spawn("spawner", init).unwrap();
+    let options = WasmSpawnOptions {
+        init,
+        policy: Some(may_spawn),
+        ..Default::default()
+    };
+    let _ = node.spawn_watched("spawner", options).unwrap();
     let (tag, payload) = probe.data().await;
     assert_eq!(tag, 2);
-    assert!(String::from_utf8_lossy(&payload[4..]).starts_with("not found: "), "{:?}", String::from_utf8_lossy(&payload));
+    assert!(
+        String::from_utf8_lossy(&payload[4..]).starts_with("not found: "),
+        "{:?}",
+        String::from_utf8_lossy(&payload)
+    );
     rt.send(spawner, b"stop".to_vec());
 }

@@ -54,6 +54,11 @@ async fn bystanders_make_progress_while_spinners_occupy_every_core() {
     for spinner in spinners {
         let end = rt.watch(spinner);
         rt.kill(spinner);
-        assert_eq!(tokio::time::timeout(Duration::from_secs(10), end).await.unwrap(), ExitReason::Killed);
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(10), end)
+                .await
+                .unwrap(),
+            ExitReason::Killed
+        );
     }
 }

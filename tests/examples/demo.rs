@@ -38,13 +38,19 @@ async fn main() -> anyhow::Result<()> {
     // The tree: the counter component, registered as "counter", restarted if it dies.
     let n = node.clone();
     let counter = ChildSpec::new("counter", move |ctx| {
-        let options = WasmSpawnOptions { init: b"counter".to_vec(), link: true, ..Default::default() };
+        let options = WasmSpawnOptions {
+            init: b"counter".to_vec(),
+            link: true,
+            ..Default::default()
+        };
         n.spawn_with(Some(ctx), "counter", options)
             .map(|s| s.pid)
             .map_err(|e| ExitReason::custom(e.to_string()))
     })
     .restart(Restart::Permanent);
-    let spec = SupervisorSpec::new(Strategy::OneForOne).intensity(3, Duration::from_secs(10)).child(counter);
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(3, Duration::from_secs(10))
+        .child(counter);
     let sup = rt.spawn(move |ctx| supervise(ctx, spec));
     println!("supervisor {sup} started");
 
@@ -62,21 +68,30 @@ async fn main() -> anyhow::Result<()> {
                 reply_tag += 1;
                 ctx.send_tagged(counter, 1, call(ctx.pid(), reply_tag, &n.to_le_bytes()));
                 let reply = ctx.recv_tag(reply_tag).await;
-                let value = i64::from_le_bytes(reply.payload.as_bytes().unwrap().try_into().unwrap());
+                let value =
+                    i64::from_le_bytes(reply.payload.as_bytes().unwrap().try_into().unwrap());
                 println!("round {round}: counter {counter} += {n} -> {value}");
             }
             if round == 1 {
-                println!("crashing the counter {counter} (exit signal with reason custom \"demo crash\")");
+                println!(
+                    "crashing the counter {counter} (exit signal with reason custom \"demo crash\")"
+                );
                 let m = ctx.monitor(counter);
                 ctx.exit(counter, ExitReason::custom("demo crash"));
-                if let Message::Down(down) = ctx.recv_match(|msg| matches!(msg, Message::Down(d) if d.monitor == m)).await {
+                if let Message::Down(down) = ctx
+                    .recv_match(|msg| matches!(msg, Message::Down(d) if d.monitor == m))
+                    .await
+                {
                     println!("counter {} went down: {}", down.pid, down.reason);
                 }
                 // Wait for the supervisor to register the restarted counter.
                 while ctx.whereis("counter") == Some(counter) || ctx.whereis("counter").is_none() {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                println!("the supervisor restarted it as {}; its state starts again at 0", ctx.whereis("counter").unwrap());
+                println!(
+                    "the supervisor restarted it as {}; its state starts again at 0",
+                    ctx.whereis("counter").unwrap()
+                );
             }
         }
     });
@@ -85,10 +100,18 @@ async fn main() -> anyhow::Result<()> {
 
     // Traps and limits become typed exit reasons.
     for mode in ["unreachable", "oom", "error"] {
-        let options = WasmSpawnOptions { init: mode.as_bytes().to_vec(), ..Default::default() };
+        let options = WasmSpawnOptions {
+            init: mode.as_bytes().to_vec(),
+            ..Default::default()
+        };
         let (pid, end) = node.spawn_watched("crasher", options)?;
         let reason = end.await;
-        let first_line = reason.to_string().lines().next().unwrap_or_default().to_owned();
+        let first_line = reason
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         println!("crasher {pid} ({mode}) exited: {first_line}");
     }
 

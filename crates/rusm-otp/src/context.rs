@@ -25,7 +25,9 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("pid", &self.slot.pid).finish()
+        f.debug_struct("Context")
+            .field("pid", &self.slot.pid)
+            .finish()
     }
 }
 
@@ -58,7 +60,9 @@ impl Context {
         Fut: Future + Send + 'static,
         Fut::Output: IntoExitReason,
     {
-        self.rt.spawn_inner(Some(self), SpawnOptions::default(), body, None).pid
+        self.rt
+            .spawn_inner(Some(self), SpawnOptions::default(), body, None)
+            .pid
     }
 
     /// Start a process linked to this one (atomically: the link exists before the child
@@ -69,7 +73,10 @@ impl Context {
         Fut: Future + Send + 'static,
         Fut::Output: IntoExitReason,
     {
-        let options = SpawnOptions { link: true, ..SpawnOptions::default() };
+        let options = SpawnOptions {
+            link: true,
+            ..SpawnOptions::default()
+        };
         self.rt.spawn_inner(Some(self), options, body, None).pid
     }
 
@@ -80,7 +87,10 @@ impl Context {
         Fut: Future + Send + 'static,
         Fut::Output: IntoExitReason,
     {
-        let options = SpawnOptions { monitor: true, ..SpawnOptions::default() };
+        let options = SpawnOptions {
+            monitor: true,
+            ..SpawnOptions::default()
+        };
         let spawned = self.rt.spawn_inner(Some(self), options, body, None);
         (spawned.pid, spawned.monitor.expect("monitor was requested"))
     }
@@ -111,12 +121,23 @@ impl Context {
     ///
     /// # Errors
     /// Hands the payload back when the receiver does not exist or its mailbox is full.
-    pub fn try_send(&self, to: Pid, tag: Tag, payload: impl Into<Payload>) -> Result<(), SendError> {
+    pub fn try_send(
+        &self,
+        to: Pid,
+        tag: Tag,
+        payload: impl Into<Payload>,
+    ) -> Result<(), SendError> {
         self.rt.try_send_tagged(to, tag, payload.into())
     }
 
     /// Send a data message to `to` after `delay`; see [`Runtime::send_after`].
-    pub fn send_after(&self, to: Pid, tag: Tag, payload: impl Into<Payload>, delay: Duration) -> TimerRef {
+    pub fn send_after(
+        &self,
+        to: Pid,
+        tag: Tag,
+        payload: impl Into<Payload>,
+        delay: Duration,
+    ) -> TimerRef {
         self.rt.send_after(to, tag, payload, delay)
     }
 
@@ -164,7 +185,8 @@ impl Context {
     /// Cancel safe.
     pub async fn recv_tag(&self, tag: Tag) -> Data {
         let msg = poll_fn(|cx| self.poll_take(cx, &mut |mb| mb.take_tag(tag))).await;
-        msg.into_data().expect("tag receive only takes data messages")
+        msg.into_data()
+            .expect("tag receive only takes data messages")
     }
 
     /// Like [`Context::recv_tag`], giving up after `timeout`.
@@ -198,7 +220,9 @@ impl Context {
         pred: impl FnMut(&Message) -> bool,
         timeout: Duration,
     ) -> Option<Message> {
-        tokio::time::timeout(timeout, self.recv_match(pred)).await.ok()
+        tokio::time::timeout(timeout, self.recv_match(pred))
+            .await
+            .ok()
     }
 
     /// Mailbox counters of this process.

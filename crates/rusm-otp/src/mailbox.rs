@@ -133,9 +133,15 @@ impl Mailbox {
                 }
             }
             self.data_len += 1;
-            self.by_tag.entry(data.tag).or_default().push_back(self.next_seq);
+            self.by_tag
+                .entry(data.tag)
+                .or_default()
+                .push_back(self.next_seq);
         }
-        self.queue.push_back(Entry { seq: self.next_seq, msg: Some(msg) });
+        self.queue.push_back(Entry {
+            seq: self.next_seq,
+            msg: Some(msg),
+        });
         self.next_seq += 1;
         self.high_water = self.high_water.max(self.len());
         Ok(())
@@ -184,7 +190,9 @@ impl Mailbox {
         }
         match found {
             Some(pos) => Ok(self.take_at(pos)),
-            None => Err(Scanned { next_seq: self.next_seq }),
+            None => Err(Scanned {
+                next_seq: self.next_seq,
+            }),
         }
     }
 
@@ -237,7 +245,10 @@ impl Mailbox {
     fn unindex(&mut self, seq: u64, msg: &Message) {
         let Message::Data(data) = msg else { return };
         self.data_len -= 1;
-        let seqs = self.by_tag.get_mut(&data.tag).expect("data messages are indexed");
+        let seqs = self
+            .by_tag
+            .get_mut(&data.tag)
+            .expect("data messages are indexed");
         if seqs.front() == Some(&seq) {
             seqs.pop_front();
         } else if let Ok(i) = seqs.binary_search(&seq) {
@@ -266,7 +277,10 @@ mod tests {
     use crate::message::{Data, Payload};
 
     fn data(tag: Tag, n: u32) -> Message {
-        Message::Data(Data { tag, payload: Payload::value(n) })
+        Message::Data(Data {
+            tag,
+            payload: Payload::value(n),
+        })
     }
 
     fn num(msg: Message) -> (Tag, u32) {
@@ -289,14 +303,20 @@ mod tests {
     fn tag_receive_keeps_order_of_the_rest() {
         let mut mb = Mailbox::new(MailboxConfig::default());
         for i in 0..6u32 {
-            mb.push(data(if i == 2 || i == 4 { 7 } else { 1 }, i)).unwrap();
+            mb.push(data(if i == 2 || i == 4 { 7 } else { 1 }, i))
+                .unwrap();
         }
         assert_eq!(num(mb.take_tag(7).unwrap()), (7, 2));
         assert_eq!(num(mb.take_tag(7).unwrap()), (7, 4));
         assert!(mb.take_tag(7).is_none());
-        let rest: Vec<_> = std::iter::from_fn(|| mb.take_any()).map(|m| num(m).1).collect();
+        let rest: Vec<_> = std::iter::from_fn(|| mb.take_any())
+            .map(|m| num(m).1)
+            .collect();
         assert_eq!(rest, vec![0, 1, 3, 5]);
-        assert!(mb.by_tag.is_empty(), "index entries are removed with their messages");
+        assert!(
+            mb.by_tag.is_empty(),
+            "index entries are removed with their messages"
+        );
     }
 
     #[test]
@@ -321,7 +341,10 @@ mod tests {
 
     #[test]
     fn bounded_mailbox_drop_newest_and_oldest() {
-        let cfg = MailboxConfig { capacity: Some(2), overflow: Overflow::DropNewest };
+        let cfg = MailboxConfig {
+            capacity: Some(2),
+            overflow: Overflow::DropNewest,
+        };
         let mut mb = Mailbox::new(cfg);
         mb.push(data(0, 1)).unwrap();
         mb.push(data(0, 2)).unwrap();
@@ -329,12 +352,17 @@ mod tests {
         assert_eq!(num(back).1, 3);
         assert_eq!(mb.stats().dropped, 1);
 
-        let cfg = MailboxConfig { capacity: Some(2), overflow: Overflow::DropOldest };
+        let cfg = MailboxConfig {
+            capacity: Some(2),
+            overflow: Overflow::DropOldest,
+        };
         let mut mb = Mailbox::new(cfg);
         for i in 1..=3 {
             mb.push(data(0, i)).unwrap();
         }
-        let rest: Vec<_> = std::iter::from_fn(|| mb.take_any()).map(|m| num(m).1).collect();
+        let rest: Vec<_> = std::iter::from_fn(|| mb.take_any())
+            .map(|m| num(m).1)
+            .collect();
         assert_eq!(rest, vec![2, 3]);
     }
 
@@ -352,7 +380,9 @@ mod tests {
         }
         assert_eq!(taken, 334);
         assert!(mb.tombstones <= mb.queue.len());
-        let rest: Vec<_> = std::iter::from_fn(|| mb.take_any()).map(|m| num(m).1).collect();
+        let rest: Vec<_> = std::iter::from_fn(|| mb.take_any())
+            .map(|m| num(m).1)
+            .collect();
         assert_eq!(rest.len(), 666);
         assert!(rest.windows(2).all(|w| w[0] < w[1]), "order is kept");
     }

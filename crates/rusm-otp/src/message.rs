@@ -151,7 +151,10 @@ mod tests {
         assert_eq!(Payload::value(5u32).downcast::<u32>().unwrap(), 5);
         let back = Payload::value(5u32).downcast::<String>().unwrap_err();
         assert_eq!(back.downcast_ref::<u32>(), Some(&5));
-        assert_eq!(Payload::from(vec![1u8, 2]).downcast::<Vec<u8>>().unwrap(), vec![1, 2]);
+        assert_eq!(
+            Payload::from(vec![1u8, 2]).downcast::<Vec<u8>>().unwrap(),
+            vec![1, 2]
+        );
         assert!(Payload::from(vec![1u8]).downcast::<u8>().is_err());
         assert_eq!(Payload::from(&b"ab"[..]).as_bytes(), Some(&b"ab"[..]));
     }

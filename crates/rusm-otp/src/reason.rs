@@ -117,7 +117,11 @@ impl<T: Any> IntoExitReason for T {
             return reason.take().expect("slot is full");
         }
         if let Some(result) = any.downcast_mut::<Option<Result<(), ExitReason>>>() {
-            return result.take().expect("slot is full").err().unwrap_or(ExitReason::Normal);
+            return result
+                .take()
+                .expect("slot is full")
+                .err()
+                .unwrap_or(ExitReason::Normal);
         }
         if let Some(result) = any.downcast_mut::<Option<Result<(), String>>>() {
             return match result.take().expect("slot is full") {
@@ -155,9 +159,21 @@ mod tests {
         assert_eq!(().into_exit_reason(), ExitReason::Normal);
         assert_eq!(42u32.into_exit_reason(), ExitReason::Normal);
         assert_eq!(ExitReason::Killed.into_exit_reason(), ExitReason::Killed);
-        assert_eq!(Err::<(), _>(ExitReason::Shutdown).into_exit_reason(), ExitReason::Shutdown);
-        assert_eq!(Ok::<(), ExitReason>(()).into_exit_reason(), ExitReason::Normal);
-        assert_eq!(Err::<(), _>("bad".to_string()).into_exit_reason(), ExitReason::custom("bad"));
-        assert_eq!(Err::<(), _>("bad").into_exit_reason(), ExitReason::custom("bad"));
+        assert_eq!(
+            Err::<(), _>(ExitReason::Shutdown).into_exit_reason(),
+            ExitReason::Shutdown
+        );
+        assert_eq!(
+            Ok::<(), ExitReason>(()).into_exit_reason(),
+            ExitReason::Normal
+        );
+        assert_eq!(
+            Err::<(), _>("bad".to_string()).into_exit_reason(),
+            ExitReason::custom("bad")
+        );
+        assert_eq!(
+            Err::<(), _>("bad").into_exit_reason(),
+            ExitReason::custom("bad")
+        );
     }
 }

@@ -70,10 +70,15 @@ pub struct Watch(Option<oneshot::Receiver<ExitReason>>);
 impl Future for Watch {
     type Output = ExitReason;
 
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<ExitReason> {
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<ExitReason> {
         match &mut self.0 {
             None => Poll::Ready(ExitReason::NoProc),
-            Some(rx) => std::pin::Pin::new(rx).poll(cx).map(|r| r.unwrap_or(ExitReason::NoProc)),
+            Some(rx) => std::pin::Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(ExitReason::NoProc)),
         }
     }
 }
@@ -171,7 +176,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("live", &self.process_count()).finish()
+        f.debug_struct("Runtime")
+            .field("live", &self.process_count())
+            .finish()
     }
 }
 
@@ -216,7 +223,8 @@ impl Runtime {
         Fut: Future + Send + 'static,
         Fut::Output: IntoExitReason,
     {
-        self.spawn_inner(None, SpawnOptions::default(), body, None).pid
+        self.spawn_inner(None, SpawnOptions::default(), body, None)
+            .pid
     }
 
     /// Start a process with no parent and return a [`Watch`] that resolves to its exit
@@ -334,11 +342,17 @@ impl Runtime {
     /// full (with [`Overflow::DropNewest`](crate::Overflow::DropNewest)).
     pub fn try_send_tagged(&self, to: Pid, tag: Tag, payload: Payload) -> Result<(), SendError> {
         let Some(slot) = self.inner.table.get(&to) else {
-            return Err(SendError { payload, kind: SendErrorKind::NoProc });
+            return Err(SendError {
+                payload,
+                kind: SendErrorKind::NoProc,
+            });
         };
         let mut st = slot.state.lock();
         if !st.alive {
-            return Err(SendError { payload, kind: SendErrorKind::NoProc });
+            return Err(SendError {
+                payload,
+                kind: SendErrorKind::NoProc,
+            });
         }
         match st.deliver(Message::Data(Data { tag, payload })) {
             Ok(waker) => {
@@ -349,9 +363,10 @@ impl Runtime {
                 }
                 Ok(())
             }
-            Err(Message::Data(data)) => {
-                Err(SendError { payload: data.payload, kind: SendErrorKind::Full })
-            }
+            Err(Message::Data(data)) => Err(SendError {
+                payload: data.payload,
+                kind: SendErrorKind::Full,
+            }),
             Err(_) => unreachable!("only data messages are refused"),
         }
     }
@@ -378,7 +393,9 @@ impl Runtime {
     }
 
     fn signal(&self, target: Pid, from: Pid, reason: ExitReason, kind: SignalKind) {
-        let Some(slot) = self.inner.table.get(&target) else { return };
+        let Some(slot) = self.inner.table.get(&target) else {
+            return;
+        };
         let mut st = slot.state.lock();
         if !st.alive {
             return;
@@ -395,9 +412,8 @@ impl Runtime {
             wake_recv = st
                 .deliver(Message::Exit(ExitSignal { from, reason }))
                 .expect("system messages are never refused");
-        } else if !reason.is_normal() {
-            wake_task = slot.set_exit(&mut st, reason);
-        } else if from == target {
+        } else if !reason.is_normal() || from == target {
+            // A normal exit signal is ignored unless a process sends it to itself.
             wake_task = slot.set_exit(&mut st, reason);
         }
         drop(st);
@@ -409,14 +425,26 @@ impl Runtime {
         }
     }
 
-    pub(crate) fn deliver_down(&self, owner: Pid, monitor: MonitorRef, pid: Pid, reason: ExitReason) {
-        let Some(slot) = self.inner.table.get(&owner) else { return };
+    pub(crate) fn deliver_down(
+        &self,
+        owner: Pid,
+        monitor: MonitorRef,
+        pid: Pid,
+        reason: ExitReason,
+    ) {
+        let Some(slot) = self.inner.table.get(&owner) else {
+            return;
+        };
         let mut st = slot.state.lock();
         if !st.alive || st.monitoring.remove(&monitor).is_none() {
             return;
         }
         let waker = st
-            .deliver(Message::Down(Down { monitor, pid, reason }))
+            .deliver(Message::Down(Down {
+                monitor,
+                pid,
+                reason,
+            }))
             .expect("system messages are never refused");
         drop(st);
         if let Some(waker) = waker {
@@ -509,13 +537,17 @@ impl Runtime {
             if &**held == name {
                 return Ok(());
             }
-            return Err(Error::AlreadyNamed { pid, name: held.to_string() });
+            return Err(Error::AlreadyNamed {
+                pid,
+                name: held.to_string(),
+            });
         }
         let name: Arc<str> = name.into();
         match self.inner.registry.entry(name.clone()) {
-            dashmap::Entry::Occupied(entry) => {
-                Err(Error::NameTaken { name: name.to_string(), holder: *entry.get() })
-            }
+            dashmap::Entry::Occupied(entry) => Err(Error::NameTaken {
+                name: name.to_string(),
+                holder: *entry.get(),
+            }),
             dashmap::Entry::Vacant(entry) => {
                 entry.insert(pid);
                 st.name = Some(name);
@@ -549,7 +581,13 @@ impl Runtime {
 
     /// Send a data message to `to` after `delay`. The timer lives on the node, not on
     /// the caller: it fires even if the caller has ended.
-    pub fn send_after(&self, to: Pid, tag: Tag, payload: impl Into<Payload>, delay: Duration) -> TimerRef {
+    pub fn send_after(
+        &self,
+        to: Pid,
+        tag: Tag,
+        payload: impl Into<Payload>,
+        delay: Duration,
+    ) -> TimerRef {
         let id = self.inner.next_ref.fetch_add(1, Ordering::Relaxed);
         let payload = payload.into();
         self.inner.timers.insert(id, None);
@@ -581,7 +619,10 @@ impl Runtime {
 
     /// Whether `pid` is alive.
     pub fn is_alive(&self, pid: Pid) -> bool {
-        self.inner.table.get(&pid).is_some_and(|slot| slot.state.lock().alive)
+        self.inner
+            .table
+            .get(&pid)
+            .is_some_and(|slot| slot.state.lock().alive)
     }
 
     /// The process that spawned `pid`, if it was spawned by a process and is alive.
@@ -707,7 +748,9 @@ impl Runtime {
         drop(leftovers);
         self.inner.table.remove(&pid);
         if let Some(name) = name {
-            self.inner.registry.remove_if(&name, |_, holder| *holder == pid);
+            self.inner
+                .registry
+                .remove_if(&name, |_, holder| *holder == pid);
         }
         tracing::trace!(%pid, %reason, "exit");
         for linked in links {
@@ -737,7 +780,6 @@ impl Default for Runtime {
     }
 }
 
-
 async fn run_process<F, Fut>(ctx: Context, body: F)
 where
     F: FnOnce(Context) -> Fut + Send + 'static,
@@ -764,9 +806,8 @@ where
                 }
             })
             .await
-        }
-        // The body future is dropped here, before anyone hears of the exit, so whatever
-        // it holds (a wasm instance, a pool slot) is released first.
+        } // The body future is dropped here, before anyone hears of the exit, so whatever
+          // it holds (a wasm instance, a pool slot) is released first.
     };
     rt.finish(&slot, reason);
 }

@@ -33,10 +33,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::Pid;
 use crate::context::Context;
 use crate::message::Message;
 use crate::reason::{ExitReason, IntoExitReason};
-use crate::Pid;
 
 /// Which children are restarted when one ends and must be restarted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,7 +192,12 @@ pub struct SupervisorSpec {
 impl SupervisorSpec {
     /// A supervisor with no children and Erlang's default intensity (1 restart in 5 s).
     pub fn new(strategy: Strategy) -> SupervisorSpec {
-        SupervisorSpec { strategy, max_restarts: 1, period: Duration::from_secs(5), children: Vec::new() }
+        SupervisorSpec {
+            strategy,
+            max_restarts: 1,
+            period: Duration::from_secs(5),
+            children: Vec::new(),
+        }
     }
 
     /// Allow at most `max_restarts` restarts within `period`.
@@ -223,7 +228,11 @@ struct Child {
 pub async fn supervise(ctx: Context, spec: SupervisorSpec) -> ExitReason {
     ctx.trap_exit(true);
     let mut sup = Supervisor {
-        children: spec.children.into_iter().map(|spec| Child { spec, pid: None }).collect(),
+        children: spec
+            .children
+            .into_iter()
+            .map(|spec| Child { spec, pid: None })
+            .collect(),
         strategy: spec.strategy,
         max_restarts: spec.max_restarts,
         period: spec.period,
@@ -241,7 +250,9 @@ pub async fn supervise(ctx: Context, spec: SupervisorSpec) -> ExitReason {
         let (idx, reason) = match failed.pop_front() {
             Some(event) => event,
             None => {
-                let Message::Exit(signal) = ctx.recv().await else { continue };
+                let Message::Exit(signal) = ctx.recv().await else {
+                    continue;
+                };
                 match sup.children.iter().position(|c| c.pid == Some(signal.from)) {
                     Some(idx) => (idx, signal.reason),
                     None if Some(signal.from) == ctx.parent() || signal.from == Pid::NODE => {
@@ -291,7 +302,11 @@ pub async fn supervise(ctx: Context, spec: SupervisorSpec) -> ExitReason {
         }
         let idx_after = idx.min(sup.children.len());
         if let Err((id, reason)) = sup.start_range(&ctx, range).await {
-            let at = sup.children.iter().position(|c| c.spec.id == id).unwrap_or(idx_after);
+            let at = sup
+                .children
+                .iter()
+                .position(|c| c.spec.id == id)
+                .unwrap_or(idx_after);
             failed.push_back((at, reason));
         }
     }
@@ -310,7 +325,11 @@ impl Supervisor {
     fn note_restart(&mut self) -> bool {
         let now = Instant::now();
         self.restarts.push_back(now);
-        while self.restarts.front().is_some_and(|t| now.duration_since(*t) > self.period) {
+        while self
+            .restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.period)
+        {
             self.restarts.pop_front();
         }
         self.restarts.len() <= self.max_restarts as usize
@@ -337,7 +356,8 @@ impl Supervisor {
                     .recv_match_timeout(
                         |m| match m {
                             Message::Data(d) => {
-                                d.tag == INIT_DONE_TAG && d.payload.downcast_ref::<Pid>() == Some(&pid)
+                                d.tag == INIT_DONE_TAG
+                                    && d.payload.downcast_ref::<Pid>() == Some(&pid)
                             }
                             Message::Exit(sig) => sig.from == pid,
                             _ => false,
@@ -351,7 +371,10 @@ impl Supervisor {
                     _ => {
                         ctx.unlink(pid);
                         ctx.kill(pid);
-                        return Err((id(), ExitReason::custom("child did not finish init in time")));
+                        return Err((
+                            id(),
+                            ExitReason::custom("child did not finish init in time"),
+                        ));
                     }
                 }
             }

@@ -62,6 +62,9 @@ pub struct WasmConfig {
     /// A directory for wasmtime's compiled-code cache, so a component already compiled
     /// once is loaded without compiling again. `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// Count fuel (roughly, instructions) so policies may set a `fuel` limit. Costs
+    /// some speed for every process, so it is off unless asked for.
+    pub fuel_metering: bool,
 }
 
 impl Default for WasmConfig {
@@ -73,6 +76,7 @@ impl Default for WasmConfig {
             max_wasm_stack: 1 << 20,
             default_memory_limit: 64 << 20,
             cache_dir: None,
+            fuel_metering: false,
         }
     }
 }
@@ -102,6 +106,7 @@ pub(crate) fn build_engine(config: &WasmConfig) -> wasmtime::Result<Engine> {
         .memory_reservation(p.max_memory_size as u64)
         .memory_guard_size(64 << 10)
         .memory_reservation_for_growth(0)
+        .consume_fuel(config.fuel_metering)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     if let Some(dir) = &config.cache_dir {
         let mut cache = wasmtime::CacheConfig::new();
@@ -122,13 +127,18 @@ impl EpochTicker {
     pub(crate) fn start(engine: Engine, tick: Duration) -> std::io::Result<EpochTicker> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
-        let thread = std::thread::Builder::new().name("rusm-epoch".into()).spawn(move || {
-            while !flag.load(Ordering::Relaxed) {
-                std::thread::sleep(tick);
-                engine.increment_epoch();
-            }
-        })?;
-        Ok(EpochTicker { stop, thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("rusm-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

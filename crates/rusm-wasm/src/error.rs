@@ -72,4 +72,7 @@ pub enum SpawnError {
     /// No component of that name is loaded.
     #[error("no component named {0:?} is loaded")]
     UnknownComponent(String),
+    /// The policy it would run under cannot be honoured, or does not allow it.
+    #[error("not permitted: {0}")]
+    NotPermitted(String),
 }

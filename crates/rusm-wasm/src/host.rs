@@ -70,21 +70,27 @@ fn message_to_wit(msg: rusm_otp::Message) -> Option<WitMessage> {
                 Payload::Value(value) => match value.downcast::<Vec<u8>>() {
                     Ok(bytes) => *bytes,
                     Err(_) => {
-                        tracing::warn!("dropped a native (non-byte) message sent to a wasm process");
+                        tracing::warn!(
+                            "dropped a native (non-byte) message sent to a wasm process"
+                        );
                         return None;
                     }
                 },
             };
-            WitMessage::Data(DataMessage { tag: data.tag, payload })
+            WitMessage::Data(DataMessage {
+                tag: data.tag,
+                payload,
+            })
         }
         rusm_otp::Message::Down(down) => WitMessage::Down(WitDown {
             monitor: down.monitor.as_raw(),
             pid: down.pid.as_raw(),
             reason: reason_to_wit(&down.reason),
         }),
-        rusm_otp::Message::Exit(sig) => {
-            WitMessage::Exit(WitExitSignal { from: sig.from.as_raw(), reason: reason_to_wit(&sig.reason) })
-        }
+        rusm_otp::Message::Exit(sig) => WitMessage::Exit(WitExitSignal {
+            from: sig.from.as_raw(),
+            reason: reason_to_wit(&sig.reason),
+        }),
         _ => return None,
     })
 }
@@ -105,12 +111,21 @@ impl rusm::runtime::process::Host for ProcessState {
         Ok(self.ctx.pid().as_raw())
     }
 
-    fn spawn(&mut self, component: String, options: WitSpawnOptions) -> wasmtime::Result<Result<WitSpawned, WitError>> {
+    fn spawn(
+        &mut self,
+        component: String,
+        options: WitSpawnOptions,
+    ) -> wasmtime::Result<Result<WitSpawned, WitError>> {
         let node = self.node.clone();
         Ok(node.spawn_from_guest(self, &component, options))
     }
 
-    fn send(&mut self, to: u64, tag: u64, payload: Vec<u8>) -> wasmtime::Result<Result<(), WitError>> {
+    fn send(
+        &mut self,
+        to: u64,
+        tag: u64,
+        payload: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), WitError>> {
         if let Some(max) = self.node.max_message_size(self)
             && payload.len() > max
         {
@@ -119,11 +134,16 @@ impl rusm::runtime::process::Host for ProcessState {
                 payload.len()
             ))));
         }
-        self.ctx.send_tagged(Pid::from_raw(to), tag, Payload::Bytes(payload));
+        self.ctx
+            .send_tagged(Pid::from_raw(to), tag, Payload::Bytes(payload));
         Ok(Ok(()))
     }
 
-    async fn receive(&mut self, timeout_ms: Option<u64>, selector: Option<Selector>) -> wasmtime::Result<Option<WitMessage>> {
+    async fn receive(
+        &mut self,
+        timeout_ms: Option<u64>,
+        selector: Option<Selector>,
+    ) -> wasmtime::Result<Option<WitMessage>> {
         let deadline = timeout_ms.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
         loop {
             let ctx = &self.ctx;
@@ -150,7 +170,10 @@ impl rusm::runtime::process::Host for ProcessState {
     }
 
     fn link(&mut self, pid: u64) -> wasmtime::Result<Result<(), WitError>> {
-        Ok(self.ctx.link(Pid::from_raw(pid)).map_err(|_| WitError::Noproc))
+        Ok(self
+            .ctx
+            .link(Pid::from_raw(pid))
+            .map_err(|_| WitError::Noproc))
     }
 
     fn unlink(&mut self, pid: u64) -> wasmtime::Result<()> {
@@ -204,19 +227,36 @@ impl rusm::runtime::process::Host for ProcessState {
         if let Err(e) = self.node.check_register(self, &name) {
             return Ok(Err(e));
         }
-        Ok(self.ctx.register(&name).map_err(|e| WitError::AlreadyRegistered(e.to_string())))
+        Ok(self
+            .ctx
+            .register(&name)
+            .map_err(|e| WitError::AlreadyRegistered(e.to_string())))
     }
 
     fn unregister(&mut self, name: String) -> wasmtime::Result<Result<(), WitError>> {
-        Ok(self.ctx.unregister(&name).map_err(|e| WitError::NotFound(e.to_string())))
+        Ok(self
+            .ctx
+            .unregister(&name)
+            .map_err(|e| WitError::NotFound(e.to_string())))
     }
 
     fn whereis(&mut self, name: String) -> wasmtime::Result<Option<u64>> {
         Ok(self.ctx.whereis(&name).map(Pid::as_raw))
     }
 
-    fn send_after(&mut self, to: u64, tag: u64, payload: Vec<u8>, delay_ms: u64) -> wasmtime::Result<u64> {
-        let timer = self.ctx.send_after(Pid::from_raw(to), tag, Payload::Bytes(payload), Duration::from_millis(delay_ms));
+    fn send_after(
+        &mut self,
+        to: u64,
+        tag: u64,
+        payload: Vec<u8>,
+        delay_ms: u64,
+    ) -> wasmtime::Result<u64> {
+        let timer = self.ctx.send_after(
+            Pid::from_raw(to),
+            tag,
+            Payload::Bytes(payload),
+            Duration::from_millis(delay_ms),
+        );
         Ok(timer.as_raw())
     }
 

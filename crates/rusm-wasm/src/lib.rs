@@ -16,6 +16,7 @@
 
 #![deny(missing_docs)]
 
+mod broker;
 mod engine;
 mod error;
 mod host;

@@ -4,17 +4,24 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
 use parking_lot::RwLock;
-use rusm_otp::{Context, ExitReason, MailboxConfig, Pid, Runtime, SpawnOptions, Spawned, Watch};
+use rusm_otp::{
+    Context, ExitReason, MailboxConfig, Overflow, Pid, Runtime, SpawnOptions, Spawned, Watch,
+};
+use rusm_policy::{Policy, PolicyLibrary, SpawnRefusal};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::bindings::CommandPre;
+
+use crate::broker;
 
 use crate::engine::{EpochTicker, WasmConfig, build_engine};
 use crate::error::{LoadError, SpawnError};
 use crate::host::{Actor, ActorPre, SelfExit, WitError, WitSpawnOptions, WitSpawned};
-use crate::state::{ProcessLimits, ProcessState};
+use crate::state::{ChildSlot, ProcessLimits, ProcessState};
 
 /// What a loaded component is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +65,36 @@ pub struct WasmSpawnOptions {
     pub monitor: bool,
     /// Start trapping exits.
     pub trap_exit: bool,
-    /// Mailbox capacity and overflow.
+    /// Mailbox capacity and overflow (a policy's `mailbox` limit, when smaller, wins).
     pub mailbox: MailboxConfig,
+    /// The policy to run under; `None` means the node's default policy. Host code is
+    /// trusted to choose any policy; guests go through their own spawn rights.
+    pub policy: Option<Arc<Policy>>,
+}
+
+/// The named policies of a node, shared by reference with the processes using them.
+struct Policies {
+    library: PolicyLibrary,
+    shared: HashMap<String, Arc<Policy>>,
+    default: Arc<Policy>,
+}
+
+impl Policies {
+    fn new(library: PolicyLibrary) -> Policies {
+        let shared: HashMap<String, Arc<Policy>> = library
+            .names()
+            .filter_map(|name| Some((name.to_owned(), Arc::new(library.get(name).ok()?.clone()))))
+            .collect();
+        let default = shared
+            .get("default")
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Policy::embedded_default()));
+        Policies {
+            library,
+            shared,
+            default,
+        }
+    }
 }
 
 /// State shared by a node and every wasm process on it.
@@ -69,6 +104,7 @@ pub(crate) struct NodeShared {
     rt: Runtime,
     config: WasmConfig,
     components: RwLock<HashMap<String, Arc<LoadedComponent>>>,
+    policies: RwLock<Policies>,
     _ticker: EpochTicker,
 }
 
@@ -84,7 +120,9 @@ pub struct WasmNode {
 
 impl std::fmt::Debug for WasmNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WasmNode").field("components", &self.component_names()).finish()
+        f.debug_struct("WasmNode")
+            .field("components", &self.component_names())
+            .finish()
     }
 }
 
@@ -99,6 +137,7 @@ impl WasmNode {
         let engine = build_engine(&config).map_err(anyhow::Error::from)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        broker::link_clock_checks(&mut linker).map_err(anyhow::Error::from)?;
         Actor::add_to_linker::<ProcessState, HasSelf<ProcessState>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
@@ -109,6 +148,7 @@ impl WasmNode {
                 rt,
                 config,
                 components: RwLock::new(HashMap::new()),
+                policies: RwLock::new(Policies::new(PolicyLibrary::new())),
                 _ticker: ticker,
             }),
         })
@@ -124,6 +164,19 @@ impl WasmNode {
         &self.shared.engine
     }
 
+    /// Use these named policies (for example `PolicyLibrary::load_dir("capabilities")`).
+    /// Its `default` policy becomes what processes run under when nothing else is
+    /// named; guests name the others in their spawn options. Processes already running
+    /// keep the policy they started with.
+    pub fn set_policies(&self, library: PolicyLibrary) {
+        *self.shared.policies.write() = Policies::new(library);
+    }
+
+    /// The node's default policy.
+    pub fn default_policy(&self) -> Arc<Policy> {
+        self.shared.policies.read().default.clone()
+    }
+
     /// The names of the loaded components, sorted.
     pub fn component_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.shared.components.read().keys().cloned().collect();
@@ -136,7 +189,10 @@ impl WasmNode {
     /// # Errors
     /// See [`WasmNode::load_bytes`]; also when the file cannot be read.
     pub fn load_file(&self, name: &str, path: &Path) -> Result<ComponentInfo, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         self.load_bytes(name, &bytes)
     }
 
@@ -150,8 +206,14 @@ impl WasmNode {
     /// affected by a failed load.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
         let loaded = self.shared.prepare(name, bytes)?;
-        let info = ComponentInfo { name: name.to_owned(), kind: loaded.kind };
-        self.shared.components.write().insert(name.to_owned(), Arc::new(loaded));
+        let info = ComponentInfo {
+            name: name.to_owned(),
+            kind: loaded.kind,
+        };
+        self.shared
+            .components
+            .write()
+            .insert(name.to_owned(), Arc::new(loaded));
         tracing::info!(component = name, kind = ?info.kind, "component loaded");
         Ok(info)
     }
@@ -161,7 +223,10 @@ impl WasmNode {
     /// # Errors
     /// [`SpawnError::UnknownComponent`] when no component of that name is loaded.
     pub fn spawn(&self, component: &str, init: Vec<u8>) -> Result<Pid, SpawnError> {
-        let options = WasmSpawnOptions { init, ..WasmSpawnOptions::default() };
+        let options = WasmSpawnOptions {
+            init,
+            ..WasmSpawnOptions::default()
+        };
         Ok(self.spawn_with(None, component, options)?.pid)
     }
 
@@ -169,10 +234,18 @@ impl WasmNode {
     ///
     /// # Errors
     /// [`SpawnError::UnknownComponent`] when no component of that name is loaded.
-    pub fn spawn_watched(&self, component: &str, options: WasmSpawnOptions) -> Result<(Pid, Watch), SpawnError> {
+    pub fn spawn_watched(
+        &self,
+        component: &str,
+        options: WasmSpawnOptions,
+    ) -> Result<(Pid, Watch), SpawnError> {
         let loaded = self.shared.component(component)?;
-        let (core, init) = split_options(options);
-        let body = self.shared.clone().body(loaded, init);
+        let policy = options
+            .policy
+            .clone()
+            .unwrap_or_else(|| self.default_policy());
+        let (core, init) = self.shared.split_options(options, &policy);
+        let body = self.shared.clone().body(loaded, init, policy, None)?;
         Ok(self.shared.rt.spawn_watched(core, body))
     }
 
@@ -191,27 +264,43 @@ impl WasmNode {
     }
 }
 
-fn split_options(options: WasmSpawnOptions) -> (SpawnOptions, Vec<u8>) {
-    let core = SpawnOptions {
-        link: options.link,
-        monitor: options.monitor,
-        trap_exit: options.trap_exit,
-        mailbox: options.mailbox,
-    };
-    (core, options.init)
-}
-
 impl NodeShared {
+    fn split_options(&self, options: WasmSpawnOptions, policy: &Policy) -> (SpawnOptions, Vec<u8>) {
+        let mut mailbox = options.mailbox;
+        if let Some(limit) = policy.limits.mailbox {
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            if mailbox.capacity.is_none_or(|cap| cap > limit) {
+                mailbox = MailboxConfig {
+                    capacity: Some(limit),
+                    overflow: Overflow::DropNewest,
+                };
+            }
+        }
+        let core = SpawnOptions {
+            link: options.link,
+            monitor: options.monitor,
+            trap_exit: options.trap_exit,
+            mailbox,
+        };
+        (core, options.init)
+    }
+
     fn prepare(&self, name: &str, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
         let name_owned = name.to_owned();
         if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-            return Err(LoadError::NotWasm { component: name_owned });
+            return Err(LoadError::NotWasm {
+                component: name_owned,
+            });
         }
         if bytes[4..8] == [1, 0, 0, 0] {
-            return Err(LoadError::CoreModule { component: name_owned });
+            return Err(LoadError::CoreModule {
+                component: name_owned,
+            });
         }
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadError::Invalid { component: name_owned.clone(), detail: format!("{e:#}") })?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Invalid {
+            component: name_owned.clone(),
+            detail: format!("{e:#}"),
+        })?;
         let exports: Vec<String> = component
             .component_type()
             .exports(&self.engine)
@@ -222,22 +311,37 @@ impl NodeShared {
         } else if exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")) {
             ComponentKind::Command
         } else {
-            return Err(LoadError::NoEntryPoint { component: name_owned, exports });
+            return Err(LoadError::NoEntryPoint {
+                component: name_owned,
+                exports,
+            });
         };
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::UnsatisfiedImport { component: name_owned.clone(), detail: format!("{e:#}") })?;
+        let pre =
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| LoadError::UnsatisfiedImport {
+                    component: name_owned.clone(),
+                    detail: format!("{e:#}"),
+                })?;
         let prepared = match kind {
-            ComponentKind::Actor => Prepared::Actor(ActorPre::new(pre).map_err(|e| LoadError::BadEntryPoint {
-                component: name_owned.clone(),
-                detail: format!("{e:#}"),
-            })?),
-            ComponentKind::Command => Prepared::Command(CommandPre::new(pre).map_err(|e| {
-                LoadError::BadEntryPoint { component: name_owned.clone(), detail: format!("{e:#}") }
-            })?),
+            ComponentKind::Actor => {
+                Prepared::Actor(ActorPre::new(pre).map_err(|e| LoadError::BadEntryPoint {
+                    component: name_owned.clone(),
+                    detail: format!("{e:#}"),
+                })?)
+            }
+            ComponentKind::Command => {
+                Prepared::Command(CommandPre::new(pre).map_err(|e| LoadError::BadEntryPoint {
+                    component: name_owned.clone(),
+                    detail: format!("{e:#}"),
+                })?)
+            }
         };
-        Ok(LoadedComponent { name: name_owned, kind, prepared })
+        Ok(LoadedComponent {
+            name: name_owned,
+            kind,
+            prepared,
+        })
     }
 
     fn component(&self, name: &str) -> Result<Arc<LoadedComponent>, SpawnError> {
@@ -254,12 +358,29 @@ impl NodeShared {
         component: &str,
         options: WasmSpawnOptions,
     ) -> Result<Spawned, SpawnError> {
+        self.spawn_child(parent, component, options, None)
+    }
+
+    fn spawn_child(
+        self: &Arc<Self>,
+        parent: Option<&Context>,
+        component: &str,
+        options: WasmSpawnOptions,
+        child_slot: Option<ChildSlot>,
+    ) -> Result<Spawned, SpawnError> {
         let loaded = self.component(component)?;
-        let (core, init) = split_options(options);
-        let body = self.clone().body(loaded, init);
+        let policy = options
+            .policy
+            .clone()
+            .unwrap_or_else(|| self.policies.read().default.clone());
+        let (core, init) = self.split_options(options, &policy);
+        let body = self.clone().body(loaded, init, policy, child_slot)?;
         Ok(match parent {
             Some(ctx) => ctx.spawn_with(core, body),
-            None => Spawned { pid: self.rt.spawn_with(core, body), monitor: None },
+            None => Spawned {
+                pid: self.rt.spawn_with(core, body),
+                monitor: None,
+            },
         })
     }
 
@@ -268,8 +389,20 @@ impl NodeShared {
         self: Arc<Self>,
         component: Arc<LoadedComponent>,
         init: Vec<u8>,
-    ) -> impl FnOnce(Context) -> std::pin::Pin<Box<dyn Future<Output = ExitReason> + Send>> + Send + 'static {
-        move |ctx| Box::pin(run_process(self, component, ctx, init))
+        policy: Arc<Policy>,
+        child_slot: Option<ChildSlot>,
+    ) -> Result<
+        impl FnOnce(Context) -> std::pin::Pin<Box<dyn Future<Output = ExitReason> + Send>>
+        + Send
+        + 'static,
+        SpawnError,
+    > {
+        if policy.limits.fuel.is_some() && !self.config.fuel_metering {
+            return Err(SpawnError::NotPermitted(
+                "the policy sets a fuel limit but this node runs without fuel metering (WasmConfig::fuel_metering)".into(),
+            ));
+        }
+        Ok(move |ctx| Box::pin(run_process(self, component, ctx, init, policy, child_slot)) as _)
     }
 
     pub(crate) fn spawn_from_guest(
@@ -278,70 +411,176 @@ impl NodeShared {
         component: &str,
         options: WitSpawnOptions,
     ) -> Result<WitSpawned, WitError> {
-        if options.policy.is_some() {
-            return Err(WitError::NotFound("named policies are not available on this node".into()));
+        let child_policy =
+            {
+                let policies = self.policies.read();
+                match policies.library.policy_for_spawn(
+                    &state.policy,
+                    component,
+                    options.policy.as_deref(),
+                ) {
+                    Ok(granted) if std::ptr::eq(granted, &*state.policy) => state.policy.clone(),
+                    Ok(_) => {
+                        let name = options.policy.as_deref().unwrap_or_default();
+                        policies.shared.get(name).cloned().ok_or_else(|| {
+                            WitError::NotFound(format!("no policy named {name:?}"))
+                        })?
+                    }
+                    Err(refusal @ SpawnRefusal::NotFound { .. }) => {
+                        return Err(WitError::NotFound(refusal.to_string()));
+                    }
+                    Err(refusal) => return Err(WitError::NotPermitted(refusal.to_string())),
+                }
+            };
+        if let Some(max) = state.policy.limits.children
+            && state.children.load(Ordering::Acquire) as u64 >= max
+        {
+            return Err(WitError::NotPermitted(format!(
+                "the policy allows at most {max} live children"
+            )));
         }
+        state.children.fetch_add(1, Ordering::AcqRel);
+        let slot = ChildSlot(state.children.clone());
         let opts = WasmSpawnOptions {
             init: options.init,
             link: options.link,
             monitor: options.monitor,
+            policy: Some(child_policy),
             ..WasmSpawnOptions::default()
         };
-        match self.spawn(Some(&state.ctx), component, opts) {
+        match self.spawn_child(Some(&state.ctx), component, opts, Some(slot)) {
             Ok(spawned) => Ok(WitSpawned {
                 pid: spawned.pid.as_raw(),
                 monitor: spawned.monitor.map(|m| m.as_raw()),
             }),
-            Err(SpawnError::UnknownComponent(name)) => Err(WitError::NotFound(format!("no component named {name:?}"))),
+            Err(SpawnError::UnknownComponent(name)) => {
+                Err(WitError::NotFound(format!("no component named {name:?}")))
+            }
+            Err(SpawnError::NotPermitted(why)) => Err(WitError::NotPermitted(why)),
         }
     }
 
-    pub(crate) fn check_kill(&self, _state: &ProcessState, _target: Pid) -> Result<(), WitError> {
-        Ok(())
+    /// May this process end `target` with `kill` or `exit`? Itself always; others as
+    /// its policy's kill right says.
+    pub(crate) fn check_kill(&self, state: &ProcessState, target: Pid) -> Result<(), WitError> {
+        let me = state.ctx.pid();
+        if target == me {
+            return Ok(());
+        }
+        let is_child = self.rt.parent_of(target) == Some(me);
+        if state.policy.process.may_kill(is_child) {
+            Ok(())
+        } else {
+            Err(WitError::NotPermitted(format!(
+                "the policy does not allow ending {target}"
+            )))
+        }
     }
 
-    pub(crate) fn check_register(&self, _state: &ProcessState, _name: &str) -> Result<(), WitError> {
-        Ok(())
+    pub(crate) fn check_register(&self, state: &ProcessState, name: &str) -> Result<(), WitError> {
+        if state.policy.process.may_register(name) {
+            Ok(())
+        } else {
+            Err(WitError::NotPermitted(format!(
+                "the policy does not allow registering {name:?}"
+            )))
+        }
     }
 
-    pub(crate) fn max_message_size(&self, _state: &ProcessState) -> Option<usize> {
-        None
+    pub(crate) fn max_message_size(&self, state: &ProcessState) -> Option<usize> {
+        state
+            .policy
+            .limits
+            .message_size
+            .map(|max| usize::try_from(max).unwrap_or(usize::MAX))
     }
 }
 
-async fn run_process(node: Arc<NodeShared>, component: Arc<LoadedComponent>, ctx: Context, init: Vec<u8>) -> ExitReason {
+async fn run_process(
+    node: Arc<NodeShared>,
+    component: Arc<LoadedComponent>,
+    ctx: Context,
+    init: Vec<u8>,
+    policy: Arc<Policy>,
+    child_slot: Option<ChildSlot>,
+) -> ExitReason {
+    let started = Instant::now();
+    let wasi = match broker::wasi_ctx(&policy, ctx.pid(), started) {
+        Ok(wasi) => wasi,
+        Err(e) => {
+            return ExitReason::crashed(format!(
+                "cannot start component {:?}: {e}",
+                component.name
+            ));
+        }
+    };
+    let pool_max = node.config.pool.max_memory_size;
+    let memory = policy
+        .limits
+        .memory
+        .map_or(node.config.default_memory_limit, |m| {
+            usize::try_from(m).unwrap_or(usize::MAX)
+        })
+        .min(pool_max);
+    let table_elements = policy
+        .limits
+        .table_elements
+        .map_or(node.config.pool.table_elements, |t| {
+            usize::try_from(t).unwrap_or(usize::MAX)
+        })
+        .min(node.config.pool.table_elements);
+    let deadline = policy.limits.deadline;
+    let fuel = policy.limits.fuel;
     let state = ProcessState {
         ctx,
         node: node.clone(),
-        wasi: WasiCtxBuilder::new().inherit_stderr().build(),
+        policy,
+        wasi,
         table: ResourceTable::new(),
         limits: ProcessLimits {
-            memory: node.config.default_memory_limit,
-            table_elements: node.config.pool.table_elements,
+            memory,
+            table_elements,
             hit_memory_limit: false,
         },
+        started,
+        children: Arc::new(AtomicUsize::new(0)),
+        _child_slot: child_slot,
     };
     let mut store = Store::new(&node.engine, state);
     store.limiter(|state| &mut state.limits);
     store.set_epoch_deadline(1);
     store.epoch_deadline_async_yield_and_update(1);
-    let outcome: wasmtime::Result<Result<(), String>> = match &component.prepared {
-        Prepared::Actor(pre) => async {
-            let actor = pre.instantiate_async(&mut store).await?;
-            actor.rusm_runtime_entry().call_run(&mut store, &init).await
+    if node.config.fuel_metering {
+        let _ = store.set_fuel(fuel.unwrap_or(u64::MAX));
+    }
+    let run = async {
+        match &component.prepared {
+            Prepared::Actor(pre) => {
+                async {
+                    let actor = pre.instantiate_async(&mut store).await?;
+                    actor.rusm_runtime_entry().call_run(&mut store, &init).await
+                }
+                .await
+            }
+            Prepared::Command(pre) => {
+                async {
+                    let command = pre.instantiate_async(&mut store).await?;
+                    let result = command.wasi_cli_run().call_run(&mut store).await?;
+                    Ok(result.map_err(|()| "command returned an error".to_owned()))
+                }
+                .await
+            }
         }
-        .await,
-        Prepared::Command(pre) => async {
-            let command = pre.instantiate_async(&mut store).await?;
-            let result = command.wasi_cli_run().call_run(&mut store).await?;
-            Ok(result.map_err(|()| "command returned an error".to_owned()))
-        }
-        .await,
+    };
+    let outcome: Option<wasmtime::Result<Result<(), String>>> = match deadline {
+        None => Some(run.await),
+        Some(limit) => tokio::time::timeout(limit, run).await.ok(),
     };
     let reason = match outcome {
-        Ok(Ok(())) => ExitReason::Normal,
-        Ok(Err(text)) => ExitReason::custom(text),
-        Err(err) => classify(&err, store.data()),
+        None => ExitReason::DeadlineExceeded,
+        Some(Ok(Ok(()))) => ExitReason::Normal,
+        Some(Ok(Err(text))) => ExitReason::custom(text),
+        Some(Err(err)) => classify(&err, store.data()),
     };
     tracing::debug!(pid = %store.data().ctx.pid(), component = %component.name, %reason, "wasm process ended");
     reason
@@ -352,11 +591,18 @@ fn classify(err: &wasmtime::Error, state: &ProcessState) -> ExitReason {
     if let Some(SelfExit(reason)) = err.downcast_ref::<SelfExit>() {
         return reason.clone();
     }
+    if let Some(broker::CapabilityDenied(what)) = err.downcast_ref::<broker::CapabilityDenied>() {
+        return ExitReason::CapabilityDenied((*what).into());
+    }
     if state.limits.hit_memory_limit {
         return ExitReason::OutOfMemory;
     }
     if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return if exit.0 == 0 { ExitReason::Normal } else { ExitReason::custom(format!("exit code {}", exit.0)) };
+        return if exit.0 == 0 {
+            ExitReason::Normal
+        } else {
+            ExitReason::custom(format!("exit code {}", exit.0))
+        };
     }
     let mut text = match err.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => format!("wasm trap: {trap}"),

@@ -1,8 +1,11 @@
 //! What each wasm process's store holds.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use rusm_otp::Context;
+use rusm_policy::Policy;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -17,7 +20,12 @@ pub(crate) struct ProcessLimits {
 }
 
 impl ResourceLimiter for ProcessLimits {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory {
             // Trap at once: the process ends with an out-of-memory reason instead of
             // limping on with a failed allocation.
@@ -30,8 +38,22 @@ impl ResourceLimiter for ProcessLimits {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= self.table_elements)
+    }
+}
+
+/// Counts a process among its parent's live children while it exists.
+pub(crate) struct ChildSlot(pub(crate) Arc<AtomicUsize>);
+
+impl Drop for ChildSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -39,9 +61,15 @@ impl ResourceLimiter for ProcessLimits {
 pub struct ProcessState {
     pub(crate) ctx: Context,
     pub(crate) node: Arc<NodeShared>,
+    pub(crate) policy: Arc<Policy>,
     pub(crate) wasi: WasiCtx,
     pub(crate) table: ResourceTable,
     pub(crate) limits: ProcessLimits,
+    pub(crate) started: Instant,
+    /// Live children of this process (for the policy's `children` limit).
+    pub(crate) children: Arc<AtomicUsize>,
+    /// This process's place among its parent's children.
+    pub(crate) _child_slot: Option<ChildSlot>,
 }
 
 impl ProcessState {
@@ -49,10 +77,18 @@ impl ProcessState {
     pub fn context(&self) -> &Context {
         &self.ctx
     }
+
+    /// The policy this process runs under.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
 }
 
 impl WasiView for ProcessState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }

@@ -9,7 +9,7 @@ fn idle(rt: &Runtime) -> Pid {
     rt.spawn(|ctx| async move {
         loop {
             ctx.recv().await;
-        };
+        }
     })
 }
 
@@ -38,7 +38,9 @@ async fn normal_exit_leaves_linked_processes_alone() {
     let reason = run_process(&rt, move |ctx| async move {
         let m = ctx.monitor(a);
         ctx.exit(a, ExitReason::custom("stop"));
-        let Message::Down(down) = ctx.recv().await else { panic!() };
+        let Message::Down(down) = ctx.recv().await else {
+            panic!()
+        };
         assert_eq!(down.monitor, m);
         down.reason
     })
@@ -52,16 +54,22 @@ async fn trap_exit_turns_signals_into_messages() {
     let reason = run_process(&rt, |ctx| async move {
         assert!(!ctx.trap_exit(true));
         let child = ctx.spawn_link(|_c| async { ExitReason::crashed("oops") });
-        let Message::Exit(sig) = ctx.recv().await else { panic!() };
+        let Message::Exit(sig) = ctx.recv().await else {
+            panic!()
+        };
         assert_eq!((sig.from, sig.reason), (child, ExitReason::crashed("oops")));
         // Normal exits of linked processes arrive too while trapping.
         let child = ctx.spawn_link(|_c| async {});
-        let Message::Exit(sig) = ctx.recv().await else { panic!() };
+        let Message::Exit(sig) = ctx.recv().await else {
+            panic!()
+        };
         assert_eq!((sig.from, sig.reason), (child, ExitReason::Normal));
         // exit/2 with any reason, even from a non-linked process, becomes a message.
         let me = ctx.pid();
         let sender = ctx.spawn(move |c| async move { c.exit(me, ExitReason::Shutdown) });
-        let Message::Exit(sig) = ctx.recv().await else { panic!() };
+        let Message::Exit(sig) = ctx.recv().await else {
+            panic!()
+        };
         assert_eq!((sig.from, sig.reason), (sender, ExitReason::Shutdown));
         assert!(ctx.trap_exit(false));
     })
@@ -76,7 +84,7 @@ async fn kill_cannot_be_trapped_but_killed_from_a_link_can() {
         ctx.trap_exit(true);
         loop {
             ctx.recv().await;
-        };
+        }
     });
     let end = rt.watch(trapper);
     rt.kill(trapper);
@@ -88,10 +96,12 @@ async fn kill_cannot_be_trapped_but_killed_from_a_link_can() {
         let victim = ctx.spawn_link(|c| async move {
             loop {
                 c.recv().await;
-            };
+            }
         });
         ctx.kill(victim);
-        let Message::Exit(sig) = ctx.recv().await else { panic!() };
+        let Message::Exit(sig) = ctx.recv().await else {
+            panic!()
+        };
         assert_eq!((sig.from, sig.reason), (victim, ExitReason::Killed));
     })
     .await;
@@ -123,7 +133,10 @@ async fn linking_or_monitoring_a_dead_pid_yields_noproc_at_once() {
         let Some(Message::Down(down)) = ctx.recv_timeout(Duration::from_secs(5)).await else {
             panic!("no down")
         };
-        assert_eq!((down.monitor, down.pid, down.reason), (m, dead, ExitReason::NoProc));
+        assert_eq!(
+            (down.monitor, down.pid, down.reason),
+            (m, dead, ExitReason::NoProc)
+        );
         // Never-existing pids behave the same.
         let ghost = Pid::from_raw(u64::MAX);
         assert_eq!(ctx.link(ghost), Err(Error::NoProc(ghost)));
@@ -148,8 +161,13 @@ async fn unlink_stops_propagation_and_demonitor_stops_down() {
         let m2 = ctx.monitor(child);
         tx.send(()).unwrap();
         // Only the second monitor reports; we are not killed by the unlinked child.
-        let Message::Down(down) = ctx.recv().await else { panic!() };
-        assert_eq!((down.monitor, down.reason), (m2, ExitReason::custom("late")));
+        let Message::Down(down) = ctx.recv().await else {
+            panic!()
+        };
+        assert_eq!(
+            (down.monitor, down.reason),
+            (m2, ExitReason::custom("late"))
+        );
         assert!(ctx.recv_timeout(Duration::from_millis(20)).await.is_none());
     })
     .await;
@@ -199,15 +217,20 @@ async fn exit_propagates_through_a_chain() {
                 tx2.send(c).unwrap();
                 loop {
                     b.recv().await;
-                };
+                }
             });
             tx.send(b).unwrap();
             loop {
                 a.recv().await;
-            };
+            }
         });
-        let Message::Exit(sig) = ctx.recv().await else { panic!() };
-        assert_eq!((sig.from, sig.reason), (a, ExitReason::crashed("root cause")));
+        let Message::Exit(sig) = ctx.recv().await else {
+            panic!()
+        };
+        assert_eq!(
+            (sig.from, sig.reason),
+            (a, ExitReason::crashed("root cause"))
+        );
     })
     .await;
     assert_eq!(reason, ExitReason::Normal);

@@ -16,7 +16,9 @@ async fn send_to_dead_pid_is_dropped_and_try_send_hands_it_back() {
     let dead = rt.spawn(|_ctx| async {});
     rt.watch(dead).await;
     rt.send(dead, Payload::value(1u32)); // no panic, no error
-    let err = rt.try_send_tagged(dead, 0, Payload::value(5u32)).unwrap_err();
+    let err = rt
+        .try_send_tagged(dead, 0, Payload::value(5u32))
+        .unwrap_err();
     assert_eq!(err.kind, SendErrorKind::NoProc);
     assert_eq!(err.payload.downcast::<u32>().unwrap(), 5);
 }
@@ -27,8 +29,15 @@ async fn receive_timeout_returns_none_and_keeps_waiting_messages() {
     let reason = run_process(&rt, |ctx| async move {
         assert!(ctx.recv_timeout(Duration::from_millis(20)).await.is_none());
         ctx.send_tagged(ctx.pid(), 1, Payload::value(1u32));
-        assert!(ctx.recv_tag_timeout(2, Duration::from_millis(20)).await.is_none());
-        assert_eq!(num(ctx.recv_timeout(Duration::from_secs(5)).await.unwrap()), 1);
+        assert!(
+            ctx.recv_tag_timeout(2, Duration::from_millis(20))
+                .await
+                .is_none()
+        );
+        assert_eq!(
+            num(ctx.recv_timeout(Duration::from_secs(5)).await.unwrap()),
+            1
+        );
     })
     .await;
     assert_eq!(reason, ExitReason::Normal);
@@ -73,7 +82,10 @@ async fn selective_receive_waits_for_a_later_match() {
             }
             c.send_tagged(me, 9, Payload::value(999u32));
         });
-        assert_eq!(ctx.recv_tag(9).await.payload.downcast::<u32>().unwrap(), 999);
+        assert_eq!(
+            ctx.recv_tag(9).await.payload.downcast::<u32>().unwrap(),
+            999
+        );
         assert_eq!(ctx.mailbox_stats().len, 100);
         let first = ctx.recv().await;
         assert_eq!(num(first), 0);
@@ -132,7 +144,10 @@ async fn one_waiting_predicate_receive_examines_each_message_once() {
             m.tag() == Some(5)
         })
         .await;
-        assert_eq!(shown, 2001, "each message is shown to the predicate exactly once");
+        assert_eq!(
+            shown, 2001,
+            "each message is shown to the predicate exactly once"
+        );
     })
     .await;
     assert_eq!(reason, ExitReason::Normal);
@@ -142,15 +157,24 @@ async fn one_waiting_predicate_receive_examines_each_message_once() {
 async fn bounded_mailbox_drops_newest_but_never_system_messages() {
     let rt = Runtime::new();
     let options = SpawnOptions {
-        mailbox: MailboxConfig { capacity: Some(3), overflow: Overflow::DropNewest },
+        mailbox: MailboxConfig {
+            capacity: Some(3),
+            overflow: Overflow::DropNewest,
+        },
         trap_exit: true,
         ..SpawnOptions::default()
     };
     let (gate_tx, gate_rx) = tokio::sync::oneshot::channel::<()>();
     let pid = rt.spawn_with(options, move |ctx| async move {
         gate_rx.await.unwrap();
-        let got: Vec<u32> = vec![num(ctx.recv().await), num(ctx.recv().await), num(ctx.recv().await)];
-        let Message::Exit(sig) = ctx.recv().await else { return ExitReason::custom("no exit") };
+        let got: Vec<u32> = vec![
+            num(ctx.recv().await),
+            num(ctx.recv().await),
+            num(ctx.recv().await),
+        ];
+        let Message::Exit(sig) = ctx.recv().await else {
+            return ExitReason::custom("no exit");
+        };
         let dropped = ctx.mailbox_stats().dropped;
         if got == [0, 1, 2] && sig.reason == ExitReason::custom("gone") && dropped == 3 {
             ExitReason::Normal
@@ -161,7 +185,9 @@ async fn bounded_mailbox_drops_newest_but_never_system_messages() {
     for i in 0..5u32 {
         rt.send(pid, Payload::value(i)); // 3 and 4 are dropped, the sender never notices
     }
-    let full = rt.try_send_tagged(pid, 0, Payload::value(9u32)).unwrap_err();
+    let full = rt
+        .try_send_tagged(pid, 0, Payload::value(9u32))
+        .unwrap_err();
     assert_eq!(full.kind, SendErrorKind::Full);
     assert_eq!(full.payload.downcast::<u32>().unwrap(), 9);
     // An exit signal still gets in although the mailbox is full of data.
@@ -178,7 +204,10 @@ async fn bounded_mailbox_drops_newest_but_never_system_messages() {
 async fn bounded_mailbox_drop_oldest_keeps_the_latest() {
     let rt = Runtime::new();
     let options = SpawnOptions {
-        mailbox: MailboxConfig { capacity: Some(2), overflow: Overflow::DropOldest },
+        mailbox: MailboxConfig {
+            capacity: Some(2),
+            overflow: Overflow::DropOldest,
+        },
         trap_exit: true,
         ..SpawnOptions::default()
     };
@@ -188,7 +217,9 @@ async fn bounded_mailbox_drop_oldest_keeps_the_latest() {
         let a = num(ctx.recv().await);
         let b = num(ctx.recv().await);
         // The exit signal from the linked process arrives although data filled the box.
-        let Message::Exit(sig) = ctx.recv().await else { return ExitReason::custom("no exit") };
+        let Message::Exit(sig) = ctx.recv().await else {
+            return ExitReason::custom("no exit");
+        };
         if (a, b) == (3, 4) && sig.reason == ExitReason::custom("gone") {
             ExitReason::Normal
         } else {

@@ -1,11 +1,11 @@
 //! Integration tests of the actor core, one module per area.
 
+mod invariants;
 mod links;
 mod mailbox;
 mod registry_timers;
 mod spawn;
 mod supervisor;
-mod invariants;
 
 use std::future::Future;
 

@@ -20,16 +20,22 @@ async fn register_whereis_unregister_and_cleanup() {
     let other = rt.spawn(|ctx| async move {
         loop {
             ctx.recv().await;
-        };
+        }
     });
     assert_eq!(
         rt.register("counter", other),
-        Err(Error::NameTaken { name: "counter".into(), holder })
+        Err(Error::NameTaken {
+            name: "counter".into(),
+            holder
+        })
     );
     rt.register("other", other).unwrap();
     assert_eq!(
         rt.register("second", other),
-        Err(Error::AlreadyNamed { pid: other, name: "other".into() })
+        Err(Error::AlreadyNamed {
+            pid: other,
+            name: "other".into()
+        })
     );
     assert_eq!(rt.unregister("other"), Some(other));
     assert_eq!(rt.whereis("other"), None);
@@ -38,7 +44,11 @@ async fn register_whereis_unregister_and_cleanup() {
     let end = rt.watch(holder);
     tx.send(()).unwrap();
     end.await;
-    assert_eq!(rt.whereis("counter"), None, "names are removed when their process ends");
+    assert_eq!(
+        rt.whereis("counter"),
+        None,
+        "names are removed when their process ends"
+    );
     rt.register("counter", other).unwrap_err(); // other already has a name
     let dead = rt.spawn(|_c| async {});
     rt.watch(dead).await;
@@ -49,7 +59,10 @@ async fn register_whereis_unregister_and_cleanup() {
 async fn unregister_from_a_process_only_removes_its_own_name() {
     let rt = Runtime::new();
     let reason = run_process(&rt, |ctx| async move {
-        assert_eq!(ctx.unregister("nobody"), Err(Error::NotRegistered("nobody".into())));
+        assert_eq!(
+            ctx.unregister("nobody"),
+            Err(Error::NotRegistered("nobody".into()))
+        );
         ctx.register("me").unwrap();
         assert_eq!(ctx.whereis("me"), Some(ctx.pid()));
         ctx.unregister("me").unwrap();
@@ -76,7 +89,9 @@ async fn send_after_delivers_and_cancel_prevents_delivery() {
         assert!(ctx.recv_timeout(Duration::from_secs(60)).await.is_none());
         // A fired timer cannot be cancelled.
         let fired = ctx.send_after(me, 3, Payload::value(3u32), Duration::from_secs(1));
-        let Message::Data(d) = ctx.recv().await else { panic!() };
+        let Message::Data(d) = ctx.recv().await else {
+            panic!()
+        };
         assert_eq!(d.tag, 3);
         assert!(!ctx.cancel_timer(fired));
     })

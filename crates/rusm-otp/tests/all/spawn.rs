@@ -39,7 +39,9 @@ async fn panic_ends_only_that_process() {
     let rt = Runtime::new();
     let bystander = rt.spawn(|ctx| async move {
         let msg = ctx.recv().await.into_data().unwrap();
-        msg.payload.downcast::<u32>().unwrap()
+        msg.payload
+            .downcast::<u32>()
+            .unwrap()
             .eq(&7)
             .then_some(())
             .ok_or(ExitReason::custom("wrong message"))
@@ -52,8 +54,9 @@ async fn panic_ends_only_that_process() {
     .await;
     assert_eq!(reason, ExitReason::crashed("panicked: boom 42"));
     // A panic while building the body future is caught too.
-    let (_pid, end) =
-        rt.spawn_watched(Default::default(), |_ctx| -> std::future::Ready<()> { panic!("early") });
+    let (_pid, end) = rt.spawn_watched(Default::default(), |_ctx| -> std::future::Ready<()> {
+        panic!("early")
+    });
     assert_eq!(end.await, ExitReason::crashed("panicked: early"));
 
     let watch = rt.watch(bystander);
@@ -94,7 +97,11 @@ async fn parent_is_recorded() {
     let reason = run_process(&rt, |ctx| async move {
         let me = ctx.pid();
         let child = ctx.spawn_monitor(move |c| async move {
-            if c.parent() == Some(me) { ExitReason::Normal } else { ExitReason::custom("wrong parent") }
+            if c.parent() == Some(me) {
+                ExitReason::Normal
+            } else {
+                ExitReason::custom("wrong parent")
+            }
         });
         let down = ctx.recv().await;
         let Message::Down(down) = down else { panic!() };
@@ -115,7 +122,7 @@ async fn node_shutdown_stops_everything() {
             tx.send(i).unwrap();
             loop {
                 ctx.recv().await;
-            };
+            }
         });
     }
     // A process that ignores shutdown is killed after the grace period.
@@ -123,7 +130,7 @@ async fn node_shutdown_stops_everything() {
         ctx.trap_exit(true);
         loop {
             ctx.recv().await;
-        };
+        }
     });
     for _ in 0..50 {
         rx.recv().await.unwrap();

@@ -1,0 +1,311 @@
+//! The capability broker: turns a process's [`Policy`] into its WASI context and the
+//! checks its host calls make. One function per capability; the policy itself is parsed
+//! and validated by `rusm-policy`, with no engine involved.
+//!
+//! What a denial looks like to the guest:
+//! - filesystem: only the preopened directories exist; cap-std confines every path to
+//!   them (`..`, absolute paths and symlinks leading outside fail with `access`/
+//!   `not-permitted`), and a read-only preopen refuses writes;
+//! - sockets: a denied bind, listen or connect fails with `access-denied`; DNS lookups
+//!   fail when `dns` is off;
+//! - environment and arguments: only what the policy names exists;
+//! - clocks (no error channel in WASI): reading a denied clock (`now`/`resolution`)
+//!   ends the process with `capability-denied: wasi:clocks/...`. Waiting on the
+//!   monotonic clock (`subscribe-*`, used by sleeps and timeouts) stays available: it
+//!   reveals no reading;
+//! - `rusm:runtime`: spawn, kill/exit and register outside the policy return
+//!   `not-permitted`.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusm_otp::Pid;
+use rusm_policy::{FsMode, Policy, StdioMode};
+use tokio::io::AsyncWrite;
+use wasmtime::StoreContextMut;
+use wasmtime::component::Linker;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+
+use crate::state::ProcessState;
+
+/// The version of the WASI clock interfaces this host links (the version wasmtime-wasi
+/// ships); guests importing an older 0.2 patch resolve to it.
+const WASI_CLOCKS: &str = "0.2.12";
+
+/// Why a WASI context could not be built from a policy.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot grant {what}: {detail}")]
+pub struct GrantError {
+    what: String,
+    detail: String,
+}
+
+/// Build the WASI context of process `pid` from its policy.
+pub(crate) fn wasi_ctx(policy: &Policy, pid: Pid, started: Instant) -> Result<WasiCtx, GrantError> {
+    let mut builder = WasiCtxBuilder::new();
+    // The same clock the policy-checked `now` reads, so instants agree with waits.
+    builder.monotonic_clock(ProcessClock { started });
+    grant_filesystem(&mut builder, policy)?;
+    grant_network(&mut builder, policy);
+    grant_env(&mut builder, policy);
+    grant_stdio(&mut builder, policy, pid);
+    Ok(builder.build())
+}
+
+fn grant_filesystem(builder: &mut WasiCtxBuilder, policy: &Policy) -> Result<(), GrantError> {
+    for preopen in &policy.fs.preopens {
+        let perms = match preopen.mode {
+            FsMode::ReadOnly => FsPerms::ReadOnly,
+            FsMode::ReadWrite => FsPerms::ReadWrite,
+        };
+        builder
+            .preopened_dir(&preopen.host_resolved, &preopen.guest, perms)
+            .map_err(|e| GrantError {
+                what: format!(
+                    "preopen {} at {}",
+                    preopen.host_resolved.display(),
+                    preopen.guest
+                ),
+                detail: format!("{e:#}"),
+            })?;
+    }
+    Ok(())
+}
+
+fn grant_network(builder: &mut WasiCtxBuilder, policy: &Policy) {
+    let net = &policy.net;
+    builder.allow_ip_name_lookup(net.dns);
+    builder.allow_tcp(!net.tcp_connect.is_empty() || !net.tcp_bind.is_empty());
+    builder.allow_udp(!net.udp_connect.is_empty() || !net.udp_bind.is_empty());
+    let net = Arc::new(net.clone());
+    builder.socket_addr_check(move |addr, use_| {
+        let allowed = socket_allowed(&net, addr, use_);
+        if !allowed {
+            tracing::debug!(%addr, ?use_, "socket use denied by policy");
+        }
+        Box::pin(async move { allowed })
+    });
+}
+
+/// Whether the policy allows this use of this address. wasmtime-wasi checks an
+/// implicit bind to the unspecified address, port 0, before every connect or send that
+/// was not preceded by an explicit bind; that implicit bind is allowed when the policy
+/// allows connecting (or sending) at all, and the connect (send) check that follows
+/// decides.
+fn socket_allowed(net: &rusm_policy::NetPolicy, addr: SocketAddr, use_: SocketAddrUse) -> bool {
+    let implicit = addr.ip().is_unspecified() && addr.port() == 0;
+    match use_ {
+        SocketAddrUse::TcpBind => {
+            net.allows_tcp_bind(addr) || (implicit && !net.tcp_connect.is_empty())
+        }
+        SocketAddrUse::TcpListen => net.allows_tcp_bind(addr),
+        SocketAddrUse::TcpAccept => !net.tcp_bind.is_empty(),
+        SocketAddrUse::TcpConnect => net.allows_tcp_connect(addr),
+        SocketAddrUse::UdpBind => {
+            net.allows_udp_bind(addr) || (implicit && !net.udp_connect.is_empty())
+        }
+        SocketAddrUse::UdpSend => net.allows_udp_connect(addr),
+        SocketAddrUse::UdpReceive => net.allows_udp_connect(addr) || !net.udp_bind.is_empty(),
+    }
+}
+
+fn grant_env(builder: &mut WasiCtxBuilder, policy: &Policy) {
+    let vars = policy.env.resolve(|name| std::env::var(name).ok());
+    builder.envs(&vars);
+    builder.args(&policy.env.args);
+}
+
+fn grant_stdio(builder: &mut WasiCtxBuilder, policy: &Policy, pid: Pid) {
+    match policy.stdio.stdin {
+        StdioMode::Inherit => {
+            builder.inherit_stdin();
+        }
+        StdioMode::Null | StdioMode::Log => {}
+    }
+    match policy.stdio.stdout {
+        StdioMode::Inherit => {
+            builder.inherit_stdout();
+        }
+        StdioMode::Log => {
+            builder.stdout(LogStream {
+                pid,
+                stream: "stdout",
+            });
+        }
+        StdioMode::Null => {}
+    }
+    match policy.stdio.stderr {
+        StdioMode::Inherit => {
+            builder.inherit_stderr();
+        }
+        StdioMode::Log => {
+            builder.stderr(LogStream {
+                pid,
+                stream: "stderr",
+            });
+        }
+        StdioMode::Null => {}
+    }
+}
+
+/// A guest output stream that becomes host log lines tagged with the pid.
+#[derive(Clone, Copy)]
+struct LogStream {
+    pid: Pid,
+    stream: &'static str,
+}
+
+impl IsTerminal for LogStream {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for LogStream {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(LogWriter {
+            stream: *self,
+            line: Vec::new(),
+        })
+    }
+}
+
+struct LogWriter {
+    stream: LogStream,
+    line: Vec<u8>,
+}
+
+impl LogWriter {
+    fn emit(&mut self) {
+        let text = String::from_utf8_lossy(&self.line);
+        tracing::info!(target: "rusm::guest", pid = %self.stream.pid, stream = self.stream.stream, "{}", text.trim_end());
+        self.line.clear();
+    }
+}
+
+/// Lines longer than this are logged in pieces.
+const MAX_LOG_LINE: usize = 16 * 1024;
+
+impl AsyncWrite for LogWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        for &byte in buf {
+            if byte == b'\n' {
+                self.emit();
+            } else {
+                self.line.push(byte);
+                if self.line.len() >= MAX_LOG_LINE {
+                    self.emit();
+                }
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        _cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.line.is_empty() {
+            self.emit();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The monotonic clock of a process: nanoseconds since it started.
+struct ProcessClock {
+    started: Instant,
+}
+
+impl wasmtime_wasi::HostMonotonicClock for ProcessClock {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+}
+
+/// A process read a clock its policy denies; ends it with `capability-denied`.
+#[derive(Debug)]
+pub(crate) struct CapabilityDenied(pub(crate) &'static str);
+
+impl std::fmt::Display for CapabilityDenied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "capability denied: {}", self.0)
+    }
+}
+
+impl std::error::Error for CapabilityDenied {}
+
+/// Replace the clock readings wasmtime-wasi links with ones that consult the process's
+/// policy first.
+pub(crate) fn link_clock_checks(linker: &mut Linker<ProcessState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let wall = format!("wasi:clocks/wall-clock@{WASI_CLOCKS}");
+    let mut inst = linker.instance(&wall)?;
+    inst.func_wrap("now", |store: StoreContextMut<'_, ProcessState>, (): ()| {
+        require(store.data().policy.clocks.wall, "wasi:clocks/wall-clock")?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        Ok((Datetime {
+            seconds: now.as_secs(),
+            nanoseconds: now.subsec_nanos(),
+        },))
+    })?;
+    inst.func_wrap(
+        "resolution",
+        |store: StoreContextMut<'_, ProcessState>, (): ()| {
+            require(store.data().policy.clocks.wall, "wasi:clocks/wall-clock")?;
+            Ok((Datetime {
+                seconds: 0,
+                nanoseconds: 1,
+            },))
+        },
+    )?;
+    let mono = format!("wasi:clocks/monotonic-clock@{WASI_CLOCKS}");
+    let mut inst = linker.instance(&mono)?;
+    inst.func_wrap("now", |store: StoreContextMut<'_, ProcessState>, (): ()| {
+        require(
+            store.data().policy.clocks.monotonic,
+            "wasi:clocks/monotonic-clock",
+        )?;
+        Ok((store.data().started.elapsed().as_nanos() as u64,))
+    })?;
+    inst.func_wrap(
+        "resolution",
+        |store: StoreContextMut<'_, ProcessState>, (): ()| {
+            require(
+                store.data().policy.clocks.monotonic,
+                "wasi:clocks/monotonic-clock",
+            )?;
+            Ok((1u64,))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+fn require(granted: bool, what: &'static str) -> wasmtime::Result<()> {
+    if granted {
+        Ok(())
+    } else {
+        Err(wasmtime::Error::new(CapabilityDenied(what)))
+    }
+}
