@@ -191,13 +191,15 @@ async fn bounded_mailbox_drops_newest_but_never_system_messages() {
     assert_eq!(full.kind, SendErrorKind::Full);
     assert_eq!(full.payload.downcast::<u32>().unwrap(), 9);
     // An exit signal still gets in although the mailbox is full of data.
-    let linker = rt.spawn(move |ctx| async move {
+    let (_linker, linker_end) = rt.spawn_watched(Default::default(), move |ctx| async move {
         ctx.link(pid).unwrap();
         ExitReason::custom("gone")
     });
-    rt.watch(linker).await;
+    // The watch fires after the exit signal went out to the linked process.
+    linker_end.await;
+    let end = rt.watch(pid);
     gate_tx.send(()).unwrap();
-    assert_eq!(rt.watch(pid).await, ExitReason::Normal);
+    assert_eq!(end.await, ExitReason::Normal);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,11 +231,13 @@ async fn bounded_mailbox_drop_oldest_keeps_the_latest() {
     for i in 0..5u32 {
         rt.send(pid, Payload::value(i));
     }
-    let linker = rt.spawn(move |ctx| async move {
+    let (_linker, linker_end) = rt.spawn_watched(Default::default(), move |ctx| async move {
         ctx.link(pid).unwrap();
         ExitReason::custom("gone")
     });
-    rt.watch(linker).await;
+    // The watch fires after the exit signal went out to the linked process.
+    linker_end.await;
+    let end = rt.watch(pid);
     gate_tx.send(()).unwrap();
-    assert_eq!(rt.watch(pid).await, ExitReason::Normal);
+    assert_eq!(end.await, ExitReason::Normal);
 }
