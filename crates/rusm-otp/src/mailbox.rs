@@ -5,12 +5,18 @@
 //! Messages live in one queue in arrival order. Each entry carries a sequence number;
 //! taking a message out of the middle leaves a tombstone that is skipped, and the queue
 //! is compacted once tombstones outnumber live entries (amortised O(1) per removal).
-//! Data messages are also indexed by tag (tag → sequence numbers, in order).
+//!
+//! Data messages are indexed by tag (tag → sequence numbers, in order), lazily: the
+//! index is built the first time a tag receive finds another message at the front, kept
+//! up to date while the mailbox holds messages, and dropped when it empties. A mailbox
+//! used only with plain receives, or whose tag receives always find their message at
+//! the front (call/reply), never pays for it.
 //!
 //! - `take_any` (plain receive): O(1) amortised.
-//! - `take_tag` (selective receive by tag): O(log n) — a hash lookup plus a binary search
-//!   for the entry, however many other messages are ahead of it. Repeated tag receives
-//!   over a long mailbox are therefore O(m log n) in total, never quadratic.
+//! - `take_tag` (selective receive by tag): O(1) when the front message matches;
+//!   otherwise O(log n) — a hash lookup plus a binary search — once the index exists,
+//!   and building the index is one O(n) pass per busy period. Repeated tag receives over
+//!   a long mailbox are therefore O(n + m log n) in total, never quadratic.
 //! - `take_match` (selective receive by predicate): examines messages in order from the
 //!   receive's *save point*, so one waiting receive examines each message at most once,
 //!   however many times it wakes up; a predicate receive that has to skip k
@@ -71,6 +77,8 @@ pub(crate) struct Mailbox {
     tombstones: usize,
     data_len: usize,
     by_tag: FxHashMap<Tag, VecDeque<u64>>,
+    /// Whether `by_tag` is maintained (see the module docs).
+    indexed: bool,
     config: MailboxConfig,
     high_water: usize,
     dropped: u64,
@@ -92,6 +100,7 @@ impl Mailbox {
             tombstones: 0,
             data_len: 0,
             by_tag: FxHashMap::default(),
+            indexed: false,
             config,
             high_water: 0,
             dropped: 0,
@@ -133,10 +142,12 @@ impl Mailbox {
                 }
             }
             self.data_len += 1;
-            self.by_tag
-                .entry(data.tag)
-                .or_default()
-                .push_back(self.next_seq);
+            if self.indexed {
+                self.by_tag
+                    .entry(data.tag)
+                    .or_default()
+                    .push_back(self.next_seq);
+            }
         }
         self.queue.push_back(Entry {
             seq: self.next_seq,
@@ -165,10 +176,32 @@ impl Mailbox {
 
     /// Selective receive by tag: the oldest data message with this tag.
     pub(crate) fn take_tag(&mut self, tag: Tag) -> Option<Message> {
+        if !self.indexed {
+            // The front is always live (see `tidy`): the common call/reply case.
+            let front = self.queue.front()?;
+            self.examined += 1;
+            if matches!(&front.msg, Some(Message::Data(d)) if d.tag == tag) {
+                return Some(self.take_at(0));
+            }
+            self.build_index();
+        }
         let seq = *self.by_tag.get(&tag)?.front()?;
         let pos = self.position_of(seq);
         self.examined += 1;
         Some(self.take_at(pos))
+    }
+
+    fn build_index(&mut self) {
+        for entry in &self.queue {
+            if let Some(Message::Data(data)) = &entry.msg {
+                self.by_tag
+                    .entry(data.tag)
+                    .or_default()
+                    .push_back(entry.seq);
+            }
+        }
+        self.examined += self.len() as u64;
+        self.indexed = true;
     }
 
     /// Selective receive by predicate, starting at `from_seq` (the receive's save point).
@@ -221,6 +254,7 @@ impl Mailbox {
     /// Drop everything (the process ended).
     pub(crate) fn clear(&mut self) -> VecDeque<Entry> {
         self.by_tag.clear();
+        self.indexed = false;
         self.tombstones = 0;
         self.data_len = 0;
         std::mem::take(&mut self.queue)
@@ -245,6 +279,9 @@ impl Mailbox {
     fn unindex(&mut self, seq: u64, msg: &Message) {
         let Message::Data(data) = msg else { return };
         self.data_len -= 1;
+        if !self.indexed {
+            return;
+        }
         let seqs = self
             .by_tag
             .get_mut(&data.tag)
@@ -263,6 +300,11 @@ impl Mailbox {
         while self.queue.front().is_some_and(|e| e.msg.is_none()) {
             self.queue.pop_front();
             self.tombstones -= 1;
+        }
+        if self.indexed && self.queue.is_empty() {
+            // Empty: the index is dropped until a tag receive needs it again.
+            self.by_tag.clear();
+            self.indexed = false;
         }
         if self.tombstones > 32 && self.tombstones * 2 > self.queue.len() {
             self.queue.retain(|e| e.msg.is_some());
@@ -316,6 +358,28 @@ mod tests {
         assert!(
             mb.by_tag.is_empty(),
             "index entries are removed with their messages"
+        );
+    }
+
+    #[test]
+    fn tag_index_is_built_only_when_a_tag_receive_must_skip() {
+        let mut mb = Mailbox::new(MailboxConfig::default());
+        for i in 0..10u32 {
+            mb.push(data(u64::from(i), i)).unwrap();
+        }
+        // Front matches: no index.
+        assert_eq!(num(mb.take_tag(0).unwrap()), (0, 0));
+        assert!(!mb.indexed);
+        // Skipping the front builds it; it stays correct while messages come and go.
+        assert_eq!(num(mb.take_tag(5).unwrap()), (5, 5));
+        assert!(mb.indexed);
+        mb.push(data(5, 50)).unwrap();
+        assert_eq!(num(mb.take_any().unwrap()), (1, 1));
+        assert_eq!(num(mb.take_tag(5).unwrap()), (5, 50));
+        while mb.take_any().is_some() {}
+        assert!(
+            !mb.indexed && mb.by_tag.is_empty(),
+            "an empty mailbox drops its index"
         );
     }
 

@@ -54,7 +54,7 @@ pub struct Spawned {
 /// Counters about a node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RuntimeStats {
-    /// Processes started since the node began.
+    /// Pids handed out since the node began (every spawn takes one).
     pub spawned: u64,
     /// Processes that have ended.
     pub exited: u64,
@@ -160,8 +160,6 @@ struct Inner {
     timers: DashMap<u64, Option<AbortHandle>, FxBuildHasher>,
     shutting_down: AtomicBool,
     live: AtomicUsize,
-    spawned: AtomicU64,
-    exited: AtomicU64,
     all_exited: Notify,
 }
 
@@ -203,8 +201,6 @@ impl Runtime {
                 timers: DashMap::with_hasher(FxBuildHasher),
                 shutting_down: AtomicBool::new(false),
                 live: AtomicUsize::new(0),
-                spawned: AtomicU64::new(0),
-                exited: AtomicU64::new(0),
                 all_exited: Notify::new(),
             }),
         }
@@ -313,7 +309,6 @@ impl Runtime {
         }
         inner.table.insert(pid, slot.clone());
         inner.live.fetch_add(1, Ordering::Relaxed);
-        inner.spawned.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(%pid, parent = ?parent_pid, "spawn");
         let ctx = Context::new(self.clone(), slot);
         inner.handle.spawn(run_process(ctx, body));
@@ -642,10 +637,14 @@ impl Runtime {
 
     /// Counters about this node.
     pub fn stats(&self) -> RuntimeStats {
+        // Pids come from a counter starting at 1, so it also counts spawns; no extra
+        // shared counter is touched on the spawn and exit paths.
+        let spawned = self.inner.next_pid.load(Ordering::Relaxed) - 1;
+        let live = self.process_count();
         RuntimeStats {
-            spawned: self.inner.spawned.load(Ordering::Relaxed),
-            exited: self.inner.exited.load(Ordering::Relaxed),
-            live: self.process_count(),
+            spawned,
+            exited: spawned.saturating_sub(live as u64),
+            live,
         }
     }
 
@@ -767,7 +766,6 @@ impl Runtime {
         for watcher in watchers {
             let _ = watcher.send(reason.clone());
         }
-        self.inner.exited.fetch_add(1, Ordering::Relaxed);
         if self.inner.live.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.inner.all_exited.notify_waiters();
         }

@@ -117,8 +117,13 @@ async fn repeated_selective_receive_over_a_large_mailbox_is_not_quadratic() {
         }
         let stats = ctx.mailbox_stats();
         assert_eq!(stats.len, 0);
-        // One examination per message taken; a scanning implementation would need N*N.
-        assert_eq!(stats.examined, u64::from(2 * N));
+        // About one examination per message taken, plus one pass to build the tag index;
+        // a scanning implementation would need N * N = 10^10.
+        assert!(
+            stats.examined <= u64::from(4 * N),
+            "examined {}",
+            stats.examined
+        );
         assert_eq!(stats.high_water, 2 * N as usize);
     })
     .await;
