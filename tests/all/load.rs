@@ -85,3 +85,26 @@ async fn bad_components_are_rejected_with_a_reason_and_change_nothing() {
     let err = node.spawn("nope", Vec::new()).unwrap_err();
     assert_eq!(err.to_string(), "no component named \"nope\" is loaded");
 }
+
+/// Every component in `components/` is exercised by some end-to-end test: its package
+/// name appears quoted in a test module.
+#[test]
+fn every_component_has_a_test() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("all");
+    let mut sources = String::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            sources.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    let untested: Vec<&str> = rusm_e2e::ALL
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| !sources.contains(&format!("\"{name}\"")))
+        .collect();
+    assert!(
+        untested.is_empty(),
+        "components without an end-to-end test: {untested:?}"
+    );
+}
