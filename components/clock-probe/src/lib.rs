@@ -64,7 +64,8 @@ fn run(init: Vec<u8>) -> Result<(), String> {
         other => return Err(format!("clock-probe: bad init: unknown op {other}")),
     };
     reader.end().map_err(bad)?;
-    send(reporter, OK, payload).map_err(|e| format!("clock-probe: cannot report to {reporter}: {e}"))
+    send(reporter, OK, payload)
+        .map_err(|e| format!("clock-probe: cannot report to {reporter}: {e}"))
 }
 
 rusm_guest::actor!(run);

@@ -66,16 +66,17 @@ fn run(init: Vec<u8>) -> Result<(), String> {
     let reporter = reader.pid().map_err(bad)?;
     let op = reader.u8().map_err(bad)?;
     let path = reader.str().map_err(bad)?;
-    let outcome = match op {
-        READ => std::fs::read(path),
-        WRITE => {
-            let data = reader.bytes().map_err(bad)?;
-            std::fs::write(path, data).map(|()| Vec::new())
-        }
-        LIST => list(path),
+    let data = match op {
+        WRITE => Some(reader.bytes().map_err(bad)?),
+        READ | LIST => None,
         other => return Err(format!("fs-probe: bad init: unknown op {other}")),
     };
     reader.end().map_err(bad)?;
+    let outcome = match (op, data) {
+        (WRITE, Some(data)) => std::fs::write(path, data).map(|()| Vec::new()),
+        (LIST, _) => list(path),
+        _ => std::fs::read(path),
+    };
     report(reporter, outcome)
 }
 

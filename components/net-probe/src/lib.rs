@@ -7,14 +7,15 @@
 //!
 //! # Init
 //!
-//! `reporter` pid, `op` `u8`, `target` string:
+//! `reporter` pid, `op` `u8`, `target` string, and for udp-send only a `local` string
+//! after it:
 //!
 //! | op | name | `target` | what it does | the `ok` payload |
 //! | --- | --- | --- | --- | --- |
 //! | 1 | tcp-connect | `IP:PORT` | `TcpStream::connect`, writes `net-probe`, closes | the peer address as text |
 //! | 2 | tcp-listen | `IP:PORT` | `TcpListener::bind` (bind and listen), then accepts one connection | the bound address as text |
 //! | 3 | udp-bind | `IP:PORT` | `UdpSocket::bind` | the bound address as text |
-//! | 4 | udp-send | `IP:PORT` | binds `0.0.0.0:0` (`[::]:0` for an IPv6 target), sends the datagram `net-probe` there | the bytes sent, as decimal text |
+//! | 4 | udp-send | `IP:PORT` | binds `local` (`IP:PORT`; `0.0.0.0:0` is what an implicit bind would use), sends the datagram `net-probe` to `target` | the bytes sent, as decimal text |
 //! | 5 | dns | a host name | `(name, 0).to_socket_addrs()` | each address found (sorted, no repeats) as a string |
 //!
 //! # Reports to `reporter`
@@ -53,8 +54,7 @@ fn report(reporter: Pid, outcome: std::io::Result<Vec<u8>>, ok_tag: Tag) -> Resu
         Ok(detail) => (ok_tag, detail),
         Err(error) => (ERROR, format!("{:?}: {error}", error.kind()).into_bytes()),
     };
-    send(reporter, tag, payload)
-        .map_err(|e| format!("net-probe: cannot report to {reporter}: {e}"))
+    send(reporter, tag, payload).map_err(|e| format!("net-probe: cannot report to {reporter}: {e}"))
 }
 
 fn connect(target: &str) -> std::io::Result<Vec<u8>> {
@@ -64,11 +64,10 @@ fn connect(target: &str) -> std::io::Result<Vec<u8>> {
     Ok(peer.to_string().into_bytes())
 }
 
-fn udp_send(target: &str) -> std::io::Result<Vec<u8>> {
+fn udp_send(target: &str, local: &str) -> std::io::Result<Vec<u8>> {
     let to: SocketAddr = target
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let local = if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
     let socket = UdpSocket::bind(local)?;
     let sent = socket.send_to(GREETING, to)?;
     Ok(sent.to_string().into_bytes())
@@ -115,6 +114,11 @@ fn run(init: Vec<u8>) -> Result<(), String> {
     let reporter = reader.pid().map_err(bad)?;
     let op = reader.u8().map_err(bad)?;
     let target = reader.str().map_err(bad)?;
+    let local = if op == UDP_SEND {
+        reader.str().map_err(bad)?
+    } else {
+        ""
+    };
     reader.end().map_err(bad)?;
     let outcome = match op {
         TCP_CONNECT => connect(target),
@@ -122,7 +126,7 @@ fn run(init: Vec<u8>) -> Result<(), String> {
         UDP_BIND => UdpSocket::bind(target)
             .and_then(|socket| socket.local_addr())
             .map(|addr| addr.to_string().into_bytes()),
-        UDP_SEND => udp_send(target),
+        UDP_SEND => udp_send(target, local),
         DNS => lookup(target),
         other => return Err(format!("net-probe: bad init: unknown op {other}")),
     };
