@@ -1053,6 +1053,7 @@ const RIGHTS_SEND: u8 = 5;
 const RIGHTS_FLOOD: u8 = 6;
 const RIGHTS_ALLOC: u8 = 7;
 const RIGHTS_SEND_AFTER: u8 = 8;
+const RIGHTS_LINK_EXIT: u8 = 9;
 
 /// The init of a `rights-probe` that waits for `stop`.
 fn waiting_child() -> Vec<u8> {
@@ -1238,6 +1239,50 @@ async fn message_size_limit_comes_from_the_policy() {
     )
     .await;
     assert_eq!(delivered.ok(), 1024u32.to_le_bytes());
+    // A timer message over the limit is refused like a send.
+    let refused = ask(
+        &node,
+        "rights-probe",
+        &limited,
+        Wire::op(RIGHTS_SEND_AFTER).u32(4096),
+    )
+    .await;
+    assert_eq!(
+        refused.err(),
+        "invalid request: message of 4096 bytes is larger than the 1024 bytes allowed"
+    );
+}
+
+/// A link can end the other process, so linking needs the kill right: under the empty
+/// policy a guest cannot link to a bystander and take it down by crashing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linking_to_a_foreign_process_needs_the_kill_right() {
+    let node = node(&["rights-probe"]);
+    let target = bystander(&node);
+    let refused = ask(
+        &node,
+        "rights-probe",
+        &policy(""),
+        Wire::op(RIGHTS_LINK_EXIT).pid(target),
+    )
+    .await;
+    assert_not_permitted(&refused.err());
+    assert!(node.runtime().is_alive(target), "the bystander survived");
+    // With the right, the link is made and the probe's abnormal end takes it down.
+    let end = node.runtime().watch(target);
+    let (reporter, _reports) = probe(node.runtime());
+    let mut init = pid_bytes(reporter);
+    init.extend(Wire::op(RIGHTS_LINK_EXIT).pid(target).0);
+    let _ = node
+        .spawn_watched(
+            "rights-probe",
+            options(init, &policy("[process]\nkill = \"any\"\n")),
+        )
+        .unwrap();
+    assert_eq!(
+        ended(end).await,
+        ExitReason::custom("rights-probe: linked exit")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

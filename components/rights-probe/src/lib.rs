@@ -122,7 +122,8 @@ fn send_after_self(size: u32) -> Result<Vec<u8>, String> {
         TIMER_TAG,
         vec![0xab_u8; size as usize],
         Duration::ZERO,
-    );
+    )
+    .map_err(|e| e.to_string())?;
     let payload =
         receive_tag_timeout(TIMER_TAG, DOWN_TIMEOUT).ok_or_else(|| "nothing arrived".to_owned())?;
     let len = u32::try_from(payload.len()).map_err(|e| e.to_string())?;

@@ -6,14 +6,15 @@
 //! cargo run --release -p rusm-bench -- all
 //! ```
 //!
-//! Scenarios live in their own modules (`native` now; wasm scenarios go in a module
-//! beside it) and return [`report::Figure`]s; the output format is `report`'s alone.
+//! Scenarios live in their own modules (`native`, `wasm`) and return
+//! [`report::Figure`]s; the output format is `report`'s alone.
 
 mod harness;
 mod native;
 mod report;
+mod wasm;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
 use clap::{Parser, ValueEnum};
@@ -27,10 +28,13 @@ use crate::report::{Figure, Report};
 struct Cli {
     /// What to run.
     scenario: Scenario,
-    /// Main size: processes (spawn-native, ring), round trips (ping-pong), receivers
-    /// (fan-out). Defaults per scenario; not allowed with `all`.
+    /// Main size: processes (spawn-native, spawn-component, ring), round trips
+    /// (ping-pong, ping-pong-wasm, each fairness bystander), receivers (fan-out), kills
+    /// per run (kill-latency). Defaults per scenario; not allowed with `all`.
     n: Option<u64>,
-    /// Second size: laps (ring), messages per receiver (fan-out).
+    /// Second size: laps (ring), messages per receiver (fan-out), processes alive at
+    /// once (spawn-component), spinners (fairness, kill-latency's busy side; 0 means
+    /// 2 x workers).
     #[arg(long)]
     m: Option<u64>,
     /// Tokio worker threads.
@@ -42,6 +46,10 @@ struct Cli {
     /// Print one JSON document instead of text lines.
     #[arg(long)]
     json: bool,
+    /// Epoch tick of the wasm scenarios' nodes, in microseconds (`WasmConfig::epoch_tick`;
+    /// the default is the node's default, 10 ms).
+    #[arg(long, default_value_t = 10_000)]
+    epoch_tick_us: u64,
     /// Run only the rusm side of each figure (for profiling; no baseline, no ratio).
     #[arg(long, hide = true)]
     rusm_only: bool,
@@ -57,16 +65,28 @@ enum Scenario {
     Ring,
     /// 1 sender -> n receivers, m messages each.
     FanOut,
+    /// Spawn n `trivial` wasm processes (at most m alive at once); collect every end.
+    SpawnComponent,
+    /// n round trips between a wasm pinger and a wasm ponger.
+    PingPongWasm,
+    /// Bystanders do n round trips each while m spinners spin.
+    Fairness,
+    /// Kill a spinning wasm process n times per run; time until its exit is seen.
+    KillLatency,
     /// Every scenario above with its default sizes.
     All,
 }
 
 impl Scenario {
-    const EACH: [Scenario; 4] = [
+    const EACH: [Scenario; 8] = [
         Scenario::SpawnNative,
         Scenario::PingPong,
         Scenario::Ring,
         Scenario::FanOut,
+        Scenario::SpawnComponent,
+        Scenario::PingPongWasm,
+        Scenario::Fairness,
+        Scenario::KillLatency,
     ];
 
     /// Default (n, m).
@@ -76,6 +96,10 @@ impl Scenario {
             Scenario::PingPong => (1_000_000, 0),
             Scenario::Ring => (1_000, 1_000),
             Scenario::FanOut => (100, 20_000),
+            Scenario::SpawnComponent => (50_000, 1_000),
+            Scenario::PingPongWasm => (100_000, 0),
+            Scenario::Fairness => (200, 0),
+            Scenario::KillLatency => (50, 0),
             Scenario::All => (0, 0),
         }
     }
@@ -86,6 +110,10 @@ impl Scenario {
             Scenario::PingPong => native::ping_pong(p).await,
             Scenario::Ring => native::ring(p).await,
             Scenario::FanOut => native::fan_out(p).await,
+            Scenario::SpawnComponent => wasm::spawn_component(p).await,
+            Scenario::PingPongWasm => wasm::ping_pong_wasm(p).await,
+            Scenario::Fairness => wasm::fairness(p).await,
+            Scenario::KillLatency => wasm::kill_latency(p).await,
             Scenario::All => unreachable!("`all` is expanded before running"),
         }
     }
@@ -93,8 +121,8 @@ impl Scenario {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    if cli.workers == 0 || cli.repeats == 0 {
-        bail!("--workers and --repeats must be at least 1");
+    if cli.workers == 0 || cli.repeats == 0 || cli.epoch_tick_us == 0 {
+        bail!("--workers, --repeats and --epoch-tick-us must be at least 1");
     }
     let scenarios: Vec<Scenario> = if cli.scenario == Scenario::All {
         if cli.n.is_some() || cli.m.is_some() {
@@ -125,6 +153,8 @@ fn main() -> Result<()> {
             m: cli.m.unwrap_or(m),
             repeats: cli.repeats,
             rusm_only: cli.rusm_only,
+            workers: cli.workers,
+            epoch_tick: Duration::from_micros(cli.epoch_tick_us),
         };
         let found = runtime.block_on(scenario.run(params))?;
         if !cli.json {

@@ -18,7 +18,7 @@ use crate::report::{Figure, Sample, Side};
 
 /// In ping-pong, one round trip in this many is timed on its own for the latency
 /// percentiles (timing every one would add two clock reads to each ~1 us round trip).
-const LATENCY_STRIDE: u64 = 8;
+pub(crate) const LATENCY_STRIDE: u64 = 8;
 
 /// The token value that tells ring members and ping-pong partners to stop.
 const STOP: u64 = u64::MAX;
@@ -34,13 +34,17 @@ pub struct Params {
     pub repeats: usize,
     /// Run the rusm side only (for profiling; the baselines come out empty).
     pub rusm_only: bool,
+    /// Tokio worker threads of the runtime the scenario runs on.
+    pub workers: usize,
+    /// The epoch tick of wasm nodes (`WasmConfig::epoch_tick`).
+    pub epoch_tick: Duration,
 }
 
 // ---- helpers -----------------------------------------------------------------------
 
 /// Run `body` as a root rusm process on `rt`, hand back what it measured, and wait until
 /// every process it started has ended (so the next run starts on an idle node).
-async fn drive<F, Fut>(rt: &Runtime, body: F) -> Result<Sample>
+pub(crate) async fn drive<F, Fut>(rt: &Runtime, body: F) -> Result<Sample>
 where
     F: FnOnce(Context) -> Fut + Send + 'static,
     Fut: Future<Output = Result<Sample>> + Send + 'static,
@@ -60,7 +64,7 @@ where
 }
 
 /// Wait until no process is alive on `rt`.
-async fn settle(rt: &Runtime) -> Result<()> {
+pub(crate) async fn settle(rt: &Runtime) -> Result<()> {
     let start = Instant::now();
     while rt.process_count() > 0 {
         if start.elapsed() > Duration::from_secs(30) {
@@ -75,7 +79,7 @@ async fn settle(rt: &Runtime) -> Result<()> {
 }
 
 /// Run `body` as a spawned tokio task (not in `block_on`).
-async fn in_task<Fut>(body: Fut) -> Result<Sample>
+pub(crate) async fn in_task<Fut>(body: Fut) -> Result<Sample>
 where
     Fut: Future<Output = Result<Sample>> + Send + 'static,
 {
@@ -257,7 +261,7 @@ pub async fn ping_pong(p: Params) -> Result<Vec<Figure>> {
     )])
 }
 
-async fn rusm_ping_pong(rt: Runtime, n: u64) -> Result<Sample> {
+pub(crate) async fn rusm_ping_pong(rt: Runtime, n: u64) -> Result<Sample> {
     drive(&rt, move |ctx| async move {
         let pong = ctx.spawn_link(|c| async move {
             let parent = c.parent().expect("spawned by the driver");
@@ -291,7 +295,7 @@ async fn rusm_ping_pong(rt: Runtime, n: u64) -> Result<Sample> {
     .await
 }
 
-async fn tokio_ping_pong(n: u64) -> Result<Sample> {
+pub(crate) async fn tokio_ping_pong(n: u64) -> Result<Sample> {
     let (to_pong, mut pong_rx) = mpsc::unbounded_channel::<u64>();
     let (to_ping, mut ping_rx) = mpsc::unbounded_channel::<u64>();
     let pong = tokio::spawn(async move {
@@ -595,6 +599,8 @@ mod tests {
             m,
             repeats: 1,
             rusm_only: false,
+            workers: 2,
+            epoch_tick: Duration::from_millis(10),
         }
     }
 

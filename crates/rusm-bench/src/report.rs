@@ -154,6 +154,10 @@ pub struct Figure {
     pub ratio_runs: Vec<f64>,
     /// The brief's target for the ratio, if it sets one.
     pub target: Option<Target>,
+    /// What else the scenario says about this figure (a latency in epoch ticks, a
+    /// target that is not a ratio, what the rate means), printed at the end of the line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl Figure {
@@ -194,13 +198,20 @@ impl Figure {
                 min_ratio,
                 met: ratio >= min_ratio,
             }),
+            note: None,
         }
+    }
+
+    /// The same figure with a note.
+    pub fn with_note(mut self, note: String) -> Figure {
+        self.note = Some(note);
+        self
     }
 
     /// The one text line of this figure.
     pub fn line(&self) -> String {
         let mut line = format!(
-            "{:<13} {:<24} {:<15} rusm {:>9}{} | {} {:>9}{} | ratio {:.2}{}",
+            "{:<15} {:<24} {:<15} rusm {:>9}{} | {} {:>9}{} | ratio {:.2}{}",
             self.scenario,
             self.name,
             self.params,
@@ -215,6 +226,10 @@ impl Figure {
         if let Some(target) = &self.target {
             let verdict = if target.met { "met" } else { "NOT MET" };
             line.push_str(&format!(" (target >= {:.2}: {verdict})", target.min_ratio));
+        }
+        if let Some(note) = &self.note {
+            line.push_str(" -- ");
+            line.push_str(note);
         }
         line
     }

@@ -302,13 +302,18 @@ pub fn whereis(name: &str) -> Option<Pid> {
 }
 
 /// Sends a data message to `to` after `delay` (rounded up to whole milliseconds).
-pub fn send_after(to: Pid, tag: Tag, payload: impl AsRef<[u8]>, delay: Duration) -> TimerRef {
-    TimerRef::from_raw(imports::send_after(
-        to.as_raw(),
-        tag,
-        payload.as_ref(),
-        millis(delay),
-    ))
+///
+/// # Errors
+/// When the message breaks this process's limits (its size), as for [`send`].
+pub fn send_after(
+    to: Pid,
+    tag: Tag,
+    payload: impl AsRef<[u8]>,
+    delay: Duration,
+) -> Result<TimerRef, Error> {
+    imports::send_after(to.as_raw(), tag, payload.as_ref(), millis(delay))
+        .map(TimerRef::from_raw)
+        .map_err(Error::from)
 }
 
 /// Cancels a timer. Returns true if it had not fired yet.

@@ -168,9 +168,9 @@ pub(crate) fn explain(policy: &Policy) -> String {
     }
     lines.push(
         match process.kill {
-            KillRight::None => "process: may not kill other processes",
-            KillRight::Children => "process: may kill its own children",
-            KillRight::Any => "process: may kill any process",
+            KillRight::None => "process: may not kill or link to other processes",
+            KillRight::Children => "process: may kill or link to its own children",
+            KillRight::Any => "process: may kill or link to any process",
         }
         .into(),
     );
@@ -183,9 +183,7 @@ pub(crate) fn explain(policy: &Policy) -> String {
             names(p, "name", "names")
         ));
     }
-    lines.push(
-        "process: may link to and monitor any process (always allowed: these only observe)".into(),
-    );
+    lines.push("process: may monitor any process (always allowed: monitors only observe)".into());
 
     let mut out = lines.join("\n");
     out.push('\n');

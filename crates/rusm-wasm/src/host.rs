@@ -106,6 +106,18 @@ fn selector_matches(selector: &Selector, msg: &rusm_otp::Message) -> bool {
 
 impl rusm::runtime::types::Host for ProcessState {}
 
+impl ProcessState {
+    fn check_message_size(&self, payload: &[u8]) -> Result<(), WitError> {
+        match self.node.max_message_size(self) {
+            Some(max) if payload.len() > max => Err(WitError::Invalid(format!(
+                "message of {} bytes is larger than the {max} bytes allowed",
+                payload.len()
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl rusm::runtime::process::Host for ProcessState {
     fn self_(&mut self) -> wasmtime::Result<u64> {
         Ok(self.ctx.pid().as_raw())
@@ -126,13 +138,8 @@ impl rusm::runtime::process::Host for ProcessState {
         tag: u64,
         payload: Vec<u8>,
     ) -> wasmtime::Result<Result<(), WitError>> {
-        if let Some(max) = self.node.max_message_size(self)
-            && payload.len() > max
-        {
-            return Ok(Err(WitError::Invalid(format!(
-                "message of {} bytes is larger than the {max} bytes allowed",
-                payload.len()
-            ))));
+        if let Err(e) = self.check_message_size(&payload) {
+            return Ok(Err(e));
         }
         self.ctx
             .send_tagged(Pid::from_raw(to), tag, Payload::Bytes(payload));
@@ -170,10 +177,13 @@ impl rusm::runtime::process::Host for ProcessState {
     }
 
     fn link(&mut self, pid: u64) -> wasmtime::Result<Result<(), WitError>> {
-        Ok(self
-            .ctx
-            .link(Pid::from_raw(pid))
-            .map_err(|_| WitError::Noproc))
+        // A link carries exit signals both ways, so it can end the other process:
+        // it needs the kill right over it.
+        let target = Pid::from_raw(pid);
+        if let Err(e) = self.node.check_kill(self, target) {
+            return Ok(Err(e));
+        }
+        Ok(self.ctx.link(target).map_err(|_| WitError::Noproc))
     }
 
     fn unlink(&mut self, pid: u64) -> wasmtime::Result<()> {
@@ -250,14 +260,15 @@ impl rusm::runtime::process::Host for ProcessState {
         tag: u64,
         payload: Vec<u8>,
         delay_ms: u64,
-    ) -> wasmtime::Result<u64> {
-        let timer = self.ctx.send_after(
-            Pid::from_raw(to),
-            tag,
-            Payload::Bytes(payload),
-            Duration::from_millis(delay_ms),
-        );
-        Ok(timer.as_raw())
+    ) -> wasmtime::Result<Result<u64, WitError>> {
+        if let Err(e) = self.check_message_size(&payload) {
+            return Ok(Err(e));
+        }
+        let delay = Duration::from_millis(delay_ms);
+        let timer = self
+            .ctx
+            .send_after(Pid::from_raw(to), tag, Payload::Bytes(payload), delay);
+        Ok(Ok(timer.as_raw()))
     }
 
     fn cancel_timer(&mut self, timer: u64) -> wasmtime::Result<bool> {

@@ -25,9 +25,9 @@ limits: mailbox node default
 limits: message_size node default
 limits: children node default
 process: may not spawn
-process: may not kill other processes
+process: may not kill or link to other processes
 process: may not register names
-process: may link to and monitor any process (always allowed: these only observe)
+process: may monitor any process (always allowed: monitors only observe)
 ";
     assert_eq!(text, expected);
 }
@@ -113,10 +113,10 @@ register = ["counter", "cache-*"]
         "process: may spawn component \"worker\" under policy \"worker\"",
         "process: may spawn components starting with \"tool-\" under its own policy",
         "process: may spawn any component under policy \"sandbox\"",
-        "process: may kill its own children",
+        "process: may kill or link to its own children",
         "process: may register name \"counter\"",
         "process: may register names starting with \"cache-\"",
-        "process: may link to and monitor any process (always allowed: these only observe)",
+        "process: may monitor any process (always allowed: monitors only observe)",
     ] {
         assert!(
             lines.contains(&expected),

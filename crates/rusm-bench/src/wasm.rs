@@ -1,0 +1,764 @@
+//! Wasm scenarios: rusm processes that are WASI preview 2 components (`rusm-wasm`),
+//! against raw wasmtime on the same engine, native rusm processes and raw tokio.
+//!
+//! The components are the examples of `components/`, built by `rusm-e2e`'s build
+//! script. Every node compiles them through wasmtime's cache (next to this binary), so
+//! only the first run of a build compiles. As in the native scenarios, every timed
+//! section runs inside a spawned task, never in `block_on`, and every run checks that
+//! its work happened (every reply or exit collected with the right reason, the node's
+//! spawn/exit counters, the pinger's report of its rounds, each kill's reason).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
+use rusm_otp::{Context, ExitReason, Message, Payload, Pid, Runtime, Tag};
+use rusm_wasm::{WasmConfig, WasmNode, WasmSpawnOptions};
+use tokio::sync::mpsc;
+use wasmtime::Store;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::harness::{Contender, interleaved};
+use crate::native::{LATENCY_STRIDE, Params, drive, in_task, rusm_ping_pong, tokio_ping_pong};
+use crate::report::{Figure, Sample, Series, Side};
+
+/// The guest's `rusm:runtime/entry` export, bound the way the host binds it (typed,
+/// checked once per `InstancePre`), for the raw wasmtime baseline. Only the export is
+/// used: the baseline's linker stubs every import.
+mod entry {
+    wasmtime::component::bindgen!({
+        path: "../../wit/rusm-runtime",
+        world: "actor",
+        exports: { default: async },
+    });
+}
+
+use entry::ActorPre;
+
+/// `trivial`'s reply and `spinner`'s `spinning` notice.
+const NOTICE_TAG: Tag = 1;
+/// A ping to `ping-pong`; the ponger answers with `PING_TAG + 1`.
+const PING_TAG: Tag = 1;
+const PONG_TAG: Tag = 2;
+/// The pinger's report (payload: its rounds, `u64`).
+const DONE_TAG: Tag = 3;
+/// The payload that ends a ponger.
+const STOP: &[u8] = b"stop";
+/// How long a spinner may take to die once killed before the run fails.
+const KILL_LIMIT: Duration = Duration::from_secs(10);
+
+// ---- helpers -----------------------------------------------------------------------
+
+/// A wasm node (on a fresh rusm runtime) with these components of `components/`
+/// loaded, its engine caching compiled code next to this binary.
+fn wasm_node(p: &Params, components: &[&str]) -> Result<WasmNode> {
+    let config = WasmConfig {
+        cache_dir: Some(cache_dir()),
+        epoch_tick: p.epoch_tick,
+        ..WasmConfig::default()
+    };
+    let node = WasmNode::new(Runtime::new(), config)?;
+    for name in components {
+        node.load_file(name, component_path(name)?)
+            .with_context(|| format!("loading component {name}"))?;
+    }
+    Ok(node)
+}
+
+fn component_path(name: &str) -> Result<&'static Path> {
+    rusm_e2e::component(name).ok_or_else(|| anyhow!("rusm-e2e built no component {name:?}"))
+}
+
+/// `target/<profile>/wasmtime-cache` when run from the target directory.
+fn cache_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("wasmtime-cache")))
+        .unwrap_or_else(|| std::env::temp_dir().join("rusm-bench-wasmtime-cache"))
+}
+
+/// A pid as components expect it: 8 little-endian bytes.
+fn pid_bytes(pid: Pid) -> Vec<u8> {
+    pid.as_raw().to_le_bytes().to_vec()
+}
+
+/// Wait for one data message with `tag` and check its payload.
+async fn expect_data(ctx: &Context, tag: Tag, payload: &[u8]) -> Result<()> {
+    let data = ctx.recv_tag(tag).await;
+    let got = data
+        .payload
+        .as_bytes()
+        .ok_or_else(|| anyhow!("tag {tag}: expected bytes"))?;
+    ensure!(
+        got == payload,
+        "tag {tag}: expected payload {payload:?}, got {got:?}"
+    );
+    Ok(())
+}
+
+/// Spawn a `ping-pong` ponger linked to `ctx` (so its crash fails the run).
+fn spawn_ponger(node: &WasmNode, ctx: &Context) -> Result<Pid> {
+    let options = WasmSpawnOptions {
+        link: true,
+        ..WasmSpawnOptions::default()
+    };
+    Ok(node.spawn_with(Some(ctx), "ping-pong", options)?.pid)
+}
+
+/// Spawn a `ping-pong` pinger linked to `ctx`: `rounds` round trips with `ponger`,
+/// reporting to `ctx` with [`DONE_TAG`].
+fn spawn_pinger(node: &WasmNode, ctx: &Context, ponger: Pid, rounds: u64) -> Result<Pid> {
+    let mut init = pid_bytes(ponger);
+    init.extend(rounds.to_le_bytes());
+    init.extend(pid_bytes(ctx.pid()));
+    let options = WasmSpawnOptions {
+        init,
+        link: true,
+        ..WasmSpawnOptions::default()
+    };
+    Ok(node.spawn_with(Some(ctx), "ping-pong", options)?.pid)
+}
+
+/// `rounds` round trips from the native process `ctx` to a wasm ponger, each timed.
+async fn native_pings(
+    ctx: &Context,
+    ponger: Pid,
+    rounds: u64,
+    every: u64,
+) -> Result<Vec<Duration>> {
+    let ping = pid_bytes(ctx.pid());
+    let mut latencies = Vec::with_capacity((rounds / every + 1) as usize);
+    for i in 0..rounds {
+        let timed = (i % every == 0).then(Instant::now);
+        ctx.send_tagged(ponger, PING_TAG, Payload::Bytes(ping.clone()));
+        let reply = ctx.recv_tag(PONG_TAG).await;
+        ensure!(
+            reply.payload.as_bytes() == Some(&ping[..]),
+            "round trip {i}: the reply does not match the ping"
+        );
+        if let Some(t) = timed {
+            latencies.push(t.elapsed());
+        }
+    }
+    Ok(latencies)
+}
+
+/// Wait for the pinger's report and check it made `rounds` round trips.
+async fn pinger_report(ctx: &Context, rounds: u64) -> Result<()> {
+    expect_data(ctx, DONE_TAG, &rounds.to_le_bytes()).await
+}
+
+/// p50 and p99 of a series' latencies in epoch ticks, for a note.
+fn in_ticks(series: &Series, tick: Duration) -> Option<(f64, f64)> {
+    let l = series.latency("")?;
+    let tick_us = tick.as_secs_f64() * 1e6;
+    Some((l.p50_us / tick_us, l.p99_us / tick_us))
+}
+
+// ---- spawn-component -----------------------------------------------------------------
+
+/// `spawn-component`: spawn `n` `trivial` wasm processes, at most `window` alive at
+/// once (the pool holds 10,000 instances by default), and observe every one finish.
+///
+/// rusm sides: with an empty init (the component returns at once; the spawner
+/// monitors each child and counts `down`s with reason `normal`), and with the
+/// spawner's pid as init (each child sends one message, which the spawner counts).
+/// Baselines, on the node's own engine (same `Config`, same pool, same epoch thread),
+/// one tokio task each, completion reported over an mpsc channel, same window: raw
+/// wasmtime `InstancePre::instantiate_async` + `call_async` of `run` with an empty
+/// init, with a `()` store and every import a trap stub; and the same with a fresh WASI
+/// context per store (`wasmtime_wasi::p2::add_to_linker_async`, as `wasmtime run`).
+pub async fn spawn_component(p: Params) -> Result<Vec<Figure>> {
+    let (n, window) = (p.n, p.m.max(1));
+    let node = wasm_node(&p, &["trivial"])?;
+    let component = Component::from_file(node.engine(), component_path("trivial")?)
+        .map_err(anyhow::Error::from)?;
+    let bare = Arc::new(RawWasmtime::bare(&component)?);
+    let wasi = Arc::new(RawWasmtime::wasi(&component)?);
+    let series = interleaved(
+        p.repeats,
+        p.rusm_only,
+        vec![
+            Contender::new("rusm", || {
+                rusm_spawn_component(node.clone(), n, window, Completion::Down)
+            }),
+            Contender::new("wasmtime", || in_task(bare.clone().run(n, window))),
+            Contender::new("wasmtime+WASI", || in_task(wasi.clone().run(n, window))),
+            Contender::new("rusm reply", || {
+                rusm_spawn_component(node.clone(), n, window, Completion::Reply)
+            }),
+        ],
+    )
+    .await?;
+    let params = format!("n={n} k={window}");
+    let empty = Side::new("rusm", &series[0], None);
+    let bare = Side::new("wasmtime", &series[1], None);
+    Ok(vec![
+        Figure::new(
+            "spawn-component",
+            "empty init, down",
+            "spawns",
+            params.clone(),
+            empty.clone(),
+            bare.clone(),
+            Some(0.8),
+        )
+        .with_note("like for like: rusm spawn+run+exit+down vs raw instantiate+call, () store, imports trap".into()),
+        Figure::new(
+            "spawn-component",
+            "empty init vs +WASI",
+            "spawns",
+            params.clone(),
+            empty,
+            Side::new("wasmtime+WASI", &series[2], None),
+            None,
+        )
+        .with_note("baseline builds a default WasiCtx + ResourceTable per store".into()),
+        Figure::new(
+            "spawn-component",
+            "reply (pid init)",
+            "spawns",
+            params,
+            Side::new("rusm", &series[3], None),
+            bare,
+            None,
+        )
+        .with_note("rusm child sends 1 message (not like for like: baseline sends none)".into()),
+    ])
+}
+
+/// How the spawner learns that a child is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Completion {
+    /// Empty init; the spawner monitors each child and counts `down`s.
+    Down,
+    /// The spawner's pid as init; the child sends one message.
+    Reply,
+}
+
+async fn rusm_spawn_component(
+    node: WasmNode,
+    n: u64,
+    window: u64,
+    how: Completion,
+) -> Result<Sample> {
+    let rt = node.runtime().clone();
+    let before = rt.stats();
+    let sample = drive(&rt, move |ctx| async move {
+        let options = WasmSpawnOptions {
+            init: match how {
+                Completion::Down => Vec::new(),
+                Completion::Reply => pid_bytes(ctx.pid()),
+            },
+            monitor: how == Completion::Down,
+            ..WasmSpawnOptions::default()
+        };
+        let start = Instant::now();
+        let mut spawned = 0;
+        while spawned < n.min(window) {
+            node.spawn_with(Some(&ctx), "trivial", options.clone())?;
+            spawned += 1;
+        }
+        for done in 0..n {
+            match (how, ctx.recv().await) {
+                (Completion::Down, Message::Down(down)) => ensure!(
+                    down.reason == ExitReason::Normal,
+                    "child {done} ended with {}",
+                    down.reason
+                ),
+                (Completion::Reply, Message::Data(data)) => ensure!(
+                    data.tag == NOTICE_TAG && data.payload.as_bytes() == Some(&[][..]),
+                    "child {done} sent tag {} {:?}",
+                    data.tag,
+                    data.payload
+                ),
+                (_, other) => bail!("unexpected message {other:?}"),
+            }
+            if spawned < n {
+                node.spawn_with(Some(&ctx), "trivial", options.clone())?;
+                spawned += 1;
+            }
+        }
+        let elapsed = start.elapsed();
+        Ok(Sample {
+            units: n,
+            elapsed,
+            latencies: Vec::new(),
+        })
+    })
+    .await?;
+    let after = rt.stats();
+    ensure!(
+        after.spawned - before.spawned == n + 1,
+        "not every child was spawned"
+    );
+    ensure!(
+        after.exited - before.exited == n + 1,
+        "not every child exited"
+    );
+    Ok(sample)
+}
+
+/// The store data of the WASI baseline.
+struct WasiState {
+    ctx: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for WasiState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Raw wasmtime: a pre-instantiated component and how to make each store's data.
+struct RawWasmtime<T: 'static> {
+    pre: ActorPre<T>,
+    data: fn() -> T,
+}
+
+impl RawWasmtime<()> {
+    /// Every import (WASI and `rusm:runtime`) a trap stub; `()` store data.
+    fn bare(component: &Component) -> Result<RawWasmtime<()>> {
+        let mut linker = Linker::new(component.engine());
+        linker
+            .define_unknown_imports_as_traps(component)
+            .map_err(anyhow::Error::from)?;
+        Ok(RawWasmtime {
+            pre: ActorPre::new(linker.instantiate_pre(component)?)?,
+            data: || (),
+        })
+    }
+}
+
+impl RawWasmtime<WasiState> {
+    /// WASI preview 2 linked for real with a default context per store;
+    /// `rusm:runtime` imports trap stubs.
+    fn wasi(component: &Component) -> Result<RawWasmtime<WasiState>> {
+        let mut linker = Linker::new(component.engine());
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        linker
+            .define_unknown_imports_as_traps(component)
+            .map_err(anyhow::Error::from)?;
+        Ok(RawWasmtime {
+            pre: ActorPre::new(linker.instantiate_pre(component)?)?,
+            data: || WasiState {
+                ctx: WasiCtxBuilder::new().build(),
+                table: ResourceTable::new(),
+            },
+        })
+    }
+}
+
+impl<T: Send + 'static> RawWasmtime<T> {
+    /// One instance: a store (epoch deadline as rusm sets it), instantiate, call `run`
+    /// with an empty init, drop.
+    async fn one(self: Arc<Self>) -> Result<()> {
+        let mut store = Store::new(self.pre.engine(), (self.data)());
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        let actor = self.pre.instantiate_async(&mut store).await?;
+        actor
+            .rusm_runtime_entry()
+            .call_run(&mut store, &[])
+            .await?
+            .map_err(|e| anyhow!("run returned an error: {e}"))
+    }
+
+    /// `n` instances, one tokio task each, at most `window` at once; each reports its
+    /// result over an mpsc channel to this task.
+    async fn run(self: Arc<Self>, n: u64, window: u64) -> Result<Sample> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Result<()>>();
+        let spawn_one = |tx: mpsc::UnboundedSender<Result<()>>| {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(this.one().await);
+            });
+        };
+        let start = Instant::now();
+        let mut spawned = 0;
+        while spawned < n.min(window) {
+            spawn_one(tx.clone());
+            spawned += 1;
+        }
+        for done in 0..n {
+            rx.recv()
+                .await
+                .context("a task went missing")?
+                .with_context(|| format!("instance {done}"))?;
+            if spawned < n {
+                spawn_one(tx.clone());
+                spawned += 1;
+            }
+        }
+        let elapsed = start.elapsed();
+        Ok(Sample {
+            units: n,
+            elapsed,
+            latencies: Vec::new(),
+        })
+    }
+}
+
+// ---- ping-pong-wasm --------------------------------------------------------------------
+
+/// `ping-pong-wasm`: `n` round trips between a `ping-pong` pinger and ponger (both
+/// wasm; the pinger reports its rounds to a native driver). Also a native pinger
+/// against a wasm ponger (every 8th round trip timed). Baselines in the same run:
+/// native rusm ping-pong and raw tokio (`ping-pong`'s sides).
+pub async fn ping_pong_wasm(p: Params) -> Result<Vec<Figure>> {
+    let n = p.n;
+    let node = wasm_node(&p, &["ping-pong"])?;
+    let native_rt = Runtime::new();
+    let series = interleaved(
+        p.repeats,
+        p.rusm_only,
+        vec![
+            Contender::new("rusm wasm", || wasm_ping_pong(node.clone(), n)),
+            Contender::new("rusm native", || rusm_ping_pong(native_rt.clone(), n)),
+            Contender::new("tokio mpsc", || in_task(tokio_ping_pong(n))),
+            Contender::new("native->wasm", || native_wasm_ping_pong(node.clone(), n)),
+        ],
+    )
+    .await?;
+    let params = format!("n={n}");
+    let wasm = Side::new("rusm", &series[0], None);
+    let native = Side::new("rusm native", &series[1], Some("round trip"));
+    Ok(vec![
+        Figure::new(
+            "ping-pong-wasm",
+            "wasm<->wasm vs native",
+            "round trips",
+            params.clone(),
+            wasm.clone(),
+            native.clone(),
+            None,
+        ),
+        Figure::new(
+            "ping-pong-wasm",
+            "wasm<->wasm vs tokio",
+            "round trips",
+            params.clone(),
+            wasm,
+            Side::new("tokio mpsc", &series[2], Some("round trip")),
+            None,
+        ),
+        Figure::new(
+            "ping-pong-wasm",
+            "native->wasm vs native",
+            "round trips",
+            params,
+            Side::new("rusm", &series[3], Some("round trip")),
+            native,
+            None,
+        )
+        .with_note("a native rusm pinger against a wasm ponger".into()),
+    ])
+}
+
+async fn wasm_ping_pong(node: WasmNode, n: u64) -> Result<Sample> {
+    let rt = node.runtime().clone();
+    drive(&rt, move |ctx| async move {
+        let ponger = spawn_ponger(&node, &ctx)?;
+        let start = Instant::now();
+        spawn_pinger(&node, &ctx, ponger, n)?;
+        pinger_report(&ctx, n).await?;
+        let elapsed = start.elapsed();
+        ctx.send(ponger, STOP.to_vec());
+        Ok(Sample {
+            units: n,
+            elapsed,
+            latencies: Vec::new(),
+        })
+    })
+    .await
+}
+
+async fn native_wasm_ping_pong(node: WasmNode, n: u64) -> Result<Sample> {
+    let rt = node.runtime().clone();
+    drive(&rt, move |ctx| async move {
+        let ponger = spawn_ponger(&node, &ctx)?;
+        let start = Instant::now();
+        let latencies = native_pings(&ctx, ponger, n, LATENCY_STRIDE).await?;
+        let elapsed = start.elapsed();
+        ctx.send(ponger, STOP.to_vec());
+        Ok(Sample {
+            units: n,
+            elapsed,
+            latencies,
+        })
+    })
+    .await
+}
+
+// ---- fairness --------------------------------------------------------------------------
+
+/// `fairness`: `spinners` `spinner` components (default 2 × workers) spin while
+/// bystanders do `n` round trips each: `workers` wasm↔wasm ping-pong pairs, and one
+/// native pinger against a wasm ponger that times every round trip (the latency).
+/// A unit is one bystander round trip. Baseline: the same bystanders with no spinners,
+/// in the same run.
+pub async fn fairness(p: Params) -> Result<Vec<Figure>> {
+    let n = p.n;
+    let spinners = if p.m == 0 { 2 * p.workers as u64 } else { p.m };
+    let pairs = p.workers as u64;
+    let node = wasm_node(&p, &["spinner", "ping-pong"])?;
+    let series = interleaved(
+        p.repeats,
+        p.rusm_only,
+        vec![
+            Contender::new("with spinners", || {
+                bystanders(node.clone(), spinners, pairs, n)
+            }),
+            Contender::new("no spinners", || bystanders(node.clone(), 0, pairs, n)),
+        ],
+    )
+    .await?;
+    let with = Side::new("rusm", &series[0], Some("round trip"));
+    let note = match in_ticks(&series[0], p.epoch_tick) {
+        Some((p50, p99)) => format!(
+            "bystander round trip with spinners: p50 {p50:.2} / p99 {p99:.2} epoch ticks of {:?}",
+            p.epoch_tick
+        ),
+        None => String::new(),
+    };
+    Ok(vec![
+        Figure::new(
+            "fairness",
+            "bystander round trips",
+            "round trips",
+            format!("n={n} spinners={spinners} pairs={pairs}+1"),
+            with,
+            Side::new("no spinners", &series[1], Some("round trip")),
+            None,
+        )
+        .with_note(note),
+    ])
+}
+
+/// One fairness run: start `spinners` spinners and wait until each says it spins,
+/// then time the bystanders, then kill every spinner (each must end `killed`).
+async fn bystanders(node: WasmNode, spinners: u64, pairs: u64, n: u64) -> Result<Sample> {
+    let rt = node.runtime().clone();
+    drive(&rt, move |ctx| async move {
+        let me = pid_bytes(ctx.pid());
+        let mut spinning = Vec::new();
+        for _ in 0..spinners {
+            let options = WasmSpawnOptions {
+                init: me.clone(),
+                ..WasmSpawnOptions::default()
+            };
+            spinning.push(node.spawn_with(Some(&ctx), "spinner", options)?.pid);
+        }
+        for _ in 0..spinners {
+            expect_data(&ctx, NOTICE_TAG, b"spinning").await?;
+        }
+        let pongers = (0..=pairs)
+            .map(|_| spawn_ponger(&node, &ctx))
+            .collect::<Result<Vec<Pid>>>()?;
+        let start = Instant::now();
+        for &ponger in &pongers[1..] {
+            spawn_pinger(&node, &ctx, ponger, n)?;
+        }
+        let latencies = native_pings(&ctx, pongers[0], n, 1).await?;
+        for _ in 0..pairs {
+            pinger_report(&ctx, n).await?;
+        }
+        let elapsed = start.elapsed();
+        for pid in spinning {
+            let rt = ctx.runtime();
+            ensure!(rt.is_alive(pid), "spinner {pid} ended during the run");
+            let ended = rt.watch(pid);
+            rt.kill(pid);
+            let reason = tokio::time::timeout(KILL_LIMIT, ended)
+                .await
+                .with_context(|| format!("spinner {pid} still alive {KILL_LIMIT:?} after kill"))?;
+            ensure!(
+                reason == ExitReason::Killed,
+                "spinner {pid} ended with {reason}"
+            );
+        }
+        for ponger in pongers {
+            ctx.send(ponger, STOP.to_vec());
+        }
+        Ok(Sample {
+            units: (pairs + 1) * n,
+            elapsed,
+            latencies,
+        })
+    })
+    .await
+}
+
+// ---- kill-latency ----------------------------------------------------------------------
+
+/// `kill-latency`: `n` times per run, spawn a `spinner` (init: the driver's pid), wait
+/// for its `spinning`, watch it, `kill` it and time until the watch reports `killed`.
+/// A second rusm side does the same while `2 × workers` other spinners keep every
+/// worker busy. Baseline: killing a `ping-pong` ponger blocked in `receive` (no
+/// preemption to wait for). A run's rate is kills per second of kill latency
+/// (`n` / summed latency); the figures to read are the latencies.
+pub async fn kill_latency(p: Params) -> Result<Vec<Figure>> {
+    let n = p.n;
+    let load = if p.m == 0 { 2 * p.workers as u64 } else { p.m };
+    let node = wasm_node(&p, &["spinner", "ping-pong"])?;
+    let series = interleaved(
+        p.repeats,
+        p.rusm_only,
+        vec![
+            Contender::new("spinning", || kills(node.clone(), "spinner", 0, n)),
+            Contender::new("blocked in receive", || {
+                kills(node.clone(), "ping-pong", 0, n)
+            }),
+            Contender::new("spinning, busy node", || {
+                kills(node.clone(), "spinner", load, n)
+            }),
+        ],
+    )
+    .await?;
+    let tick = p.epoch_tick;
+    let blocked = Side::new("blocked in receive", &series[1], Some("kill"));
+    let note = |s: &Series| match in_ticks(s, tick) {
+        Some((p50, p99)) => format!(
+            "kill latency p50 {p50:.2} / p99 {p99:.2} epoch ticks of {tick:?} (target p99 <= 2 ticks: {})",
+            if p99 <= 2.0 { "met" } else { "NOT MET" }
+        ),
+        None => String::new(),
+    };
+    Ok(vec![
+        Figure::new(
+            "kill-latency",
+            "kill a spinning actor",
+            "kills",
+            format!("n={n}"),
+            Side::new("rusm", &series[0], Some("kill")),
+            blocked.clone(),
+            None,
+        )
+        .with_note(note(&series[0])),
+        Figure::new(
+            "kill-latency",
+            "kill spinning, busy node",
+            "kills",
+            format!("n={n} spinners={load}"),
+            Side::new("rusm", &series[2], Some("kill")),
+            blocked,
+            None,
+        )
+        .with_note(note(&series[2])),
+    ])
+}
+
+/// One kill-latency run: `n` kills of `component` processes, one at a time, while
+/// `load` spinners run. A spinner is killed once it says it spins; a ponger right
+/// after it is spawned and has had 1 ms to block in `receive`.
+async fn kills(node: WasmNode, component: &'static str, load: u64, n: u64) -> Result<Sample> {
+    let rt = node.runtime().clone();
+    drive(&rt, move |ctx| async move {
+        let me = pid_bytes(ctx.pid());
+        let spin = |ctx: &Context| -> Result<Pid> {
+            let options = WasmSpawnOptions {
+                init: me.clone(),
+                ..WasmSpawnOptions::default()
+            };
+            Ok(node.spawn_with(Some(ctx), "spinner", options)?.pid)
+        };
+        let background = (0..load)
+            .map(|_| spin(&ctx))
+            .collect::<Result<Vec<Pid>>>()?;
+        for _ in 0..load {
+            expect_data(&ctx, NOTICE_TAG, b"spinning").await?;
+        }
+        let mut latencies = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let pid = if component == "spinner" {
+                let pid = spin(&ctx)?;
+                expect_data(&ctx, NOTICE_TAG, b"spinning").await?;
+                pid
+            } else {
+                let pid = node
+                    .spawn_with(Some(&ctx), component, WasmSpawnOptions::default())?
+                    .pid;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                pid
+            };
+            let rt = ctx.runtime();
+            ensure!(rt.is_alive(pid), "{component} {pid} ended before the kill");
+            let ended = rt.watch(pid);
+            let start = Instant::now();
+            rt.kill(pid);
+            let reason = tokio::time::timeout(KILL_LIMIT, ended)
+                .await
+                .with_context(|| format!("{component} {pid} alive {KILL_LIMIT:?} after kill"))?;
+            latencies.push(start.elapsed());
+            ensure!(
+                reason == ExitReason::Killed,
+                "{component} {pid} ended with {reason}"
+            );
+        }
+        for pid in background {
+            let ended = ctx.runtime().watch(pid);
+            ctx.runtime().kill(pid);
+            let reason = tokio::time::timeout(KILL_LIMIT, ended)
+                .await
+                .context("a background spinner outlived its kill")?;
+            ensure!(
+                reason == ExitReason::Killed,
+                "spinner {pid} ended with {reason}"
+            );
+        }
+        Ok(Sample {
+            units: n,
+            elapsed: latencies.iter().sum(),
+            latencies,
+        })
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(n: u64, m: u64) -> Params {
+        Params {
+            n,
+            m,
+            repeats: 1,
+            rusm_only: false,
+            workers: 2,
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+
+    #[test]
+    fn every_wasm_scenario_runs_and_verifies_small() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for figures in [
+                spawn_component(small(300, 50)).await.unwrap(),
+                ping_pong_wasm(small(300, 0)).await.unwrap(),
+                fairness(small(20, 0)).await.unwrap(),
+                kill_latency(small(3, 0)).await.unwrap(),
+            ] {
+                for fig in figures {
+                    assert!(
+                        fig.rusm.rate > 0.0 && fig.baseline.rate > 0.0,
+                        "{}",
+                        fig.line()
+                    );
+                    assert_eq!(fig.rusm.runs.len(), 1);
+                }
+            }
+        });
+    }
+}
