@@ -44,6 +44,9 @@ pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit/rusm-runtime",
         world: "actor",
+        // The vendored WASI packages gate `wasi:clocks/timezone` behind this feature;
+        // enabling it lets them resolve (the actor world does not import it).
+        features: ["clocks-timezone"],
         pub_export_macro: true,
         default_bindings_module: "rusm_guest::bindings",
     });
