@@ -5,10 +5,12 @@
 //!
 //! Run it with `cargo run --release -p rusm-e2e --example demo`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusm_otp::supervisor::{ChildSpec, Restart, Strategy, SupervisorSpec, supervise};
 use rusm_otp::{ExitReason, Message, Pid, Runtime};
+use rusm_policy::Policy;
 use rusm_wasm::{WasmConfig, WasmNode, WasmSpawnOptions};
 
 fn call(me: Pid, reply_tag: u64, body: &[u8]) -> Vec<u8> {
@@ -35,12 +37,22 @@ async fn main() -> anyhow::Result<()> {
         node.load_file(name, path)?;
     }
 
+    // The counter runs under its own policy (capabilities/counter.toml): no files, no
+    // network, no clocks, 16 MiB of memory, and the right to register "counter".
+    let policy_file = rusm_e2e::components_dir().join("../capabilities/counter.toml");
+    let counter_policy = Arc::new(Policy::from_file(&policy_file)?);
+    println!("the counter's policy ({}):", policy_file.display());
+    for line in counter_policy.explain().lines() {
+        println!("  {line}");
+    }
+
     // The tree: the counter component, registered as "counter", restarted if it dies.
     let n = node.clone();
     let counter = ChildSpec::new("counter", move |ctx| {
         let options = WasmSpawnOptions {
             init: b"counter".to_vec(),
             link: true,
+            policy: Some(counter_policy.clone()),
             ..Default::default()
         };
         n.spawn_with(Some(ctx), "counter", options)
@@ -55,12 +67,15 @@ async fn main() -> anyhow::Result<()> {
     println!("supervisor {sup} started");
 
     // A native client that calls the counter, through the registry.
-    let (client, done) = rt.spawn_watched(Default::default(), |ctx| async move {
+    let (client, done) = rt.spawn_watched(Default::default(), move |ctx| async move {
         let mut reply_tag = 1000;
         for round in 1..=2 {
             let counter = loop {
                 match ctx.whereis("counter") {
                     Some(pid) => break pid,
+                    None if !ctx.runtime().is_alive(sup) => {
+                        return ExitReason::custom("the supervisor gave up");
+                    }
                     None => tokio::time::sleep(Duration::from_millis(5)).await,
                 }
             };
@@ -86,6 +101,9 @@ async fn main() -> anyhow::Result<()> {
                 }
                 // Wait for the supervisor to register the restarted counter.
                 while ctx.whereis("counter") == Some(counter) || ctx.whereis("counter").is_none() {
+                    if !ctx.runtime().is_alive(sup) {
+                        return ExitReason::custom("the supervisor gave up");
+                    }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 println!(
@@ -94,9 +112,14 @@ async fn main() -> anyhow::Result<()> {
                 );
             }
         }
+        ExitReason::Normal
     });
     println!("client {client} started");
-    done.await;
+    let outcome = done.await;
+    if outcome != ExitReason::Normal {
+        rt.shutdown(Duration::from_secs(5)).await;
+        anyhow::bail!("the demo client failed: {outcome}");
+    }
 
     // Traps and limits become typed exit reasons.
     for mode in ["unreachable", "oom", "error"] {

@@ -605,7 +605,7 @@ fn classify(err: &wasmtime::Error, state: &ProcessState) -> ExitReason {
         };
     }
     let mut text = match err.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => format!("wasm trap: {trap}"),
+        Some(trap) => trap.to_string(),
         None => format!("{err:#}"),
     };
     if let Some(backtrace) = err.downcast_ref::<wasmtime::WasmBacktrace>() {
