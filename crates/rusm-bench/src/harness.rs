@@ -38,12 +38,13 @@ impl<'a> Contender<'a> {
 /// Run every side once to warm up, then `repeats` times each, interleaved (A B C A B C
 /// ...) so that every side sees the same machine state. Returns one series per side, in
 /// the order given. With `first_only` (for profiling) only the first side runs and the
-/// other series stay empty.
+/// other series stay empty (there is still one per side).
 pub async fn interleaved(
     repeats: usize,
     first_only: bool,
     mut sides: Vec<Contender<'_>>,
 ) -> Result<Vec<Series>> {
+    let count = sides.len();
     if first_only {
         sides.truncate(1);
     }
@@ -63,6 +64,6 @@ pub async fn interleaved(
             }
         }
     }
-    series.resize_with(series.len().max(3), Series::default);
+    series.resize_with(count, Series::default);
     Ok(series)
 }

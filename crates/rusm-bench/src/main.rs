@@ -96,10 +96,10 @@ impl Scenario {
             Scenario::PingPong => (1_000_000, 0),
             Scenario::Ring => (1_000, 1_000),
             Scenario::FanOut => (100, 20_000),
-            Scenario::SpawnComponent => (50_000, 1_000),
+            Scenario::SpawnComponent => (20_000, 1_000),
             Scenario::PingPongWasm => (100_000, 0),
-            Scenario::Fairness => (200, 0),
-            Scenario::KillLatency => (50, 0),
+            Scenario::Fairness => (100, 0),
+            Scenario::KillLatency => (40, 0),
             Scenario::All => (0, 0),
         }
     }

@@ -211,7 +211,7 @@ impl Figure {
     /// The one text line of this figure.
     pub fn line(&self) -> String {
         let mut line = format!(
-            "{:<15} {:<24} {:<15} rusm {:>9}{} | {} {:>9}{} | ratio {:.2}{}",
+            "{:<15} {:<24} {:<15} rusm {:>9}{} | {} {:>9}{} | ratio {}{}",
             self.scenario,
             self.name,
             self.params,
@@ -220,7 +220,7 @@ impl Figure {
             self.baseline.label,
             rate(self.baseline.rate, &self.unit),
             latency(&self.baseline),
-            self.ratio,
+            ratio(self.ratio),
             spread(&self.ratio_runs),
         );
         if let Some(target) = &self.target {
@@ -253,7 +253,17 @@ fn spread(ratios: &[f64]) -> String {
     }
     let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!(" [{lo:.2}..{hi:.2}]")
+    format!(" [{}..{}]", ratio(lo), ratio(hi))
+}
+
+/// A ratio with two decimals, or three significant digits when it is below 0.1 (a
+/// fairness ratio can be 0.0001).
+fn ratio(r: f64) -> String {
+    if !r.is_finite() || r == 0.0 || r >= 0.095 {
+        return format!("{r:.2}");
+    }
+    let digits = (2.0 - r.abs().log10().floor()).clamp(2.0, 12.0) as usize;
+    format!("{r:.digits$}")
 }
 
 fn latency(side: &Side) -> String {
@@ -316,5 +326,13 @@ mod tests {
         assert!((fig.ratio - 0.4).abs() < 1e-9);
         assert!(!fig.target.as_ref().unwrap().met);
         assert!(fig.line().contains("NOT MET"));
+    }
+
+    #[test]
+    fn small_ratios_keep_three_significant_digits() {
+        assert_eq!(ratio(0.853), "0.85");
+        assert_eq!(ratio(0.0412), "0.0412");
+        assert_eq!(ratio(0.000_131_4), "0.000131");
+        assert_eq!(ratio(0.0), "0.00");
     }
 }

@@ -8,6 +8,7 @@
 //! its work happened (every reply or exit collected with the right reason, the node's
 //! spawn/exit counters, the pinger's report of its rounds, each kill's reason).
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,26 +17,26 @@ use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use rusm_otp::{Context, ExitReason, Message, Payload, Pid, Runtime, Tag};
 use rusm_wasm::{WasmConfig, WasmNode, WasmSpawnOptions};
 use tokio::sync::mpsc;
-use wasmtime::Store;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, ResourceTable};
+use wasmtime::{Store, StoreContextMut};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::harness::{Contender, interleaved};
 use crate::native::{LATENCY_STRIDE, Params, drive, in_task, rusm_ping_pong, tokio_ping_pong};
 use crate::report::{Figure, Sample, Series, Side};
 
-/// The guest's `rusm:runtime/entry` export, bound the way the host binds it (typed,
-/// checked once per `InstancePre`), for the raw wasmtime baseline. Only the export is
-/// used: the baseline's linker stubs every import.
-mod entry {
+/// `rusm:runtime`'s types, for the raw wasmtime ping-pong host (which defines the
+/// few `process` functions the `ping-pong` component calls by hand).
+mod bindings {
     wasmtime::component::bindgen!({
         path: "../../wit/rusm-runtime",
         world: "actor",
-        exports: { default: async },
     });
 }
 
-use entry::ActorPre;
+use bindings::rusm::runtime::types::{
+    DataMessage, Error as WitError, Message as WitMessage, Selector,
+};
 
 /// `trivial`'s reply and `spinner`'s `spinning` notice.
 const NOTICE_TAG: Tag = 1;
@@ -121,7 +122,8 @@ fn spawn_pinger(node: &WasmNode, ctx: &Context, ponger: Pid, rounds: u64) -> Res
     Ok(node.spawn_with(Some(ctx), "ping-pong", options)?.pid)
 }
 
-/// `rounds` round trips from the native process `ctx` to a wasm ponger, each timed.
+/// `rounds` round trips from the native process `ctx` to a wasm ponger; one in `every`
+/// is timed.
 async fn native_pings(
     ctx: &Context,
     ponger: Pid,
@@ -205,7 +207,10 @@ pub async fn spawn_component(p: Params) -> Result<Vec<Figure>> {
             bare.clone(),
             Some(0.8),
         )
-        .with_note("like for like: rusm spawn+run+exit+down vs raw instantiate+call, () store, imports trap".into()),
+        .with_note(
+            "like for like: empty init both sides; baseline store (), every import a trap stub"
+                .into(),
+        ),
         Figure::new(
             "spawn-component",
             "empty init vs +WASI",
@@ -225,7 +230,7 @@ pub async fn spawn_component(p: Params) -> Result<Vec<Figure>> {
             bare,
             None,
         )
-        .with_note("rusm child sends 1 message (not like for like: baseline sends none)".into()),
+        .with_note("each rusm child sends 1 message; the baseline sends none".into()),
     ])
 }
 
@@ -316,10 +321,30 @@ impl WasiView for WasiState {
     }
 }
 
-/// Raw wasmtime: a pre-instantiated component and how to make each store's data.
+/// Raw wasmtime: a pre-instantiated component, where its `run` export is, and how to
+/// make each store's data.
 struct RawWasmtime<T: 'static> {
-    pre: ActorPre<T>,
+    pre: InstancePre<T>,
+    run: ComponentExportIndex,
     data: fn() -> T,
+}
+
+/// Where `rusm:runtime/entry@*`'s `run` is among the component's exports.
+fn run_export(component: &Component) -> Result<ComponentExportIndex> {
+    let engine = component.engine();
+    let entry = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .find(|name| name.starts_with("rusm:runtime/entry@"))
+        .context("the component exports no rusm:runtime/entry")?;
+    let (_, instance) = component
+        .get_export(None, &entry)
+        .context("no entry export")?;
+    let (_, run) = component
+        .get_export(Some(&instance), "run")
+        .context("rusm:runtime/entry exports no run")?;
+    Ok(run)
 }
 
 impl RawWasmtime<()> {
@@ -330,7 +355,8 @@ impl RawWasmtime<()> {
             .define_unknown_imports_as_traps(component)
             .map_err(anyhow::Error::from)?;
         Ok(RawWasmtime {
-            pre: ActorPre::new(linker.instantiate_pre(component)?)?,
+            pre: linker.instantiate_pre(component)?,
+            run: run_export(component)?,
             data: || (),
         })
     }
@@ -346,7 +372,8 @@ impl RawWasmtime<WasiState> {
             .define_unknown_imports_as_traps(component)
             .map_err(anyhow::Error::from)?;
         Ok(RawWasmtime {
-            pre: ActorPre::new(linker.instantiate_pre(component)?)?,
+            pre: linker.instantiate_pre(component)?,
+            run: run_export(component)?,
             data: || WasiState {
                 ctx: WasiCtxBuilder::new().build(),
                 table: ResourceTable::new(),
@@ -357,17 +384,18 @@ impl RawWasmtime<WasiState> {
 
 impl<T: Send + 'static> RawWasmtime<T> {
     /// One instance: a store (epoch deadline as rusm sets it), instantiate, call `run`
-    /// with an empty init, drop.
+    /// with an empty init, drop. (`get_typed_func` type-checks `run` on every call,
+    /// which rusm's generated bindings do once per component: a few hundred
+    /// nanoseconds against the baseline.)
     async fn one(self: Arc<Self>) -> Result<()> {
         let mut store = Store::new(self.pre.engine(), (self.data)());
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);
-        let actor = self.pre.instantiate_async(&mut store).await?;
-        actor
-            .rusm_runtime_entry()
-            .call_run(&mut store, &[])
-            .await?
-            .map_err(|e| anyhow!("run returned an error: {e}"))
+        let instance = self.pre.instantiate_async(&mut store).await?;
+        let run =
+            instance.get_typed_func::<(&[u8],), (Result<(), String>,)>(&mut store, &self.run)?;
+        let (result,) = run.call_async(&mut store, (&[],)).await?;
+        result.map_err(|e| anyhow!("run returned an error: {e}"))
     }
 
     /// `n` instances, one tokio task each, at most `window` at once; each reports its
@@ -410,10 +438,15 @@ impl<T: Send + 'static> RawWasmtime<T> {
 /// `ping-pong-wasm`: `n` round trips between a `ping-pong` pinger and ponger (both
 /// wasm; the pinger reports its rounds to a native driver). Also a native pinger
 /// against a wasm ponger (every 8th round trip timed). Baselines in the same run:
-/// native rusm ping-pong and raw tokio (`ping-pong`'s sides).
+/// native rusm ping-pong and raw tokio (`ping-pong`'s sides), and the same two
+/// components on raw wasmtime with the least host that runs them (four `process`
+/// functions over tokio channels): what any wasmtime host pays per message.
 pub async fn ping_pong_wasm(p: Params) -> Result<Vec<Figure>> {
     let n = p.n;
     let node = wasm_node(&p, &["ping-pong"])?;
+    let component = Component::from_file(node.engine(), component_path("ping-pong")?)
+        .map_err(anyhow::Error::from)?;
+    let raw = Arc::new(RawPingPong::new(&component)?);
     let native_rt = Runtime::new();
     let series = interleaved(
         p.repeats,
@@ -423,6 +456,7 @@ pub async fn ping_pong_wasm(p: Params) -> Result<Vec<Figure>> {
             Contender::new("rusm native", || rusm_ping_pong(native_rt.clone(), n)),
             Contender::new("tokio mpsc", || in_task(tokio_ping_pong(n))),
             Contender::new("native->wasm", || native_wasm_ping_pong(node.clone(), n)),
+            Contender::new("wasmtime+mpsc", || in_task(raw.clone().round_trips(n))),
         ],
     )
     .await?;
@@ -444,9 +478,23 @@ pub async fn ping_pong_wasm(p: Params) -> Result<Vec<Figure>> {
             "wasm<->wasm vs tokio",
             "round trips",
             params.clone(),
-            wasm,
+            wasm.clone(),
             Side::new("tokio mpsc", &series[2], Some("round trip")),
             None,
+        ),
+        Figure::new(
+            "ping-pong-wasm",
+            "wasm<->wasm vs raw",
+            "round trips",
+            params.clone(),
+            wasm,
+            Side::new("wasmtime+mpsc", &series[4], None),
+            None,
+        )
+        .with_note(
+            "same components, raw wasmtime host: self/send/monitor/receive over tokio mpsc, \
+             no rusm code"
+                .into(),
         ),
         Figure::new(
             "ping-pong-wasm",
@@ -494,6 +542,157 @@ async fn native_wasm_ping_pong(node: WasmNode, n: u64) -> Result<Sample> {
         })
     })
     .await
+}
+
+/// A message in the raw wasmtime ping-pong: tag and payload.
+type RawMessage = (Tag, Vec<u8>);
+
+/// Everyone's inbox in the raw wasmtime ping-pong, by pid - 1.
+type RawPeers = Arc<Vec<mpsc::UnboundedSender<RawMessage>>>;
+
+/// The store data of a component in the raw wasmtime ping-pong.
+struct RawActor {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    me: u64,
+    inbox: mpsc::UnboundedReceiver<RawMessage>,
+    /// Everyone's inbox (1 ponger, 2 pinger, 3 the driver).
+    peers: RawPeers,
+}
+
+impl WasiView for RawActor {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Raw wasmtime running `ping-pong`: WASI linked for real, and the `process`
+/// functions the component calls (`self`, `send`, `monitor`, `receive`) over tokio
+/// channels, each the least that works (no selective receive: only the expected
+/// messages are ever sent; `monitor` never fires). Other imports trap.
+struct RawPingPong {
+    pre: InstancePre<RawActor>,
+    run: ComponentExportIndex,
+}
+
+impl RawPingPong {
+    fn new(component: &Component) -> Result<RawPingPong> {
+        let engine = component.engine();
+        let process = component
+            .component_type()
+            .imports(engine)
+            .map(|(name, _)| name.to_owned())
+            .find(|name| name.starts_with("rusm:runtime/process@"))
+            .context("the component imports no rusm:runtime/process")?;
+        let mut linker = Linker::<RawActor>::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        let mut host = linker.instance(&process)?;
+        host.func_wrap("self", |store: StoreContextMut<'_, RawActor>, (): ()| {
+            Ok((store.data().me,))
+        })?;
+        host.func_wrap(
+            "send",
+            |store: StoreContextMut<'_, RawActor>, (to, tag, payload): (u64, Tag, Vec<u8>)| {
+                let sent = usize::try_from(to)
+                    .ok()
+                    .and_then(|to| store.data().peers.get(to.wrapping_sub(1)))
+                    .map(|inbox| inbox.send((tag, payload)));
+                Ok((match sent {
+                    Some(Ok(())) => Ok(()),
+                    _ => Err(WitError::Noproc),
+                },))
+            },
+        )?;
+        host.func_wrap(
+            "monitor",
+            |_: StoreContextMut<'_, RawActor>, (_,): (u64,)| Ok((1u64,)),
+        )?;
+        host.func_wrap_async(
+            "receive",
+            |mut store: StoreContextMut<'_, RawActor>, (_, _): (Option<u64>, Option<Selector>)| {
+                Box::new(async move {
+                    let next = store.data_mut().inbox.recv().await;
+                    Ok(
+                        (
+                            next.map(|(tag, payload)| {
+                                WitMessage::Data(DataMessage { tag, payload })
+                            }),
+                        ),
+                    )
+                })
+            },
+        )?;
+        linker
+            .define_unknown_imports_as_traps(component)
+            .map_err(anyhow::Error::from)?;
+        Ok(RawPingPong {
+            pre: linker.instantiate_pre(component)?,
+            run: run_export(component)?,
+        })
+    }
+
+    /// Run one component to its end, as a tokio task's body.
+    async fn actor(
+        self: Arc<Self>,
+        me: u64,
+        inbox: mpsc::UnboundedReceiver<RawMessage>,
+        peers: RawPeers,
+        init: Vec<u8>,
+    ) -> Result<()> {
+        let data = RawActor {
+            wasi: WasiCtxBuilder::new().build(),
+            table: ResourceTable::new(),
+            me,
+            inbox,
+            peers,
+        };
+        let mut store = Store::new(self.pre.engine(), data);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        let instance = self.pre.instantiate_async(&mut store).await?;
+        let run =
+            instance.get_typed_func::<(&[u8],), (Result<(), String>,)>(&mut store, &self.run)?;
+        let (result,) = run.call_async(&mut store, (&init,)).await?;
+        result.map_err(|e| anyhow!("ping-pong {me} returned an error: {e}"))
+    }
+
+    /// `n` round trips between a raw pinger (pid 2) and ponger (pid 1), each its own
+    /// tokio task, reporting to this task (pid 3).
+    async fn round_trips(self: Arc<Self>, n: u64) -> Result<Sample> {
+        let (senders, mut inboxes): (Vec<_>, VecDeque<_>) =
+            (0..3).map(|_| mpsc::unbounded_channel()).unzip();
+        let peers = Arc::new(senders);
+        let (pong_inbox, ping_inbox, mut reports) = (
+            inboxes.pop_front().context("inbox")?,
+            inboxes.pop_front().context("inbox")?,
+            inboxes.pop_front().context("inbox")?,
+        );
+        let ponger = tokio::spawn(self.clone().actor(1, pong_inbox, peers.clone(), Vec::new()));
+        let mut init = 1u64.to_le_bytes().to_vec();
+        init.extend(n.to_le_bytes());
+        init.extend(3u64.to_le_bytes());
+        let start = Instant::now();
+        let pinger = tokio::spawn(self.clone().actor(2, ping_inbox, peers.clone(), init));
+        let (tag, payload) = reports.recv().await.context("the pinger never reported")?;
+        let elapsed = start.elapsed();
+        ensure!(
+            tag == DONE_TAG && payload == n.to_le_bytes(),
+            "the pinger reported tag {tag} {payload:?}"
+        );
+        peers[0]
+            .send((0, STOP.to_vec()))
+            .map_err(|_| anyhow!("the ponger is gone"))?;
+        pinger.await.context("the pinger panicked")??;
+        ponger.await.context("the ponger panicked")??;
+        Ok(Sample {
+            units: n,
+            elapsed,
+            latencies: Vec::new(),
+        })
+    }
 }
 
 // ---- fairness --------------------------------------------------------------------------
@@ -611,12 +810,14 @@ pub async fn kill_latency(p: Params) -> Result<Vec<Figure>> {
         p.repeats,
         p.rusm_only,
         vec![
-            Contender::new("spinning", || kills(node.clone(), "spinner", 0, n)),
+            Contender::new("spinning", || {
+                kills(node.clone(), "spinner", 0, n, p.epoch_tick)
+            }),
             Contender::new("blocked in receive", || {
-                kills(node.clone(), "ping-pong", 0, n)
+                kills(node.clone(), "ping-pong", 0, n, p.epoch_tick)
             }),
             Contender::new("spinning, busy node", || {
-                kills(node.clone(), "spinner", load, n)
+                kills(node.clone(), "spinner", load, n, p.epoch_tick)
             }),
         ],
     )
@@ -655,9 +856,15 @@ pub async fn kill_latency(p: Params) -> Result<Vec<Figure>> {
 }
 
 /// One kill-latency run: `n` kills of `component` processes, one at a time, while
-/// `load` spinners run. A spinner is killed once it says it spins; a ponger right
-/// after it is spawned and has had 1 ms to block in `receive`.
-async fn kills(node: WasmNode, component: &'static str, load: u64, n: u64) -> Result<Sample> {
+/// `load` spinners run. A spinner is killed 0.5 to 1.5 epoch ticks after it says it
+/// spins; a ponger once it has had 1 ms to block in `receive`.
+async fn kills(
+    node: WasmNode,
+    component: &'static str,
+    load: u64,
+    n: u64,
+    tick: Duration,
+) -> Result<Sample> {
     let rt = node.runtime().clone();
     drive(&rt, move |ctx| async move {
         let me = pid_bytes(ctx.pid());
@@ -675,10 +882,17 @@ async fn kills(node: WasmNode, component: &'static str, load: u64, n: u64) -> Re
             expect_data(&ctx, NOTICE_TAG, b"spinning").await?;
         }
         let mut latencies = Vec::with_capacity(n as usize);
-        for _ in 0..n {
+        for i in 0..n {
             let pid = if component == "spinner" {
                 let pid = spin(&ctx)?;
                 expect_data(&ctx, NOTICE_TAG, b"spinning").await?;
+                // `spinning` reaches us only when the spinner's worker next looks at
+                // its run queue, which may be at the spinner's next yield; killing at
+                // once would catch it right after a yield. Wait 0.5 to 1.5 ticks
+                // (spread evenly over the runs) so the kill lands at any point of a
+                // time slice.
+                let phase = (i as f64 * 0.618_034).fract();
+                tokio::time::sleep(tick.mul_f64(0.5 + phase)).await;
                 pid
             } else {
                 let pid = node
