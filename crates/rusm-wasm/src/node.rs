@@ -549,7 +549,12 @@ async fn run_process(
     let mut store = Store::new(&node.engine, state);
     store.limiter(|state| &mut state.limits);
     store.set_epoch_deadline(1);
-    store.epoch_deadline_async_yield_and_update(1);
+    // Yield at every tick through tokio's own `yield_now`: it puts the task at the back
+    // of the run queue, where a plain wake would let tokio poll it again at once from
+    // its LIFO slot and starve the other processes on that worker.
+    store.epoch_deadline_callback(|_| {
+        Ok(wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+    });
     if node.config.fuel_metering {
         let _ = store.set_fuel(fuel.unwrap_or(u64::MAX));
     }
