@@ -553,7 +553,10 @@ async fn run_process(
     // of the run queue, where a plain wake would let tokio poll it again at once from
     // its LIFO slot and starve the other processes on that worker.
     store.epoch_deadline_callback(|_| {
-        Ok(wasmtime::UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+        Ok(wasmtime::UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ))
     });
     if node.config.fuel_metering {
         let _ = store.set_fuel(fuel.unwrap_or(u64::MAX));
