@@ -49,6 +49,17 @@ pub fn pid_bytes(pid: Pid) -> Vec<u8> {
     pid.as_raw().to_le_bytes().to_vec()
 }
 
+/// The init of a `ping-pong` pinger: its peer, the number of round trips, and the pid
+/// that receives the tag-3 report at the end.
+pub fn pinger_init(peer: Pid, rounds: u64, reporter: Pid) -> Vec<u8> {
+    [
+        pid_bytes(peer),
+        rounds.to_le_bytes().to_vec(),
+        pid_bytes(reporter),
+    ]
+    .concat()
+}
+
 /// A native process that forwards everything it receives to the test.
 pub fn probe(rt: &Runtime) -> (Pid, Probe) {
     let (tx, rx) = unbounded_channel();

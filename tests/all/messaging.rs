@@ -1,7 +1,7 @@
 use rusm_otp::{ExitReason, Message, Payload};
 use rusm_wasm::WasmSpawnOptions;
 
-use crate::{node, pid_bytes, policy, probe};
+use crate::{node, pid_bytes, pinger_init, policy, probe};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasm_to_wasm_ping_pong() {
@@ -9,9 +9,7 @@ async fn wasm_to_wasm_ping_pong() {
     let rt = node.runtime().clone();
     let (reporter, mut probe) = probe(&rt);
     let ponger = node.spawn("ping-pong", Vec::new()).unwrap();
-    let mut init = pid_bytes(ponger);
-    init.extend(500u64.to_le_bytes());
-    init.extend(pid_bytes(reporter));
+    let init = pinger_init(ponger, 500, reporter);
     let (_pinger, pinger_end) = node
         .spawn_watched(
             "ping-pong",
@@ -94,9 +92,7 @@ async fn selective_receive_in_a_guest_leaves_other_messages_in_order() {
     let rt = node.runtime().clone();
     let (reporter, mut probe) = probe(&rt);
     let ponger = node.spawn("ping-pong", Vec::new()).unwrap();
-    let mut init = pid_bytes(ponger);
-    init.extend(50u64.to_le_bytes());
-    init.extend(pid_bytes(reporter));
+    let init = pinger_init(ponger, 50, reporter);
     let (pinger, _end) = node
         .spawn_watched(
             "ping-pong",

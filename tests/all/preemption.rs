@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use rusm_otp::ExitReason;
 
-use crate::{node, pid_bytes, probe};
+use crate::{node, pid_bytes, pinger_init, probe};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spinning_guest_can_be_killed() {
@@ -46,9 +46,7 @@ async fn bystanders_make_progress_while_spinners_occupy_every_core() {
         assert_eq!(probe.data().await, (1, b"spinning".to_vec()));
     }
     let ponger = node.spawn("ping-pong", Vec::new()).unwrap();
-    let mut init = pid_bytes(ponger);
-    init.extend(200u64.to_le_bytes());
-    init.extend(pid_bytes(me));
+    let init = pinger_init(ponger, 200, me);
     node.spawn("ping-pong", init).unwrap();
     assert_eq!(probe.data().await, (3, 200u64.to_le_bytes().to_vec()));
     for spinner in spinners {

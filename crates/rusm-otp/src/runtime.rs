@@ -129,14 +129,13 @@ impl SlotState {
 }
 
 impl Slot {
-    /// Mark the process to end with `reason` at its next poll; returns true if the task
-    /// must be woken.
-    fn set_exit(&self, st: &mut SlotState, reason: ExitReason) -> bool {
+    /// Mark the process to end with `reason` at its next poll; the caller wakes its task
+    /// once the lock is released.
+    fn set_exit(&self, st: &mut SlotState, reason: ExitReason) {
         if st.pending_exit.is_none() || reason == ExitReason::Killed {
             st.pending_exit = Some(reason);
         }
         self.exiting.store(true, Ordering::Release);
-        true
     }
 }
 
@@ -402,14 +401,16 @@ impl Runtime {
         let mut wake_task = false;
         let mut wake_recv = None;
         if kind == SignalKind::Kill {
-            wake_task = slot.set_exit(&mut st, ExitReason::Killed);
+            slot.set_exit(&mut st, ExitReason::Killed);
+            wake_task = true;
         } else if st.trap_exit {
             wake_recv = st
                 .deliver(Message::Exit(ExitSignal { from, reason }))
                 .expect("system messages are never refused");
         } else if !reason.is_normal() || from == target {
             // A normal exit signal is ignored unless a process sends it to itself.
-            wake_task = slot.set_exit(&mut st, reason);
+            slot.set_exit(&mut st, reason);
+            wake_task = true;
         }
         drop(st);
         if wake_task {

@@ -97,6 +97,9 @@ impl Policies {
     }
 }
 
+/// The future a wasm process body runs.
+type BodyFuture = std::pin::Pin<Box<dyn Future<Output = ExitReason> + Send>>;
+
 /// State shared by a node and every wasm process on it.
 pub(crate) struct NodeShared {
     engine: Engine,
@@ -239,13 +242,7 @@ impl WasmNode {
         component: &str,
         options: WasmSpawnOptions,
     ) -> Result<(Pid, Watch), SpawnError> {
-        let loaded = self.shared.component(component)?;
-        let policy = options
-            .policy
-            .clone()
-            .unwrap_or_else(|| self.default_policy());
-        let (core, init) = self.shared.split_options(options, &policy);
-        let body = self.shared.clone().body(loaded, init, policy, None)?;
+        let (core, body) = self.shared.prepare_spawn(component, options, None)?;
         Ok(self.shared.rt.spawn_watched(core, body))
     }
 
@@ -361,13 +358,20 @@ impl NodeShared {
         self.spawn_child(parent, component, options, None)
     }
 
-    fn spawn_child(
+    /// Everything a spawn needs before it starts the process: the component, the policy
+    /// (the node default when none is given), the core options and the body.
+    fn prepare_spawn(
         self: &Arc<Self>,
-        parent: Option<&Context>,
         component: &str,
         options: WasmSpawnOptions,
         child_slot: Option<ChildSlot>,
-    ) -> Result<Spawned, SpawnError> {
+    ) -> Result<
+        (
+            SpawnOptions,
+            impl FnOnce(Context) -> BodyFuture + Send + 'static,
+        ),
+        SpawnError,
+    > {
         let loaded = self.component(component)?;
         let policy = options
             .policy
@@ -375,6 +379,17 @@ impl NodeShared {
             .unwrap_or_else(|| self.policies.read().default.clone());
         let (core, init) = self.split_options(options, &policy);
         let body = self.clone().body(loaded, init, policy, child_slot)?;
+        Ok((core, body))
+    }
+
+    fn spawn_child(
+        self: &Arc<Self>,
+        parent: Option<&Context>,
+        component: &str,
+        options: WasmSpawnOptions,
+        child_slot: Option<ChildSlot>,
+    ) -> Result<Spawned, SpawnError> {
+        let (core, body) = self.prepare_spawn(component, options, child_slot)?;
         Ok(match parent {
             Some(ctx) => ctx.spawn_with(core, body),
             None => Spawned {
@@ -391,12 +406,7 @@ impl NodeShared {
         init: Vec<u8>,
         policy: Arc<Policy>,
         child_slot: Option<ChildSlot>,
-    ) -> Result<
-        impl FnOnce(Context) -> std::pin::Pin<Box<dyn Future<Output = ExitReason> + Send>>
-        + Send
-        + 'static,
-        SpawnError,
-    > {
+    ) -> Result<impl FnOnce(Context) -> BodyFuture + Send + 'static, SpawnError> {
         if policy.limits.fuel.is_some() && !self.config.fuel_metering {
             return Err(SpawnError::NotPermitted(
                 "the policy sets a fuel limit but this node runs without fuel metering (WasmConfig::fuel_metering)".into(),
