@@ -1,0 +1,6 @@
+//! The `rusm` command.
+
+fn main() {
+    eprintln!("rusm: no commands yet");
+    std::process::exit(2);
+}
