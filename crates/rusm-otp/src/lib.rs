@@ -43,6 +43,7 @@
 
 mod context;
 mod error;
+mod event;
 pub mod mailbox;
 mod message;
 mod pid;
@@ -52,8 +53,9 @@ pub mod supervisor;
 
 pub use context::Context;
 pub use error::{Error, SendError, SendErrorKind};
+pub use event::Event;
 pub use mailbox::{MailboxConfig, MailboxStats, Overflow};
 pub use message::{Data, Down, ExitSignal, Message, Payload, Tag};
 pub use pid::{MonitorRef, Pid, TimerRef};
 pub use reason::{ExitReason, IntoExitReason};
-pub use runtime::{Runtime, RuntimeStats, SpawnOptions, Spawned, Watch};
+pub use runtime::{ExitCounts, Runtime, RuntimeStats, SpawnOptions, Spawned, Watch};

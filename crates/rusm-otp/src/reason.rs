@@ -56,6 +56,43 @@ impl ExitReason {
         matches!(self, ExitReason::Normal)
     }
 
+    /// Every value [`ExitReason::kind`] returns, in declaration order.
+    pub const KINDS: [&'static str; 11] = [
+        "normal",
+        "shutdown",
+        "killed",
+        "crashed",
+        "noproc",
+        "out-of-memory",
+        "deadline-exceeded",
+        "max-restart-intensity",
+        "capability-denied",
+        "upgrade-timeout",
+        "custom",
+    ];
+
+    /// The reason's kind without its text, such as `"crashed"` or `"out-of-memory"`:
+    /// one of [`ExitReason::KINDS`]. For counting exits by reason and for metric labels.
+    pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+
+    pub(crate) fn kind_index(&self) -> usize {
+        match self {
+            ExitReason::Normal => 0,
+            ExitReason::Shutdown => 1,
+            ExitReason::Killed => 2,
+            ExitReason::Crashed(_) => 3,
+            ExitReason::NoProc => 4,
+            ExitReason::OutOfMemory => 5,
+            ExitReason::DeadlineExceeded => 6,
+            ExitReason::MaxRestartIntensity => 7,
+            ExitReason::CapabilityDenied(_) => 8,
+            ExitReason::UpgradeTimeout => 9,
+            ExitReason::Custom(_) => 10,
+        }
+    }
+
     /// True for the reasons a `transient` supervisor child is not restarted after:
     /// `normal` and `shutdown`.
     pub fn is_clean_stop(&self) -> bool {

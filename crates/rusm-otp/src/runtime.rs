@@ -18,6 +18,7 @@ use tokio::task::AbortHandle;
 
 use crate::context::Context;
 use crate::error::{Error, SendError, SendErrorKind};
+use crate::event::Event;
 use crate::mailbox::{Mailbox, MailboxConfig};
 use crate::message::{Data, Down, ExitSignal, Message, Payload, Tag};
 use crate::reason::{ExitReason, IntoExitReason};
@@ -30,7 +31,7 @@ impl Pid {
 }
 
 /// Options for spawning a process.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpawnOptions {
     /// Link the new process to the spawner (ignored when spawned from outside a process).
     pub link: bool,
@@ -40,6 +41,9 @@ pub struct SpawnOptions {
     pub trap_exit: bool,
     /// Mailbox capacity and overflow behaviour.
     pub mailbox: MailboxConfig,
+    /// A name for logs and observers ([`Event`]), not unique and not a registered
+    /// name: the wasm backend labels each process with its component's name.
+    pub label: Option<Arc<str>>,
 }
 
 /// What a spawn returns.
@@ -53,6 +57,7 @@ pub struct Spawned {
 
 /// Counters about a node.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RuntimeStats {
     /// Pids handed out since the node began (every spawn takes one).
     pub spawned: u64,
@@ -60,7 +65,43 @@ pub struct RuntimeStats {
     pub exited: u64,
     /// Processes alive now.
     pub live: usize,
+    /// Processes that ended, by the kind of their exit reason.
+    pub exits: ExitCounts,
+    /// Children restarted by supervisors.
+    pub restarts: u64,
+    /// The most messages that ever waited at once in any one mailbox of this node.
+    pub mailbox_high_water: usize,
 }
+
+/// Exits counted by the kind of their reason ([`ExitReason::kind`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExitCounts([u64; ExitReason::KINDS.len()]);
+
+impl ExitCounts {
+    /// Exits whose reason is of this kind (one of [`ExitReason::KINDS`]; 0 for others).
+    pub fn get(&self, kind: &str) -> u64 {
+        ExitReason::KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .map_or(0, |i| self.0[i])
+    }
+
+    /// Every kind with its count, in the order of [`ExitReason::KINDS`], zeros included.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        ExitReason::KINDS
+            .iter()
+            .copied()
+            .zip(self.0.iter().copied())
+    }
+
+    /// All exits counted.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
+/// A function told of every [`Event`] on a node.
+type Observer = Arc<dyn Fn(&Event<'_>) + Send + Sync>;
 
 /// A future that resolves to a process's exit reason; see [`Runtime::watch`].
 #[derive(Debug)]
@@ -87,6 +128,7 @@ impl Future for Watch {
 pub(crate) struct Slot {
     pub(crate) pid: Pid,
     pub(crate) parent: Option<Pid>,
+    label: Option<Arc<str>>,
     pub(crate) state: Mutex<SlotState>,
     exiting: AtomicBool,
     task_waker: AtomicWaker,
@@ -160,6 +202,14 @@ struct Inner {
     shutting_down: AtomicBool,
     live: AtomicUsize,
     all_exited: Notify,
+    /// Exits by [`ExitReason::kind_index`].
+    exits: [AtomicU64; ExitReason::KINDS.len()],
+    restarts: AtomicU64,
+    /// The largest mailbox high-water mark of the processes that have ended.
+    mailbox_high_water: AtomicUsize,
+    /// Set once an observer is added, so that nodes without one pay a single load.
+    observed: AtomicBool,
+    observers: parking_lot::RwLock<Vec<Observer>>,
 }
 
 /// A node: the table of processes and everything that acts on them.
@@ -201,6 +251,11 @@ impl Runtime {
                 shutting_down: AtomicBool::new(false),
                 live: AtomicUsize::new(0),
                 all_exited: Notify::new(),
+                exits: std::array::from_fn(|_| AtomicU64::new(0)),
+                restarts: AtomicU64::new(0),
+                mailbox_high_water: AtomicUsize::new(0),
+                observed: AtomicBool::new(false),
+                observers: parking_lot::RwLock::new(Vec::new()),
             }),
         }
     }
@@ -293,6 +348,7 @@ impl Runtime {
         let slot = Arc::new(Slot {
             pid,
             parent: parent_pid,
+            label: options.label,
             state: Mutex::new(state),
             exiting: AtomicBool::new(false),
             task_waker: AtomicWaker::new(),
@@ -309,9 +365,42 @@ impl Runtime {
         inner.table.insert(pid, slot.clone());
         inner.live.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(%pid, parent = ?parent_pid, "spawn");
+        if inner.observed.load(Ordering::Acquire) {
+            self.tell(&Event::Spawned {
+                pid,
+                parent: parent_pid,
+                label: slot.label.as_deref(),
+            });
+        }
         let ctx = Context::new(self.clone(), slot);
         inner.handle.spawn(run_process(ctx, body));
         Spawned { pid, monitor }
+    }
+
+    /// Call `observer` with every [`Event`] on this node from now on (spawns, exits,
+    /// supervisor restarts). Observers run synchronously where the event happens, so
+    /// they must be quick and must not block; they cannot be removed.
+    pub fn add_observer(&self, observer: impl Fn(&Event<'_>) + Send + Sync + 'static) {
+        self.inner.observers.write().push(Arc::new(observer));
+        self.inner.observed.store(true, Ordering::Release);
+    }
+
+    fn tell(&self, event: &Event<'_>) {
+        for observer in self.inner.observers.read().iter() {
+            observer(event);
+        }
+    }
+
+    /// A supervisor started `child` again as `pid`.
+    pub(crate) fn note_restart(&self, supervisor: Pid, child: &str, pid: Pid) {
+        self.inner.restarts.fetch_add(1, Ordering::Relaxed);
+        if self.inner.observed.load(Ordering::Acquire) {
+            self.tell(&Event::Restarted {
+                supervisor,
+                child,
+                pid,
+            });
+        }
     }
 
     pub(crate) fn new_monitor_ref(&self) -> MonitorRef {
@@ -642,10 +731,25 @@ impl Runtime {
         // shared counter is touched on the spawn and exit paths.
         let spawned = self.inner.next_pid.load(Ordering::Relaxed) - 1;
         let live = self.process_count();
+        let mut exits = ExitCounts::default();
+        for (count, counter) in exits.0.iter_mut().zip(&self.inner.exits) {
+            *count = counter.load(Ordering::Relaxed);
+        }
+        let live_high_water = self
+            .inner
+            .table
+            .iter()
+            .map(|slot| slot.state.lock().mailbox.stats().high_water)
+            .max()
+            .unwrap_or(0);
         RuntimeStats {
             spawned,
             exited: spawned.saturating_sub(live as u64),
             live,
+            exits,
+            restarts: self.inner.restarts.load(Ordering::Relaxed),
+            mailbox_high_water: live_high_water
+                .max(self.inner.mailbox_high_water.load(Ordering::Relaxed)),
         }
     }
 
@@ -732,10 +836,11 @@ impl Runtime {
 
     fn finish(&self, slot: &Slot, reason: ExitReason) {
         let pid = slot.pid;
-        let (links, monitored_by, monitoring, watchers, name, leftovers) = {
+        let (links, monitored_by, monitoring, watchers, name, leftovers, high_water) = {
             let mut st = slot.state.lock();
             st.alive = false;
             st.recv_waker = None;
+            let high_water = st.mailbox.stats().high_water;
             (
                 std::mem::take(&mut st.links),
                 std::mem::take(&mut st.monitored_by),
@@ -743,6 +848,7 @@ impl Runtime {
                 std::mem::take(&mut st.watchers),
                 st.name.take(),
                 st.mailbox.clear(),
+                high_water,
             )
         };
         drop(leftovers);
@@ -753,6 +859,20 @@ impl Runtime {
                 .remove_if(&name, |_, holder| *holder == pid);
         }
         tracing::trace!(%pid, %reason, "exit");
+        let inner = &*self.inner;
+        inner.exits[reason.kind_index()].fetch_add(1, Ordering::Relaxed);
+        if high_water > inner.mailbox_high_water.load(Ordering::Relaxed) {
+            inner
+                .mailbox_high_water
+                .fetch_max(high_water, Ordering::Relaxed);
+        }
+        if inner.observed.load(Ordering::Acquire) {
+            self.tell(&Event::Exited {
+                pid,
+                label: slot.label.as_deref(),
+                reason: &reason,
+            });
+        }
         for linked in links {
             self.signal(linked, pid, reason.clone(), SignalKind::Link);
         }

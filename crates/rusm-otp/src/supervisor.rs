@@ -217,6 +217,8 @@ impl SupervisorSpec {
 struct Child {
     spec: ChildSpec,
     pid: Option<Pid>,
+    /// Started at least once, so the next start is a restart.
+    started: bool,
 }
 
 /// The body of a supervisor process: spawn it with `rt.spawn(|ctx| supervise(ctx, spec))`
@@ -231,7 +233,11 @@ pub async fn supervise(ctx: Context, spec: SupervisorSpec) -> ExitReason {
         children: spec
             .children
             .into_iter()
-            .map(|spec| Child { spec, pid: None })
+            .map(|spec| Child {
+                spec,
+                pid: None,
+                started: false,
+            })
             .collect(),
         strategy: spec.strategy,
         max_restarts: spec.max_restarts,
@@ -380,6 +386,10 @@ impl Supervisor {
             }
             tracing::debug!(supervisor = %ctx.pid(), child = %child.spec.id, %pid, "child started");
             child.pid = Some(pid);
+            if child.started {
+                ctx.runtime().note_restart(ctx.pid(), &child.spec.id, pid);
+            }
+            child.started = true;
         }
         Ok(())
     }

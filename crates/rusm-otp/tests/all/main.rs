@@ -1,5 +1,6 @@
 //! Integration tests of the actor core, one module per area.
 
+mod events;
 mod invariants;
 mod links;
 mod mailbox;

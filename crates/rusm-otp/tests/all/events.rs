@@ -1,0 +1,146 @@
+//! Lifecycle events told to observers, and the node's counters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rusm_otp::supervisor::{ChildSpec, Strategy, SupervisorSpec, supervise};
+use rusm_otp::{Event, ExitReason, Pid, Runtime, SpawnOptions};
+
+/// An owned copy of an [`Event`], for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Spawned(Pid, Option<Pid>, Option<String>),
+    Exited(Pid, Option<String>, ExitReason),
+    Restarted(Pid, String, Pid),
+}
+
+fn record(rt: &Runtime) -> Arc<Mutex<Vec<Seen>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    rt.add_observer(move |event| {
+        let owned = match *event {
+            Event::Spawned { pid, parent, label } => {
+                Seen::Spawned(pid, parent, label.map(str::to_owned))
+            }
+            Event::Exited { pid, label, reason } => {
+                Seen::Exited(pid, label.map(str::to_owned), reason.clone())
+            }
+            Event::Restarted {
+                supervisor,
+                child,
+                pid,
+            } => Seen::Restarted(supervisor, child.to_owned(), pid),
+            _ => return,
+        };
+        sink.lock().push(owned);
+    });
+    seen
+}
+
+#[tokio::test]
+async fn observers_see_spawns_and_exits_with_labels_and_reasons() {
+    let rt = Runtime::new();
+    let seen = record(&rt);
+    let options = SpawnOptions {
+        label: Some("worker".into()),
+        ..SpawnOptions::default()
+    };
+    let (parent, watch) = rt.spawn_watched(options, |ctx| async move {
+        let child = ctx.spawn_monitor(|_ctx| async { ExitReason::custom("bye") });
+        ctx.recv().await;
+        child.0
+    });
+    assert_eq!(watch.await, ExitReason::Normal);
+    let seen = seen.lock().clone();
+    let child = seen
+        .iter()
+        .find_map(|s| match s {
+            Seen::Spawned(pid, Some(p), None) if *p == parent => Some(*pid),
+            _ => None,
+        })
+        .expect("the child's spawn was seen");
+    let at = |wanted: &Seen| seen.iter().position(|s| s == wanted).unwrap();
+    let parent_spawned = at(&Seen::Spawned(parent, None, Some("worker".into())));
+    let child_spawned = at(&Seen::Spawned(child, Some(parent), None));
+    let child_exited = at(&Seen::Exited(child, None, ExitReason::custom("bye")));
+    let parent_exited = at(&Seen::Exited(
+        parent,
+        Some("worker".into()),
+        ExitReason::Normal,
+    ));
+    assert!(parent_spawned < child_spawned);
+    assert!(child_spawned < child_exited);
+    assert!(child_exited < parent_exited);
+}
+
+#[tokio::test]
+async fn stats_count_exits_by_kind_restarts_and_the_mailbox_high_water_mark() {
+    let rt = Runtime::new();
+    let seen = record(&rt);
+    let before = rt.stats();
+    assert_eq!(before.exits.total(), 0);
+    assert_eq!(before.restarts, 0);
+
+    // A process that lets 50 messages pile up, then ends.
+    let (piler, piled) = rt.spawn_watched(SpawnOptions::default(), |ctx| async move {
+        ctx.recv_tag(99).await;
+    });
+    for i in 0..50u64 {
+        rt.send(piler, rusm_otp::Payload::value(i));
+    }
+    rt.send_tagged(piler, 99, rusm_otp::Payload::value(()));
+    assert_eq!(piled.await, ExitReason::Normal);
+
+    // A supervised child that crashes twice, then stays up.
+    let crashes = Arc::new(Mutex::new(0u32));
+    let count = crashes.clone();
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(5, Duration::from_secs(10))
+        .child(ChildSpec::worker("flaky", move |ctx| {
+            let count = count.clone();
+            async move {
+                let crash = {
+                    let mut n = count.lock();
+                    *n += 1;
+                    *n <= 2
+                };
+                if crash {
+                    return ExitReason::crashed("flaky");
+                }
+                ctx.recv().await;
+                ExitReason::Normal
+            }
+        }));
+    let sup = rt.spawn(move |ctx| supervise(ctx, spec));
+    for _ in 0..200 {
+        if *crashes.lock() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopped = rt.watch(sup);
+    rt.kill(sup);
+    assert_eq!(stopped.await, ExitReason::Killed);
+    for _ in 0..200 {
+        if rt.process_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(rt.process_count(), 0);
+
+    let stats = rt.stats();
+    assert_eq!(stats.restarts, 2, "two crashes, two restarts");
+    assert_eq!(stats.exits.get("crashed"), 2);
+    assert!(stats.exits.get("normal") >= 1);
+    assert!(stats.mailbox_high_water >= 51, "{stats:?}");
+    assert_eq!(stats.exits.total(), stats.exited);
+    let restarts: Vec<_> = seen
+        .lock()
+        .iter()
+        .filter(|s| matches!(s, Seen::Restarted(s, child, _) if *s == sup && child == "flaky"))
+        .cloned()
+        .collect();
+    assert_eq!(restarts.len(), 2);
+}
