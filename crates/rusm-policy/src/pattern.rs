@@ -9,7 +9,7 @@ pub enum PatternError {
     MissingPort,
     /// A host that is not an IP address, a CIDR range or `localhost`.
     #[error(
-        "\"{0}\" is not an IP address, a CIDR range or localhost; expected e.g. 127.0.0.1, 10.0.0.0/8, [::1], [fd00::/8] or localhost"
+        "{0:?} is not an IP address, a CIDR range or localhost; expected e.g. 127.0.0.1, 10.0.0.0/8, [::1], [fd00::/8] or localhost"
     )]
     BadHost(String),
     /// An IPv6 address written without brackets.
@@ -22,7 +22,7 @@ pub enum PatternError {
     #[error("\"*\" is not a host; to allow any address write 0.0.0.0/0 (IPv4) or [::/0] (IPv6)")]
     AnyHost,
     /// A CIDR prefix length that is not a number in range.
-    #[error("\"{text}\" is not a prefix length; expected a number from 0 to {max}")]
+    #[error("{text:?} is not a prefix length; expected a number from 0 to {max}")]
     BadPrefix {
         /// What was written after `/`.
         text: String,
@@ -48,7 +48,7 @@ pub enum PatternError {
         ipv4: String,
     },
     /// A port that is not a number from 0 to 65535, a range or `*`.
-    #[error("\"{0}\" is not a port; expected a number from 0 to 65535, a range FIRST-LAST or *")]
+    #[error("{0:?} is not a port; expected a number from 0 to 65535, a range FIRST-LAST or *")]
     BadPort(String),
     /// A port range whose first port is above its last.
     #[error("port range {first}-{last} is reversed; write {last}-{first}")]
@@ -62,14 +62,14 @@ pub enum PatternError {
     #[error("missing scheme; expected http://HOST[:PORT] or https://HOST[:PORT]")]
     MissingScheme,
     /// An HTTP pattern with a scheme other than http or https.
-    #[error("unsupported scheme \"{0}\"; expected http or https")]
+    #[error("unsupported scheme {0:?}; expected http or https")]
     BadScheme(String),
     /// An HTTP pattern with a path, query or fragment.
-    #[error("outbound patterns name only a scheme, a host and a port; remove \"{0}\"")]
+    #[error("outbound patterns name only a scheme, a host and a port; remove {0:?}")]
     HasPath(String),
     /// An HTTP host that is not a DNS name, a wildcard or an IP address.
     #[error(
-        "\"{0}\" is not a valid host; expected a DNS name (api.example.com), a leading wildcard (*.example.com), an IPv4 address or a bracketed IPv6 address"
+        "{0:?} is not a valid host; expected a DNS name (api.example.com), a leading wildcard (*.example.com), an IPv4 address or a bracketed IPv6 address"
     )]
     BadHttpHost(String),
     /// A `*` anywhere but a leading `*.` label.
@@ -88,20 +88,20 @@ pub enum PatternError {
     BadNameChar(char),
     /// A policy reference that is neither `self` nor a valid policy name.
     #[error(
-        "\"{0}\" is not a policy name; expected \"self\" or the name of a policy file (lowercase letters, digits, - and _, as in capabilities/NAME.toml)"
+        "{0:?} is not a policy name; expected \"self\" or the name of a policy file (lowercase letters, digits, - and _, as in capabilities/NAME.toml)"
     )]
     BadPolicyName(String),
     /// A size that is not an integer with an optional unit.
     #[error(
-        "\"{0}\" is not a size; expected a whole number of bytes with an optional unit: B, KiB, MiB, GiB, TiB, kB, MB, GB or TB (e.g. \"64MiB\")"
+        "{0:?} is not a size; expected a whole number of bytes with an optional unit: B, KiB, MiB, GiB, TiB, kB, MB, GB or TB (e.g. \"64MiB\")"
     )]
     BadSize(String),
     /// A duration that is not a sequence of numbers with units.
     #[error(
-        "\"{0}\" is not a duration; expected whole numbers with units ms, s, m or h (e.g. \"500ms\", \"30s\" or \"1m30s\")"
+        "{0:?} is not a duration; expected whole numbers with units ms, s, m or h (e.g. \"500ms\", \"30s\" or \"1m30s\")"
     )]
     BadDuration(String),
     /// A size or duration that does not fit in 64 bits.
-    #[error("\"{0}\" is too large")]
+    #[error("{0:?} is too large")]
     TooLarge(String),
 }

@@ -327,3 +327,59 @@ fn deeply_nested_input_is_an_error_not_a_crash() {
         }
     }
 }
+
+/// Found by the coverage-guided fuzz target (`fuzz/`): a pattern error quoted the
+/// bad text as written, so a newline inside it (a TOML `\n` escape) split the
+/// error over two lines. Every pattern error now escapes what it quotes.
+#[test]
+fn pattern_errors_escape_control_characters_and_stay_on_one_line() {
+    let cases = [
+        // (policy source, what the error must quote, escaped)
+        (
+            "[http]\noutbound = [\"https://a\\nb\"]",
+            r#""a\nb" is not a valid host"#,
+        ),
+        (
+            "[http]\noutbound = [\"ft\\np://a\"]",
+            r#"unsupported scheme "ft\np""#,
+        ),
+        ("[http]\noutbound = [\"https://a/\\n\"]", r#"remove "/\n""#),
+        (
+            "[http]\noutbound = [\"https://a:8\\t\"]",
+            r#""8\t" is not a port"#,
+        ),
+        (
+            "[net]\ntcp_connect = [\"a\\nb:80\"]",
+            r#""a\nb" is not an IP address"#,
+        ),
+        (
+            "[net]\ntcp_connect = [\"10.0.0.0/8\\r:80\"]",
+            r#""8\r" is not a prefix length"#,
+        ),
+        (
+            "[net]\ntcp_bind = [\"127.0.0.1:8\\n\"]",
+            r#""8\n" is not a port"#,
+        ),
+        (
+            "[limits]\nmemory = \"1\\nMiB\"",
+            r#""1\nMiB" is not a size"#,
+        ),
+        (
+            "[limits]\ndeadline = \"1\\u2028s\"",
+            r#""1\u{2028}s" is not a duration"#,
+        ),
+        (
+            "[process]\nspawn = [{ component = \"a\", policy = \"x\\ny\" }]",
+            r#""x\ny" is not a policy name"#,
+        ),
+    ];
+    for (source, quoted) in cases {
+        let err = Policy::parse(source, Path::new("fuzz.toml")).unwrap_err();
+        check_error(source, &err);
+        let shown = err.to_string();
+        assert!(
+            shown.contains(quoted),
+            "{shown:?} does not contain {quoted:?}"
+        );
+    }
+}
