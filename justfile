@@ -15,3 +15,7 @@ ci:
 # Run a benchmark scenario (or `all`).
 bench scenario="all":
     cargo run --release -p rusm-bench -- {{scenario}}
+
+# Fuzz the policy parser for a while (seconds); needs `cargo install cargo-fuzz`.
+fuzz seconds="60":
+    bash fuzz/run.sh {{seconds}}
