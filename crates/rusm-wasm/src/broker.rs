@@ -13,6 +13,9 @@
 //!   ends the process with `capability-denied: wasi:clocks/...`. Waiting on the
 //!   monotonic clock (`subscribe-*`, used by sleeps and timeouts) stays available: it
 //!   reveals no reading;
+//! - outbound HTTP (`wasi:http/outgoing-handler`): a request to an origin the
+//!   policy's `[http]` section does not grant fails with `HttpRequestDenied` (when the
+//!   guest awaits the response) and never leaves the host;
 //! - `rusm:runtime`: spawn, kill/exit and register outside the policy return
 //!   `not-permitted`.
 
@@ -31,6 +34,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi_http::{WasiBody, WasiHttpHooks};
 
 use crate::state::ProcessState;
 
@@ -112,6 +116,63 @@ fn socket_allowed(net: &rusm_policy::NetPolicy, addr: SocketAddr, use_: SocketAd
         }
         SocketAddrUse::UdpSend => net.allows_udp_connect(addr),
         SocketAddrUse::UdpReceive => net.allows_udp_connect(addr) || !net.udp_bind.is_empty(),
+    }
+}
+
+/// Outbound HTTP for one process: every request is checked against the policy's
+/// `[http]` section (scheme, host and port of the request URI) before it is sent with
+/// wasmtime-wasi-http's default sender; anything else fails with `HttpRequestDenied`.
+pub(crate) struct HttpGrant {
+    policy: Arc<Policy>,
+    pid: Pid,
+}
+
+impl HttpGrant {
+    pub(crate) fn new(policy: &Arc<Policy>, pid: Pid) -> HttpGrant {
+        HttpGrant {
+            policy: policy.clone(),
+            pid,
+        }
+    }
+
+    /// Whether the policy grants a request to this URI.
+    fn allows(&self, uri: &http::Uri) -> bool {
+        match (uri.scheme_str(), uri.host()) {
+            (Some(scheme), Some(host)) => self.policy.http.allows(scheme, host, uri.port_u16()),
+            _ => false,
+        }
+    }
+}
+
+/// What [`WasiHttpHooks::send_request`] returns.
+type SendFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for HttpGrant {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        if !self.allows(request.uri()) {
+            tracing::debug!(pid = %self.pid, uri = %request.uri(), "outbound HTTP denied by policy");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
     }
 }
 

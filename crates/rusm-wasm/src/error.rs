@@ -75,4 +75,14 @@ pub enum SpawnError {
     /// The policy it would run under cannot be honoured, or does not allow it.
     #[error("not permitted: {0}")]
     NotPermitted(String),
+    /// The component is an HTTP handler (it exports `wasi:http/incoming-handler`): it
+    /// runs once per request through [`WasmNode::serve_http`](crate::WasmNode::serve_http),
+    /// not as a spawned actor.
+    #[error(
+        "component {0:?} is an HTTP handler; it runs once per request (rusm-http), not as a spawned process"
+    )]
+    HttpHandler(String),
+    /// The component is not an HTTP handler, so it cannot serve a request.
+    #[error("component {0:?} does not export wasi:http/incoming-handler, so it cannot serve HTTP")]
+    NotHttpHandler(String),
 }

@@ -20,10 +20,14 @@ mod broker;
 mod engine;
 mod error;
 mod host;
+mod http;
 mod node;
 mod state;
 
 pub use engine::{PoolConfig, WasmConfig};
 pub use error::{LoadError, SpawnError};
+pub use http::{
+    HttpBodyError, HttpErrorCode, HttpFailure, HttpInvocation, HttpRequestOptions, HttpResponseBody,
+};
 pub use node::{ComponentInfo, ComponentKind, WasmNode, WasmSpawnOptions};
 pub use state::ProcessState;

@@ -15,6 +15,7 @@ use rusm_policy::{Policy, PolicyLibrary, SpawnRefusal};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::p2::bindings::CommandPre;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::broker;
 
@@ -31,18 +32,22 @@ pub enum ComponentKind {
     /// Exports `wasi:cli/run`: a plain WASI command run as a process; its exit code
     /// becomes the exit reason (0 is `normal`).
     Command,
+    /// Exports `wasi:http/incoming-handler@0.2.x`: an HTTP handler, run once per
+    /// request (see [`WasmNode::serve_http`]); it cannot be spawned as an actor.
+    Http,
 }
 
-enum Prepared {
+pub(crate) enum Prepared {
     Actor(ActorPre<ProcessState>),
     Command(CommandPre<ProcessState>),
+    Http(ProxyPre<ProcessState>),
 }
 
 /// A compiled, link-checked component, ready to instantiate.
 pub(crate) struct LoadedComponent {
-    name: String,
-    kind: ComponentKind,
-    prepared: Prepared,
+    pub(crate) name: String,
+    pub(crate) kind: ComponentKind,
+    pub(crate) prepared: Prepared,
 }
 
 /// What [`WasmNode::load_bytes`] reports about a component.
@@ -98,13 +103,13 @@ impl Policies {
 }
 
 /// The future a wasm process body runs.
-type BodyFuture = std::pin::Pin<Box<dyn Future<Output = ExitReason> + Send>>;
+pub(crate) type BodyFuture = std::pin::Pin<Box<dyn Future<Output = ExitReason> + Send>>;
 
 /// State shared by a node and every wasm process on it.
 pub(crate) struct NodeShared {
     engine: Engine,
     linker: Linker<ProcessState>,
-    rt: Runtime,
+    pub(crate) rt: Runtime,
     config: WasmConfig,
     components: RwLock<HashMap<String, Arc<LoadedComponent>>>,
     policies: RwLock<Policies>,
@@ -118,7 +123,7 @@ pub(crate) struct NodeShared {
 /// thread keeps ticking while any of them runs.
 #[derive(Clone)]
 pub struct WasmNode {
-    shared: Arc<NodeShared>,
+    pub(crate) shared: Arc<NodeShared>,
 }
 
 impl std::fmt::Debug for WasmNode {
@@ -141,6 +146,8 @@ impl WasmNode {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         broker::link_clock_checks(&mut linker).map_err(anyhow::Error::from)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)?;
         Actor::add_to_linker::<ProcessState, HasSelf<ProcessState>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
@@ -262,7 +269,7 @@ impl WasmNode {
 }
 
 impl NodeShared {
-    fn split_options(&self, options: WasmSpawnOptions, policy: &Policy) -> (SpawnOptions, Vec<u8>) {
+    pub(crate) fn split_options(&self, options: WasmSpawnOptions, policy: &Policy) -> (SpawnOptions, Vec<u8>) {
         let mut mailbox = options.mailbox;
         if let Some(limit) = policy.limits.mailbox {
             let limit = usize::try_from(limit).unwrap_or(usize::MAX);
@@ -278,6 +285,7 @@ impl NodeShared {
             monitor: options.monitor,
             trap_exit: options.trap_exit,
             mailbox,
+            label: None,
         };
         (core, options.init)
     }
@@ -307,6 +315,11 @@ impl NodeShared {
             ComponentKind::Actor
         } else if exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")) {
             ComponentKind::Command
+        } else if exports
+            .iter()
+            .any(|e| e.starts_with("wasi:http/incoming-handler@0.2"))
+        {
+            ComponentKind::Http
         } else {
             return Err(LoadError::NoEntryPoint {
                 component: name_owned,
@@ -333,6 +346,12 @@ impl NodeShared {
                     detail: format!("{e:#}"),
                 })?)
             }
+            ComponentKind::Http => {
+                Prepared::Http(ProxyPre::new(pre).map_err(|e| LoadError::BadEntryPoint {
+                    component: name_owned.clone(),
+                    detail: format!("{e:#}"),
+                })?)
+            }
         };
         Ok(LoadedComponent {
             name: name_owned,
@@ -341,7 +360,7 @@ impl NodeShared {
         })
     }
 
-    fn component(&self, name: &str) -> Result<Arc<LoadedComponent>, SpawnError> {
+    pub(crate) fn component(&self, name: &str) -> Result<Arc<LoadedComponent>, SpawnError> {
         self.components
             .read()
             .get(name)
@@ -373,6 +392,9 @@ impl NodeShared {
         SpawnError,
     > {
         let loaded = self.component(component)?;
+        if loaded.kind == ComponentKind::Http {
+            return Err(SpawnError::HttpHandler(loaded.name.clone()));
+        }
         let policy = options
             .policy
             .clone()
@@ -399,6 +421,11 @@ impl NodeShared {
         })
     }
 
+    /// The node's default policy.
+    pub(crate) fn default_policy(&self) -> Arc<Policy> {
+        self.policies.read().default.clone()
+    }
+
     /// The body of a wasm process: instantiate, run the entry point, classify the end.
     fn body(
         self: Arc<Self>,
@@ -407,12 +434,18 @@ impl NodeShared {
         policy: Arc<Policy>,
         child_slot: Option<ChildSlot>,
     ) -> Result<impl FnOnce(Context) -> BodyFuture + Send + 'static, SpawnError> {
+        self.check_policy_runnable(&policy)?;
+        Ok(move |ctx| Box::pin(run_process(self, component, ctx, init, policy, child_slot)) as _)
+    }
+
+    /// Whether this node can run a process under `policy`.
+    pub(crate) fn check_policy_runnable(&self, policy: &Policy) -> Result<(), SpawnError> {
         if policy.limits.fuel.is_some() && !self.config.fuel_metering {
             return Err(SpawnError::NotPermitted(
                 "the policy sets a fuel limit but this node runs without fuel metering (WasmConfig::fuel_metering)".into(),
             ));
         }
-        Ok(move |ctx| Box::pin(run_process(self, component, ctx, init, policy, child_slot)) as _)
+        Ok(())
     }
 
     pub(crate) fn spawn_from_guest(
@@ -467,6 +500,9 @@ impl NodeShared {
                 Err(WitError::NotFound(format!("no component named {name:?}")))
             }
             Err(SpawnError::NotPermitted(why)) => Err(WitError::NotPermitted(why)),
+            Err(err @ (SpawnError::HttpHandler(_) | SpawnError::NotHttpHandler(_))) => {
+                Err(WitError::Invalid(err.to_string()))
+            }
         }
     }
 
@@ -514,16 +550,59 @@ async fn run_process(
     policy: Arc<Policy>,
     child_slot: Option<ChildSlot>,
 ) -> ExitReason {
-    let started = Instant::now();
-    let wasi = match broker::wasi_ctx(&policy, ctx.pid(), started) {
-        Ok(wasi) => wasi,
-        Err(e) => {
-            return ExitReason::crashed(format!(
-                "cannot start component {:?}: {e}",
-                component.name
-            ));
+    let deadline = policy.limits.deadline;
+    let mut store = match process_store(&node, &component.name, ctx, policy, child_slot) {
+        Ok(store) => store,
+        Err(reason) => return reason,
+    };
+    let run = async {
+        match &component.prepared {
+            Prepared::Actor(pre) => {
+                async {
+                    let actor = pre.instantiate_async(&mut store).await?;
+                    actor.rusm_runtime_entry().call_run(&mut store, &init).await
+                }
+                .await
+            }
+            Prepared::Command(pre) => {
+                async {
+                    let command = pre.instantiate_async(&mut store).await?;
+                    let result = command.wasi_cli_run().call_run(&mut store).await?;
+                    Ok(result.map_err(|()| "command returned an error".to_owned()))
+                }
+                .await
+            }
+            Prepared::Http(_) => Err(wasmtime::Error::msg(
+                "an HTTP handler component has no entry point to run",
+            )),
         }
     };
+    let outcome = match deadline {
+        None => Some(run.await),
+        Some(limit) => tokio::time::timeout(limit, run).await.ok(),
+    };
+    let reason = exit_reason(outcome, store.data());
+    tracing::debug!(pid = %store.data().ctx.pid(), component = %component.name, %reason, "wasm process ended");
+    reason
+}
+
+/// The store of a new wasm process, set up the same way for every kind of process:
+/// the WASI context from the policy (through the broker), memory and table limits,
+/// a yield at every epoch tick, and fuel when the node meters it.
+///
+/// # Errors
+/// The exit reason of a process that cannot start (its policy cannot be granted).
+pub(crate) fn process_store(
+    node: &Arc<NodeShared>,
+    component: &str,
+    ctx: Context,
+    policy: Arc<Policy>,
+    child_slot: Option<ChildSlot>,
+) -> Result<Store<ProcessState>, ExitReason> {
+    let started = Instant::now();
+    let wasi = broker::wasi_ctx(&policy, ctx.pid(), started).map_err(|e| {
+        ExitReason::crashed(format!("cannot start component {component:?}: {e}"))
+    })?;
     let pool_max = node.config.pool.max_memory_size;
     let memory = policy
         .limits
@@ -539,13 +618,15 @@ async fn run_process(
             usize::try_from(t).unwrap_or(usize::MAX)
         })
         .min(node.config.pool.table_elements);
-    let deadline = policy.limits.deadline;
     let fuel = policy.limits.fuel;
+    let http_hooks = broker::HttpGrant::new(&policy, ctx.pid());
     let state = ProcessState {
         ctx,
         node: node.clone(),
         policy,
         wasi,
+        http: wasmtime_wasi_http::WasiHttpCtx::new(),
+        http_hooks,
         table: ResourceTable::new(),
         limits: ProcessLimits {
             memory,
@@ -571,37 +652,21 @@ async fn run_process(
     if node.config.fuel_metering {
         let _ = store.set_fuel(fuel.unwrap_or(u64::MAX));
     }
-    let run = async {
-        match &component.prepared {
-            Prepared::Actor(pre) => {
-                async {
-                    let actor = pre.instantiate_async(&mut store).await?;
-                    actor.rusm_runtime_entry().call_run(&mut store, &init).await
-                }
-                .await
-            }
-            Prepared::Command(pre) => {
-                async {
-                    let command = pre.instantiate_async(&mut store).await?;
-                    let result = command.wasi_cli_run().call_run(&mut store).await?;
-                    Ok(result.map_err(|()| "command returned an error".to_owned()))
-                }
-                .await
-            }
-        }
-    };
-    let outcome: Option<wasmtime::Result<Result<(), String>>> = match deadline {
-        None => Some(run.await),
-        Some(limit) => tokio::time::timeout(limit, run).await.ok(),
-    };
-    let reason = match outcome {
+    Ok(store)
+}
+
+/// How a process ended: `None` when its deadline passed, otherwise what its guest
+/// call returned.
+pub(crate) fn exit_reason(
+    outcome: Option<wasmtime::Result<Result<(), String>>>,
+    state: &ProcessState,
+) -> ExitReason {
+    match outcome {
         None => ExitReason::DeadlineExceeded,
         Some(Ok(Ok(()))) => ExitReason::Normal,
         Some(Ok(Err(text))) => ExitReason::custom(text),
-        Some(Err(err)) => classify(&err, store.data()),
-    };
-    tracing::debug!(pid = %store.data().ctx.pid(), component = %component.name, %reason, "wasm process ended");
-    reason
+        Some(Err(err)) => classify(&err, state),
+    }
 }
 
 /// Turn an error out of a guest into an exit reason.

@@ -9,6 +9,9 @@ use rusm_policy::Policy;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::broker::HttpGrant;
 
 use crate::node::NodeShared;
 
@@ -63,6 +66,10 @@ pub struct ProcessState {
     pub(crate) node: Arc<NodeShared>,
     pub(crate) policy: Arc<Policy>,
     pub(crate) wasi: WasiCtx,
+    /// `wasi:http` state (field size limit).
+    pub(crate) http: WasiHttpCtx,
+    /// Outbound HTTP as the policy's `[http]` section allows it.
+    pub(crate) http_hooks: HttpGrant,
     pub(crate) table: ResourceTable,
     pub(crate) limits: ProcessLimits,
     pub(crate) started: Instant,
@@ -89,6 +96,16 @@ impl WasiView for ProcessState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for ProcessState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }

@@ -1,0 +1,223 @@
+//! One HTTP request served by a component exporting `wasi:http/incoming-handler`,
+//! run as a rusm process.
+//!
+//! [`WasmNode::serve_http`] instantiates the component from its cached `ProxyPre` in a
+//! store set up exactly like every other process's (the policy's WASI context, memory
+//! and table limits, a yield at each epoch tick, fuel, the deadline, the same trap
+//! classification), so the handler has a pid, a mailbox and the `rusm:runtime`
+//! imports: it can send to a named actor and wait for its reply. The process ends when
+//! the handler returns, or when it is killed; its store is dropped before its exit is
+//! announced. The listener around it lives in `rusm-http`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rusm_otp::{Context, ExitReason, Pid, Watch};
+use rusm_policy::Policy;
+use tokio::sync::oneshot;
+use wasmtime_wasi_http::WasiHttpView;
+
+use crate::error::SpawnError;
+use crate::node::{
+    ComponentKind, NodeShared, Prepared, WasmNode, WasmSpawnOptions, exit_reason, process_store,
+};
+
+/// The body of a response a handler produced (streamed from the guest as it writes).
+pub type HttpResponseBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// The `wasi:http` error code a handler may answer with instead of a response.
+pub use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode as HttpErrorCode;
+
+/// The error type a request body handed to [`WasmNode::serve_http`] may fail with;
+/// anything convertible into it will do (a `hyper::Error` is).
+pub use wasmtime_wasi_http::Error as HttpBodyError;
+
+/// How to run one request.
+#[derive(Debug, Clone, Default)]
+pub struct HttpRequestOptions {
+    /// The policy the request's process runs under; `None` means the node's default.
+    pub policy: Option<Arc<Policy>>,
+    /// A wall-clock deadline for the whole request (the earlier of this and the
+    /// policy's own `deadline` limit applies). When it passes the process is killed
+    /// with [`ExitReason::DeadlineExceeded`].
+    pub deadline: Option<Duration>,
+    /// Whether the request came over TLS (the scheme the guest sees).
+    pub https: bool,
+}
+
+/// Why a request produced no response.
+#[derive(Debug, Clone)]
+pub enum HttpFailure {
+    /// The handler answered with a `wasi:http` error code instead of a response.
+    Error(HttpErrorCode),
+    /// The handler's process ended without answering (trap, deadline, kill, or a
+    /// return without calling `response-outparam.set`); its exit reason.
+    Ended(ExitReason),
+}
+
+impl std::fmt::Display for HttpFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpFailure::Error(code) => write!(f, "the handler answered with an error: {code:?}"),
+            HttpFailure::Ended(ExitReason::Normal) => {
+                f.write_str("the handler returned without setting a response")
+            }
+            HttpFailure::Ended(reason) => write!(f, "the handler ended: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for HttpFailure {}
+
+type ResponseSlot = oneshot::Receiver<Result<hyper::Response<HttpResponseBody>, HttpErrorCode>>;
+
+/// A request being served by a process.
+#[derive(Debug)]
+pub struct HttpInvocation {
+    pid: Pid,
+    response: ResponseSlot,
+    exit: Watch,
+}
+
+impl HttpInvocation {
+    /// The pid of the process serving the request.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Wait for the response head. The body streams on as the guest writes it; the
+    /// process keeps running until the handler returns (see [`HttpInvocation::exit`]).
+    ///
+    /// # Errors
+    /// [`HttpFailure`] when the handler answered with an error code or its process
+    /// ended without answering.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: dropping the future leaves the invocation as it was.
+    pub async fn response(&mut self) -> Result<hyper::Response<HttpResponseBody>, HttpFailure> {
+        match (&mut self.response).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(HttpFailure::Error(code)),
+            // The sender went away with the store: the process is ending.
+            Err(_) => Err(HttpFailure::Ended((&mut self.exit).await)),
+        }
+    }
+
+    /// The exit of the process serving the request (resolves once, when it ends).
+    pub fn exit(self) -> Watch {
+        self.exit
+    }
+}
+
+impl WasmNode {
+    /// Serve one HTTP request with the loaded HTTP handler `component`, as a new rusm
+    /// process (no parent) under `options.policy`.
+    ///
+    /// The request's URI needs an authority or a `Host` header (the guest sees it as
+    /// the request's authority).
+    ///
+    /// # Errors
+    /// [`SpawnError::UnknownComponent`] when no component of that name is loaded,
+    /// [`SpawnError::NotHttpHandler`] when it does not export
+    /// `wasi:http/incoming-handler`, [`SpawnError::NotPermitted`] when this node cannot
+    /// honour the policy (a fuel limit without fuel metering).
+    pub fn serve_http<B>(
+        &self,
+        component: &str,
+        request: hyper::Request<B>,
+        options: HttpRequestOptions,
+    ) -> Result<HttpInvocation, SpawnError>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<HttpBodyError>,
+    {
+        let node = &self.shared;
+        let loaded = node.component(component)?;
+        if loaded.kind != ComponentKind::Http {
+            return Err(SpawnError::NotHttpHandler(component.to_owned()));
+        }
+        let policy = options.policy.unwrap_or_else(|| node.default_policy());
+        node.check_policy_runnable(&policy)?;
+        let deadline = match (options.deadline, policy.limits.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let (mut core, _) = node.split_options(WasmSpawnOptions::default(), &policy);
+        core.label = Some(component.into());
+        let (sender, response) = oneshot::channel();
+        let scheme = if options.https {
+            HttpScheme::Https
+        } else {
+            HttpScheme::Http
+        };
+        let shared = node.clone();
+        let body = move |ctx: Context| -> crate::node::BodyFuture {
+            Box::pin(run_request(
+                shared, loaded, ctx, policy, deadline, scheme, request, sender,
+            ))
+        };
+        let (pid, exit) = node.rt.spawn_watched(core, body);
+        Ok(HttpInvocation {
+            pid,
+            response,
+            exit,
+        })
+    }
+}
+
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme as HttpScheme;
+
+/// The body of a request's process: build its store, hand the request and the
+/// response slot to the guest's `handle`, classify the end.
+#[allow(clippy::too_many_arguments)]
+async fn run_request<B>(
+    node: Arc<NodeShared>,
+    component: Arc<crate::node::LoadedComponent>,
+    ctx: Context,
+    policy: Arc<Policy>,
+    deadline: Option<Duration>,
+    scheme: HttpScheme,
+    request: hyper::Request<B>,
+    sender: oneshot::Sender<Result<hyper::Response<HttpResponseBody>, HttpErrorCode>>,
+) -> ExitReason
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<HttpBodyError>,
+{
+    let Prepared::Http(pre) = &component.prepared else {
+        return ExitReason::crashed(format!(
+            "component {:?} is not an HTTP handler",
+            component.name
+        ));
+    };
+    let pid = ctx.pid();
+    let mut store = match process_store(&node, &component.name, ctx, policy, None) {
+        Ok(store) => store,
+        Err(reason) => return reason,
+    };
+    let resources = {
+        let mut http = store.data_mut().http();
+        http.new_incoming_request(scheme, request)
+            .and_then(|req| Ok((req, http.new_response_outparam(sender)?)))
+    };
+    let (req, out) = match resources {
+        Ok(pair) => pair,
+        Err(e) => return ExitReason::crashed(format!("cannot hand the request to the guest: {e:#}")),
+    };
+    let run = async {
+        let proxy = pre.instantiate_async(&mut store).await?;
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, req, out)
+            .await?;
+        Ok(Ok(()))
+    };
+    let outcome = match deadline {
+        None => Some(run.await),
+        Some(limit) => tokio::time::timeout(limit, run).await.ok(),
+    };
+    let reason = exit_reason(outcome, store.data());
+    tracing::debug!(%pid, component = %component.name, %reason, "http request process ended");
+    reason
+}
