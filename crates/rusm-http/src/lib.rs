@@ -1,3 +1,53 @@
 //! HTTP-serving actors: a listener that routes requests to components exporting
 //! `wasi:http/incoming-handler`, each request handled by a fresh sandboxed instance
 //! that is also a rusm process.
+//!
+//! [`HttpServer::bind`] listens on an address and serves HTTP/1.1 (keep-alive on) with
+//! hyper. Each request is matched against the [`Route`]s (longest path prefix, then
+//! method); the chosen component is instantiated from its cached `ProxyPre` on the
+//! node's pooled engine through [`rusm_wasm::WasmNode::serve_http`], as a rusm process
+//! with a pid, a mailbox and the `rusm:runtime` imports, under the route's policy (or
+//! the node's default). Request and response bodies stream in both directions.
+//!
+//! What a client sees when a limit is hit ([`HttpConfig`]):
+//!
+//! | condition | status |
+//! | --- | --- |
+//! | no route for the path | 404 |
+//! | a route for the path, none for the method | 405 (with `Allow`) |
+//! | request body larger than `max_body_bytes` | 413 |
+//! | request head larger than `max_header_bytes` | 431 (from hyper) |
+//! | no instance slot free within `queue_timeout` | 503 (with `Retry-After`) |
+//! | no response within `request_deadline` | 504; the instance is killed |
+//! | the handler trapped, or returned without a response | 500 |
+//!
+//! Every request is logged through `tracing` (target `rusm::http::access`) with its
+//! method, path, status, duration and pid, and counted in [`HttpStats`].
+//!
+//! ```no_run
+//! # async fn example(node: rusm_wasm::WasmNode) -> Result<(), rusm_http::HttpError> {
+//! use rusm_http::{HttpConfig, HttpServer, Route};
+//!
+//! let routes = vec![Route::new("/hello", "http-hello"), Route::new("/", "http-echo")];
+//! let server = HttpServer::bind(node, "127.0.0.1:8080".parse().unwrap(), routes, HttpConfig::default()).await?;
+//! println!("listening on {}", server.local_addr());
+//! // ...
+//! server.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+mod body;
+mod config;
+mod error;
+mod route;
+mod server;
+mod stats;
+
+pub use config::HttpConfig;
+pub use error::HttpError;
+pub use route::Route;
+pub use server::HttpServer;
+pub use stats::{HttpStats, LATENCY_BUCKETS};

@@ -111,6 +111,11 @@ impl HttpInvocation {
 }
 
 impl WasmNode {
+    /// What kind of component is loaded under `name`, if any.
+    pub fn component_kind(&self, name: &str) -> Option<ComponentKind> {
+        self.shared.component(name).ok().map(|c| c.kind)
+    }
+
     /// Serve one HTTP request with the loaded HTTP handler `component`, as a new rusm
     /// process (no parent) under `options.policy`.
     ///
@@ -203,7 +208,9 @@ where
     };
     let (req, out) = match resources {
         Ok(pair) => pair,
-        Err(e) => return ExitReason::crashed(format!("cannot hand the request to the guest: {e:#}")),
+        Err(e) => {
+            return ExitReason::crashed(format!("cannot hand the request to the guest: {e:#}"));
+        }
     };
     let run = async {
         let proxy = pre.instantiate_async(&mut store).await?;

@@ -1,0 +1,197 @@
+//! Routes: path prefix (and method) to component.
+
+use std::sync::Arc;
+
+use http::Method;
+use rusm_policy::Policy;
+
+/// Requests whose path starts with `prefix` (at a segment boundary), and whose method
+/// is `method` when one is given, go to `component`, run under `policy` (the node's
+/// default policy when `None`).
+///
+/// `Route::new("/api", "c")` matches `/api`, `/api/` and `/api/x`, not `/apix`;
+/// `Route::new("/", "c")` matches every path. The longest matching prefix wins; among
+/// routes with the same prefix, one naming the method wins over one naming none.
+#[derive(Debug, Clone)]
+pub struct Route {
+    prefix: String,
+    method: Option<Method>,
+    component: String,
+    policy: Option<Arc<Policy>>,
+}
+
+impl Route {
+    /// A route for every method under `prefix` to the loaded component `component`.
+    pub fn new(prefix: impl Into<String>, component: impl Into<String>) -> Route {
+        Route {
+            prefix: prefix.into(),
+            method: None,
+            component: component.into(),
+            policy: None,
+        }
+    }
+
+    /// Only for requests with this method.
+    #[must_use]
+    pub fn method(mut self, method: Method) -> Route {
+        self.method = Some(method);
+        self
+    }
+
+    /// Run the route's requests under this policy.
+    #[must_use]
+    pub fn policy(mut self, policy: Arc<Policy>) -> Route {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// The path prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The method, when the route is for one only.
+    pub fn method_filter(&self) -> Option<&Method> {
+        self.method.as_ref()
+    }
+
+    /// The component's name.
+    pub fn component(&self) -> &str {
+        &self.component
+    }
+
+    /// The policy, when the route names one.
+    pub fn policy_ref(&self) -> Option<&Arc<Policy>> {
+        self.policy.as_ref()
+    }
+
+    /// Whether `path` is under this route's prefix.
+    fn covers(&self, path: &str) -> bool {
+        let prefix = self.prefix.trim_end_matches('/');
+        match path.strip_prefix(prefix) {
+            Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.is_empty(),
+            None => false,
+        }
+    }
+}
+
+/// What routing decided for a request.
+#[derive(Debug)]
+pub(crate) enum Routed<'a> {
+    /// Serve it with this route.
+    Found(&'a Route),
+    /// Routes cover the path, but none for this method; the methods they allow.
+    WrongMethod(Vec<Method>),
+    /// No route covers the path.
+    NotFound,
+}
+
+/// The routes of a server, longest prefix first.
+#[derive(Debug)]
+pub(crate) struct Router {
+    routes: Vec<Route>,
+}
+
+impl Router {
+    pub(crate) fn new(mut routes: Vec<Route>) -> Router {
+        // Longest prefix first; with equal prefixes, method-specific routes first.
+        routes.sort_by(|a, b| {
+            let len = |r: &Route| r.prefix.trim_end_matches('/').len();
+            len(b)
+                .cmp(&len(a))
+                .then(b.method.is_some().cmp(&a.method.is_some()))
+        });
+        Router { routes }
+    }
+
+    pub(crate) fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    pub(crate) fn route(&self, method: &Method, path: &str) -> Routed<'_> {
+        let mut allowed = Vec::new();
+        let mut matched_len = None;
+        for route in self.routes.iter().filter(|r| r.covers(path)) {
+            let len = route.prefix.trim_end_matches('/').len();
+            // Only routes of the longest covering prefix decide.
+            if matched_len.is_some_and(|l| l != len) {
+                break;
+            }
+            matched_len = Some(len);
+            match &route.method {
+                None => return Routed::Found(route),
+                Some(m) if m == method => return Routed::Found(route),
+                Some(m) => allowed.push(m.clone()),
+            }
+        }
+        if allowed.is_empty() {
+            Routed::NotFound
+        } else {
+            Routed::WrongMethod(allowed)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found<'a>(router: &'a Router, method: &Method, path: &str) -> Option<&'a str> {
+        match router.route(method, path) {
+            Routed::Found(r) => Some(r.component()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn longest_prefix_at_segment_boundaries() {
+        let router = Router::new(vec![
+            Route::new("/", "root"),
+            Route::new("/api", "api"),
+            Route::new("/api/v2/", "v2"),
+        ]);
+        let get = Method::GET;
+        assert_eq!(found(&router, &get, "/"), Some("root"));
+        assert_eq!(found(&router, &get, "/other"), Some("root"));
+        assert_eq!(found(&router, &get, "/api"), Some("api"));
+        assert_eq!(found(&router, &get, "/api/x"), Some("api"));
+        assert_eq!(found(&router, &get, "/apix"), Some("root"));
+        assert_eq!(found(&router, &get, "/api/v2"), Some("v2"));
+        assert_eq!(found(&router, &get, "/api/v2/y"), Some("v2"));
+        assert_eq!(found(&router, &get, "/api/v22"), Some("api"));
+    }
+
+    #[test]
+    fn no_root_route_means_not_found() {
+        let router = Router::new(vec![Route::new("/hello", "hello")]);
+        assert!(matches!(
+            router.route(&Method::GET, "/bye"),
+            Routed::NotFound
+        ));
+        assert!(matches!(router.route(&Method::GET, "/"), Routed::NotFound));
+        assert!(matches!(
+            router.route(&Method::GET, "/hellox"),
+            Routed::NotFound
+        ));
+    }
+
+    #[test]
+    fn methods_filter_and_report_what_is_allowed() {
+        let router = Router::new(vec![
+            Route::new("/items", "list").method(Method::GET),
+            Route::new("/items", "create").method(Method::POST),
+            Route::new("/any", "any"),
+            Route::new("/any", "any-get").method(Method::GET),
+        ]);
+        assert_eq!(found(&router, &Method::GET, "/items"), Some("list"));
+        assert_eq!(found(&router, &Method::POST, "/items/1"), Some("create"));
+        match router.route(&Method::DELETE, "/items") {
+            Routed::WrongMethod(allowed) => {
+                assert!(allowed.contains(&Method::GET) && allowed.contains(&Method::POST));
+            }
+            other => panic!("expected a wrong method, got {other:?}"),
+        }
+        assert_eq!(found(&router, &Method::GET, "/any"), Some("any-get"));
+        assert_eq!(found(&router, &Method::PUT, "/any"), Some("any"));
+    }
+}

@@ -1,0 +1,358 @@
+//! The listener, its connections, and how one request is served.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rusm_otp::{ExitReason, Pid};
+use rusm_wasm::{ComponentKind, HttpFailure, HttpRequestOptions, WasmNode};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::body::{BoxError, LimitedBody, ResponseBody, full};
+use crate::config::HttpConfig;
+use crate::error::HttpError;
+use crate::route::{Route, Routed, Router};
+use crate::stats::{HttpStats, StatsRecorder};
+
+/// hyper's smallest read buffer; a smaller header limit is raised to it.
+const MIN_HEADER_BYTES: usize = 8192;
+
+/// An HTTP/1.1 server whose requests are served by wasm components, each request a
+/// fresh rusm process.
+///
+/// Dropping it stops accepting and lets in-flight requests finish in the background
+/// (up to `shutdown_grace`); [`HttpServer::shutdown`] does the same and waits.
+#[derive(Debug)]
+pub struct HttpServer {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+}
+
+/// What every connection of a server shares.
+#[derive(Debug)]
+struct Shared {
+    node: WasmNode,
+    router: Router,
+    config: HttpConfig,
+    slots: Arc<Semaphore>,
+    stats: StatsRecorder,
+    /// Pids of the request processes alive now.
+    in_flight: Mutex<HashSet<Pid>>,
+    host: HeaderValue,
+}
+
+impl HttpServer {
+    /// Listen on `addr` (port 0 picks a free port; see [`HttpServer::local_addr`])
+    /// and serve `routes` from the components loaded on `node`.
+    ///
+    /// # Errors
+    /// [`HttpError::Route`] when a route's prefix does not start with `/` or its
+    /// component is not loaded or is not an HTTP handler; [`HttpError::Config`] when
+    /// `max_concurrent` is 0; [`HttpError::Bind`] when the address cannot be bound.
+    pub async fn bind(
+        node: WasmNode,
+        addr: SocketAddr,
+        routes: Vec<Route>,
+        config: HttpConfig,
+    ) -> Result<HttpServer, HttpError> {
+        if config.max_concurrent == 0 {
+            return Err(HttpError::Config(
+                "max_concurrent must be at least 1".into(),
+            ));
+        }
+        for route in &routes {
+            let bad = |reason: String| HttpError::Route {
+                prefix: route.prefix().to_owned(),
+                component: route.component().to_owned(),
+                reason,
+            };
+            if !route.prefix().starts_with('/') {
+                return Err(bad("the path prefix must start with '/'".into()));
+            }
+            match node.component_kind(route.component()) {
+                Some(ComponentKind::Http) => {}
+                Some(kind) => {
+                    return Err(bad(format!(
+                        "the component is {kind:?}, not an HTTP handler (it must export wasi:http/incoming-handler)"
+                    )));
+                }
+                None => return Err(bad("no component of that name is loaded".into())),
+            }
+        }
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| HttpError::Bind { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| HttpError::Bind { addr, source })?;
+        let host = HeaderValue::from_str(&local_addr.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        let shared = Arc::new(Shared {
+            node,
+            router: Router::new(routes),
+            slots: Arc::new(Semaphore::new(config.max_concurrent)),
+            config,
+            stats: StatsRecorder::new(),
+            in_flight: Mutex::new(HashSet::new()),
+            host,
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let accept = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
+        tracing::info!(%local_addr, routes = shared.router.routes().len(), "http server listening");
+        Ok(HttpServer {
+            local_addr,
+            shared,
+            stop,
+            accept,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Requests by status, the latency histogram and the requests in flight.
+    pub fn stats(&self) -> HttpStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Stop accepting connections, close idle ones, and let in-flight requests
+    /// finish; after `shutdown_grace`, kill the instances still running and close
+    /// their connections. Returns once every connection is closed.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe in the sense that matters: once called, the server stops
+    /// accepting even if the returned future is dropped.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.accept.await;
+        tracing::info!(local_addr = %self.local_addr, "http server stopped");
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    conns.spawn(serve_connection(shared.clone(), stream, stop.clone()));
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            // A send (shutdown) or the sender dropped (server dropped): stop.
+            _ = stop.changed() => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let grace = shared.config.shutdown_grace;
+    let drain = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drain).await.is_err() {
+        let pids: Vec<Pid> = lock(&shared.in_flight).iter().copied().collect();
+        tracing::warn!(
+            in_flight = pids.len(),
+            "http shutdown grace passed; killing the remaining requests"
+        );
+        for pid in pids {
+            shared.node.runtime().kill(pid);
+        }
+        conns.abort_all();
+        while conns.join_next().await.is_some() {}
+    }
+}
+
+async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let config = &shared.config;
+    let mut builder = http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .max_buf_size(config.max_header_bytes.max(MIN_HEADER_BYTES))
+        .max_headers(config.max_headers)
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    let service_shared = shared.clone();
+    let service = service_fn(move |request| {
+        let shared = service_shared.clone();
+        async move { Ok::<_, Infallible>(handle(&shared, request).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "http connection ended with an error");
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Serve one request and log it.
+async fn handle(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    shared.stats.started();
+    let (response, pid) = dispatch(shared, request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    shared.stats.finished(status, elapsed);
+    let pid = pid.map_or_else(|| "-".to_owned(), |p| p.to_string());
+    tracing::info!(
+        target: "rusm::http::access",
+        %method,
+        path,
+        status,
+        duration_us = elapsed.as_micros() as u64,
+        pid,
+        "request"
+    );
+    response
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
+    let mut response = Response::new(full(text));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn declared_length(request: &Request<Incoming>) -> Option<u64> {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Route, check the limits, run the handler: the response and the pid that made it.
+async fn dispatch(
+    shared: &Arc<Shared>,
+    request: Request<Incoming>,
+) -> (Response<ResponseBody>, Option<Pid>) {
+    let config = &shared.config;
+    let route = match shared.router.route(request.method(), request.uri().path()) {
+        Routed::Found(route) => route,
+        Routed::NotFound => return (plain(StatusCode::NOT_FOUND, "not found\n"), None),
+        Routed::WrongMethod(allowed) => {
+            let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            let allow = allowed
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Ok(value) = HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            return (response, None);
+        }
+    };
+    if declared_length(&request).is_some_and(|len| len > config.max_body_bytes) {
+        return (
+            plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+            None,
+        );
+    }
+    // Backpressure: wait a bounded time for an instance slot.
+    let permit = match tokio::time::timeout(
+        config.queue_timeout,
+        shared.slots.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "server busy\n");
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return (response, None);
+        }
+    };
+    let (mut parts, body) = request.into_parts();
+    if parts.uri.authority().is_none() && !parts.headers.contains_key(header::HOST) {
+        parts.headers.insert(header::HOST, shared.host.clone());
+    }
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let body = LimitedBody::new(body, config.max_body_bytes, exceeded.clone());
+    let options = HttpRequestOptions {
+        policy: route.policy_ref().cloned(),
+        deadline: Some(config.request_deadline),
+        https: false,
+    };
+    let mut invocation =
+        match shared
+            .node
+            .serve_http(route.component(), Request::from_parts(parts, body), options)
+        {
+            Ok(invocation) => invocation,
+            Err(e) => {
+                tracing::error!(component = route.component(), error = %e, "cannot serve request");
+                return (
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+                    None,
+                );
+            }
+        };
+    let pid = invocation.pid();
+    lock(&shared.in_flight).insert(pid);
+    let result = invocation.response().await;
+    // The slot is held until the process ends, which may be after the response head
+    // (a streamed body) or never be reached by this future (a dropped connection).
+    let exit = invocation.exit();
+    let releaser = shared.clone();
+    tokio::spawn(async move {
+        let _ = exit.await;
+        lock(&releaser.in_flight).remove(&pid);
+        drop(permit);
+    });
+    let too_large = exceeded.load(Ordering::Acquire);
+    let response = match result {
+        Ok(_) if too_large => plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+        Ok(response) => response.map(|body| {
+            body.map_err(|code| -> BoxError { format!("response body failed: {code:?}").into() })
+                .boxed_unsync()
+        }),
+        Err(_) if too_large => plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+        Err(HttpFailure::Ended(ExitReason::DeadlineExceeded)) => {
+            tracing::warn!(%pid, component = route.component(), "request deadline passed; instance killed");
+            plain(StatusCode::GATEWAY_TIMEOUT, "request deadline exceeded\n")
+        }
+        Err(failure) => {
+            tracing::warn!(%pid, component = route.component(), "{failure}");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+        }
+    };
+    (response, Some(pid))
+}

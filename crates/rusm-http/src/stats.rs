@@ -1,0 +1,107 @@
+//! Request counts and latencies, for a metrics endpoint.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram buckets, in seconds (the Prometheus
+/// default buckets); a last, unbounded bucket follows.
+pub const LATENCY_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A snapshot of a server's counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HttpStats {
+    /// Responses by status code (including those the server made itself: 404, 413,
+    /// 503, ...).
+    pub by_status: BTreeMap<u16, u64>,
+    /// How many requests fell in each latency bucket (time until the response head):
+    /// `latency_buckets[i]` counts those at most [`LATENCY_BUCKETS`]`[i]` seconds and
+    /// above the previous bound; the last element counts the rest. Not cumulative.
+    pub latency_buckets: Vec<u64>,
+    /// The sum of all latencies, in seconds.
+    pub latency_sum_seconds: f64,
+    /// Requests being handled now.
+    pub in_flight: u64,
+}
+
+impl HttpStats {
+    /// All responses counted.
+    pub fn requests(&self) -> u64 {
+        self.by_status.values().sum()
+    }
+
+    /// Responses with this status.
+    pub fn status(&self, code: u16) -> u64 {
+        self.by_status.get(&code).copied().unwrap_or(0)
+    }
+}
+
+/// The live counters behind [`HttpStats`].
+#[derive(Debug)]
+pub(crate) struct StatsRecorder {
+    inner: Mutex<HttpStats>,
+}
+
+impl StatsRecorder {
+    pub(crate) fn new() -> StatsRecorder {
+        StatsRecorder {
+            inner: Mutex::new(HttpStats {
+                latency_buckets: vec![0; LATENCY_BUCKETS.len() + 1],
+                ..HttpStats::default()
+            }),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut HttpStats) -> R) -> R {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+
+    pub(crate) fn started(&self) {
+        self.with(|s| s.in_flight += 1);
+    }
+
+    pub(crate) fn finished(&self, status: u16, latency: Duration) {
+        let secs = latency.as_secs_f64();
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|bound| secs <= *bound)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        self.with(|s| {
+            s.in_flight = s.in_flight.saturating_sub(1);
+            *s.by_status.entry(status).or_default() += 1;
+            s.latency_buckets[bucket] += 1;
+            s.latency_sum_seconds += secs;
+        });
+    }
+
+    pub(crate) fn snapshot(&self) -> HttpStats {
+        self.with(|s| s.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_status_and_bucket() {
+        let rec = StatsRecorder::new();
+        rec.started();
+        rec.started();
+        rec.finished(200, Duration::from_millis(1));
+        assert_eq!(rec.snapshot().in_flight, 1);
+        rec.finished(404, Duration::from_secs(60));
+        let s = rec.snapshot();
+        assert_eq!(s.requests(), 2);
+        assert_eq!(s.status(200), 1);
+        assert_eq!(s.status(404), 1);
+        assert_eq!(s.status(500), 0);
+        assert_eq!(s.latency_buckets[0], 1);
+        assert_eq!(s.latency_buckets[LATENCY_BUCKETS.len()], 1);
+        assert_eq!(s.latency_buckets.iter().sum::<u64>(), 2);
+        assert_eq!(s.in_flight, 0);
+    }
+}
