@@ -1,0 +1,549 @@
+//! `rusm run APP.toml`: build and load the components, start the supervision tree and
+//! the HTTP listeners, run the client steps, and stop gracefully.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use rusm_otp::supervisor::{ChildSpec, INIT_DONE_TAG, SupervisorSpec, supervise};
+use rusm_otp::{Context, ExitReason, Message, Pid, Runtime, SpawnOptions};
+use rusm_wasm::{WasmNode, WasmSpawnOptions};
+use tokio::sync::{Notify, oneshot};
+
+use crate::manifest::{ChildKind, Manifest, Source, Step, SupervisorDecl};
+use crate::{build, http, lifecycle, metrics};
+
+/// How long the node gives processes to stop at shutdown.
+const GRACE: Duration = Duration::from_secs(5);
+/// How long a step waits for something to happen before it fails.
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Options of `rusm run APP.toml`.
+#[derive(Debug, Clone, Default)]
+pub struct AppOptions {
+    /// Serve metrics here.
+    pub metrics: Option<SocketAddr>,
+    /// Keep running after the steps, until Ctrl-C.
+    pub keep_running: bool,
+}
+
+/// Run the app of manifest `file`.
+///
+/// # Errors
+/// Bad input (manifest, policies, components, addresses), reported before anything
+/// runs.
+pub fn run(file: &Path, options: AppOptions) -> anyhow::Result<ExitCode> {
+    let manifest = crate::manifest::load(file)?;
+    let files = prepare_components(&manifest)?;
+    crate::runtime()?.block_on(run_app(manifest, files, options))
+}
+
+/// The `.wasm` file of every component, building cargo packages first.
+fn prepare_components(manifest: &Manifest) -> anyhow::Result<BTreeMap<String, PathBuf>> {
+    let mut files = BTreeMap::new();
+    let mut target_checked = false;
+    for (name, component) in &manifest.components {
+        let file = match &component.source {
+            Source::Wasm(path) => path.clone(),
+            Source::Cargo(dir) => {
+                if !target_checked {
+                    build::ensure_target()?;
+                    target_checked = true;
+                }
+                eprintln!(
+                    "rusm: building component {name} from {} (cargo build --release --target {})",
+                    dir.display(),
+                    build::TARGET
+                );
+                build::build_package(dir).with_context(|| format!("component {name:?}"))?
+            }
+        };
+        files.insert(name.clone(), file);
+    }
+    Ok(files)
+}
+
+/// The current pid of every child of the tree, by path (`counter`, `crashers/crasher`),
+/// and how the last one ended.
+#[derive(Default)]
+pub(crate) struct Tree {
+    state: Mutex<HashMap<String, ChildState>>,
+    changed: Notify,
+}
+
+#[derive(Clone)]
+struct ChildState {
+    pid: Pid,
+    ended: Option<ExitReason>,
+}
+
+impl Tree {
+    fn started(self: &Arc<Self>, rt: &Runtime, path: &str, pid: Pid) {
+        self.lock()
+            .insert(path.to_owned(), ChildState { pid, ended: None });
+        self.changed.notify_waiters();
+        let tree = self.clone();
+        let path = path.to_owned();
+        let ended = rt.watch(pid);
+        tokio::spawn(async move {
+            let reason = ended.await;
+            if let Some(state) = tree.lock().get_mut(&path)
+                && state.pid == pid
+            {
+                state.ended = Some(reason);
+            }
+            tree.changed.notify_waiters();
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ChildState>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get(&self, path: &str) -> Option<ChildState> {
+        self.lock().get(path).cloned()
+    }
+
+    /// Wait until `done` holds for the child at `path`, up to `limit`.
+    async fn wait_for(
+        &self,
+        path: &str,
+        limit: Duration,
+        mut done: impl FnMut(Option<&ChildState>) -> bool,
+    ) -> Option<ChildState> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.changed.notified();
+            let state = self.get(path);
+            if done(state.as_ref()) {
+                return state;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+/// The supervisor spec of `decl`, whose children start `node`'s components.
+fn supervisor_spec(
+    node: &WasmNode,
+    manifest: &Manifest,
+    decl: &SupervisorDecl,
+    prefix: &str,
+    tree: &Arc<Tree>,
+) -> SupervisorSpec {
+    let mut spec = SupervisorSpec::new(decl.strategy).intensity(decl.max_restarts, decl.period);
+    for child in &decl.children {
+        let path = format!("{prefix}{}", child.id);
+        let tree = tree.clone();
+        let mut child_spec = match &child.kind {
+            ChildKind::Worker { component, init } => {
+                let node = node.clone();
+                let component = component.clone();
+                let init = init.clone();
+                let policy = manifest.components[&component].policy.clone();
+                ChildSpec::new(child.id.clone(), move |ctx: &Context| {
+                    let options = WasmSpawnOptions {
+                        init: init.clone(),
+                        link: true,
+                        policy: Some(policy.clone()),
+                        ..WasmSpawnOptions::default()
+                    };
+                    let pid = node
+                        .spawn_with(Some(ctx), &component, options)
+                        .map_err(|e| ExitReason::custom(e.to_string()))?
+                        .pid;
+                    tree.started(ctx.runtime(), &path, pid);
+                    Ok(pid)
+                })
+            }
+            ChildKind::Supervisor(inner) => {
+                let inner_spec = supervisor_spec(node, manifest, inner, &format!("{path}/"), &tree);
+                let label: Arc<str> = format!("supervisor {}", inner.id).into();
+                let mut spec = ChildSpec::new(child.id.clone(), move |ctx: &Context| {
+                    let inner_spec = inner_spec.clone();
+                    let options = SpawnOptions {
+                        link: true,
+                        label: Some(label.clone()),
+                        ..SpawnOptions::default()
+                    };
+                    let pid = ctx
+                        .spawn_with(options, move |c| supervise(c, inner_spec))
+                        .pid;
+                    tree.started(ctx.runtime(), &path, pid);
+                    Ok(pid)
+                });
+                // Like `ChildSpec::supervisor`: started once all its own children are.
+                spec.await_init = Some(Duration::from_secs(60));
+                spec
+            }
+        };
+        child_spec = child_spec.restart(child.restart).shutdown(child.shutdown);
+        spec = spec.child(child_spec);
+    }
+    spec
+}
+
+/// Start the root supervisor under a native `app` process that reports when the tree
+/// is up and ends with the root's reason when the root gives up.
+fn start_tree(
+    rt: &Runtime,
+    spec: SupervisorSpec,
+) -> (oneshot::Receiver<Result<Pid, ExitReason>>, rusm_otp::Watch) {
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let options = SpawnOptions {
+        trap_exit: true,
+        label: Some("app".into()),
+        ..SpawnOptions::default()
+    };
+    let (_app, ended) = rt.spawn_watched(options, move |ctx| async move {
+        let root_options = SpawnOptions {
+            link: true,
+            label: Some("supervisor root".into()),
+            ..SpawnOptions::default()
+        };
+        let root = ctx
+            .spawn_with(root_options, move |c| supervise(c, spec))
+            .pid;
+        let first = ctx
+            .recv_match(|m| match m {
+                Message::Data(d) => d.tag == INIT_DONE_TAG,
+                Message::Exit(_) => true,
+                _ => false,
+            })
+            .await;
+        match first {
+            Message::Exit(signal) if signal.from == root => {
+                let _ = ready_tx.send(Err(signal.reason.clone()));
+                return signal.reason;
+            }
+            Message::Exit(signal) => {
+                ctx.exit(root, ExitReason::Shutdown);
+                let _ = ready_tx.send(Err(signal.reason.clone()));
+                return signal.reason;
+            }
+            _ => {
+                let _ = ready_tx.send(Ok(root));
+            }
+        }
+        loop {
+            if let Message::Exit(signal) = ctx.recv().await {
+                if signal.from == root {
+                    return signal.reason;
+                }
+                // Node shutdown (or Ctrl-C): stop the tree in order, then end.
+                ctx.exit(root, ExitReason::Shutdown);
+                loop {
+                    if let Message::Exit(s) = ctx.recv().await
+                        && s.from == root
+                    {
+                        return ExitReason::Normal;
+                    }
+                }
+            }
+        }
+    });
+    (ready_rx, ended)
+}
+
+async fn run_app(
+    manifest: Manifest,
+    files: BTreeMap<String, PathBuf>,
+    options: AppOptions,
+) -> anyhow::Result<ExitCode> {
+    let rt = Runtime::new();
+    let node = crate::new_node(&rt)?;
+    if let Some(library) = &manifest.library {
+        node.set_policies(library.clone());
+    }
+    for (name, file) in &files {
+        let info = node
+            .load_file(name, file)
+            .map_err(|e| anyhow::anyhow!(crate::one_line(&e.to_string())))?;
+        let component = &manifest.components[name];
+        tracing::info!(
+            target: "rusm::app",
+            "loaded  {name} ({:?}) from {} under {}",
+            info.kind,
+            file.display(),
+            component.policy_origin
+        );
+    }
+    let quiet: HashSet<String> = manifest
+        .listeners
+        .iter()
+        .flat_map(|l| l.routes.iter().map(|r| r.component.clone()))
+        .collect();
+    lifecycle::log_lifecycle(&rt, quiet);
+
+    let tree = Arc::new(Tree::default());
+    let spec = supervisor_spec(&node, &manifest, &manifest.root, "", &tree);
+    let (ready, mut app_ended) = start_tree(&rt, spec);
+    match ready.await {
+        Ok(Ok(_root)) => {}
+        Ok(Err(reason)) => {
+            rt.shutdown(GRACE).await;
+            eprintln!(
+                "rusm: the supervision tree of {} failed to start: {}",
+                manifest.name,
+                lifecycle::first_line(&reason)
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(_) => bail!("the app process ended before the tree started"),
+    }
+
+    let mut servers = Vec::new();
+    for listener in &manifest.listeners {
+        match http::bind(&node, &manifest, listener).await {
+            Ok(server) => servers.push(server),
+            Err(e) => {
+                for server in servers {
+                    http::shutdown(server).await;
+                }
+                rt.shutdown(GRACE).await;
+                return Err(e);
+            }
+        }
+    }
+    let _metrics = match options.metrics {
+        Some(addr) => {
+            let sources = metrics::Sources {
+                rt: rt.clone(),
+                http: servers.iter().map(http::stats_source).collect(),
+            };
+            match metrics::serve(addr, sources).await {
+                Ok(server) => {
+                    tracing::info!(target: "rusm::app", "metrics at http://{}/metrics", server.local_addr());
+                    Some(server)
+                }
+                Err(e) => {
+                    for server in servers {
+                        http::shutdown(server).await;
+                    }
+                    rt.shutdown(GRACE).await;
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
+    let addresses: Vec<SocketAddr> = servers.iter().map(http::local_addr).collect();
+    for (listener, addr) in manifest.listeners.iter().zip(&addresses) {
+        for route in &listener.routes {
+            tracing::info!(
+                target: "rusm::app",
+                "serving {} http://{addr}{} with {}",
+                route.method.as_deref().unwrap_or("*"),
+                route.path,
+                route.component
+            );
+        }
+    }
+    let stays = manifest.steps.is_empty() || options.keep_running;
+    tracing::info!(
+        target: "rusm::app",
+        "app {} is up{}",
+        manifest.name,
+        if stays { "; press Ctrl-C to stop" } else { "" }
+    );
+
+    // The client steps, then (unless told to stay) the end.
+    let steps = {
+        let rt = rt.clone();
+        let tree = tree.clone();
+        let steps = manifest.steps.clone();
+        let http_addr = addresses.first().copied();
+        async move { run_steps(&rt, &tree, &steps, http_addr).await }
+    };
+    let mut outcome: Result<(), String> = Ok(());
+    let mut root_reason = None;
+    tokio::select! {
+        result = steps => {
+            match result {
+                Err(e) => outcome = Err(e),
+                Ok(()) if !manifest.steps.is_empty() => {
+                    println!("all {} steps done", manifest.steps.len());
+                }
+                Ok(()) => {}
+            }
+            if outcome.is_ok() && stays {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => eprintln!("rusm: Ctrl-C; stopping"),
+                    reason = &mut app_ended => root_reason = Some(reason),
+                }
+            }
+        }
+        _ = tokio::signal::ctrl_c() => eprintln!("rusm: Ctrl-C; stopping"),
+        reason = &mut app_ended => root_reason = Some(reason),
+    }
+
+    for server in servers {
+        http::shutdown(server).await;
+    }
+    rt.shutdown(GRACE).await;
+    let stats = rt.stats();
+    let exits: Vec<String> = stats
+        .exits
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(kind, n)| format!("{n} {kind}"))
+        .collect();
+    println!(
+        "stopped {}: {} processes spawned, {} restarts; exits: {}",
+        manifest.name,
+        stats.spawned,
+        stats.restarts,
+        if exits.is_empty() {
+            "none".to_owned()
+        } else {
+            exits.join(", ")
+        }
+    );
+    if let Some(reason) = root_reason {
+        eprintln!(
+            "rusm: the root supervisor of {} ended: {}",
+            manifest.name,
+            lifecycle::first_line(&reason)
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if let Err(e) = outcome {
+        eprintln!("rusm: {e}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run the client steps in order, printing each and what came of it.
+async fn run_steps(
+    rt: &Runtime,
+    tree: &Tree,
+    steps: &[Step],
+    http_addr: Option<SocketAddr>,
+) -> Result<(), String> {
+    let total = steps.len();
+    for (i, step) in steps.iter().enumerate() {
+        let n = i + 1;
+        let fail = |what: String| format!("step {n}/{total} ({}) failed: {what}", step.describe());
+        match step {
+            Step::Say(text) => println!("[{n}/{total}] {text}"),
+            Step::Sleep(d) => {
+                println!("[{n}/{total}] {}", step.describe());
+                tokio::time::sleep(*d).await;
+            }
+            Step::Http {
+                method,
+                path,
+                body,
+                expect_status,
+                expect_body,
+            } => {
+                let addr = http_addr.ok_or_else(|| fail("no listener".into()))?;
+                let response = http::request(addr, method, path, body.as_deref())
+                    .await
+                    .map_err(|e| fail(format!("{e:#}")))?;
+                println!(
+                    "[{n}/{total}] {} -> {} {}",
+                    step.describe(),
+                    response.status,
+                    response.body.trim()
+                );
+                if let Some(status) = expect_status
+                    && *status != response.status
+                {
+                    return Err(fail(format!(
+                        "expected status {status}, got {}",
+                        response.status
+                    )));
+                }
+                if let Some(expected) = expect_body
+                    && expected.trim() != response.body.trim()
+                {
+                    return Err(fail(format!(
+                        "expected body {:?}, got {:?}",
+                        expected.trim(),
+                        response.body.trim()
+                    )));
+                }
+            }
+            Step::Exit { child, reason } => {
+                println!("[{n}/{total}] {}", step.describe());
+                let Some(state) = tree.get(child).filter(|s| s.ended.is_none()) else {
+                    return Err(fail(format!("{child} is not running")));
+                };
+                let old = state.pid;
+                let name = rt.registered_name(old);
+                rt.exit(old, ExitReason::custom(reason.clone()));
+                let Some(ended) = tree
+                    .wait_for(child, STEP_TIMEOUT, |s| {
+                        s.is_some_and(|s| s.pid != old || s.ended.is_some())
+                    })
+                    .await
+                else {
+                    return Err(fail(format!("{child} {old} did not end")));
+                };
+                let restarted = if ended.pid == old {
+                    tree.wait_for(child, STEP_TIMEOUT, |s| s.is_some_and(|s| s.pid != old))
+                        .await
+                } else {
+                    Some(ended)
+                };
+                match restarted {
+                    Some(new) => {
+                        // A restarted server is usable once it has registered its name
+                        // again, as the old one had.
+                        if let Some(name) = name {
+                            let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+                            while rt.whereis(&name) != Some(new.pid)
+                                && tokio::time::Instant::now() < deadline
+                                && rt.is_alive(new.pid)
+                            {
+                                tokio::time::sleep(Duration::from_millis(2)).await;
+                            }
+                        }
+                        println!(
+                            "[{n}/{total}] {child} {old} ended; its supervisor restarted it as {}",
+                            new.pid
+                        );
+                    }
+                    None => println!("[{n}/{total}] {child} {old} ended and was not restarted"),
+                }
+            }
+            Step::AwaitExit {
+                child,
+                expect_reason,
+            } => {
+                println!("[{n}/{total}] {}", step.describe());
+                let Some(state) = tree
+                    .wait_for(child, STEP_TIMEOUT, |s| {
+                        s.is_some_and(|s| s.ended.is_some())
+                    })
+                    .await
+                else {
+                    return Err(fail(format!("{child} did not end within {STEP_TIMEOUT:?}")));
+                };
+                let reason = state.ended.expect("waited for it to end");
+                println!(
+                    "[{n}/{total}] {child} {} ended: {}",
+                    state.pid,
+                    lifecycle::first_line(&reason)
+                );
+                if let Some(kind) = expect_reason
+                    && reason.kind() != kind
+                {
+                    return Err(fail(format!(
+                        "expected a {kind} exit, got {}",
+                        reason.kind()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
