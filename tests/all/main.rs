@@ -7,6 +7,7 @@ mod failures;
 mod load;
 mod messaging;
 mod preemption;
+mod reload;
 
 use std::sync::OnceLock;
 use std::time::Duration;

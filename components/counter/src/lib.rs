@@ -21,12 +21,22 @@
 //! | 1 (`inc`) | `n`: `i64` (8 bytes) | the new value, `i64` | adds `n` |
 //! | 2 (`get`) | empty (ignored) | the value, `i64` | none |
 //! | 3 (`stop`) | empty (ignored) | empty | returns after replying (reason `normal`) |
+//! | 4 (`version`) | empty (ignored) | `1`, `u64` (`counter-v2` answers `2`) | none |
 //!
-//! A request on tags 1 to 3 whose envelope is short, or an `inc` whose body is not
+//! A request on tags 1 to 4 whose envelope is short, or an `inc` whose body is not
 //! 8 bytes, ends the counter with a `custom:counter: ...` reason (no reply). Data
 //! messages with other tags, and `down` and `exit` messages, are ignored.
+//!
+//! # Upgrades
+//!
+//! The counter keeps its value across a hot upgrade: it answers an upgrade request by
+//! handing over the value (`i64`, 8 bytes), and a new instance started by an upgrade
+//! continues from the value handed over (an empty state counts as 0) without
+//! registering again.
 
-use rusm_guest::{Message, Request, Tag, receive, register};
+use rusm_guest::{
+    Message, Request, Tag, hand_over, handed_over, handle_upgrades, receive, register,
+};
 
 /// Adds to the counter.
 const INC: Tag = 1;
@@ -34,18 +44,41 @@ const INC: Tag = 1;
 const GET: Tag = 2;
 /// Stops the counter.
 const STOP: Tag = 3;
+/// Asks which version of the counter answers.
+const VERSION: Tag = 4;
+
+/// What `version` answers.
+const THIS_VERSION: u64 = 1;
 
 fn run(init: Vec<u8>) -> Result<(), String> {
-    if !init.is_empty() {
-        let name = String::from_utf8(init).map_err(|_| "counter: name is not utf-8")?;
-        register(&name).map_err(|e| format!("counter: cannot register {name}: {e}"))?;
-    }
-    let mut value: i64 = 0;
+    let mut value: i64 = match handed_over() {
+        Some(state) if state.is_empty() => 0,
+        Some(state) => i64::from_le_bytes(state.as_slice().try_into().map_err(|_| {
+            format!(
+                "counter: handed-over state must be 8 bytes, got {}",
+                state.len()
+            )
+        })?),
+        None => {
+            if !init.is_empty() {
+                let name = String::from_utf8(init).map_err(|_| "counter: name is not utf-8")?;
+                register(&name).map_err(|e| format!("counter: cannot register {name}: {e}"))?;
+            }
+            0
+        }
+    };
+    handle_upgrades(true);
     loop {
-        let Message::Data { tag, payload } = receive() else {
-            continue;
+        let (tag, payload) = match receive() {
+            Message::Data { tag, payload } => (tag, payload),
+            Message::Upgrade { .. } => {
+                // Returns only if the request was already answered: carry on.
+                let _ = hand_over(value.to_le_bytes());
+                continue;
+            }
+            _ => continue,
         };
-        if !matches!(tag, INC | GET | STOP) {
+        if !matches!(tag, INC | GET | STOP | VERSION) {
             continue;
         }
         let request = Request::decode(&payload).map_err(|e| format!("counter: {e}"))?;
@@ -66,6 +99,7 @@ fn run(init: Vec<u8>) -> Result<(), String> {
                 reply(&value.to_le_bytes())?;
             }
             GET => reply(&value.to_le_bytes())?,
+            VERSION => reply(&THIS_VERSION.to_le_bytes())?,
             _ => {
                 reply(&[])?;
                 return Ok(());

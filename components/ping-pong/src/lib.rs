@@ -90,7 +90,9 @@ fn ping(peer: Pid, rounds: u64, reporter: Pid, body_len: usize) -> Result<(), St
             Message::Down { reason, .. } => {
                 return Err(format!("ping-pong: peer {peer} ended: {reason}"));
             }
-            Message::Exit { .. } => unreachable!("the selector takes no exit messages"),
+            Message::Exit { .. } | Message::Upgrade { .. } => {
+                unreachable!("the selector takes no exit or upgrade messages")
+            }
         }
     }
     send(reporter, DONE_TAG, rounds.to_le_bytes())

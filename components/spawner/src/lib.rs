@@ -108,7 +108,8 @@ fn run(init: Vec<u8>) -> Result<(), String> {
     loop {
         match receive() {
             Message::Data { payload, .. } if payload == b"stop" => return Ok(()),
-            Message::Data { .. } => {}
+            // The SDK answers upgrade requests for this actor; none comes through.
+            Message::Data { .. } | Message::Upgrade { .. } => {}
             Message::Down { pid, reason, .. } => report_reason(reporter, DOWN, pid, &reason)?,
             Message::Exit { from, reason } => report_reason(reporter, EXIT, from, &reason)?,
         }

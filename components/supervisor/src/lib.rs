@@ -192,7 +192,8 @@ impl Supervisor {
                     self.report(STOPPED, &[])?;
                     return Ok(());
                 }
-                Message::Data { .. } => {}
+                // The SDK answers upgrade requests for this actor; none comes through.
+                Message::Data { .. } | Message::Upgrade { .. } => {}
                 Message::Exit { from, reason } => {
                     self.report_reason(EXIT, from, &reason)?;
                     if !self.children.contains(&from) && !reason.is_normal() {

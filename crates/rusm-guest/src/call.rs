@@ -180,8 +180,8 @@ pub fn call(
             Ok(payload)
         }
         Some(Message::Down { reason, .. }) => Err(CallError::Down(reason)),
-        Some(Message::Exit { .. }) => {
-            unreachable!("the runtime returned an exit message the selector does not match")
+        Some(Message::Exit { .. } | Message::Upgrade { .. }) => {
+            unreachable!("the runtime returned a message the selector does not match")
         }
         None => {
             demonitor(monitor);

@@ -7,6 +7,8 @@
 //! [`Request`] give a `gen_server`-style request/reply on top of them, and the
 //! [`wire`] module a tiny binary encoding for init data and payloads. With the `serde`
 //! feature, [`send_value`], [`call_value`] and [`Message::decode`] carry typed values.
+//! [`hand_over`], [`handed_over`] and [`handle_upgrades`] let an actor keep its state
+//! across a hot code upgrade; without them it is restarted in place on the new code.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -55,6 +57,7 @@ pub mod bindings {
 mod call;
 mod process;
 mod types;
+mod upgrade;
 #[cfg(feature = "serde")]
 mod value;
 pub mod wire;
@@ -66,6 +69,7 @@ pub use process::{
     register, self_pid, send, send_after, spawn, trap_exit, unlink, unregister, whereis,
 };
 pub use types::{Error, ExitReason, Message, MonitorRef, Pid, REPLY_TAG_BASE, Tag, TimerRef};
+pub use upgrade::{hand_over, handed_over, handle_upgrades};
 #[cfg(feature = "serde")]
 pub use value::{call_value, decode_value, encode_value, reply_value, send_value};
 

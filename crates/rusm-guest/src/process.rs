@@ -33,10 +33,22 @@ pub fn send(to: Pid, tag: Tag, payload: impl AsRef<[u8]>) -> Result<(), Error> {
 }
 
 fn raw_receive(timeout: Option<Duration>, selector: Option<&Selector>) -> Option<Message> {
-    imports::receive(timeout.map(millis), selector.map(|s| &s.raw)).map(Message::from)
+    loop {
+        let message = imports::receive(timeout.map(millis), selector.map(|s| &s.raw))?;
+        match crate::upgrade::intercept(message) {
+            Some(message) => return Some(Message::from(message)),
+            // A stale request the SDK answered for the actor: keep waiting. (A live
+            // one never comes back: the hand-over ends this instance.)
+            None => continue,
+        }
+    }
 }
 
 /// Takes the first message in the mailbox, waiting as long as it takes.
+///
+/// An upgrade request is answered by the SDK (handing over an empty state) unless the
+/// actor called [`handle_upgrades`](crate::handle_upgrades)`(true)`; then it comes
+/// back as [`Message::Upgrade`].
 pub fn receive() -> Message {
     raw_receive(None, None).expect("the runtime returned no message from a receive without timeout")
 }

@@ -297,6 +297,13 @@ pub enum Message {
         /// The reason it carries.
         reason: ExitReason,
     },
+    /// The host asks this process to move to new code (its component, or one it
+    /// depends on, was reloaded). Only seen after [`handle_upgrades`](crate::handle_upgrades)`(true)`;
+    /// answer it with [`hand_over`](crate::hand_over).
+    Upgrade {
+        /// The version of the component the process will run after handing over.
+        version: u64,
+    },
 }
 
 impl Message {
@@ -340,6 +347,9 @@ impl From<raw::Message> for Message {
             raw::Message::Exit(signal) => Self::Exit {
                 from: Pid(signal.from),
                 reason: signal.reason.into(),
+            },
+            raw::Message::Upgrade(request) => Self::Upgrade {
+                version: request.version,
             },
         }
     }

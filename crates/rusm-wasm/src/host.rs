@@ -6,6 +6,7 @@ use std::time::Duration;
 use rusm_otp::{MonitorRef, Payload, Pid, TimerRef};
 
 use crate::state::ProcessState;
+use crate::upgrade::{self, HandOver, UPGRADE_TAG};
 
 wasmtime::component::bindgen!({
     path: "../../wit/rusm-runtime",
@@ -20,7 +21,7 @@ wasmtime::component::bindgen!({
 pub(crate) use rusm::runtime::types::{
     DataMessage, Down as WitDown, Error as WitError, ExitReason as WitExitReason,
     ExitSignal as WitExitSignal, Message as WitMessage, Selector, SpawnOptions as WitSpawnOptions,
-    Spawned as WitSpawned,
+    Spawned as WitSpawned, UpgradeRequest,
 };
 
 /// Convert a core exit reason for a guest.
@@ -97,7 +98,10 @@ fn message_to_wit(msg: rusm_otp::Message) -> Option<WitMessage> {
 
 fn selector_matches(selector: &Selector, msg: &rusm_otp::Message) -> bool {
     match msg {
-        rusm_otp::Message::Data(data) => selector.tags.contains(&data.tag),
+        // An upgrade request waits for a receive without a selector.
+        rusm_otp::Message::Data(data) => {
+            selector.tags.contains(&data.tag) && upgrade::signal_of(msg).is_none()
+        }
         rusm_otp::Message::Down(down) => selector.monitors.contains(&down.monitor.as_raw()),
         rusm_otp::Message::Exit(_) => selector.exits,
         _ => false,
@@ -157,7 +161,12 @@ impl rusm::runtime::process::Host for ProcessState {
             let next = async {
                 match &selector {
                     None => ctx.recv().await,
-                    Some(sel) if sel.tags.len() == 1 && sel.monitors.is_empty() && !sel.exits => {
+                    Some(sel)
+                        if sel.tags.len() == 1
+                            && sel.tags[0] != UPGRADE_TAG
+                            && sel.monitors.is_empty()
+                            && !sel.exits =>
+                    {
                         rusm_otp::Message::Data(ctx.recv_tag(sel.tags[0]).await)
                     }
                     Some(sel) => ctx.recv_match(|m| selector_matches(sel, m)).await,
@@ -170,6 +179,13 @@ impl rusm::runtime::process::Host for ProcessState {
                     Err(_) => return Ok(None),
                 },
             };
+            if let Some(signal) = upgrade::signal_of(&msg) {
+                // A request a hand-over already answered is dropped.
+                match self.node.upgrades.deliverable(self.ctx.pid(), signal) {
+                    Some(request) => return Ok(Some(WitMessage::Upgrade(request))),
+                    None => continue,
+                }
+            }
             if let Some(msg) = message_to_wit(msg) {
                 return Ok(Some(msg));
             }
@@ -237,6 +253,11 @@ impl rusm::runtime::process::Host for ProcessState {
         if let Err(e) = self.node.check_register(self, &name) {
             return Ok(Err(e));
         }
+        if self.ctx.whereis(&name) == Some(self.ctx.pid()) {
+            // Already ours: a process restarted in place by an upgrade runs its
+            // start-up code again.
+            return Ok(Ok(()));
+        }
         Ok(self
             .ctx
             .register(&name)
@@ -273,6 +294,18 @@ impl rusm::runtime::process::Host for ProcessState {
 
     fn cancel_timer(&mut self, timer: u64) -> wasmtime::Result<bool> {
         Ok(self.ctx.cancel_timer(TimerRef::from_raw(timer)))
+    }
+
+    fn hand_over(&mut self, state: Vec<u8>) -> wasmtime::Result<Result<(), WitError>> {
+        match self.node.upgrades.pending(self.ctx.pid()) {
+            // Unwind the guest now; the process body starts the new version.
+            Some(generation) => Err(wasmtime::Error::new(HandOver { state, generation })),
+            None => Ok(Err(WitError::Invalid("no upgrade is pending".into()))),
+        }
+    }
+
+    fn handed_over(&mut self) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.node.upgrades.handed_over(self.ctx.pid()))
     }
 }
 

@@ -23,6 +23,7 @@ mod host;
 mod http;
 mod node;
 mod state;
+mod upgrade;
 
 pub use engine::{PoolConfig, WasmConfig};
 pub use error::{LoadError, SpawnError};
@@ -31,3 +32,7 @@ pub use http::{
 };
 pub use node::{ComponentInfo, ComponentKind, WasmNode, WasmSpawnOptions};
 pub use state::ProcessState;
+pub use upgrade::{
+    DEFAULT_UPGRADE_GRACE, DependencyCycle, ProcessUpgrade, ReloadError, ReloadEvent,
+    ReloadEventKind, ReloadReport, UpgradeOutcome,
+};

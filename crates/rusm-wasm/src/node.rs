@@ -23,6 +23,7 @@ use crate::engine::{EpochTicker, WasmConfig, build_engine};
 use crate::error::{LoadError, SpawnError};
 use crate::host::{Actor, ActorPre, SelfExit, WitError, WitSpawnOptions, WitSpawned};
 use crate::state::{ChildSlot, ProcessLimits, ProcessState};
+use crate::upgrade::{self, HandOver, InstanceEnd, LiveGuard, Upgrades};
 
 /// What a loaded component is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +49,8 @@ pub(crate) struct LoadedComponent {
     pub(crate) name: String,
     pub(crate) kind: ComponentKind,
     pub(crate) prepared: Prepared,
+    /// Its version under its name, counted from 1 (0 until it is installed).
+    pub(crate) version: u64,
 }
 
 /// What [`WasmNode::load_bytes`] reports about a component.
@@ -113,6 +116,8 @@ pub(crate) struct NodeShared {
     config: WasmConfig,
     components: RwLock<HashMap<String, Arc<LoadedComponent>>>,
     policies: RwLock<Policies>,
+    /// Reloads, upgrades and the live actor processes they concern.
+    pub(crate) upgrades: Upgrades,
     _ticker: EpochTicker,
 }
 
@@ -159,6 +164,7 @@ impl WasmNode {
                 config,
                 components: RwLock::new(HashMap::new()),
                 policies: RwLock::new(Policies::new(PolicyLibrary::new())),
+                upgrades: Upgrades::new(),
                 _ticker: ticker,
             }),
         })
@@ -220,11 +226,11 @@ impl WasmNode {
             name: name.to_owned(),
             kind: loaded.kind,
         };
-        self.shared
-            .components
-            .write()
-            .insert(name.to_owned(), Arc::new(loaded));
-        tracing::info!(component = name, kind = ?info.kind, "component loaded");
+        // Processes already running keep their version; `reload` upgrades them.
+        let version = self
+            .shared
+            .install(loaded, |_, _| Ok::<(), LoadError>(()))?;
+        tracing::info!(component = name, kind = ?info.kind, version, "component loaded");
         Ok(info)
     }
 
@@ -290,7 +296,30 @@ impl NodeShared {
         (core, options.init)
     }
 
-    fn prepare(&self, name: &str, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
+    /// Make `loaded` the current version of its name, unless `check` (given the live
+    /// version, if any, and the new one) refuses it; returns the new version number.
+    pub(crate) fn install<E>(
+        &self,
+        mut loaded: LoadedComponent,
+        check: impl FnOnce(Option<&LoadedComponent>, &LoadedComponent) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        let mut components = self.components.write();
+        let old = components.get(&loaded.name);
+        check(old.map(|old| &**old), &loaded)?;
+        loaded.version = old.map_or(0, |old| old.version) + 1;
+        let version = loaded.version;
+        components.insert(loaded.name.clone(), Arc::new(loaded));
+        Ok(version)
+    }
+
+    /// The current version of a component, 0 when none of that name is loaded.
+    pub(crate) fn current_version(&self, name: &str) -> u64 {
+        self.components.read().get(name).map_or(0, |c| c.version)
+    }
+
+    /// Compile and link-check a component (no registration). Blocking: compiling
+    /// takes a while, so reloads call it off the scheduler threads.
+    pub(crate) fn prepare(&self, name: &str, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
         let name_owned = name.to_owned();
         if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
             return Err(LoadError::NotWasm {
@@ -357,6 +386,7 @@ impl NodeShared {
             name: name_owned,
             kind,
             prepared,
+            version: 0,
         })
     }
 
@@ -550,40 +580,103 @@ async fn run_process(
     policy: Arc<Policy>,
     child_slot: Option<ChildSlot>,
 ) -> ExitReason {
-    let deadline = policy.limits.deadline;
+    let deadline = policy
+        .limits
+        .deadline
+        .map(|limit| tokio::time::Instant::now() + limit);
+    let live = LiveGuard::track(&node, &component, ctx.pid());
+    let mut component = component;
     let mut store = match process_store(&node, &component.name, ctx, policy, child_slot) {
         Ok(store) => store,
         Err(reason) => return reason,
     };
-    let run = async {
-        match &component.prepared {
-            Prepared::Actor(pre) => {
-                async {
-                    let actor = pre.instantiate_async(&mut store).await?;
-                    actor.rusm_runtime_entry().call_run(&mut store, &init).await
+    // Each turn runs one instance; a hand-over starts the next one on the current
+    // version in a fresh store, under the same rusm process.
+    let outcome = loop {
+        let run = async {
+            match &component.prepared {
+                Prepared::Actor(pre) => {
+                    async {
+                        let actor = pre.instantiate_async(&mut store).await?;
+                        actor.rusm_runtime_entry().call_run(&mut store, &init).await
+                    }
+                    .await
                 }
-                .await
-            }
-            Prepared::Command(pre) => {
-                async {
-                    let command = pre.instantiate_async(&mut store).await?;
-                    let result = command.wasi_cli_run().call_run(&mut store).await?;
-                    Ok(result.map_err(|()| "command returned an error".to_owned()))
+                Prepared::Command(pre) => {
+                    async {
+                        let command = pre.instantiate_async(&mut store).await?;
+                        let result = command.wasi_cli_run().call_run(&mut store).await?;
+                        Ok(result.map_err(|()| "command returned an error".to_owned()))
+                    }
+                    .await
                 }
-                .await
+                Prepared::Http(_) => Err(wasmtime::Error::msg(
+                    "an HTTP handler component has no entry point to run",
+                )),
             }
-            Prepared::Http(_) => Err(wasmtime::Error::msg(
-                "an HTTP handler component has no entry point to run",
-            )),
+        };
+        let end = upgrade::run_instance(run, deadline, live.as_ref()).await;
+        match (end, &live) {
+            (InstanceEnd::Overdue, Some(live)) => {
+                live.timed_out();
+                let reason = ExitReason::UpgradeTimeout;
+                tracing::debug!(pid = %store.data().ctx.pid(), component = %component.name, %reason, "wasm process ended");
+                return reason;
+            }
+            (InstanceEnd::Returned(Some(Err(err))), Some(live)) if err.is::<HandOver>() => {
+                let hand_over = err
+                    .downcast::<HandOver>()
+                    .expect("the error was checked to be a hand-over");
+                match next_instance(&node, &component.name, store) {
+                    Ok((next, next_store)) => {
+                        live.upgraded(next.version, hand_over);
+                        component = next;
+                        store = next_store;
+                    }
+                    Err(reason) => return reason,
+                }
+            }
+            (InstanceEnd::Returned(outcome), _) => break outcome,
+            (InstanceEnd::Overdue, None) => break None,
         }
-    };
-    let outcome = match deadline {
-        None => Some(run.await),
-        Some(limit) => tokio::time::timeout(limit, run).await.ok(),
     };
     let reason = exit_reason(outcome, store.data());
     tracing::debug!(pid = %store.data().ctx.pid(), component = %component.name, %reason, "wasm process ended");
     reason
+}
+
+/// After a hand-over: the current version of `name` and a fresh store for it, taking
+/// over the process (its context, policy, children and remaining fuel) from `old`.
+fn next_instance(
+    node: &Arc<NodeShared>,
+    name: &str,
+    old: Store<ProcessState>,
+) -> Result<(Arc<LoadedComponent>, Store<ProcessState>), ExitReason> {
+    let fuel = old.get_fuel().ok();
+    let ProcessState {
+        ctx,
+        policy,
+        children,
+        _child_slot,
+        ..
+    } = old.into_data();
+    let next = node
+        .component(name)
+        .map_err(|e| upgrade::cannot_continue(name, &e.to_string()))?;
+    if next.kind != ComponentKind::Actor {
+        return Err(upgrade::cannot_continue(
+            name,
+            "its current version is not an actor",
+        ));
+    }
+    let mut store = process_store(node, name, ctx, policy, _child_slot)?;
+    store.data_mut().children = children;
+    if node.config.fuel_metering
+        && let Some(fuel) = fuel
+    {
+        let _ = store.set_fuel(fuel);
+    }
+    Ok((next, store))
 }
 
 /// The store of a new wasm process, set up the same way for every kind of process:
