@@ -268,12 +268,13 @@ async fn run_app(
         let component = &manifest.components[name];
         tracing::info!(
             target: "rusm::app",
-            "loaded  {name} ({:?}) from {} under {}",
-            info.kind,
+            "loaded  {name} ({}) from {} under {}",
+            crate::component::kind_name(info.kind),
             file.display(),
             component.policy_origin
         );
     }
+    check_kinds(&node, &manifest.root)?;
     let quiet: HashSet<String> = manifest
         .listeners
         .iter()
@@ -418,6 +419,26 @@ async fn run_app(
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every worker of the tree must run an actor or a command: HTTP handlers are routed
+/// to, not spawned.
+fn check_kinds(node: &WasmNode, sup: &SupervisorDecl) -> anyhow::Result<()> {
+    for child in &sup.children {
+        match &child.kind {
+            ChildKind::Worker { component, .. } => {
+                if node.component_kind(component) == Some(rusm_wasm::ComponentKind::Http) {
+                    bail!(
+                        "child {:?} of supervisor {:?} runs {component:?}, an HTTP handler; HTTP handlers serve requests: route to it from a [[listeners]] entry instead",
+                        child.id,
+                        sup.id
+                    );
+                }
+            }
+            ChildKind::Supervisor(inner) => check_kinds(node, inner)?,
+        }
+    }
+    Ok(())
 }
 
 /// Run the client steps in order, printing each and what came of it.

@@ -39,6 +39,15 @@ pub fn component_name(path: &Path) -> String {
         .unwrap_or_else(|| "component".to_owned())
 }
 
+/// A component kind in words.
+pub fn kind_name(kind: ComponentKind) -> &'static str {
+    match kind {
+        ComponentKind::Command => "a WASI command",
+        ComponentKind::Http => "an HTTP handler",
+        _ => "an actor",
+    }
+}
+
 /// Read a component file and load it into `node`; errors are one line.
 pub fn load(node: &WasmNode, name: &str, path: &Path) -> anyhow::Result<ComponentKind> {
     let bytes = std::fs::read(path).map_err(|e| {

@@ -462,7 +462,7 @@ fn component_decl(
                     .and_then(|l| l.get("default").ok().cloned())
                     .unwrap_or_else(Policy::embedded_default),
             ),
-            "default".to_owned(),
+            "the default policy".to_owned(),
         ),
         Some(value) => match value.get_ref() {
             toml::Value::String(s) if s.ends_with(".toml") => {
@@ -474,7 +474,7 @@ fn component_decl(
                     ),
                     other => anyhow::anyhow!("{other}"),
                 })?;
-                (Arc::new(policy), path.display().to_string())
+                (Arc::new(policy), format!("policy file {}", path.display()))
             }
             toml::Value::String(s) => {
                 let Some(library) = library else {
@@ -500,7 +500,7 @@ fn component_decl(
                     ),
                     other => anyhow::anyhow!("{other}"),
                 })?;
-                (Arc::new(policy), "inline".to_owned())
+                (Arc::new(policy), "an inline policy".to_owned())
             }
             _ => {
                 return Err(src.at(

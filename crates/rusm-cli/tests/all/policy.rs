@@ -1,0 +1,98 @@
+//! `rusm policy check` and `rusm policy explain`, and `rusm inspect`.
+
+use crate::{component, run};
+
+#[test]
+fn check_accepts_every_shipped_policy() {
+    for entry in std::fs::read_dir(crate::root().join("capabilities")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = run(&["policy", "check", path.to_str().unwrap()]);
+            assert_eq!(out.code(), 0, "{}", out.stderr);
+            assert_eq!(out.stdout, format!("{}: ok\n", path.display()));
+        }
+    }
+}
+
+#[test]
+fn explain_prints_the_policy_in_words() {
+    let out = run(&["policy", "explain", "capabilities/counter.toml"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let policy =
+        rusm_policy::Policy::from_file(crate::root().join("capabilities/counter.toml")).unwrap();
+    assert_eq!(out.stdout, policy.explain());
+    assert!(
+        out.stdout
+            .contains("process: may register name \"counter\"")
+    );
+}
+
+#[test]
+fn inspect_lists_imports_and_what_the_policy_denies() {
+    let counter = component("counter").to_str().unwrap();
+    let out = run(&["inspect", counter]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let text = &out.stdout;
+    assert!(text.contains("world: rusm:runtime/actor"), "{text}");
+    assert!(text.contains("runs in rusm: yes, as an actor"), "{text}");
+    assert!(text.contains("\n  rusm:runtime/entry@"), "{text}");
+    // Under the default policy the counter may not register its name.
+    let process = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("rusm:runtime/process@"))
+        .unwrap();
+    assert!(
+        process.contains("DENIED: [process] register not permitted"),
+        "{process}"
+    );
+
+    let out = run(&["inspect", counter, "--policy", "capabilities/counter.toml"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let process = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("rusm:runtime/process@"))
+        .unwrap();
+    assert!(
+        process.contains("granted: [process] register counter"),
+        "{process}"
+    );
+}
+
+#[test]
+fn inspect_maps_wasi_interfaces_to_policy_sections() {
+    let out = run(&["inspect", component("fs-probe").to_str().unwrap()]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let fs = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("wasi:filesystem/preopens@"))
+        .unwrap();
+    assert!(fs.contains("DENIED: [fs] no preopened directories"), "{fs}");
+    let denied = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("denied by this policy: "))
+        .unwrap();
+    assert!(denied.contains("wasi:filesystem/preopens@"), "{denied}");
+
+    let out = run(&["inspect", component("clock-probe").to_str().unwrap()]);
+    let wall = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("wasi:clocks/wall-clock@"))
+        .unwrap();
+    assert!(wall.contains("DENIED: [clocks] wall is off"), "{wall}");
+
+    let out = run(&["inspect", component("hello-cli").to_str().unwrap()]);
+    assert!(
+        out.stdout.contains("world: wasi:cli/command"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("runs in rusm: yes, as a command"),
+        "{}",
+        out.stdout
+    );
+}

@@ -1,0 +1,171 @@
+//! `rusm serve`, and HTTP listeners of an app.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::{component, lines, run, rusm, temp_dir, wait};
+
+fn http(addr: &str, request_line: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{request_line} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn serve_answers_requests_with_the_component_and_counts_them() {
+    let mut child = rusm()
+        .args([
+            "serve",
+            component("http-hello").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = lines(child.stderr.take().unwrap());
+    let (mut addr, mut metrics, mut seen) = (None, None, String::new());
+    while addr.is_none() {
+        let line = stderr
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("rusm serve did not come up:\n{seen}"));
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(rest) = line.split("metrics at http://").nth(1) {
+            metrics = Some(rest.trim_end_matches("/metrics").to_owned());
+        }
+        if let Some(rest) = line.split(" on http://").nth(1) {
+            addr = Some(rest.split('/').next().unwrap().to_owned());
+        }
+    }
+    let (addr, metrics) = (addr.unwrap(), metrics.expect("metrics come up first"));
+    for _ in 0..3 {
+        let answer = http(&addr, "GET /anything");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.contains("\r\n\r\n") && answer.contains("hello from rusm\n"),
+            "{answer}"
+        );
+    }
+    let text = http(&metrics, "GET /metrics");
+    let listener = format!("listener=\"{addr}\"");
+    assert!(
+        text.contains(&format!(
+            "rusm_http_requests_total{{{listener},status=\"200\"}} 3\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "rusm_http_request_duration_seconds_count{{{listener}}} 3\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "rusm_http_request_duration_seconds_bucket{{{listener},le=\"+Inf\"}} 3\n"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nrusm_process_exits_total{reason=\"normal\"} 3\n"),
+        "{text}"
+    );
+
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    assert_eq!(
+        wait(child, Duration::from_secs(30)).code(),
+        Some(0),
+        "{seen}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_component_that_is_not_an_http_handler() {
+    let out = run(&[
+        "serve",
+        component("counter").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    let errors = out.errors();
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    assert!(errors[0].contains("not an HTTP handler"), "{}", errors[0]);
+}
+
+#[test]
+fn an_app_listener_on_a_port_in_use_is_one_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = temp_dir("listener-in-use");
+    let file = dir.join("app.toml");
+    let manifest = format!(
+        r#"[components.counter]
+path = {:?}
+
+[components.web]
+path = {:?}
+
+[supervisor]
+children = [{{ id = "counter", component = "counter" }}]
+
+[[listeners]]
+listen = "{addr}"
+routes = [{{ path = "/", component = "web" }}]
+"#,
+        component("counter"),
+        component("http-hello")
+    );
+    std::fs::write(&file, manifest).unwrap();
+    let out = run(&["run", file.to_str().unwrap()]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    let errors = out.errors();
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    assert!(
+        errors[0].starts_with(&format!("rusm: error: cannot listen on {addr}: ")),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[0].contains("another program uses that port"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn an_http_handler_cannot_be_a_supervised_child() {
+    let dir = temp_dir("http-child");
+    let file = dir.join("app.toml");
+    let manifest = format!(
+        "[components.web]\npath = {:?}\n\n[supervisor]\nchildren = [{{ id = \"w\", component = \"web\" }}]\n",
+        component("http-hello")
+    );
+    std::fs::write(&file, manifest).unwrap();
+    let out = run(&["run", file.to_str().unwrap()]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(
+        out.errors()[0].contains("an HTTP handler; HTTP handlers serve requests"),
+        "{}",
+        out.stderr
+    );
+}
