@@ -242,6 +242,21 @@ impl LiveProcess {
         generation
     }
 
+    /// Ask the process to move to `version`: record the request and put it in the
+    /// mailbox. Returns the request's generation.
+    fn ask(&self, node: &NodeShared, version: u64, grace: Duration) -> u64 {
+        let generation = self.request(grace);
+        node.rt.send_tagged(
+            self.pid,
+            UPGRADE_TAG,
+            Payload::value(UpgradeSignal {
+                generation,
+                version,
+            }),
+        );
+        generation
+    }
+
     /// Resolves when an unanswered upgrade request has run out of time; never
     /// otherwise.
     async fn overdue(&self) {
@@ -315,6 +330,12 @@ impl LiveGuard {
             handed_over: Mutex::new(None),
         });
         node.upgrades.live.lock().insert(pid, Arc::clone(&process));
+        // A reload that installed a newer version between this spawn's lookup and now
+        // did not see this process: ask it to upgrade as that reload would have.
+        let current = node.current_version(&component.name);
+        if current > component.version {
+            process.ask(node, current, node.upgrades.grace());
+        }
         Some(LiveGuard {
             node: Arc::clone(node),
             process,
@@ -554,15 +575,7 @@ impl Upgrades {
         let requests: Vec<(Arc<LiveProcess>, u64)> = targets
             .into_iter()
             .map(|process| {
-                let generation = process.request(grace);
-                node.rt.send_tagged(
-                    process.pid,
-                    UPGRADE_TAG,
-                    Payload::value(UpgradeSignal {
-                        generation,
-                        version,
-                    }),
-                );
+                let generation = process.ask(node, version, grace);
                 (process, generation)
             })
             .collect();
