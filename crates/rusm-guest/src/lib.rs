@@ -55,6 +55,8 @@ pub mod bindings {
 }
 
 mod call;
+#[cfg(feature = "http")]
+pub mod http;
 mod process;
 mod types;
 mod upgrade;
