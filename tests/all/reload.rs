@@ -603,3 +603,76 @@ async fn a_dependency_cycle_is_rejected_when_declared() {
     assert_eq!(node.upgrade_order("c"), ["c", "b", "a"]);
     assert_eq!(node.upgrade_order("a"), ["a"]);
 }
+
+/// A request body fed from a channel, so a request can stay in flight.
+struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<bytes::Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = bytes::Bytes;
+    type Error = rusm_wasm::HttpBodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|c| Ok(hyper::body::Frame::data(c))))
+    }
+}
+
+async fn whole_body(response: hyper::Response<rusm_wasm::HttpResponseBody>) -> Vec<u8> {
+    use http_body_util::BodyExt;
+    tokio::time::timeout(Duration::from_secs(30), response.into_body().collect())
+        .await
+        .expect("the body within 30 s")
+        .expect("the whole body")
+        .to_bytes()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_requests_in_flight_finish_on_the_old_version_and_new_ones_use_the_new() {
+    let node = node(&[]);
+    node.load_file("web", rusm_e2e::component("http-echo").unwrap())
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tx.send(bytes::Bytes::from_static(b"sent before, "))
+        .unwrap();
+    let request = hyper::Request::builder()
+        .method("POST")
+        .uri("http://rusm.test/echo")
+        .body(ChannelBody(rx))
+        .unwrap();
+    let mut in_flight = node
+        .serve_http("web", request, rusm_wasm::HttpRequestOptions::default())
+        .unwrap();
+    let old_response = tokio::time::timeout(Duration::from_secs(30), in_flight.response())
+        .await
+        .expect("the echo answers at once")
+        .unwrap();
+    assert_eq!(old_response.headers()["x-echo-method"], "POST");
+
+    // Handlers are not upgraded: the report names no process.
+    let report = node.reload("web", bytes_of("http-hello")).await.unwrap();
+    assert_eq!((report.version, report.upgrades.len()), (2, 0));
+
+    let request = hyper::Request::builder()
+        .uri("http://rusm.test/hello")
+        .body(ChannelBody(tokio::sync::mpsc::unbounded_channel().1))
+        .unwrap();
+    let mut fresh = node
+        .serve_http("web", request, rusm_wasm::HttpRequestOptions::default())
+        .unwrap();
+    let new_response = fresh.response().await.unwrap();
+    assert_eq!(whole_body(new_response).await, b"hello from rusm\n");
+
+    // The request in flight still runs the echo it started on.
+    tx.send(bytes::Bytes::from_static(b"sent after")).unwrap();
+    drop(tx);
+    assert_eq!(whole_body(old_response).await, b"sent before, sent after");
+
+    // An actor cannot replace a handler.
+    let err = node.reload("web", bytes_of("counter")).await.unwrap_err();
+    assert!(matches!(err, ReloadError::KindChanged { .. }), "{err}");
+}
