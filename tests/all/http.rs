@@ -405,12 +405,12 @@ async fn http_counter_is_backed_by_a_long_lived_counter_actor() {
         }
     })
     .await;
-    let server = serve(
-        &node,
-        all_routes_for(&["http-counter"]),
-        HttpConfig::default(),
-    )
-    .await;
+    // The handler runs under its shipped policy, which grants nothing beyond output.
+    let shipped =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../capabilities/http-counter.toml");
+    let shipped = rusm_policy::Policy::from_file(&shipped).unwrap_or_else(|e| panic!("{e}"));
+    let route = Route::new("/counter", "http-counter").policy(Arc::new(shipped));
+    let server = serve(&node, vec![route], HttpConfig::default()).await;
     let mut client = connect(server.local_addr()).await;
     for expected in 1..=3 {
         let (status, _, body) = exchange(&mut client, request("POST", "/counter", empty())).await;

@@ -71,7 +71,17 @@ fn every_shipped_policy_file_is_valid() {
 fn the_shipped_library_loads_and_its_spawns_attenuate() {
     let lib = PolicyLibrary::load_dir(capabilities_dir()).unwrap_or_else(|e| panic!("{e}"));
     let names: Vec<&str> = lib.names().collect();
-    assert_eq!(names, ["counter", "default", "http-proxy", "worker"]);
+    assert_eq!(
+        names,
+        [
+            "counter",
+            "crasher",
+            "default",
+            "http-counter",
+            "http-proxy",
+            "worker"
+        ]
+    );
     let proxy = lib.get("http-proxy").unwrap();
     let worker = lib
         .policy_for_spawn(proxy, "proxy-worker", Some("worker"))
