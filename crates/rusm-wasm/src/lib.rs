@@ -13,6 +13,12 @@
 //! (with the trap and the wasm backtrace), hitting the memory limit with
 //! [`ExitReason::OutOfMemory`](rusm_otp::ExitReason::OutOfMemory); stack overflow is a
 //! crash. The host never panics because of a guest.
+//!
+//! [`WasmNode::reload`] loads a new version of a component while it runs: the old
+//! version stays live unless the new one compiles and links, and running actors move
+//! to the new code in place (same pid, mailbox and links) by handing their state over,
+//! or are ended with `upgrade-timeout` for their supervisor to restart; see
+//! [`ReloadEvent`] and [`WasmNode::set_dependencies`].
 
 #![deny(missing_docs)]
 
