@@ -29,6 +29,8 @@ pub struct AppOptions {
     pub metrics: Option<SocketAddr>,
     /// Keep running after the steps, until Ctrl-C.
     pub keep_running: bool,
+    /// Reload components when their code changes.
+    pub watch: bool,
 }
 
 /// Run the app of manifest `file`.
@@ -346,6 +348,9 @@ async fn run_app(
             );
         }
     }
+    let _watcher = options
+        .watch
+        .then(|| AbortOnDrop(crate::watch::spawn(node.clone(), &manifest, &files)));
     let stays = manifest.steps.is_empty() || options.keep_running;
     tracing::info!(
         target: "rusm::app",
@@ -439,6 +444,15 @@ fn check_kinds(node: &WasmNode, sup: &SupervisorDecl) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Run the client steps in order, printing each and what came of it.

@@ -16,6 +16,7 @@ mod lifecycle;
 mod manifest;
 mod metrics;
 mod scaffold;
+mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -79,6 +80,11 @@ struct RunArgs {
     /// Keep the app running after its client steps, until Ctrl-C (apps only).
     #[arg(long)]
     keep_running: bool,
+    /// Reload a component when its code changes, upgrading its running processes in
+    /// place (apps only): a path component's .wasm file, or a build component's
+    /// Cargo.toml and src/ (rebuilt with cargo).
+    #[arg(long)]
+    watch: bool,
     /// Arguments for a WASI command component (after --); they replace the policy's
     /// [env] args, after the program name.
     #[arg(last = true, value_name = "ARGS")]
@@ -189,11 +195,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             app::AppOptions {
                 metrics: args.metrics,
                 keep_running: args.keep_running,
+                watch: args.watch,
             },
         );
     }
-    if args.keep_running {
-        anyhow::bail!("--keep-running applies to app manifests (.toml) only");
+    if args.keep_running || args.watch {
+        anyhow::bail!("--keep-running and --watch apply to app manifests (.toml) only");
     }
     let init = match (args.init, args.init_hex) {
         (Some(text), _) => text.into_bytes(),

@@ -210,3 +210,65 @@ children = [{{ id = "counter", component = "counter", init = "counter" }}]
         "{stdout}"
     );
 }
+
+#[test]
+fn watch_reloads_a_changed_component_and_upgrades_its_process_in_place() {
+    let dir = temp_dir("watch");
+    let wasm = dir.join("counter.wasm");
+    std::fs::copy(component("counter"), &wasm).unwrap();
+    let file = dir.join("app.toml");
+    let manifest = format!(
+        r#"name = "watched"
+
+[components.counter]
+path = "counter.wasm"
+policy = "{}"
+
+[supervisor]
+children = [{{ id = "counter", component = "counter", init = "counter" }}]
+"#,
+        root().join("capabilities/counter.toml").display()
+    );
+    std::fs::write(&file, manifest).unwrap();
+    let mut child = rusm()
+        .args(["run", file.to_str().unwrap(), "--watch"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = lines(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut wait_for = |text: &str| loop {
+        let line = stderr
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no {text:?} in:\n{seen}"));
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(text) {
+            return;
+        }
+    };
+    wait_for("watching 1 components for changes");
+    // A new version appears: written aside, then renamed over the old one.
+    let next = dir.join("counter.wasm.new");
+    std::fs::copy(component("counter-v2"), &next).unwrap();
+    std::fs::rename(&next, &wasm).unwrap();
+    wait_for("reload  counter is now version 2: 1 processes upgraded in place, 0 timed out");
+    // A broken version is refused and the old one stays live.
+    std::fs::write(&next, "not wasm").unwrap();
+    std::fs::rename(&next, &wasm).unwrap();
+    wait_for(
+        "reload  counter failed: component \"counter\" is not a WebAssembly binary (no \\0asm header); the old version stays live",
+    );
+
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let status = wait(child, Duration::from_secs(30));
+    let rest: Vec<String> = stderr.try_iter().collect();
+    assert_eq!(status.code(), Some(0), "{seen}{}", rest.join("\n"));
+    // The counter was upgraded under its pid, not restarted.
+    assert!(!seen.contains("restart counter"), "{seen}");
+}
