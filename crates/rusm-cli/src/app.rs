@@ -550,6 +550,22 @@ async fn run_steps(
                     None => println!("[{n}/{total}] {child} {old} ended and was not restarted"),
                 }
             }
+            Step::AwaitName(name) => {
+                println!("[{n}/{total}] {}", step.describe());
+                let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+                let pid = loop {
+                    if let Some(pid) = rt.whereis(name) {
+                        break pid;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(fail(format!(
+                            "nothing registered {name:?} within {STEP_TIMEOUT:?}"
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                };
+                println!("[{n}/{total}] {name:?} is {pid}");
+            }
             Step::AwaitExit {
                 child,
                 expect_reason,

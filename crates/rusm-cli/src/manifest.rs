@@ -152,6 +152,8 @@ pub enum Step {
         /// The kind of reason it must end with ([`rusm_otp::ExitReason::kind`]).
         expect_reason: Option<String>,
     },
+    /// Wait until a process has registered this name.
+    AwaitName(String),
     /// Wait this long.
     Sleep(Duration),
 }
@@ -171,6 +173,7 @@ impl Step {
                 format!("send {child} an exit signal with reason {reason:?}")
             }
             Step::AwaitExit { child, .. } => format!("wait for {child} to end"),
+            Step::AwaitName(name) => format!("wait for a process to register {name:?}"),
             Step::Sleep(d) => format!("wait {}", rusm_policy::format_duration(*d)),
         }
     }
@@ -260,6 +263,7 @@ struct RawStep {
     reason: Option<String>,
     await_exit: Option<Spanned<String>>,
     expect_reason: Option<Spanned<String>>,
+    await_name: Option<String>,
     sleep: Option<Spanned<String>>,
 }
 
@@ -756,12 +760,13 @@ fn step_decl(
         s.http.is_some(),
         s.exit.is_some(),
         s.await_exit.is_some(),
+        s.await_name.is_some(),
         s.sleep.is_some(),
     ];
     if kinds.iter().filter(|k| **k).count() != 1 {
         return Err(src.at(
             step.span(),
-            "a step has exactly one of: say, http, exit, await_exit, sleep",
+            "a step has exactly one of: say, http, exit, await_exit, await_name, sleep",
         ));
     }
     let stray = |present: bool, key: &str, allowed: &str| -> anyhow::Result<()> {
@@ -853,6 +858,9 @@ fn step_decl(
             child: child_path(src, root, child)?,
             expect_reason,
         });
+    }
+    if let Some(name) = &s.await_name {
+        return Ok(Step::AwaitName(name.clone()));
     }
     let sleep = s.sleep.as_ref().expect("exactly one kind is set");
     Ok(Step::Sleep(duration(

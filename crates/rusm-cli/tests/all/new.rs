@@ -44,6 +44,32 @@ fn a_new_actor_builds_and_runs() {
         out.stderr
     );
 
+    // And with cargo-component (which CI installs), as its README says too.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["component", "build", "--release"])
+        .current_dir(&crate_dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+    let built = finish(&mut build, Duration::from_secs(600));
+    assert!(
+        built.status.success(),
+        "cargo component build failed (is cargo-component installed? `cargo install cargo-component --locked`):\n{}",
+        built.stderr
+    );
+    let wasm = target.join("wasm32-wasip1/release/hello_actor.wasm");
+    let out = run(&["run", wasm.to_str().unwrap(), "--init", "component"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("hello, component, from hello-actor <0.1>"),
+        "{}",
+        out.stderr
+    );
+
     // A second crate of the same name is refused, in one line.
     let again = run(&["new", "hello-actor", "--dir", dir.to_str().unwrap()]);
     assert_eq!(again.code(), 2);
