@@ -350,15 +350,18 @@ impl LiveGuard {
     /// The process was ended for not handing over in time.
     pub(crate) fn timed_out(&self) {
         let version = self.node.current_version(&self.process.component);
-        self.process
-            .state
-            .send_modify(|s| s.ended = Some(UpgradeOutcome::TimedOut));
-        self.node.upgrades.emit(ReloadEvent {
+        let event = ReloadEvent {
             component: self.process.component.clone(),
             version,
             kind: ReloadEventKind::UpgradeTimedOut {
                 pid: self.process.pid,
             },
+        };
+        // The event goes out before a waiting reload can see the change (it is sent
+        // while the state is locked), so a reload's events stay in order.
+        self.process.state.send_modify(|s| {
+            s.ended = Some(UpgradeOutcome::TimedOut);
+            self.node.upgrades.emit(event);
         });
     }
 
@@ -367,18 +370,20 @@ impl LiveGuard {
     pub(crate) fn upgraded(&self, version: u64, hand_over: HandOver) {
         *self.process.handed_over.lock() = Some(hand_over.state);
         let grace = self.node.upgrades.grace();
-        self.process.state.send_modify(|s| {
-            s.version = version;
-            s.completed = s.completed.max(hand_over.generation);
-            // A request that came in after the hand-over gets a full grace period.
-            s.deadline = (s.requested > s.completed).then(|| Instant::now() + grace);
-        });
-        self.node.upgrades.emit(ReloadEvent {
+        let event = ReloadEvent {
             component: self.process.component.clone(),
             version,
             kind: ReloadEventKind::Upgraded {
                 pid: self.process.pid,
             },
+        };
+        // As in `timed_out`: the event first, then waiters see the upgrade.
+        self.process.state.send_modify(|s| {
+            s.version = version;
+            s.completed = s.completed.max(hand_over.generation);
+            // A request that came in after the hand-over gets a full grace period.
+            s.deadline = (s.requested > s.completed).then(|| Instant::now() + grace);
+            self.node.upgrades.emit(event);
         });
     }
 }
