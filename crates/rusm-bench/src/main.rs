@@ -10,6 +10,7 @@
 //! [`report::Figure`]s; the output format is `report`'s alone.
 
 mod harness;
+mod http;
 mod native;
 mod report;
 mod wasm;
@@ -30,11 +31,11 @@ struct Cli {
     scenario: Scenario,
     /// Main size: processes (spawn-native, spawn-component, ring), round trips
     /// (ping-pong, ping-pong-wasm, each fairness bystander), receivers (fan-out), kills
-    /// per run (kill-latency). Defaults per scenario; not allowed with `all`.
+    /// per run (kill-latency), requests per run (http). Defaults per scenario; not allowed with `all`.
     n: Option<u64>,
     /// Second size: laps (ring), messages per receiver (fan-out), processes alive at
     /// once (spawn-component), spinners (fairness, kill-latency's busy side; 0 means
-    /// 2 x workers).
+    /// 2 x workers), keep-alive connections (http).
     #[arg(long)]
     m: Option<u64>,
     /// Tokio worker threads.
@@ -73,12 +74,14 @@ enum Scenario {
     Fairness,
     /// Kill a spinning wasm process n times per run; time until its exit is seen.
     KillLatency,
+    /// n HTTP requests to `http-hello` over m keep-alive connections on loopback.
+    Http,
     /// Every scenario above with its default sizes.
     All,
 }
 
 impl Scenario {
-    const EACH: [Scenario; 8] = [
+    const EACH: [Scenario; 9] = [
         Scenario::SpawnNative,
         Scenario::PingPong,
         Scenario::Ring,
@@ -87,6 +90,7 @@ impl Scenario {
         Scenario::PingPongWasm,
         Scenario::Fairness,
         Scenario::KillLatency,
+        Scenario::Http,
     ];
 
     /// Default (n, m).
@@ -100,6 +104,7 @@ impl Scenario {
             Scenario::PingPongWasm => (100_000, 0),
             Scenario::Fairness => (100, 0),
             Scenario::KillLatency => (40, 0),
+            Scenario::Http => (20_000, 32),
             Scenario::All => (0, 0),
         }
     }
@@ -114,6 +119,7 @@ impl Scenario {
             Scenario::PingPongWasm => wasm::ping_pong_wasm(p).await,
             Scenario::Fairness => wasm::fairness(p).await,
             Scenario::KillLatency => wasm::kill_latency(p).await,
+            Scenario::Http => http::http(p).await,
             Scenario::All => unreachable!("`all` is expanded before running"),
         }
     }

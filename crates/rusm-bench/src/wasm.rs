@@ -68,12 +68,12 @@ fn wasm_node(p: &Params, components: &[&str]) -> Result<WasmNode> {
     Ok(node)
 }
 
-fn component_path(name: &str) -> Result<&'static Path> {
+pub(crate) fn component_path(name: &str) -> Result<&'static Path> {
     rusm_e2e::component(name).ok_or_else(|| anyhow!("rusm-e2e built no component {name:?}"))
 }
 
 /// `target/<profile>/wasmtime-cache` when run from the target directory.
-fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().map(|dir| dir.join("wasmtime-cache")))

@@ -275,7 +275,11 @@ impl WasmNode {
 }
 
 impl NodeShared {
-    pub(crate) fn split_options(&self, options: WasmSpawnOptions, policy: &Policy) -> (SpawnOptions, Vec<u8>) {
+    pub(crate) fn split_options(
+        &self,
+        options: WasmSpawnOptions,
+        policy: &Policy,
+    ) -> (SpawnOptions, Vec<u8>) {
         let mut mailbox = options.mailbox;
         if let Some(limit) = policy.limits.mailbox {
             let limit = usize::try_from(limit).unwrap_or(usize::MAX);
@@ -429,7 +433,8 @@ impl NodeShared {
             .policy
             .clone()
             .unwrap_or_else(|| self.policies.read().default.clone());
-        let (core, init) = self.split_options(options, &policy);
+        let (mut core, init) = self.split_options(options, &policy);
+        core.label = Some(loaded.name.as_str().into());
         let body = self.clone().body(loaded, init, policy, child_slot)?;
         Ok((core, body))
     }
@@ -693,9 +698,8 @@ pub(crate) fn process_store(
     child_slot: Option<ChildSlot>,
 ) -> Result<Store<ProcessState>, ExitReason> {
     let started = Instant::now();
-    let wasi = broker::wasi_ctx(&policy, ctx.pid(), started).map_err(|e| {
-        ExitReason::crashed(format!("cannot start component {component:?}: {e}"))
-    })?;
+    let wasi = broker::wasi_ctx(&policy, ctx.pid(), started)
+        .map_err(|e| ExitReason::crashed(format!("cannot start component {component:?}: {e}")))?;
     let pool_max = node.config.pool.max_memory_size;
     let memory = policy
         .limits
