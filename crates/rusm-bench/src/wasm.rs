@@ -17,7 +17,9 @@ use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use rusm_otp::{Context, ExitReason, Message, Payload, Pid, Runtime, Tag};
 use rusm_wasm::{WasmConfig, WasmNode, WasmSpawnOptions};
 use tokio::sync::mpsc;
-use wasmtime::component::{Component, ComponentExportIndex, InstancePre, Linker, ResourceTable};
+use wasmtime::component::{
+    Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, types::ComponentItem,
+};
 use wasmtime::{Store, StoreContextMut};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -329,6 +331,43 @@ struct RawWasmtime<T: 'static> {
     data: fn() -> T,
 }
 
+/// Define every function of the component's `rusm:runtime/*` imports, except those
+/// named in `defined`, as a trap. Unlike `Linker::define_unknown_imports_as_traps`,
+/// this leaves WASI alone: that one would also stub a WASI interface the component
+/// imports at a newer patch version than the linker names, shadowing the real,
+/// semver-compatible definition and splitting its resource types.
+fn stub_runtime_imports<T: 'static>(
+    linker: &mut Linker<T>,
+    component: &Component,
+    defined: &[&str],
+) -> Result<()> {
+    let engine = component.engine();
+    for (name, item) in component.component_type().imports(engine) {
+        let ComponentItem::ComponentInstance(instance) = item.ty else {
+            continue;
+        };
+        if !name.starts_with("rusm:runtime/") {
+            continue;
+        }
+        let is_process = name.starts_with("rusm:runtime/process@");
+        let mut host = linker.instance(name)?;
+        for (func, export) in instance.exports(engine) {
+            if !matches!(export.ty, ComponentItem::ComponentFunc(_))
+                || (is_process && defined.contains(&func))
+            {
+                continue;
+            }
+            let what = format!("{name}#{func}");
+            host.func_new(func, move |_, _, _, _| {
+                Err(wasmtime::format_err!(
+                    "{what} is not provided by this baseline"
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Where `rusm:runtime/entry@*`'s `run` is among the component's exports.
 fn run_export(component: &Component) -> Result<ComponentExportIndex> {
     let engine = component.engine();
@@ -368,9 +407,7 @@ impl RawWasmtime<WasiState> {
     fn wasi(component: &Component) -> Result<RawWasmtime<WasiState>> {
         let mut linker = Linker::new(component.engine());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-        linker
-            .define_unknown_imports_as_traps(component)
-            .map_err(anyhow::Error::from)?;
+        stub_runtime_imports(&mut linker, component, &[])?;
         Ok(RawWasmtime {
             pre: linker.instantiate_pre(component)?,
             run: run_export(component)?,
@@ -589,6 +626,11 @@ impl RawPingPong {
             .context("the component imports no rusm:runtime/process")?;
         let mut linker = Linker::<RawActor>::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        stub_runtime_imports(
+            &mut linker,
+            component,
+            &["self", "send", "monitor", "receive"],
+        )?;
         let mut host = linker.instance(&process)?;
         host.func_wrap("self", |store: StoreContextMut<'_, RawActor>, (): ()| {
             Ok((store.data().me,))
@@ -625,9 +667,6 @@ impl RawPingPong {
                 })
             },
         )?;
-        linker
-            .define_unknown_imports_as_traps(component)
-            .map_err(anyhow::Error::from)?;
         Ok(RawPingPong {
             pre: linker.instantiate_pre(component)?,
             run: run_export(component)?,
