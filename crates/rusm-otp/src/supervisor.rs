@@ -245,13 +245,16 @@ pub async fn supervise(ctx: Context, spec: SupervisorSpec) -> ExitReason {
         restarts: VecDeque::new(),
     };
     let all = 0..sup.children.len();
-    if let Err((id, reason)) = sup.start_range(&ctx, all).await {
-        tracing::error!(supervisor = %ctx.pid(), child = %id, %reason, "child failed to start");
-        sup.stop_range(&ctx, 0..sup.children.len()).await;
-        return reason;
+    let mut failed: VecDeque<(usize, ExitReason)> = VecDeque::new();
+    match sup.start_range(&ctx, all).await {
+        Ok(ended) => failed.extend(ended),
+        Err((id, reason)) => {
+            tracing::error!(supervisor = %ctx.pid(), child = %id, %reason, "child failed to start");
+            sup.stop_range(&ctx, 0..sup.children.len()).await;
+            return reason;
+        }
     }
     init_done(&ctx);
-    let mut failed: VecDeque<(usize, ExitReason)> = VecDeque::new();
     loop {
         let (idx, reason) = match failed.pop_front() {
             Some(event) => event,
@@ -307,13 +310,16 @@ pub async fn supervise(ctx: Context, spec: SupervisorSpec) -> ExitReason {
             }
         }
         let idx_after = idx.min(sup.children.len());
-        if let Err((id, reason)) = sup.start_range(&ctx, range).await {
-            let at = sup
-                .children
-                .iter()
-                .position(|c| c.spec.id == id)
-                .unwrap_or(idx_after);
-            failed.push_back((at, reason));
+        match sup.start_range(&ctx, range).await {
+            Ok(ended) => failed.extend(ended),
+            Err((id, reason)) => {
+                let at = sup
+                    .children
+                    .iter()
+                    .position(|c| c.spec.id == id)
+                    .unwrap_or(idx_after);
+                failed.push_back((at, reason));
+            }
         }
     }
 }
@@ -341,21 +347,50 @@ impl Supervisor {
         self.restarts.len() <= self.max_restarts as usize
     }
 
-    /// Start the children in `range` that are not running, in order.
+    /// Start the children in `range` that are not running, in order. Returns the
+    /// children that started but ended before this supervisor could link to them
+    /// (index and reason), for the caller to handle like any other child exit.
     async fn start_range(
         &mut self,
         ctx: &Context,
         range: Range<usize>,
-    ) -> Result<(), (String, ExitReason)> {
-        for child in &mut self.children[range] {
+    ) -> Result<Vec<(usize, ExitReason)>, (String, ExitReason)> {
+        let mut ended = Vec::new();
+        let first = range.start;
+        for (offset, child) in self.children[range].iter_mut().enumerate() {
             if child.pid.is_some() {
                 continue;
             }
             let id = || child.spec.id.clone();
             let pid = (child.spec.start)(ctx).map_err(|reason| (id(), reason))?;
-            if let Err(_noproc) = ctx.link(pid) {
-                // It ended before we could link; treat it as having exited.
-                return Err((id(), ExitReason::NoProc));
+            // A child started with `spawn_link` (as every `ChildSpec` helper does) is
+            // linked already, and its exit signal comes as a message whenever it
+            // ends. Otherwise link now.
+            let linked = ctx.slot.state.lock().links.contains(&pid);
+            if !linked && let Err(_noproc) = ctx.link(pid) {
+                // Ended before we could link. If it was linked by its start and its
+                // exit signal is already here, it did start and ended at once: an
+                // ordinary child exit (restarted as its restart type says), unless it
+                // was to acknowledge its init first. Without a signal, it never ran.
+                let signal = ctx
+                    .recv_match_timeout(
+                        |m| matches!(m, Message::Exit(sig) if sig.from == pid),
+                        Duration::ZERO,
+                    )
+                    .await;
+                let Some(Message::Exit(signal)) = signal else {
+                    return Err((id(), ExitReason::NoProc));
+                };
+                if child.spec.await_init.is_some() {
+                    return Err((id(), signal.reason));
+                }
+                tracing::debug!(supervisor = %ctx.pid(), child = %child.spec.id, %pid, reason = %signal.reason, "child ended as it started");
+                if child.started {
+                    ctx.runtime().note_restart(ctx.pid(), &child.spec.id, pid);
+                }
+                child.started = true;
+                ended.push((first + offset, signal.reason));
+                continue;
             }
             if let Some(timeout) = child.spec.await_init {
                 let answer = ctx
@@ -391,7 +426,7 @@ impl Supervisor {
             }
             child.started = true;
         }
-        Ok(())
+        Ok(ended)
     }
 
     /// Stop the running children in `range`, in reverse order.

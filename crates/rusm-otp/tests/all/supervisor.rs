@@ -354,3 +354,31 @@ async fn a_child_that_fails_to_start_stops_the_supervisor() {
     assert!(matches!(events[0], Event::Start("ok", _)));
     assert_eq!(events[1], Event::Stop("ok"));
 }
+
+/// A child that crashes the moment it starts is a started child that ended, not one
+/// that failed to start: it is restarted until the intensity is spent, however the
+/// crash races the supervisor's link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_crashes_as_it_starts_is_restarted_until_the_intensity_is_spent() {
+    let rt = Runtime::new();
+    for _ in 0..50 {
+        let spec = SupervisorSpec::new(Strategy::OneForOne)
+            .intensity(2, Duration::from_secs(60))
+            .child(ChildSpec::new("doomed", |ctx| {
+                let pid = ctx.spawn_link(|_ctx| async { ExitReason::crashed("at once") });
+                // Let it crash before the supervisor sees it (`block_in_place` hands this
+                // worker's queued tasks, the child among them, to another thread).
+                tokio::task::block_in_place(|| {
+                    let started = std::time::Instant::now();
+                    while ctx.runtime().is_alive(pid) && started.elapsed() < Duration::from_secs(5)
+                    {
+                        std::thread::yield_now();
+                    }
+                });
+                Ok(pid)
+            }));
+        let (_sup, watch) = rt.spawn_watched(Default::default(), move |ctx| supervise(ctx, spec));
+        assert_eq!(watch.await, ExitReason::MaxRestartIntensity);
+    }
+    assert_eq!(rt.stats().restarts, 50 * 2);
+}
