@@ -256,6 +256,9 @@ impl WasmtimeServe {
         let addr = loopback(port);
         let child = Command::new(binary)
             .arg("serve")
+            // The component imports wasi:cli (environment, stdio), as a Rust std
+            // guest does; `serve` links it only when asked.
+            .arg("-Scli")
             .arg("--addr")
             .arg(addr.to_string())
             .arg(component)
