@@ -1,7 +1,12 @@
 # Common commands; each is also a plain cargo command (see README.md).
 
-# Run the demo: a supervised counter actor, a crashing actor its supervisor restarts.
+# Run the demo app: a supervised counter actor, an HTTP actor that talks to it on
+# 127.0.0.1, a crashing actor its supervisor restarts, each under its own policy.
 demo:
+    cargo run --release -p rusm-cli -- run apps/demo/app.toml
+
+# The same demo written against the libraries directly (no HTTP).
+demo-lib:
     cargo run --release -p rusm-e2e --example demo
 
 # Run the whole test suite.
