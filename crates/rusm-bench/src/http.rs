@@ -292,3 +292,28 @@ impl Drop for WasmtimeServe {
         let _ = self.child.wait();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_http_run_checks_every_response() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let params = Params {
+            n: 200,
+            m: 4,
+            repeats: 1,
+            rusm_only: false,
+            workers: 2,
+            epoch_tick: Duration::from_millis(10),
+        };
+        let figures = rt.block_on(http(params)).unwrap();
+        assert!(!figures.is_empty());
+        assert!(figures[0].rusm.rate > 0.0 && figures[0].baseline.rate > 0.0);
+    }
+}

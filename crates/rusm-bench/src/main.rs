@@ -12,6 +12,7 @@
 mod harness;
 mod http;
 mod native;
+mod reload;
 mod report;
 mod wasm;
 
@@ -31,7 +32,7 @@ struct Cli {
     scenario: Scenario,
     /// Main size: processes (spawn-native, spawn-component, ring), round trips
     /// (ping-pong, ping-pong-wasm, each fairness bystander), receivers (fan-out), kills
-    /// per run (kill-latency), requests per run (http). Defaults per scenario; not allowed with `all`.
+    /// per run (kill-latency), requests per run (http), busy actors (reload). Defaults per scenario; not allowed with `all`.
     n: Option<u64>,
     /// Second size: laps (ring), messages per receiver (fan-out), processes alive at
     /// once (spawn-component), spinners (fairness, kill-latency's busy side; 0 means
@@ -76,12 +77,14 @@ enum Scenario {
     KillLatency,
     /// n HTTP requests to `http-hello` over m keep-alive connections on loopback.
     Http,
+    /// Reload a component while n of its actors are busy; every one upgraded in place.
+    Reload,
     /// Every scenario above with its default sizes.
     All,
 }
 
 impl Scenario {
-    const EACH: [Scenario; 9] = [
+    const EACH: [Scenario; 10] = [
         Scenario::SpawnNative,
         Scenario::PingPong,
         Scenario::Ring,
@@ -91,6 +94,7 @@ impl Scenario {
         Scenario::Fairness,
         Scenario::KillLatency,
         Scenario::Http,
+        Scenario::Reload,
     ];
 
     /// Default (n, m).
@@ -105,6 +109,7 @@ impl Scenario {
             Scenario::Fairness => (100, 0),
             Scenario::KillLatency => (40, 0),
             Scenario::Http => (20_000, 32),
+            Scenario::Reload => (1_000, 0),
             Scenario::All => (0, 0),
         }
     }
@@ -120,6 +125,7 @@ impl Scenario {
             Scenario::Fairness => wasm::fairness(p).await,
             Scenario::KillLatency => wasm::kill_latency(p).await,
             Scenario::Http => http::http(p).await,
+            Scenario::Reload => reload::reload(p).await,
             Scenario::All => unreachable!("`all` is expanded before running"),
         }
     }
