@@ -11,6 +11,7 @@
 
 mod harness;
 mod http;
+mod idle;
 mod native;
 mod reload;
 mod report;
@@ -32,7 +33,7 @@ struct Cli {
     scenario: Scenario,
     /// Main size: processes (spawn-native, spawn-component, ring), round trips
     /// (ping-pong, ping-pong-wasm, each fairness bystander), receivers (fan-out), kills
-    /// per run (kill-latency), requests per run (http), busy actors (reload). Defaults per scenario; not allowed with `all`.
+    /// per run (kill-latency), requests per run (http), busy actors (reload), idle actors (idle-actors). Defaults per scenario; not allowed with `all`.
     n: Option<u64>,
     /// Second size: laps (ring), messages per receiver (fan-out), processes alive at
     /// once (spawn-component), spinners (fairness, kill-latency's busy side; 0 means
@@ -79,12 +80,14 @@ enum Scenario {
     Http,
     /// Reload a component while n of its actors are busy; every one upgraded in place.
     Reload,
+    /// n idle wasm actors, every one answering once: resident bytes and mappings each.
+    IdleActors,
     /// Every scenario above with its default sizes.
     All,
 }
 
 impl Scenario {
-    const EACH: [Scenario; 10] = [
+    const EACH: [Scenario; 11] = [
         Scenario::SpawnNative,
         Scenario::PingPong,
         Scenario::Ring,
@@ -95,6 +98,7 @@ impl Scenario {
         Scenario::KillLatency,
         Scenario::Http,
         Scenario::Reload,
+        Scenario::IdleActors,
     ];
 
     /// Default (n, m).
@@ -110,6 +114,7 @@ impl Scenario {
             Scenario::KillLatency => (40, 0),
             Scenario::Http => (20_000, 32),
             Scenario::Reload => (1_000, 0),
+            Scenario::IdleActors => (10_000, 0),
             Scenario::All => (0, 0),
         }
     }
@@ -126,6 +131,7 @@ impl Scenario {
             Scenario::KillLatency => wasm::kill_latency(p).await,
             Scenario::Http => http::http(p).await,
             Scenario::Reload => reload::reload(p).await,
+            Scenario::IdleActors => unreachable!("idle-actors reports measures and runs apart"),
             Scenario::All => unreachable!("`all` is expanded before running"),
         }
     }
@@ -158,6 +164,7 @@ fn main() -> Result<()> {
         );
     }
     let mut figures = Vec::new();
+    let mut measures = Vec::new();
     for scenario in scenarios {
         let (n, m) = scenario.defaults();
         let params = Params {
@@ -168,6 +175,16 @@ fn main() -> Result<()> {
             workers: cli.workers,
             epoch_tick: Duration::from_micros(cli.epoch_tick_us),
         };
+        if scenario == Scenario::IdleActors {
+            let found = runtime.block_on(idle::idle_actors(params))?;
+            if !cli.json {
+                for measure in &found {
+                    println!("{}", measure.line());
+                }
+            }
+            measures.extend(found);
+            continue;
+        }
         let found = runtime.block_on(scenario.run(params))?;
         if !cli.json {
             for figure in &found {
@@ -184,6 +201,7 @@ fn main() -> Result<()> {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             figures,
+            measures,
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
     }

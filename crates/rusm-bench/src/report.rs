@@ -273,6 +273,45 @@ fn latency(side: &Side) -> String {
     }
 }
 
+/// A figure that is not a rate: a size or a count measured by a scenario (bytes per
+/// idle actor, the most actors reached), with what it is compared to in its note.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measure {
+    /// The scenario ("idle-actors").
+    pub scenario: String,
+    /// What is measured.
+    pub name: String,
+    /// The scenario's parameters.
+    pub params: String,
+    /// The measured value.
+    pub value: f64,
+    /// Its unit ("bytes per actor", "actors").
+    pub unit: String,
+    /// What else to know (a comparison, a limit it implies).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Measure {
+    /// The one text line of this measure.
+    pub fn line(&self) -> String {
+        let value = if self.value.fract() == 0.0 || self.value >= 100.0 {
+            format!("{:.0}", self.value)
+        } else {
+            format!("{:.2}", self.value)
+        };
+        let mut line = format!(
+            "{:<15} {:<24} {:<15} {value} {}",
+            self.scenario, self.name, self.params, self.unit
+        );
+        if let Some(note) = &self.note {
+            line.push_str(" -- ");
+            line.push_str(note);
+        }
+        line
+    }
+}
+
 /// The whole run, as printed with `--json`.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -284,6 +323,9 @@ pub struct Report {
     pub unix_time: u64,
     /// Every figure, in run order.
     pub figures: Vec<Figure>,
+    /// Every measure that is not a rate, in run order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub measures: Vec<Measure>,
 }
 
 #[cfg(test)]
