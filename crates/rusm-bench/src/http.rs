@@ -296,21 +296,14 @@ impl Drop for WasmtimeServe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{runtime, small};
 
     #[test]
     fn a_small_http_run_checks_every_response() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let params = Params {
-            n: 200,
-            m: 4,
             repeats: 1,
-            rusm_only: false,
-            workers: 2,
-            epoch_tick: Duration::from_millis(10),
+            ..small(200, 4)
         };
         let figures = rt.block_on(http(params)).unwrap();
         assert!(!figures.is_empty());

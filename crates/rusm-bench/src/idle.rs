@@ -229,21 +229,14 @@ fn map_count() -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{runtime, small};
 
     #[test]
     fn a_small_idle_run_counts_every_actor_and_its_cost() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let params = Params {
-            n: 50,
-            m: 0,
             repeats: 1,
-            rusm_only: false,
-            workers: 2,
-            epoch_tick: Duration::from_millis(10),
+            ..small(50, 0)
         };
         let measures = rt.block_on(idle_actors(params)).unwrap();
         let value = |name: &str| {

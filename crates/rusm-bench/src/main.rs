@@ -13,6 +13,8 @@ mod harness;
 mod http;
 mod idle;
 mod native;
+#[cfg(test)]
+use native::testing;
 mod reload;
 mod report;
 mod wasm;

@@ -589,11 +589,13 @@ async fn tokio_fan_out(n: u64, m: u64) -> Result<Sample> {
     })
 }
 
+/// What the scenarios' unit tests share: small sizes and a 2-worker runtime.
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
 
-    fn small(n: u64, m: u64) -> Params {
+    /// Params for a quick, fully checked run: sizes `n` and `m`, one measured repeat.
+    pub(crate) fn small(n: u64, m: u64) -> Params {
         Params {
             n,
             m,
@@ -604,13 +606,21 @@ mod tests {
         }
     }
 
-    fn runtime() -> tokio::runtime::Runtime {
+    /// A tokio runtime with 2 workers, as the benchmark binary uses by default.
+    pub(crate) fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .unwrap()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::testing::{runtime, small};
 
     #[test]
     fn every_scenario_runs_and_verifies_small() {

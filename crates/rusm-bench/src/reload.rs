@@ -151,6 +151,13 @@ async fn ask_all(ctx: &Context, pids: &[Pid], tag: Tag, body: &[u8]) -> Result<V
     Ok(replies.into_iter().map(Option::unwrap_or_default).collect())
 }
 
+/// Ask every counter to stop (each replies, then ends normally).
+fn stop_all(ctx: &Context, pids: &[Pid]) {
+    for (i, pid) in pids.iter().enumerate() {
+        call(ctx, *pid, STOP, i, &[]);
+    }
+}
+
 fn u64_le(bytes: &[u8]) -> Result<u64> {
     Ok(u64::from_le_bytes(
         bytes.try_into().map_err(|_| anyhow!("expected 8 bytes"))?,
@@ -222,9 +229,7 @@ async fn upgrade_run(
             "counter {i} holds {value} after {waves} incs: messages lost or state not carried over"
         );
     }
-    for (i, pid) in pids.iter().enumerate() {
-        call(&ctx, *pid, STOP, i, &[]);
-    }
+    stop_all(&ctx, &pids);
     Ok(Sample {
         units: n,
         elapsed,
@@ -239,9 +244,7 @@ async fn fresh_run(node: WasmNode, ctx: Context, n: u64) -> Result<Sample> {
     let versions = ask_all(&ctx, &pids, VERSION, &[]).await?;
     let elapsed = start.elapsed();
     ensure!(versions.iter().all(|v| v.len() == 8), "a bad version reply");
-    for (i, pid) in pids.iter().enumerate() {
-        call(&ctx, *pid, STOP, i, &[]);
-    }
+    stop_all(&ctx, &pids);
     Ok(Sample {
         units: n,
         elapsed,
@@ -252,21 +255,14 @@ async fn fresh_run(node: WasmNode, ctx: Context, n: u64) -> Result<Sample> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{runtime, small};
 
     #[test]
     fn a_small_reload_run_upgrades_every_busy_counter_and_loses_nothing() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let params = Params {
-            n: 20,
-            m: 0,
             repeats: 2,
-            rusm_only: false,
-            workers: 2,
-            epoch_tick: Duration::from_millis(10),
+            ..small(20, 0)
         };
         let figures = rt.block_on(reload(params)).unwrap();
         assert_eq!(figures.len(), 1);

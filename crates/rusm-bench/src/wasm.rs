@@ -978,24 +978,11 @@ async fn kills(
 mod tests {
     use super::*;
 
-    fn small(n: u64, m: u64) -> Params {
-        Params {
-            n,
-            m,
-            repeats: 1,
-            rusm_only: false,
-            workers: 2,
-            epoch_tick: Duration::from_millis(10),
-        }
-    }
+    use crate::testing::{runtime, small};
 
     #[test]
     fn every_wasm_scenario_runs_and_verifies_small() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         rt.block_on(async {
             for figures in [
                 spawn_component(small(300, 50)).await.unwrap(),
