@@ -46,7 +46,8 @@ pub(crate) enum Prepared {
 
 /// A compiled, link-checked component, ready to instantiate.
 pub(crate) struct LoadedComponent {
-    pub(crate) name: String,
+    /// Shared with the label of every process spawned from it.
+    pub(crate) name: Arc<str>,
     pub(crate) kind: ComponentKind,
     pub(crate) prepared: Prepared,
     /// Its version under its name, counted from 1 (0 until it is installed).
@@ -308,11 +309,11 @@ impl NodeShared {
         check: impl FnOnce(Option<&LoadedComponent>, &LoadedComponent) -> Result<(), E>,
     ) -> Result<u64, E> {
         let mut components = self.components.write();
-        let old = components.get(&loaded.name);
+        let old = components.get(&*loaded.name);
         check(old.map(|old| &**old), &loaded)?;
         loaded.version = old.map_or(0, |old| old.version) + 1;
         let version = loaded.version;
-        components.insert(loaded.name.clone(), Arc::new(loaded));
+        components.insert(loaded.name.to_string(), Arc::new(loaded));
         Ok(version)
     }
 
@@ -387,7 +388,7 @@ impl NodeShared {
             }
         };
         Ok(LoadedComponent {
-            name: name_owned,
+            name: name_owned.as_str().into(),
             kind,
             prepared,
             version: 0,
@@ -427,14 +428,14 @@ impl NodeShared {
     > {
         let loaded = self.component(component)?;
         if loaded.kind == ComponentKind::Http {
-            return Err(SpawnError::HttpHandler(loaded.name.clone()));
+            return Err(SpawnError::HttpHandler(loaded.name.to_string()));
         }
         let policy = options
             .policy
             .clone()
             .unwrap_or_else(|| self.policies.read().default.clone());
         let (mut core, init) = self.split_options(options, &policy);
-        core.label = Some(loaded.name.as_str().into());
+        core.label = Some(loaded.name.clone());
         let body = self.clone().body(loaded, init, policy, child_slot)?;
         Ok((core, body))
     }

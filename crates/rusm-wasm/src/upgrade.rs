@@ -222,7 +222,7 @@ struct LiveState {
 /// An actor process while it runs, as the upgrade machinery sees it.
 pub(crate) struct LiveProcess {
     pid: Pid,
-    component: String,
+    component: Arc<str>,
     state: watch::Sender<LiveState>,
     /// The state handed to the current instance (`None` on a fresh start).
     handed_over: Mutex<Option<Vec<u8>>>,
@@ -351,7 +351,7 @@ impl LiveGuard {
     pub(crate) fn timed_out(&self) {
         let version = self.node.current_version(&self.process.component);
         let event = ReloadEvent {
-            component: self.process.component.clone(),
+            component: self.process.component.to_string(),
             version,
             kind: ReloadEventKind::UpgradeTimedOut {
                 pid: self.process.pid,
@@ -371,7 +371,7 @@ impl LiveGuard {
         *self.process.handed_over.lock() = Some(hand_over.state);
         let grace = self.node.upgrades.grace();
         let event = ReloadEvent {
-            component: self.process.component.clone(),
+            component: self.process.component.to_string(),
             version,
             kind: ReloadEventKind::Upgraded {
                 pid: self.process.pid,
@@ -572,7 +572,7 @@ impl Upgrades {
             .live
             .lock()
             .values()
-            .filter(|p| p.component == component)
+            .filter(|p| &*p.component == component)
             .cloned()
             .collect();
         targets.sort_by_key(|p| p.pid);
@@ -830,7 +830,7 @@ impl WasmNode {
             .live
             .lock()
             .values()
-            .filter(|p| p.component == component)
+            .filter(|p| &*p.component == component)
             .map(|p| (p.pid, p.state.borrow().version))
             .collect();
         processes.sort();
