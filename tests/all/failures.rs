@@ -92,3 +92,64 @@ async fn pool_slots_are_returned_after_crashes() {
         );
     }
 }
+
+/// A node whose pool holds two running instances, with the given wait for a slot.
+fn two_slot_node(wait: std::time::Duration) -> rusm_wasm::WasmNode {
+    let pool = rusm_wasm::PoolConfig {
+        total_component_instances: 2,
+        total_memories: 2,
+        total_stacks: 2,
+        ..rusm_wasm::PoolConfig::default()
+    };
+    let config = rusm_wasm::WasmConfig {
+        pool,
+        instance_wait: wait,
+        ..rusm_wasm::WasmConfig::default()
+    };
+    let node = rusm_wasm::WasmNode::new(rusm_otp::Runtime::new(), config).unwrap();
+    node.load_file("echo", rusm_e2e::component("echo").unwrap())
+        .unwrap();
+    node
+}
+
+/// When every pool slot is taken, a new process waits for one instead of failing:
+/// it starts as soon as another instance ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawn_into_a_full_pool_waits_for_a_free_slot() {
+    let node = two_slot_node(std::time::Duration::from_secs(30));
+    let rt = node.runtime().clone();
+    let (me, mut probe) = crate::probe(&rt);
+    let first = node.spawn("echo", Vec::new()).unwrap();
+    let second = node.spawn("echo", Vec::new()).unwrap();
+    for pid in [first, second] {
+        rt.send_tagged(pid, 1, crate::pid_bytes(me));
+        assert_eq!(probe.data().await.0, 2);
+    }
+    let third = node.spawn("echo", Vec::new()).unwrap();
+    rt.send_tagged(third, 1, crate::pid_bytes(me));
+    // It cannot answer while both slots are held; ending one lets it start.
+    rt.kill(first);
+    assert_eq!(probe.data().await, (2, crate::pid_bytes(me)));
+    assert!(rt.is_alive(third));
+}
+
+/// A process that finds no free slot within the node's `instance_wait` ends with a
+/// reason that says so (not a crash deep in the engine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawn_that_finds_no_slot_in_time_ends_with_a_clear_reason() {
+    let node = two_slot_node(std::time::Duration::from_millis(200));
+    let _first = node.spawn("echo", Vec::new()).unwrap();
+    let _second = node.spawn("echo", Vec::new()).unwrap();
+    let (_pid, end) = node
+        .spawn_watched("echo", WasmSpawnOptions::default())
+        .unwrap();
+    let reason = end.await;
+    let ExitReason::Custom(text) = &reason else {
+        panic!("expected a custom reason, got {reason}");
+    };
+    assert!(
+        text.contains("no free instance slot within 200ms")
+            && text.contains("total_component_instances 2"),
+        "{text}"
+    );
+}

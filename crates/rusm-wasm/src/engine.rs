@@ -65,6 +65,11 @@ pub struct WasmConfig {
     /// Count fuel (roughly, instructions) so policies may set a `fuel` limit. Costs
     /// some speed for every process, so it is off unless asked for.
     pub fuel_metering: bool,
+    /// How long a new wasm process waits for a free slot in the pool when every slot
+    /// is taken (the pool holds `min(total_component_instances, total_memories,
+    /// total_stacks)` running instances). A process still waiting after this ends
+    /// with a reason that says so, instead of failing inside wasmtime.
+    pub instance_wait: Duration,
 }
 
 impl Default for WasmConfig {
@@ -77,6 +82,7 @@ impl Default for WasmConfig {
             default_memory_limit: 64 << 20,
             cache_dir: None,
             fuel_metering: false,
+            instance_wait: Duration::from_secs(5),
         }
     }
 }

@@ -197,6 +197,11 @@ where
         ));
     };
     let pid = ctx.pid();
+    // Declared before the store, so dropped after it: the pool slot is free first.
+    let _slot = match node.instance_slot(&component.name).await {
+        Ok(permit) => permit,
+        Err(reason) => return reason,
+    };
     let mut store = match process_store(&node, &component.name, ctx, policy, None) {
         Ok(store) => store,
         Err(reason) => return reason,

@@ -119,6 +119,9 @@ pub(crate) struct NodeShared {
     policies: RwLock<Policies>,
     /// Reloads, upgrades and the live actor processes they concern.
     pub(crate) upgrades: Upgrades,
+    /// One permit per instance the pool can hold at once (see
+    /// [`NodeShared::instance_slot`]).
+    instance_slots: Arc<tokio::sync::Semaphore>,
     _ticker: EpochTicker,
 }
 
@@ -157,6 +160,12 @@ impl WasmNode {
         Actor::add_to_linker::<ProcessState, HasSelf<ProcessState>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
+        let pool = &config.pool;
+        let slots = pool
+            .total_component_instances
+            .min(pool.total_memories)
+            .min(pool.total_stacks);
+        let instance_slots = Arc::new(tokio::sync::Semaphore::new(slots as usize));
         Ok(WasmNode {
             shared: Arc::new(NodeShared {
                 engine,
@@ -166,6 +175,7 @@ impl WasmNode {
                 components: RwLock::new(HashMap::new()),
                 policies: RwLock::new(Policies::new(PolicyLibrary::new())),
                 upgrades: Upgrades::new(),
+                instance_slots,
                 _ticker: ticker,
             }),
         })
@@ -592,6 +602,11 @@ async fn run_process(
         .map(|limit| tokio::time::Instant::now() + limit);
     let live = LiveGuard::track(&node, &component, ctx.pid());
     let mut component = component;
+    // Declared before the store, so dropped after it: the pool slot is free first.
+    let _slot = match node.instance_slot(&component.name).await {
+        Ok(permit) => permit,
+        Err(reason) => return reason,
+    };
     let mut store = match process_store(&node, &component.name, ctx, policy, child_slot) {
         Ok(store) => store,
         Err(reason) => return reason,
@@ -683,6 +698,37 @@ fn next_instance(
         let _ = store.set_fuel(fuel);
     }
     Ok((next, store))
+}
+
+impl NodeShared {
+    /// Wait (at most `WasmConfig::instance_wait`) for room in the pool for one more
+    /// running instance. The permit must outlive the process's store, so that the
+    /// pool slot is free again before the permit is.
+    ///
+    /// # Errors
+    /// The exit reason of a process that found no room in time.
+    pub(crate) async fn instance_slot(
+        &self,
+        component: &str,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ExitReason> {
+        let wait = self.config.instance_wait;
+        let slots = self.instance_slots.clone();
+        match tokio::time::timeout(wait, slots.acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => {
+                let pool = &self.config.pool;
+                Err(ExitReason::custom(format!(
+                    "cannot start component {component:?}: no free instance slot within {wait:?} (the node's pool holds {} running instances: PoolConfig total_component_instances {}, total_memories {}, total_stacks {})",
+                    pool.total_component_instances
+                        .min(pool.total_memories)
+                        .min(pool.total_stacks),
+                    pool.total_component_instances,
+                    pool.total_memories,
+                    pool.total_stacks
+                )))
+            }
+        }
+    }
 }
 
 /// The store of a new wasm process, set up the same way for every kind of process:
