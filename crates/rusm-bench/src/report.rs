@@ -122,7 +122,7 @@ impl Side {
     }
 }
 
-/// A target ratio (rusm / baseline) from the project brief.
+/// A target ratio (rusm / baseline) the project sets itself.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
     /// The least ratio that meets the target.
