@@ -152,7 +152,7 @@ pub struct Figure {
     pub ratio: f64,
     /// The per-round ratios, in run order.
     pub ratio_runs: Vec<f64>,
-    /// The brief's target for the ratio, if it sets one.
+    /// The project's target for the ratio, if it sets one.
     pub target: Option<Target>,
     /// What else the scenario says about this figure (a latency in epoch ticks, a
     /// target that is not a ratio, what the rate means), printed at the end of the line.
