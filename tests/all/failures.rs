@@ -138,12 +138,20 @@ async fn a_spawn_into_a_full_pool_waits_for_a_free_slot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spawn_that_finds_no_slot_in_time_ends_with_a_clear_reason() {
     let node = two_slot_node(std::time::Duration::from_millis(200));
-    let _first = node.spawn("echo", Vec::new()).unwrap();
-    let _second = node.spawn("echo", Vec::new()).unwrap();
+    let rt = node.runtime().clone();
+    let (me, mut probe) = crate::probe(&rt);
+    // Both slots are held once both actors have answered.
+    for _ in 0..2 {
+        let pid = node.spawn("echo", Vec::new()).unwrap();
+        rt.send_tagged(pid, 1, crate::pid_bytes(me));
+        assert_eq!(probe.data().await.0, 2);
+    }
     let (_pid, end) = node
         .spawn_watched("echo", WasmSpawnOptions::default())
         .unwrap();
-    let reason = end.await;
+    let reason = tokio::time::timeout(std::time::Duration::from_secs(30), end)
+        .await
+        .expect("the third process ends within 30 s");
     let ExitReason::Custom(text) = &reason else {
         panic!("expected a custom reason, got {reason}");
     };
