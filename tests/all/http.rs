@@ -462,16 +462,10 @@ async fn requests_beyond_the_instance_bound_wait_then_get_503() {
     let addr = server.local_addr();
 
     // A takes the only slot and is held by the counter.
-    let first = tokio::spawn(async move {
-        let mut client = connect(addr).await;
-        get(&mut client, "/counter").await
-    });
+    let first = spawn_get(addr, "/counter");
     let a = next_call(&mut held).await;
     // B arrives and waits for the slot (backpressure), rather than failing.
-    let second = tokio::spawn(async move {
-        let mut client = connect(addr).await;
-        get(&mut client, "/counter").await
-    });
+    let second = spawn_get(addr, "/counter");
     bounded("B to queue", async {
         while server.stats().in_flight < 2 {
             tokio::task::yield_now().await;
@@ -500,10 +494,7 @@ async fn requests_beyond_the_instance_bound_wait_then_get_503() {
     };
     let server = serve(&node, all_routes_for(&["http-counter"]), config).await;
     let addr = server.local_addr();
-    let first = tokio::spawn(async move {
-        let mut client = connect(addr).await;
-        get(&mut client, "/counter").await
-    });
+    let first = spawn_get(addr, "/counter");
     let a = next_call(&mut held).await;
     let mut client = connect(addr).await;
     let (status, headers, _) = exchange(&mut client, request("GET", "/counter", empty())).await;
@@ -530,10 +521,7 @@ async fn graceful_shutdown_drains_in_flight_requests() {
     )
     .await;
     let addr = server.local_addr();
-    let in_flight = tokio::spawn(async move {
-        let mut client = connect(addr).await;
-        get(&mut client, "/counter").await
-    });
+    let in_flight = spawn_get(addr, "/counter");
     let a = next_call(&mut held).await;
     let shutdown = tokio::spawn(server.shutdown());
     // New connections are refused once the listener is closed.
@@ -748,4 +736,15 @@ fn the_readme_http_handler_is_the_http_hello_component() {
         readme.contains(shown),
         "README.md's HTTP handler example differs from components/http-hello/src/lib.rs"
     );
+}
+
+/// A GET of `path` on a new connection, in its own task.
+fn spawn_get(
+    addr: std::net::SocketAddr,
+    path: &'static str,
+) -> tokio::task::JoinHandle<(StatusCode, Vec<u8>)> {
+    tokio::spawn(async move {
+        let mut client = connect(addr).await;
+        get(&mut client, path).await
+    })
 }
