@@ -58,15 +58,7 @@ async fn bad_components_are_rejected_with_a_reason_and_change_nothing() {
     assert!(matches!(err, LoadError::Invalid { .. }), "{err}");
 
     // A command that imports an interface the host does not have: the error names it.
-    let wat = r#"
-        (component
-          (import "acme:missing/thing@1.0.0" (instance (export "f" (func))))
-          (core module $m (func (export "run") (result i32) i32.const 0))
-          (core instance $i (instantiate $m))
-          (func $run (result (result)) (canon lift (core func $i "run")))
-          (instance $r (export "run" (func $run)))
-          (export "wasi:cli/run@0.2.0" (instance $r)))
-    "#;
+    let wat = crate::UNSATISFIABLE_COMMAND_WAT;
     let err = node
         .load_bytes("missing", &wat::parse_str(wat).unwrap())
         .unwrap_err();

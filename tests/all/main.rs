@@ -46,6 +46,18 @@ pub fn policy(toml: &str) -> std::sync::Arc<rusm_policy::Policy> {
     std::sync::Arc::new(policy)
 }
 
+/// A WASI command component importing an interface no host provides
+/// (`acme:missing/thing@1.0.0`), in WAT.
+pub const UNSATISFIABLE_COMMAND_WAT: &str = r#"
+        (component
+          (import "acme:missing/thing@1.0.0" (instance (export "f" (func))))
+          (core module $m (func (export "run") (result i32) i32.const 0))
+          (core instance $i (instantiate $m))
+          (func $run (result (result)) (canon lift (core func $i "run")))
+          (instance $r (export "run" (func $run)))
+          (export "wasi:cli/run@0.2.0" (instance $r)))
+    "#;
+
 /// The 8 little-endian bytes of a pid, as components expect them.
 pub fn pid_bytes(pid: Pid) -> Vec<u8> {
     pid.as_raw().to_le_bytes().to_vec()

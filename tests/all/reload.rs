@@ -258,18 +258,7 @@ async fn a_failed_reload_keeps_the_old_version_serving() {
     let counter = node.spawn("counter", Vec::new()).unwrap();
     caller.inc(counter, 42).await;
 
-    let unsatisfiable = wat::parse_str(
-        r#"
-        (component
-          (import "acme:missing/thing@1.0.0" (instance (export "f" (func))))
-          (core module $m (func (export "run") (result i32) i32.const 0))
-          (core instance $i (instantiate $m))
-          (func $run (result (result)) (canon lift (core func $i "run")))
-          (instance $r (export "run" (func $run)))
-          (export "wasi:cli/run@0.2.0" (instance $r)))
-    "#,
-    )
-    .unwrap();
+    let unsatisfiable = wat::parse_str(crate::UNSATISFIABLE_COMMAND_WAT).unwrap();
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("garbage", b"this is not wasm at all".to_vec()),
         ("core module", b"\0asm\x01\0\0\0".to_vec()),
