@@ -67,8 +67,9 @@ async fn guest_chosen_reasons_come_through() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_slots_are_returned_after_crashes() {
-    use rusm_wasm::{PoolConfig, WasmConfig, WasmNode};
+    use rusm_wasm::{Allocator, PoolConfig, WasmConfig, WasmNode};
     let config = WasmConfig {
+        allocator: Allocator::Pooling,
         pool: PoolConfig {
             total_component_instances: 4,
             total_core_instances: 40,
@@ -102,6 +103,7 @@ fn two_slot_node(wait: std::time::Duration) -> rusm_wasm::WasmNode {
         ..rusm_wasm::PoolConfig::default()
     };
     let config = rusm_wasm::WasmConfig {
+        allocator: rusm_wasm::Allocator::Pooling,
         pool,
         instance_wait: wait,
         ..rusm_wasm::WasmConfig::default()

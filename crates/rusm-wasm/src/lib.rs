@@ -22,6 +22,7 @@
 
 #![deny(missing_docs)]
 
+mod arena;
 mod broker;
 mod engine;
 mod error;
@@ -31,7 +32,8 @@ mod node;
 mod state;
 mod upgrade;
 
-pub use engine::{PoolConfig, WasmConfig};
+pub use arena::ArenaConfig;
+pub use engine::{Allocator, PoolConfig, WasmConfig};
 pub use error::{LoadError, SpawnError};
 pub use http::{
     HttpBodyError, HttpErrorCode, HttpFailure, HttpInvocation, HttpRequestOptions, HttpResponseBody,

@@ -160,11 +160,7 @@ impl WasmNode {
         Actor::add_to_linker::<ProcessState, HasSelf<ProcessState>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
-        let pool = &config.pool;
-        let slots = pool
-            .total_component_instances
-            .min(pool.total_memories)
-            .min(pool.total_stacks);
+        let slots = config.max_instances();
         let instance_slots = Arc::new(tokio::sync::Semaphore::new(slots as usize));
         Ok(WasmNode {
             shared: Arc::new(NodeShared {
@@ -715,18 +711,10 @@ impl NodeShared {
         let slots = self.instance_slots.clone();
         match tokio::time::timeout(wait, slots.acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
-            _ => {
-                let pool = &self.config.pool;
-                Err(ExitReason::custom(format!(
-                    "cannot start component {component:?}: no free instance slot within {wait:?} (the node's pool holds {} running instances: PoolConfig total_component_instances {}, total_memories {}, total_stacks {})",
-                    pool.total_component_instances
-                        .min(pool.total_memories)
-                        .min(pool.total_stacks),
-                    pool.total_component_instances,
-                    pool.total_memories,
-                    pool.total_stacks
-                )))
-            }
+            _ => Err(ExitReason::custom(format!(
+                "cannot start component {component:?}: no free instance slot within {wait:?} ({})",
+                self.config.instance_limits()
+            ))),
         }
     }
 }
@@ -747,7 +735,7 @@ pub(crate) fn process_store(
     let started = Instant::now();
     let wasi = broker::wasi_ctx(&policy, ctx.pid(), started)
         .map_err(|e| ExitReason::crashed(format!("cannot start component {component:?}: {e}")))?;
-    let pool_max = node.config.pool.max_memory_size;
+    let pool_max = node.config.max_memory_size();
     let memory = policy
         .limits
         .memory
