@@ -153,6 +153,8 @@ fn emit_rerun_triggers(root: &Path, components_dir: &Path, components: &[Compone
         components_dir.join("Cargo.toml"),
         components_dir.join("Cargo.lock"),
         root.join("wit"),
+        // The plugin components take their WIT from the plugin-host example.
+        root.join("examples/plugin-host/wit"),
         root.join("crates/rusm-guest/Cargo.toml"),
         root.join("crates/rusm-guest/src"),
         // rusm-guest takes its dependencies from the root workspace.

@@ -85,4 +85,13 @@ pub enum SpawnError {
     /// The component is not an HTTP handler, so it cannot serve a request.
     #[error("component {0:?} does not export wasi:http/incoming-handler, so it cannot serve HTTP")]
     NotHttpHandler(String),
+    /// The component is a plugin: it runs through
+    /// [`WasmNode::spawn_plugin`](crate::WasmNode::spawn_plugin), not as an actor.
+    #[error("component {0:?} is a plugin; start it with spawn_plugin, not as an actor")]
+    Plugin(String),
+    /// The component was not loaded as a plugin, so it cannot run as one.
+    #[error(
+        "component {0:?} was not loaded as a plugin (load it with load_plugin_bytes or load_plugin_file)"
+    )]
+    NotPlugin(String),
 }

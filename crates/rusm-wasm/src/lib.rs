@@ -29,6 +29,7 @@ mod error;
 mod host;
 mod http;
 mod node;
+mod plugin;
 mod state;
 mod upgrade;
 
@@ -39,6 +40,9 @@ pub use http::{
     HttpBodyError, HttpErrorCode, HttpFailure, HttpInvocation, HttpRequestOptions, HttpResponseBody,
 };
 pub use node::{ComponentInfo, ComponentKind, WasmNode, WasmSpawnOptions};
+pub use plugin::{
+    BindFn, CallOptions, Extensions, Interrupted, Plugin, PluginError, PluginOptions,
+};
 pub use state::ProcessState;
 pub use upgrade::{
     DEFAULT_UPGRADE_GRACE, DependencyCycle, ProcessUpgrade, ReloadError, ReloadEvent,

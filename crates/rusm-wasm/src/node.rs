@@ -36,12 +36,16 @@ pub enum ComponentKind {
     /// Exports `wasi:http/incoming-handler@0.2.x`: an HTTP handler, run once per
     /// request (see [`WasmNode::serve_http`]); it cannot be spawned as an actor.
     Http,
+    /// Exports the embedder's own interface: a plugin, loaded with
+    /// [`WasmNode::load_plugin_bytes`] and run with [`WasmNode::spawn_plugin`].
+    Plugin,
 }
 
 pub(crate) enum Prepared {
     Actor(ActorPre<ProcessState>),
     Command(CommandPre<ProcessState>),
     Http(ProxyPre<ProcessState>),
+    Plugin(wasmtime::component::InstancePre<ProcessState>),
 }
 
 /// A compiled, link-checked component, ready to instantiate.
@@ -151,6 +155,21 @@ impl WasmNode {
     /// When the engine configuration is rejected (for example a pool larger than the
     /// address space) or the epoch thread cannot start.
     pub fn new(rt: Runtime, config: WasmConfig) -> anyhow::Result<WasmNode> {
+        WasmNode::with_linker(rt, config, |_| Ok(()))
+    }
+
+    /// [`WasmNode::new`], with `extend` adding the embedder's own host functions to the
+    /// linker after WASI and `rusm:runtime` (for example a `bindgen!` world's
+    /// `add_to_linker`, reaching its per-plugin state through
+    /// [`ProcessState::extension_mut`]). The linker is fixed once the node is built.
+    ///
+    /// # Errors
+    /// As [`WasmNode::new`]; also what `extend` returns (a name defined twice, say).
+    pub fn with_linker(
+        rt: Runtime,
+        config: WasmConfig,
+        extend: impl FnOnce(&mut Linker<ProcessState>) -> wasmtime::Result<()>,
+    ) -> anyhow::Result<WasmNode> {
         let engine = build_engine(&config).map_err(anyhow::Error::from)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
@@ -159,6 +178,7 @@ impl WasmNode {
             .map_err(anyhow::Error::from)?;
         Actor::add_to_linker::<ProcessState, HasSelf<ProcessState>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)?;
+        extend(&mut linker).map_err(anyhow::Error::from)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
         let slots = config.max_instances();
         let instance_slots = Arc::new(tokio::sync::Semaphore::new(slots as usize));
@@ -331,6 +351,29 @@ impl NodeShared {
     /// Compile and link-check a component (no registration). Blocking: compiling
     /// takes a while, so reloads call it off the scheduler threads.
     pub(crate) fn prepare(&self, name: &str, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
+        self.prepare_as(name, bytes, None)
+    }
+
+    /// Whether the node meters fuel.
+    pub(crate) fn fuel_metering(&self) -> bool {
+        self.config.fuel_metering
+    }
+
+    /// [`NodeShared::prepare`], as `kind` when given. A name loaded as a plugin stays a
+    /// plugin (its new versions need no entry point).
+    pub(crate) fn prepare_as(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        kind: Option<ComponentKind>,
+    ) -> Result<LoadedComponent, LoadError> {
+        let kind = kind.or_else(|| {
+            self.components
+                .read()
+                .get(name)
+                .map(|c| c.kind)
+                .filter(|k| *k == ComponentKind::Plugin)
+        });
         let name_owned = name.to_owned();
         if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
             return Err(LoadError::NotWasm {
@@ -351,7 +394,9 @@ impl NodeShared {
             .exports(&self.engine)
             .map(|(export, _)| export.to_owned())
             .collect();
-        let kind = if exports.iter().any(|e| e.starts_with("rusm:runtime/entry@")) {
+        let kind = if let Some(kind) = kind {
+            kind
+        } else if exports.iter().any(|e| e.starts_with("rusm:runtime/entry@")) {
             ComponentKind::Actor
         } else if exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")) {
             ComponentKind::Command
@@ -392,6 +437,7 @@ impl NodeShared {
                     detail: format!("{e:#}"),
                 })?)
             }
+            ComponentKind::Plugin => Prepared::Plugin(pre),
         };
         Ok(LoadedComponent {
             name: name_owned.as_str().into(),
@@ -435,6 +481,9 @@ impl NodeShared {
         let loaded = self.component(component)?;
         if loaded.kind == ComponentKind::Http {
             return Err(SpawnError::HttpHandler(loaded.name.to_string()));
+        }
+        if loaded.kind == ComponentKind::Plugin {
+            return Err(SpawnError::Plugin(loaded.name.to_string()));
         }
         let policy = options
             .policy
@@ -542,9 +591,12 @@ impl NodeShared {
                 Err(WitError::NotFound(format!("no component named {name:?}")))
             }
             Err(SpawnError::NotPermitted(why)) => Err(WitError::NotPermitted(why)),
-            Err(err @ (SpawnError::HttpHandler(_) | SpawnError::NotHttpHandler(_))) => {
-                Err(WitError::Invalid(err.to_string()))
-            }
+            Err(
+                err @ (SpawnError::HttpHandler(_)
+                | SpawnError::NotHttpHandler(_)
+                | SpawnError::Plugin(_)
+                | SpawnError::NotPlugin(_)),
+            ) => Err(WitError::Invalid(err.to_string())),
         }
     }
 
@@ -629,6 +681,9 @@ async fn run_process(
                 }
                 Prepared::Http(_) => Err(wasmtime::Error::msg(
                     "an HTTP handler component has no entry point to run",
+                )),
+                Prepared::Plugin(_) => Err(wasmtime::Error::msg(
+                    "a plugin component has no entry point to run",
                 )),
             }
         };
@@ -768,6 +823,7 @@ pub(crate) fn process_store(
         started,
         children: Arc::new(AtomicUsize::new(0)),
         _child_slot: child_slot,
+        extensions: crate::plugin::Extensions::new(),
     };
     let mut store = Store::new(&node.engine, state);
     store.limiter(|state| &mut state.limits);

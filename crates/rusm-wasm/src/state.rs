@@ -14,6 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::broker::HttpGrant;
 
 use crate::node::NodeShared;
+use crate::plugin::Extensions;
 
 /// Resource limits of one process, and a record of which one it hit.
 pub(crate) struct ProcessLimits {
@@ -77,6 +78,8 @@ pub struct ProcessState {
     pub(crate) children: Arc<AtomicUsize>,
     /// This process's place among its parent's children.
     pub(crate) _child_slot: Option<ChildSlot>,
+    /// The embedder's own values (see [`ProcessState::extension_mut`]).
+    pub(crate) extensions: Extensions,
 }
 
 impl ProcessState {
@@ -88,6 +91,25 @@ impl ProcessState {
     /// The policy this process runs under.
     pub fn policy(&self) -> &Policy {
         &self.policy
+    }
+
+    /// The embedder's value of type `T` in this process, if it has one (set with
+    /// [`PluginOptions::extensions`](crate::PluginOptions::extensions)).
+    pub fn extension<T: std::any::Any + Send>(&self) -> Option<&T> {
+        self.extensions.get::<T>()
+    }
+
+    /// The embedder's value of type `T` in this process, created with `T::default()`
+    /// when it has none: what an embedder's host functions reach their per-plugin
+    /// state through, for example
+    /// `MyWorld::add_to_linker::<_, HasSelf<MyHost>>(linker, |s| s.extension_mut::<MyHost>())`.
+    pub fn extension_mut<T: std::any::Any + Send + Default>(&mut self) -> &mut T {
+        self.extensions.get_or_default::<T>()
+    }
+
+    /// All of the embedder's values in this process.
+    pub fn extensions_mut(&mut self) -> &mut Extensions {
+        &mut self.extensions
     }
 }
 

@@ -1,0 +1,777 @@
+//! Plugins: components that export an embedder's own interface, called from host code
+//! with typed bindings, each one a rusm process.
+//!
+//! A plugin component exports whatever interface the embedding application defines
+//! (not `rusm:runtime/entry`) and may import the application's own host functions
+//! next to WASI and `rusm:runtime` (see [`WasmNode::with_linker`]). It is loaded with
+//! [`WasmNode::load_plugin_bytes`] (or `_file`) and started with
+//! [`WasmNode::spawn_plugin`], which returns a [`Plugin`] handle.
+//!
+//! Every plugin is a rusm process: it has a pid, a mailbox, can be linked to, monitored
+//! and killed, and from inside a call it sends and receives through `rusm:runtime`.
+//! The process's body only waits for the end; the plugin's store sits in the handle
+//! behind an async mutex, and [`Plugin::call`] runs the typed call on the caller's own
+//! task, so a call costs no hop between tasks. A call is bounded: a deadline
+//! ([`CallOptions::deadline`]), [`Plugin::cancel`], and the end of the process (a
+//! [`Plugin::kill`] or any exit signal) each interrupt it, even a guest in `loop {}`
+//! (the store yields at every epoch tick, so the interruption is seen within a tick).
+//! Since wasmtime forbids entering an instance again once a call into it was dropped,
+//! an interrupted call leaves the plugin either ended or, with
+//! [`Interrupted::Keep`], running on a fresh instance under the same pid.
+//!
+//! A trap ends the plugin's process with the usual exit reason (seen by its links and
+//! monitors) and is returned to the caller as [`PluginError::Crashed`]. After a
+//! [`WasmNode::reload`] of its component, the next call runs on a fresh instance of
+//! the new version (the call in flight finishes on the old one).
+
+use std::any::Any;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use rusm_otp::{Context, ExitReason, MailboxConfig, Pid, Watch};
+use rusm_policy::Policy;
+use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot};
+use wasmtime::Store;
+use wasmtime::component::{Instance, InstancePre};
+
+use crate::error::{LoadError, SpawnError};
+use crate::node::{
+    ComponentInfo, ComponentKind, LoadedComponent, NodeShared, Prepared, WasmNode,
+    WasmSpawnOptions, exit_reason, process_store,
+};
+use crate::state::ProcessState;
+
+/// Values the embedder keeps in a process's store, at most one of each type: the
+/// per-plugin state its host functions work on (see [`ProcessState::extension_mut`]).
+#[derive(Default)]
+pub struct Extensions(Vec<Box<dyn Any + Send>>);
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extensions")
+            .field("len", &self.0.len())
+            .finish()
+    }
+}
+
+impl Extensions {
+    /// No values.
+    pub fn new() -> Extensions {
+        Extensions::default()
+    }
+
+    /// These extensions and `value` (replacing any value of its type).
+    #[must_use]
+    pub fn with<T: Any + Send>(mut self, value: T) -> Extensions {
+        self.insert(value);
+        self
+    }
+
+    /// Keep `value`, returning the value of its type it replaces, if any.
+    pub fn insert<T: Any + Send>(&mut self, value: T) -> Option<T> {
+        match self.get_mut::<T>() {
+            Some(slot) => Some(std::mem::replace(slot, value)),
+            None => {
+                self.0.push(Box::new(value));
+                None
+            }
+        }
+    }
+
+    /// The value of type `T`, if there is one.
+    pub fn get<T: Any + Send>(&self) -> Option<&T> {
+        self.0.iter().find_map(|value| value.downcast_ref::<T>())
+    }
+
+    /// The value of type `T`, if there is one.
+    pub fn get_mut<T: Any + Send>(&mut self) -> Option<&mut T> {
+        self.0
+            .iter_mut()
+            .find_map(|value| value.downcast_mut::<T>())
+    }
+
+    /// The value of type `T`, created with `T::default()` if there is none yet.
+    pub fn get_or_default<T: Any + Send + Default>(&mut self) -> &mut T {
+        let index = match self.0.iter().position(|value| value.is::<T>()) {
+            Some(index) => index,
+            None => {
+                self.0.push(Box::new(T::default()));
+                self.0.len() - 1
+            }
+        };
+        self.0[index]
+            .downcast_mut::<T>()
+            .expect("the value at this index was checked or made to be a T")
+    }
+
+    /// Take the value of type `T` out, if there is one.
+    pub fn remove<T: Any + Send>(&mut self) -> Option<T> {
+        let index = self.0.iter().position(|value| value.is::<T>())?;
+        self.0.swap_remove(index).downcast::<T>().ok().map(|b| *b)
+    }
+
+    /// How many values there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// What happens to a plugin whose call was interrupted by its deadline or
+/// [`Plugin::cancel`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Interrupted {
+    /// End the plugin's process (with `deadline-exceeded` after a deadline, `killed`
+    /// after a cancel); its links and monitors see it, and later calls fail with
+    /// [`PluginError::Ended`].
+    #[default]
+    Kill,
+    /// Keep the process (same pid, mailbox and links) and go on with a fresh instance
+    /// of the component: whatever the interrupted instance held in memory is lost.
+    Keep,
+}
+
+/// How to start a plugin.
+#[derive(Debug, Default)]
+pub struct PluginOptions {
+    /// The policy the plugin runs under; `None` means the node's default policy.
+    pub policy: Option<Arc<Policy>>,
+    /// Mailbox capacity and overflow (a policy's `mailbox` limit, when smaller, wins).
+    pub mailbox: MailboxConfig,
+    /// The embedder's per-plugin values, reachable from its host functions through
+    /// [`ProcessState::extension_mut`]. They stay with the plugin across fresh
+    /// instances (after an interrupted call or a reload).
+    pub extensions: Extensions,
+    /// The deadline of every call that does not set its own; `None` means none.
+    pub deadline: Option<Duration>,
+    /// What an interrupted call does to the plugin.
+    pub interrupted: Interrupted,
+}
+
+/// How to make one call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallOptions {
+    /// How long the call may take; `None` means the plugin's own default
+    /// ([`PluginOptions::deadline`]).
+    pub deadline: Option<Duration>,
+    /// What an interrupted call does to the plugin; `None` means the plugin's default
+    /// ([`PluginOptions::interrupted`]).
+    pub interrupted: Option<Interrupted>,
+}
+
+impl CallOptions {
+    /// A call with this deadline.
+    pub fn deadline(deadline: Duration) -> CallOptions {
+        CallOptions {
+            deadline: Some(deadline),
+            interrupted: None,
+        }
+    }
+
+    /// The same call, leaving the plugin as `interrupted` says if it is interrupted.
+    #[must_use]
+    pub fn on_interrupt(mut self, interrupted: Interrupted) -> CallOptions {
+        self.interrupted = Some(interrupted);
+        self
+    }
+}
+
+/// Why a plugin could not be started or a call did not return.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PluginError {
+    /// The plugin could not be started (unknown component, not a plugin, a policy the
+    /// node cannot honour).
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    /// The plugin's process started but its instance did not (no room in the pool, a
+    /// policy the broker cannot grant, a trap while instantiating, bindings that do
+    /// not match the component); the process ended with `reason`.
+    #[error("plugin {component:?} could not start: {reason}")]
+    Start {
+        /// The component.
+        component: String,
+        /// The plugin's exit reason.
+        reason: ExitReason,
+    },
+    /// The call trapped (or the guest exited); the plugin's process ended with
+    /// `reason`, as its links and monitors see.
+    #[error("plugin {component:?} ({pid}) crashed: {reason}")]
+    Crashed {
+        /// The component.
+        component: String,
+        /// The plugin's pid.
+        pid: Pid,
+        /// The plugin's exit reason.
+        reason: ExitReason,
+    },
+    /// The call did not return within its deadline.
+    #[error("plugin {component:?} ({pid}) did not answer within {deadline:?}{}", ended_note(*.killed))]
+    DeadlineExceeded {
+        /// The component.
+        component: String,
+        /// The plugin's pid.
+        pid: Pid,
+        /// The deadline.
+        deadline: Duration,
+        /// Whether the plugin was ended for it ([`Interrupted::Kill`]) rather than
+        /// kept on a fresh instance.
+        killed: bool,
+    },
+    /// The call was cancelled with [`Plugin::cancel`].
+    #[error("the call into plugin {component:?} ({pid}) was cancelled{}", ended_note(*.killed))]
+    Cancelled {
+        /// The component.
+        component: String,
+        /// The plugin's pid.
+        pid: Pid,
+        /// Whether the plugin was ended for it rather than kept on a fresh instance.
+        killed: bool,
+    },
+    /// The plugin's process has ended (killed, exited, crashed in an earlier call,
+    /// stopped), before or during the call.
+    #[error("plugin {component:?} ({pid}) has ended: {reason}")]
+    Ended {
+        /// The component.
+        component: String,
+        /// The plugin's pid.
+        pid: Pid,
+        /// Its exit reason.
+        reason: ExitReason,
+    },
+}
+
+fn ended_note(killed: bool) -> &'static str {
+    if killed {
+        "; the plugin was ended"
+    } else {
+        "; the plugin goes on with a fresh instance"
+    }
+}
+
+/// Makes the embedder's typed bindings for a new instance of a plugin: usually
+/// `|store, instance| MyWorld::new(store, instance)` with the `MyWorld` type that
+/// `wasmtime::component::bindgen!` generated.
+pub type BindFn<B> = fn(&mut Store<ProcessState>, &Instance) -> wasmtime::Result<B>;
+
+/// What ends a call early, besides its deadline.
+struct Signals {
+    /// The plugin's process has ended.
+    ended: AtomicBool,
+    /// Bumped by every [`Plugin::cancel`].
+    cancels: AtomicU64,
+    /// Woken on either.
+    notify: Notify,
+}
+
+impl Signals {
+    fn wake(&self) {
+        self.notify.notify_waiters();
+    }
+
+    /// Resolves when the process ends, or a cancel newer than `cancels` arrives.
+    async fn interrupted(&self, cancels: u64) -> Interrupt {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.ended.load(Ordering::Acquire) {
+                return Interrupt::Ended;
+            }
+            if self.cancels.load(Ordering::Acquire) != cancels {
+                return Interrupt::Cancelled;
+            }
+            notified.await;
+        }
+    }
+}
+
+enum Interrupt {
+    Ended,
+    Cancelled,
+    Deadline(Duration),
+}
+
+/// Marks the plugin ended when its process body ends or is dropped (a kill).
+struct EndGuard(Arc<Signals>);
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        self.0.ended.store(true, Ordering::Release);
+        self.0.wake();
+    }
+}
+
+/// A running instance of a plugin.
+struct Live<B> {
+    bindings: B,
+    store: Store<ProcessState>,
+    /// The component version the instance runs.
+    version: u64,
+    /// A call into this instance was interrupted (or its future dropped): it must not
+    /// be entered again.
+    poisoned: bool,
+    /// Declared after the store, so dropped after it: the pool slot is free first.
+    _permit: OwnedSemaphorePermit,
+}
+
+enum ExitState {
+    Waiting(Watch),
+    Done(ExitReason),
+}
+
+struct Inner<B> {
+    node: Arc<NodeShared>,
+    component: Arc<str>,
+    pid: Pid,
+    bind: BindFn<B>,
+    deadline: Option<Duration>,
+    interrupted: Interrupted,
+    live: tokio::sync::Mutex<Option<Live<B>>>,
+    signals: Arc<Signals>,
+    stop: parking_lot::Mutex<Option<oneshot::Sender<ExitReason>>>,
+    exit: tokio::sync::Mutex<ExitState>,
+}
+
+/// A running plugin: a rusm process whose component exports the embedder's interface,
+/// called through the embedder's typed bindings `B`.
+///
+/// Cheap to clone; calls through clones take turns (one call runs at a time per
+/// plugin). When the last handle is dropped the plugin's process ends with `normal`.
+pub struct Plugin<B> {
+    inner: Arc<Inner<B>>,
+}
+
+impl<B> Clone for Plugin<B> {
+    fn clone(&self) -> Self {
+        Plugin {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<B> std::fmt::Debug for Plugin<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("component", &self.inner.component)
+            .field("pid", &self.inner.pid)
+            .finish()
+    }
+}
+
+impl WasmNode {
+    /// Compile a plugin component and register it under `name`: a component that
+    /// exports the embedder's own interface rather than an entry point. Its imports
+    /// are checked against the node's linker (WASI, `rusm:runtime` and the embedder's
+    /// host functions, see [`WasmNode::with_linker`]). A later [`WasmNode::reload`] of
+    /// the name loads the new version as a plugin too.
+    ///
+    /// # Errors
+    /// As [`WasmNode::load_bytes`], except that no entry point is needed.
+    pub fn load_plugin_bytes(&self, name: &str, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
+        let loaded = self
+            .shared
+            .prepare_as(name, bytes, Some(ComponentKind::Plugin))?;
+        let version = self
+            .shared
+            .install(loaded, |_, _| Ok::<(), LoadError>(()))?;
+        tracing::info!(component = name, version, "plugin loaded");
+        Ok(ComponentInfo {
+            name: name.to_owned(),
+            kind: ComponentKind::Plugin,
+        })
+    }
+
+    /// [`WasmNode::load_plugin_bytes`] from a file.
+    ///
+    /// # Errors
+    /// As [`WasmNode::load_plugin_bytes`]; also when the file cannot be read.
+    pub fn load_plugin_file(
+        &self,
+        name: &str,
+        path: &std::path::Path,
+    ) -> Result<ComponentInfo, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.load_plugin_bytes(name, &bytes)
+    }
+
+    /// Start the loaded plugin `component` as a new process (no parent) and make its
+    /// first instance, with `bind` making the typed bindings of each instance.
+    ///
+    /// # Errors
+    /// [`PluginError::Spawn`] when no component of that name is loaded, it is not a
+    /// plugin, or the node cannot honour the policy; [`PluginError::Start`] when the
+    /// process started but its instance could not (the process has then ended).
+    pub async fn spawn_plugin<B: Send + 'static>(
+        &self,
+        component: &str,
+        options: PluginOptions,
+        bind: BindFn<B>,
+    ) -> Result<Plugin<B>, PluginError> {
+        let node = &self.shared;
+        let loaded = node.component(component)?;
+        if loaded.kind != ComponentKind::Plugin {
+            return Err(SpawnError::NotPlugin(component.to_owned()).into());
+        }
+        let policy = options.policy.unwrap_or_else(|| node.default_policy());
+        node.check_policy_runnable(&policy)?;
+        let spawn_options = WasmSpawnOptions {
+            mailbox: options.mailbox,
+            ..WasmSpawnOptions::default()
+        };
+        let (mut core, _) = node.split_options(spawn_options, &policy);
+        core.label = Some(loaded.name.clone());
+        let signals = Arc::new(Signals {
+            ended: AtomicBool::new(false),
+            cancels: AtomicU64::new(0),
+            notify: Notify::new(),
+        });
+        let (ctx_tx, ctx_rx) = oneshot::channel::<Context>();
+        let (stop_tx, stop_rx) = oneshot::channel::<ExitReason>();
+        let guard_signals = Arc::clone(&signals);
+        let body = move |ctx: Context| -> crate::node::BodyFuture {
+            Box::pin(async move {
+                let _ended = EndGuard(guard_signals);
+                if ctx_tx.send(ctx).is_err() {
+                    return ExitReason::Normal;
+                }
+                stop_rx.await.unwrap_or(ExitReason::Normal)
+            })
+        };
+        let (pid, watch) = node.rt.spawn_watched(core, body);
+        let inner = Inner {
+            node: Arc::clone(node),
+            component: loaded.name.clone(),
+            pid,
+            bind,
+            deadline: options.deadline,
+            interrupted: options.interrupted,
+            live: tokio::sync::Mutex::new(None),
+            signals,
+            stop: parking_lot::Mutex::new(Some(stop_tx)),
+            exit: tokio::sync::Mutex::new(ExitState::Waiting(watch)),
+        };
+        let plugin = Plugin {
+            inner: Arc::new(inner),
+        };
+        let start_error = |reason| PluginError::Start {
+            component: component.to_owned(),
+            reason,
+        };
+        let Ok(ctx) = ctx_rx.await else {
+            // Ended before its body ran (killed at once, or the node shutting down).
+            return Err(start_error(plugin.exited().await));
+        };
+        let permit = match node.instance_slot(&loaded.name).await {
+            Ok(permit) => permit,
+            Err(reason) => return Err(start_error(plugin.end_with(reason).await)),
+        };
+        let store = match process_store(node, &loaded.name, ctx, policy, None) {
+            Ok(mut store) => {
+                store.data_mut().extensions = options.extensions;
+                store
+            }
+            Err(reason) => return Err(start_error(plugin.end_with(reason).await)),
+        };
+        match instantiate(&loaded, store, bind, permit).await {
+            Ok(live) => {
+                *plugin.inner.live.lock().await = Some(live);
+                Ok(plugin)
+            }
+            Err(reason) => Err(start_error(plugin.end_with(reason).await)),
+        }
+    }
+}
+
+/// Instantiate `component` in `store` and bind it.
+async fn instantiate<B>(
+    component: &LoadedComponent,
+    mut store: Store<ProcessState>,
+    bind: BindFn<B>,
+    permit: OwnedSemaphorePermit,
+) -> Result<Live<B>, ExitReason> {
+    let Prepared::Plugin(pre) = &component.prepared else {
+        return Err(ExitReason::crashed(format!(
+            "component {:?} is no longer a plugin",
+            component.name
+        )));
+    };
+    let pre: &InstancePre<ProcessState> = pre;
+    let bound = async {
+        let instance = pre.instantiate_async(&mut store).await?;
+        bind(&mut store, &instance)
+    }
+    .await;
+    match bound {
+        Ok(bindings) => Ok(Live {
+            bindings,
+            store,
+            version: component.version,
+            poisoned: false,
+            _permit: permit,
+        }),
+        Err(err) => Err(exit_reason(Some(Err(err)), store.data())),
+    }
+}
+
+impl<B: Send + 'static> Plugin<B> {
+    /// The plugin's pid.
+    pub fn pid(&self) -> Pid {
+        self.inner.pid
+    }
+
+    /// The name of the plugin's component.
+    pub fn component(&self) -> &str {
+        &self.inner.component
+    }
+
+    /// Call into the plugin: `f` is given the typed bindings of the current instance
+    /// and its store, for example
+    /// `plugin.call(async |p, store| p.myapp_plugin_handler().call_greet(store, "ann").await)`.
+    /// The call runs on the caller's task, under the plugin's default deadline.
+    ///
+    /// # Errors
+    /// See [`Plugin::call_with`].
+    pub async fn call<R, F>(&self, f: F) -> Result<R, PluginError>
+    where
+        F: AsyncFnOnce(&B, &mut Store<ProcessState>) -> wasmtime::Result<R>,
+    {
+        self.call_with(CallOptions::default(), f).await
+    }
+
+    /// [`Plugin::call`] with a deadline and what to do when it is interrupted.
+    ///
+    /// Calls take turns: this waits for the plugin's call in flight, if any, to end
+    /// (the deadline counts from when this call starts running). Before running, a
+    /// plugin whose component was reloaded moves to a fresh instance of the new
+    /// version.
+    ///
+    /// # Errors
+    /// [`PluginError::Crashed`] when the call traps (the plugin has ended),
+    /// [`PluginError::DeadlineExceeded`] or [`PluginError::Cancelled`] when it was
+    /// interrupted, [`PluginError::Ended`] when the plugin's process has ended,
+    /// [`PluginError::Start`] when a fresh instance could not be made (the plugin has
+    /// ended).
+    ///
+    /// # Cancel safety
+    /// Dropping the future cancels the call; the plugin goes on with a fresh instance
+    /// at its next call.
+    pub async fn call_with<R, F>(&self, options: CallOptions, f: F) -> Result<R, PluginError>
+    where
+        F: AsyncFnOnce(&B, &mut Store<ProcessState>) -> wasmtime::Result<R>,
+    {
+        let inner = &*self.inner;
+        let mut slot = inner.live.lock().await;
+        let cancels = inner.signals.cancels.load(Ordering::Acquire);
+        let Some(live) = slot.as_mut() else {
+            drop(slot);
+            return Err(self.ended_error().await);
+        };
+        if inner.signals.ended.load(Ordering::Acquire) {
+            // Killed between calls: free the instance now.
+            *slot = None;
+            drop(slot);
+            return Err(self.ended_error().await);
+        }
+        if live.poisoned || live.version != inner.node.current_version(&inner.component) {
+            self.renew(&mut slot).await?;
+        }
+        let Some(live) = slot.as_mut() else {
+            drop(slot);
+            return Err(self.ended_error().await);
+        };
+        live.poisoned = true;
+        let deadline = options.deadline.or(inner.deadline);
+        let outcome = {
+            let run = f(&live.bindings, &mut live.store);
+            let interrupted = async {
+                match deadline {
+                    None => inner.signals.interrupted(cancels).await,
+                    Some(limit) => tokio::select! {
+                        biased;
+                        why = inner.signals.interrupted(cancels) => why,
+                        () = tokio::time::sleep(limit) => Interrupt::Deadline(limit),
+                    },
+                }
+            };
+            // `run` first: a call that finishes in its first poll never registers a
+            // waker or a timer.
+            tokio::select! {
+                biased;
+                result = run => Ok(result),
+                why = interrupted => Err(why),
+            }
+        };
+        let kill = options.interrupted.unwrap_or(inner.interrupted) == Interrupted::Kill;
+        match outcome {
+            Ok(Ok(value)) => {
+                live.poisoned = false;
+                Ok(value)
+            }
+            Ok(Err(err)) => {
+                let reason = exit_reason(Some(Err(err)), live.store.data());
+                *slot = None;
+                drop(slot);
+                self.end_with(reason.clone()).await;
+                Err(PluginError::Crashed {
+                    component: inner.component.to_string(),
+                    pid: inner.pid,
+                    reason,
+                })
+            }
+            Err(Interrupt::Ended) => {
+                *slot = None;
+                drop(slot);
+                Err(self.ended_error().await)
+            }
+            Err(why @ (Interrupt::Deadline(_) | Interrupt::Cancelled)) => {
+                let error = match why {
+                    Interrupt::Deadline(deadline) => PluginError::DeadlineExceeded {
+                        component: inner.component.to_string(),
+                        pid: inner.pid,
+                        deadline,
+                        killed: kill,
+                    },
+                    _ => PluginError::Cancelled {
+                        component: inner.component.to_string(),
+                        pid: inner.pid,
+                        killed: kill,
+                    },
+                };
+                if kill {
+                    let reason = match why {
+                        Interrupt::Deadline(_) => ExitReason::DeadlineExceeded,
+                        _ => ExitReason::Killed,
+                    };
+                    *slot = None;
+                    drop(slot);
+                    self.end_with(reason).await;
+                } else {
+                    // Free the interrupted instance now rather than at the next call.
+                    self.renew(&mut slot).await?;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Interrupt the call in flight, if any: it returns [`PluginError::Cancelled`] and
+    /// the plugin is ended or kept as the call's [`Interrupted`] says. Calls that start
+    /// later are not affected.
+    pub fn cancel(&self) {
+        self.inner.signals.cancels.fetch_add(1, Ordering::AcqRel);
+        self.inner.signals.wake();
+    }
+
+    /// Kill the plugin's process (reason `killed`), interrupting the call in flight.
+    pub fn kill(&self) {
+        self.inner.node.rt.kill(self.inner.pid);
+    }
+
+    /// End the plugin with `normal` once the call in flight, if any, has returned,
+    /// and wait for its process to end.
+    pub async fn stop(&self) -> ExitReason {
+        let mut slot = self.inner.live.lock().await;
+        *slot = None;
+        drop(slot);
+        self.end_with(ExitReason::Normal).await
+    }
+
+    /// Whether the plugin's process has ended.
+    pub fn is_ended(&self) -> bool {
+        self.inner.signals.ended.load(Ordering::Acquire)
+    }
+
+    /// Wait for the plugin's process to end, and its exit reason.
+    pub async fn exited(&self) -> ExitReason {
+        let mut exit = self.inner.exit.lock().await;
+        match &mut *exit {
+            ExitState::Done(reason) => reason.clone(),
+            ExitState::Waiting(watch) => {
+                let reason = watch.await;
+                *exit = ExitState::Done(reason.clone());
+                reason
+            }
+        }
+    }
+
+    /// End the process with `reason` (unless it has ended already) and wait for its
+    /// exit reason. The caller has dropped the instance first, so the pool slot is
+    /// free before the exit is announced.
+    async fn end_with(&self, reason: ExitReason) -> ExitReason {
+        if let Some(stop) = self.inner.stop.lock().take() {
+            let _ = stop.send(reason);
+        }
+        self.exited().await
+    }
+
+    async fn ended_error(&self) -> PluginError {
+        PluginError::Ended {
+            component: self.inner.component.to_string(),
+            pid: self.inner.pid,
+            reason: self.exited().await,
+        }
+    }
+
+    /// Replace the instance in `slot` with a fresh one of the component's current
+    /// version, under the same process (context, policy, extensions).
+    async fn renew(&self, slot: &mut Option<Live<B>>) -> Result<(), PluginError> {
+        let inner = &*self.inner;
+        let Some(old) = slot.take() else {
+            return Err(self.ended_error().await);
+        };
+        let fail = async |reason: ExitReason| PluginError::Start {
+            component: inner.component.to_string(),
+            reason: self.end_with(reason).await,
+        };
+        let Live { store, _permit, .. } = old;
+        let fuel = store.get_fuel().ok();
+        let ProcessState {
+            ctx,
+            policy,
+            children,
+            _child_slot,
+            extensions,
+            ..
+        } = store.into_data();
+        let component = match inner.node.component(&inner.component) {
+            Ok(component) if component.kind == ComponentKind::Plugin => component,
+            Ok(_) => {
+                return Err(fail(ExitReason::crashed(format!(
+                    "component {:?} is no longer a plugin",
+                    inner.component
+                )))
+                .await);
+            }
+            Err(err) => return Err(fail(ExitReason::crashed(err.to_string())).await),
+        };
+        let mut store = match process_store(&inner.node, &inner.component, ctx, policy, _child_slot)
+        {
+            Ok(store) => store,
+            Err(reason) => return Err(fail(reason).await),
+        };
+        store.data_mut().children = children;
+        store.data_mut().extensions = extensions;
+        if inner.node.fuel_metering()
+            && let Some(fuel) = fuel
+        {
+            let _ = store.set_fuel(fuel);
+        }
+        match instantiate(&component, store, inner.bind, _permit).await {
+            Ok(live) => {
+                tracing::debug!(pid = %inner.pid, component = %inner.component, version = live.version, "plugin on a fresh instance");
+                *slot = Some(live);
+                Ok(())
+            }
+            Err(reason) => Err(fail(reason).await),
+        }
+    }
+}

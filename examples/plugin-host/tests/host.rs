@@ -1,0 +1,385 @@
+//! The plugin-host example end to end: the real plugin components (built by
+//! `rusm-e2e`) driven through the example's own host.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use plugin_host::{App, PluginHandle};
+use rusm::{Context, ExitReason, Interrupted, Message, Pid, PluginError, Policy};
+use rusm_e2e::{PLUGIN_GREETER, PLUGIN_GREETER_V2, PLUGIN_LOOPER};
+use tokio::sync::oneshot;
+
+/// An app with the greeter and the looper loaded.
+fn app() -> App {
+    let app = App::new().expect("the app's node builds");
+    app.load("greeter", Path::new(PLUGIN_GREETER))
+        .expect("plugin-greeter loads");
+    app.load("looper", Path::new(PLUGIN_LOOPER))
+        .expect("plugin-looper loads");
+    app
+}
+
+async fn start(app: &App, name: &str) -> PluginHandle {
+    app.start(name, &[], None)
+        .await
+        .unwrap_or_else(|e| panic!("{name} starts: {e}"))
+}
+
+fn policy(toml: &str) -> Policy {
+    Policy::parse(toml, Path::new("test-policy.toml")).expect("the test policy parses")
+}
+
+/// A native process monitoring `pid`; resolves to the reason its monitor reports.
+async fn monitor(app: &App, pid: Pid) -> oneshot::Receiver<ExitReason> {
+    let (down_tx, down_rx) = oneshot::channel();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    app.node().runtime().spawn(move |ctx: Context| async move {
+        ctx.monitor(pid);
+        let _ = ready_tx.send(());
+        loop {
+            if let Message::Down(down) = ctx.recv().await {
+                let _ = down_tx.send(down.reason);
+                return;
+            }
+        }
+    });
+    ready_rx.await.expect("the monitor starts");
+    down_rx
+}
+
+/// Bounds a test's waits so that a regression fails instead of hanging.
+async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within 20 s"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_calls_both_ways() {
+    let app = app();
+    let greeter = app
+        .start("greeter", &[("greeting", "Howdy")], None)
+        .await
+        .expect("greeter starts");
+    let plain = start(&app, "looper").await;
+    assert_eq!(greeter.describe().await.unwrap(), "greeter 1");
+    // Host -> plugin export, which calls plugin -> host imports (setting and log).
+    assert_eq!(greeter.greet("Ann").await.unwrap(), "Howdy, Ann!");
+    assert_eq!(greeter.add(40, 2).await.unwrap(), 42);
+    assert_eq!(greeter.add(u32::MAX, 2).await.unwrap(), 1);
+    assert_eq!(plain.greet("Bo").await.unwrap(), "looping, Bo");
+    assert_eq!(app.log(), ["greeter: greeted Ann"]);
+    // Each plugin has its own settings: a greeter without any uses its default.
+    let other = start(&app, "greeter").await;
+    assert_ne!(other.pid(), greeter.pid());
+    assert_eq!(other.greet("Cy").await.unwrap(), "Hello, Cy!");
+    assert_eq!(app.log(), ["greeter: greeted Ann", "greeter: greeted Cy"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_stops_the_looping_plugin_while_the_other_answers() {
+    let app = app();
+    let greeter = start(&app, "greeter").await;
+    let looper = start(&app, "looper").await;
+    let down = monitor(&app, looper.pid()).await;
+    let stuck = {
+        let looper = looper.clone();
+        tokio::spawn(async move {
+            looper
+                .run("spin", Duration::from_millis(300), Interrupted::Kill)
+                .await
+        })
+    };
+    // The greeter keeps answering while the looper spins.
+    for i in 0..20 {
+        assert_eq!(greeter.add(i, 1).await.unwrap(), i + 1);
+    }
+    let err = bounded("the looping call", stuck)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, PluginError::DeadlineExceeded { killed: true, pid, .. } if pid == looper.pid()),
+        "{err}"
+    );
+    assert_eq!(
+        bounded("the monitor", down).await.unwrap(),
+        ExitReason::DeadlineExceeded
+    );
+    let after = looper.describe().await.unwrap_err();
+    assert!(
+        matches!(
+            &after,
+            PluginError::Ended {
+                reason: ExitReason::DeadlineExceeded,
+                ..
+            }
+        ),
+        "{after}"
+    );
+    assert_eq!(greeter.greet("Di").await.unwrap(), "Hello, Di!");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_plugin_goes_on_with_a_fresh_instance_under_the_same_pid() {
+    let app = app();
+    let looper = start(&app, "looper").await;
+    let pid = looper.pid();
+    let err = bounded(
+        "the looping call",
+        looper.run("spin", Duration::from_millis(100), Interrupted::Keep),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, PluginError::DeadlineExceeded { killed: false, .. }),
+        "{err}"
+    );
+    assert_eq!(looper.pid(), pid);
+    assert!(app.node().runtime().is_alive(pid));
+    assert_eq!(looper.add(2, 2).await.unwrap(), 4);
+    assert_eq!(looper.describe().await.unwrap(), "looper 1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_kill_interrupt_a_call_in_flight() {
+    let app = app();
+    let looper = start(&app, "looper").await;
+    let call = |looper: PluginHandle, interrupted| {
+        tokio::spawn(async move {
+            looper
+                .run("spin", Duration::from_secs(60), interrupted)
+                .await
+        })
+    };
+    // Cancel, keeping the plugin: the call fails, the plugin answers again.
+    let running = call(looper.clone(), Interrupted::Keep);
+    let err = bounded("the cancelled call", async {
+        loop {
+            looper.plugin().cancel();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if running.is_finished() {
+                break running.await.unwrap().unwrap_err();
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(err, PluginError::Cancelled { killed: false, .. }),
+        "{err}"
+    );
+    assert_eq!(looper.add(1, 1).await.unwrap(), 2);
+    // A kill of the pid ends the call in flight and the plugin.
+    let down = monitor(&app, looper.pid()).await;
+    let running = call(looper.clone(), Interrupted::Keep);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    app.node().runtime().kill(looper.pid());
+    let err = bounded("the killed call", running)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            PluginError::Ended {
+                reason: ExitReason::Killed,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        bounded("the monitor", down).await.unwrap(),
+        ExitReason::Killed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capability_the_policy_does_not_grant_is_a_wasi_error_in_the_plugin() {
+    let app = app();
+    // The default policy grants no environment and no files.
+    let greeter = start(&app, "greeter").await;
+    let env = greeter
+        .run("env:APP_TOKEN", Duration::from_secs(5), Interrupted::Kill)
+        .await
+        .unwrap();
+    assert_eq!(
+        env,
+        Err("APP_TOKEN: environment variable not found".to_owned())
+    );
+    let file = greeter
+        .run(
+            "read:/etc/hostname",
+            Duration::from_secs(5),
+            Interrupted::Kill,
+        )
+        .await
+        .unwrap();
+    let err = file.unwrap_err();
+    assert!(
+        err.starts_with("NotFound")
+            || err.starts_with("PermissionDenied")
+            || err.starts_with("Unsupported"),
+        "{err}"
+    );
+    // The plugin is still fine after being refused.
+    assert_eq!(greeter.add(1, 2).await.unwrap(), 3);
+    // Granted by another policy, the same variable is there.
+    let granted = app
+        .start(
+            "greeter",
+            &[],
+            Some(policy("[env]\nvars = { APP_TOKEN = \"t0k3n\" }\n")),
+        )
+        .await
+        .unwrap();
+    let env = granted
+        .run("env:APP_TOKEN", Duration::from_secs(5), Interrupted::Kill)
+        .await
+        .unwrap();
+    assert_eq!(env, Ok("t0k3n".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_calls_going_and_later_calls_see_the_new_version() {
+    let app = app();
+    let greeter = start(&app, "greeter").await;
+    let pid = greeter.pid();
+    let stop = Arc::new(AtomicBool::new(false));
+    let caller = {
+        let greeter = greeter.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.load(Ordering::Acquire) {
+                answers.push(greeter.greet("Eve").await);
+            }
+            answers
+        })
+    };
+    // Let some calls through on version 1 first.
+    while app.log().len() < 5 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let version = bounded(
+        "the reload",
+        app.reload("greeter", Path::new(PLUGIN_GREETER_V2)),
+    )
+    .await
+    .expect("version 2 loads");
+    assert_eq!(version, 2);
+    let reloaded_at = app.log().len();
+    while app.log().len() < reloaded_at + 5 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.store(true, Ordering::Release);
+    let answers = bounded("the caller", caller).await.unwrap();
+    let answers: Vec<String> = answers
+        .into_iter()
+        .map(|a| a.expect("no call fails across the reload"))
+        .collect();
+    // Every call was answered, first by version 1, then (never going back) by version 2.
+    let first_v2 = answers
+        .iter()
+        .position(|a| a == "Hello, Eve! (v2)")
+        .expect("later calls run on version 2");
+    assert!(first_v2 > 0, "{answers:?}");
+    assert!(
+        answers[..first_v2].iter().all(|a| a == "Hello, Eve!"),
+        "{answers:?}"
+    );
+    assert!(
+        answers[first_v2..].iter().all(|a| a == "Hello, Eve! (v2)"),
+        "{answers:?}"
+    );
+    assert_eq!(greeter.describe().await.unwrap(), "greeter 2");
+    assert_eq!(greeter.pid(), pid, "the same process runs the new version");
+    // A plugin started after the reload runs version 2 from the start.
+    let fresh = start(&app, "greeter").await;
+    assert_eq!(fresh.describe().await.unwrap(), "greeter 2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_is_a_typed_error_for_the_host_and_an_exit_reason_for_monitors() {
+    let app = app();
+    let greeter = start(&app, "greeter").await;
+    let bystander = start(&app, "greeter").await;
+    let down = monitor(&app, greeter.pid()).await;
+    let err = greeter
+        .run("crash", Duration::from_secs(5), Interrupted::Kill)
+        .await
+        .unwrap_err();
+    let PluginError::Crashed { reason, pid, .. } = &err else {
+        panic!("expected a crash, got {err}");
+    };
+    assert_eq!(*pid, greeter.pid());
+    let ExitReason::Crashed(why) = reason else {
+        panic!("expected a crashed exit reason, got {reason}");
+    };
+    assert!(why.contains("unreachable"), "{why}");
+    assert_eq!(bounded("the monitor", down).await.unwrap(), *reason);
+    let after = greeter.add(1, 1).await.unwrap_err();
+    assert!(matches!(after, PluginError::Ended { .. }), "{after}");
+    assert_eq!(bystander.add(1, 1).await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_talks_to_other_processes_from_inside_a_call() {
+    let app = app();
+    let greeter = start(&app, "greeter").await;
+    // A native process registered as `oracle` answers every pid it is sent.
+    let oracle = app.node().runtime().spawn(|ctx: Context| async move {
+        loop {
+            if let Message::Data(data) = ctx.recv().await
+                && let Some(bytes) = data.payload.as_bytes()
+                && let Ok(raw) = <[u8; 8]>::try_from(bytes)
+            {
+                let to = Pid::from_raw(u64::from_le_bytes(raw));
+                ctx.send(to, b"42 from the oracle".to_vec());
+            }
+        }
+    });
+    app.node().runtime().register("oracle", oracle).unwrap();
+    let answer = greeter
+        .run("ask:oracle", Duration::from_secs(10), Interrupted::Kill)
+        .await
+        .unwrap();
+    assert_eq!(answer, Ok("42 from the oracle".to_owned()));
+    let missing = greeter
+        .run("ask:nobody", Duration::from_secs(10), Interrupted::Kill)
+        .await
+        .unwrap();
+    assert_eq!(
+        missing,
+        Err("no process is registered as \"nobody\"".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn plugins_and_actors_do_not_mix_and_imports_are_checked() {
+    let app = app();
+    // A plugin cannot be spawned as an actor.
+    let err = app.node().spawn("greeter", Vec::new()).unwrap_err();
+    assert_eq!(err, rusm::SpawnError::Plugin("greeter".to_owned()));
+    // An actor cannot be started as a plugin.
+    app.node()
+        .load_file("echo", Path::new(rusm_e2e::ECHO))
+        .unwrap();
+    let err = app.start("echo", &[], None).await.unwrap_err();
+    assert!(
+        matches!(&err, PluginError::Spawn(rusm::SpawnError::NotPlugin(name)) if name == "echo"),
+        "{err}"
+    );
+    // A node without the application's host interface cannot load its plugins.
+    let bare = rusm::Node::builder().build().unwrap();
+    let err = bare
+        .load_plugin_file("greeter", Path::new(PLUGIN_GREETER))
+        .unwrap_err();
+    assert!(
+        matches!(err, rusm::LoadError::UnsatisfiedImport { .. })
+            && err.to_string().contains("myapp:plugin/host"),
+        "{err}"
+    );
+}
