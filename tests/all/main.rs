@@ -4,6 +4,7 @@
 mod capabilities;
 mod cargo_component;
 mod failures;
+mod handler;
 mod http;
 mod load;
 mod messaging;

@@ -10,6 +10,10 @@
 //! [`hand_over`], [`handed_over`] and [`handle_upgrades`] let an actor keep its state
 //! across a hot code upgrade; without them it is restarted in place on the new code.
 //!
+//! An actor that only reacts to messages is cheaper as a [`Handler`] (declared with
+//! [`handler!`]): the host calls it once per message, and while it waits it holds no
+//! host stack, so a node holds many more of them. See the [`handler`] module.
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use rusm_guest::{Message, receive_timeout, send};
@@ -55,6 +59,7 @@ pub mod bindings {
 }
 
 mod call;
+pub mod handler;
 #[cfg(feature = "http")]
 pub mod http;
 mod process;
@@ -65,6 +70,7 @@ mod value;
 pub mod wire;
 
 pub use call::{CallError, REQUEST_HEADER_LEN, Request, call, fresh_reply_tag, reply};
+pub use handler::{Handler, Next};
 pub use process::{
     Selector, SpawnOptions, Spawned, cancel_timer, demonitor, exit, kill, link, monitor, receive,
     receive_selected, receive_selected_timeout, receive_tag, receive_tag_timeout, receive_timeout,

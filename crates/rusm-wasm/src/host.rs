@@ -63,7 +63,7 @@ pub(crate) fn reason_from_wit(reason: WitExitReason) -> rusm_otp::ExitReason {
 
 /// Convert a core message for a guest; data that is not bytes cannot cross and is
 /// reported as `None` (the caller drops it).
-fn message_to_wit(msg: rusm_otp::Message) -> Option<WitMessage> {
+pub(crate) fn message_to_wit(msg: rusm_otp::Message) -> Option<WitMessage> {
     Some(match msg {
         rusm_otp::Message::Data(data) => {
             let payload = match data.payload {

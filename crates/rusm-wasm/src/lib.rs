@@ -26,6 +26,7 @@ mod arena;
 mod broker;
 mod engine;
 mod error;
+mod handler;
 mod host;
 mod http;
 mod node;

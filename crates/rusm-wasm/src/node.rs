@@ -36,6 +36,9 @@ pub enum ComponentKind {
     /// Exports `wasi:http/incoming-handler@0.2.x`: an HTTP handler, run once per
     /// request (see [`WasmNode::serve_http`]); it cannot be spawned as an actor.
     Http,
+    /// Exports `rusm:runtime/handler` (world `handler-actor`): a long-running actor
+    /// whose `handle` the host calls once per message; idle, it holds no fiber stack.
+    Handler,
     /// Exports the embedder's own interface: a plugin, loaded with
     /// [`WasmNode::load_plugin_bytes`] and run with [`WasmNode::spawn_plugin`].
     Plugin,
@@ -45,6 +48,7 @@ pub(crate) enum Prepared {
     Actor(ActorPre<ProcessState>),
     Command(CommandPre<ProcessState>),
     Http(ProxyPre<ProcessState>),
+    Handler(crate::handler::HandlerActorPre<ProcessState>),
     Plugin(wasmtime::component::InstancePre<ProcessState>),
 }
 
@@ -398,6 +402,8 @@ impl NodeShared {
             kind
         } else if exports.iter().any(|e| e.starts_with("rusm:runtime/entry@")) {
             ComponentKind::Actor
+        } else if exports.iter().any(|e| e.starts_with("rusm:runtime/handler@")) {
+            ComponentKind::Handler
         } else if exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")) {
             ComponentKind::Command
         } else if exports
@@ -437,6 +443,14 @@ impl NodeShared {
                     detail: format!("{e:#}"),
                 })?)
             }
+            ComponentKind::Handler => Prepared::Handler(
+                crate::handler::HandlerActorPre::new(pre).map_err(|e| {
+                    LoadError::BadEntryPoint {
+                        component: name_owned.clone(),
+                        detail: format!("{e:#}"),
+                    }
+                })?,
+            ),
             ComponentKind::Plugin => Prepared::Plugin(pre),
         };
         Ok(LoadedComponent {
@@ -644,6 +658,9 @@ async fn run_process(
     policy: Arc<Policy>,
     child_slot: Option<ChildSlot>,
 ) -> ExitReason {
+    if component.kind == ComponentKind::Handler {
+        return crate::handler::run_handler(node, component, ctx, init, policy, child_slot).await;
+    }
     let deadline = policy
         .limits
         .deadline
@@ -685,6 +702,9 @@ async fn run_process(
                 Prepared::Plugin(_) => Err(wasmtime::Error::msg(
                     "a plugin component has no entry point to run",
                 )),
+                Prepared::Handler(_) => Err(wasmtime::Error::msg(
+                    "a handler-style component runs through its handler exports",
+                )),
             }
         };
         let end = upgrade::run_instance(run, deadline, live.as_ref()).await;
@@ -699,7 +719,7 @@ async fn run_process(
                 let hand_over = err
                     .downcast::<HandOver>()
                     .expect("the error was checked to be a hand-over");
-                match next_instance(&node, &component.name, store) {
+                match next_instance(&node, &component.name, store, ComponentKind::Actor) {
                     Ok((next, next_store)) => {
                         live.upgraded(next.version, hand_over);
                         component = next;
@@ -717,12 +737,14 @@ async fn run_process(
     reason
 }
 
-/// After a hand-over: the current version of `name` and a fresh store for it, taking
-/// over the process (its context, policy, children and remaining fuel) from `old`.
-fn next_instance(
+/// After a hand-over: the current version of `name` (which must be of `kind`) and a
+/// fresh store for it, taking over the process (its context, policy, children and
+/// remaining fuel) from `old`.
+pub(crate) fn next_instance(
     node: &Arc<NodeShared>,
     name: &str,
     old: Store<ProcessState>,
+    kind: ComponentKind,
 ) -> Result<(Arc<LoadedComponent>, Store<ProcessState>), ExitReason> {
     let fuel = old.get_fuel().ok();
     let ProcessState {
@@ -735,10 +757,10 @@ fn next_instance(
     let next = node
         .component(name)
         .map_err(|e| upgrade::cannot_continue(name, &e.to_string()))?;
-    if next.kind != ComponentKind::Actor {
+    if next.kind != kind {
         return Err(upgrade::cannot_continue(
             name,
-            "its current version is not an actor",
+            "its current version is another kind of component",
         ));
     }
     let mut store = process_store(node, name, ctx, policy, _child_slot)?;

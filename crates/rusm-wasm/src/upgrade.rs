@@ -317,7 +317,7 @@ impl LiveGuard {
         component: &LoadedComponent,
         pid: Pid,
     ) -> Option<LiveGuard> {
-        if component.kind != ComponentKind::Actor {
+        if !matches!(component.kind, ComponentKind::Actor | ComponentKind::Handler) {
             return None;
         }
         let process = Arc::new(LiveProcess {

@@ -1,0 +1,238 @@
+//! Handler-style actors: components of the `handler-actor` world, which export
+//! `rusm:runtime/handler` (`init`, `handle`, `terminate`, `upgrade-state`) instead of
+//! a `run` entry point.
+//!
+//! The host owns the process's loop. It waits for the next message natively, on the
+//! rusm-otp mailbox, with no guest code on any stack, and calls `handle` only when a
+//! message is there. Every guest call runs inside a [`StackScope`], so with the arena
+//! allocator the store's fiber stack is open (read-write, two mappings) only during
+//! the call: an idle handler actor holds its instance and its memory, no fiber stack
+//! and no mapping of its own.
+//!
+//! Everything that belongs to the rusm-otp process works as for `entry` actors: links,
+//! monitors and trap-exit (an `exit` message is handed to `handle`), kill (while idle
+//! the body future is simply dropped with the store; in the middle of a call the epoch
+//! yield lets the drop happen within a tick), policies (the same store set-up and
+//! rights checks) and upgrades (answered by the host: `upgrade-state` on the old
+//! version, `init` with that state on the new one, in a fresh store of the same
+//! process).
+
+use std::sync::Arc;
+
+use rusm_otp::{Context, ExitReason};
+use rusm_policy::Policy;
+use wasmtime::Store;
+
+use crate::arena::{StackLease, StackScope};
+use crate::host::{message_to_wit, reason_from_wit, reason_to_wit};
+use crate::node::{
+    ComponentKind, LoadedComponent, NodeShared, Prepared, exit_reason, next_instance, process_store,
+};
+use crate::state::{ChildSlot, ProcessState};
+use crate::upgrade::{self, HandOver, LiveGuard};
+
+wasmtime::component::bindgen!({
+    path: "../../wit/rusm-runtime",
+    world: "handler-actor",
+    exports: { default: async },
+    with: {
+        "rusm:runtime/types": crate::host::rusm::runtime::types,
+        "rusm:runtime/process": crate::host::rusm::runtime::process,
+    },
+});
+
+use exports::rusm::runtime::handler::Next;
+
+/// The body of a handler-style process.
+pub(crate) async fn run_handler(
+    node: Arc<NodeShared>,
+    component: Arc<LoadedComponent>,
+    ctx: Context,
+    init: Vec<u8>,
+    policy: Arc<Policy>,
+    child_slot: Option<ChildSlot>,
+) -> ExitReason {
+    let deadline = policy
+        .limits
+        .deadline
+        .map(|limit| tokio::time::Instant::now() + limit);
+    let live = LiveGuard::track(&node, &component, ctx.pid());
+    // Declared before the store, so dropped after it: the slot is free first.
+    let _slot = match node.instance_slot(&component.name).await {
+        Ok(permit) => permit,
+        Err(reason) => return reason,
+    };
+    let store = match process_store(&node, &component.name, ctx, policy, child_slot) {
+        Ok(store) => store,
+        Err(reason) => return reason,
+    };
+    let pid = store.data().ctx.pid();
+    let name = component.name.clone();
+    let body = serve(node, component, store, init, live.as_ref());
+    let limited = async {
+        match deadline {
+            None => body.await,
+            Some(at) => tokio::time::timeout_at(at, body)
+                .await
+                .unwrap_or(ExitReason::DeadlineExceeded),
+        }
+    };
+    let reason = match &live {
+        None => limited.await,
+        // A request the host could not answer in time (the guest is busy inside a
+        // callback) ends the process, as for `entry` actors.
+        Some(live) => tokio::select! {
+            biased;
+            reason = limited => reason,
+            () = live.overdue() => {
+                live.timed_out();
+                ExitReason::UpgradeTimeout
+            }
+        },
+    };
+    tracing::debug!(%pid, component = %name, %reason, "wasm process ended");
+    reason
+}
+
+/// Run `call` (a guest call on a store tracked by `lease`) with its stack open, and
+/// turn a failure into the process's exit reason.
+async fn scoped<T>(
+    lease: &Arc<StackLease>,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> Result<T, CallFailure> {
+    match StackScope::new(lease.clone(), call).await {
+        Ok(Ok(out)) => Ok(out),
+        Ok(Err(err)) => Err(CallFailure::Guest(err)),
+        Err(why) => Err(CallFailure::Stack(why)),
+    }
+}
+
+enum CallFailure {
+    /// The guest trapped, exited or was refused something.
+    Guest(wasmtime::Error),
+    /// Its stack could not be opened (memory or mappings exhausted).
+    Stack(String),
+}
+
+impl CallFailure {
+    fn reason(self, store: &Store<ProcessState>) -> ExitReason {
+        match self {
+            CallFailure::Guest(err) => exit_reason(Some(Err(err)), store.data()),
+            CallFailure::Stack(why) => ExitReason::crashed(why),
+        }
+    }
+}
+
+/// Instantiate the handler and call its `init`.
+async fn start(
+    component: &LoadedComponent,
+    store: &mut Store<ProcessState>,
+    lease: &Arc<StackLease>,
+    init: &[u8],
+    handed_over: Option<&[u8]>,
+) -> Result<HandlerActor, ExitReason> {
+    let Prepared::Handler(pre) = &component.prepared else {
+        return Err(upgrade::cannot_continue(
+            &component.name,
+            "it is not a handler-style actor",
+        ));
+    };
+    let actor = match scoped(lease, pre.instantiate_async(&mut *store)).await {
+        Ok(actor) => actor,
+        Err(failure) => return Err(failure.reason(store)),
+    };
+    let started = scoped(
+        lease,
+        actor
+            .rusm_runtime_handler()
+            .call_init(&mut *store, init, handed_over),
+    )
+    .await;
+    match started {
+        Ok(Ok(())) => Ok(actor),
+        Ok(Err(text)) => Err(ExitReason::custom(text)),
+        Err(failure) => Err(failure.reason(store)),
+    }
+}
+
+/// The host's loop: the next message, then `handle`, until the guest stops or fails.
+async fn serve(
+    node: Arc<NodeShared>,
+    mut component: Arc<LoadedComponent>,
+    mut store: Store<ProcessState>,
+    init: Vec<u8>,
+    live: Option<&LiveGuard>,
+) -> ExitReason {
+    let mut lease = Arc::new(StackLease::default());
+    let mut actor = match start(&component, &mut store, &lease, &init, None).await {
+        Ok(actor) => actor,
+        Err(reason) => return reason,
+    };
+    loop {
+        let msg = store.data().ctx.recv().await;
+        if let Some(signal) = upgrade::signal_of(&msg) {
+            let pid = store.data().ctx.pid();
+            let (Some(live), Some(_)) = (live, node.upgrades.deliverable(pid, signal)) else {
+                // Already answered.
+                continue;
+            };
+            let generation = node.upgrades.pending(pid).unwrap_or_default();
+            let state = match scoped(
+                &lease,
+                actor.rusm_runtime_handler().call_upgrade_state(&mut store),
+            )
+            .await
+            {
+                Ok(state) => state,
+                Err(failure) => return failure.reason(&store),
+            };
+            let (next, next_store) =
+                match next_instance(&node, &component.name, store, ComponentKind::Handler) {
+                    Ok(next) => next,
+                    Err(reason) => return reason,
+                };
+            live.upgraded(
+                next.version,
+                HandOver {
+                    state: state.clone(),
+                    generation,
+                },
+            );
+            component = next;
+            store = next_store;
+            lease = Arc::new(StackLease::default());
+            actor = match start(&component, &mut store, &lease, &init, Some(&state)).await {
+                Ok(actor) => actor,
+                Err(reason) => return reason,
+            };
+            continue;
+        }
+        let Some(msg) = message_to_wit(msg) else {
+            continue;
+        };
+        let handled = scoped(
+            &lease,
+            actor.rusm_runtime_handler().call_handle(&mut store, &msg),
+        )
+        .await;
+        match handled {
+            Ok(Next::Wait) => {}
+            Ok(Next::Stop(reason)) => {
+                let ending = reason_from_wit(reason);
+                let wit = reason_to_wit(&ending);
+                return match scoped(
+                    &lease,
+                    actor
+                        .rusm_runtime_handler()
+                        .call_terminate(&mut store, &wit),
+                )
+                .await
+                {
+                    Ok(()) => ending,
+                    Err(failure) => failure.reason(&store),
+                };
+            }
+            Err(failure) => return failure.reason(&store),
+        }
+    }
+}
