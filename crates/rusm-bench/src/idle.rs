@@ -1,35 +1,72 @@
 //! The `idle-actors` scenario: how many live wasm actors a node holds, and what each
-//! costs in resident memory and in address-space mappings.
+//! costs in resident memory and in address-space mappings, for each actor style.
 //!
-//! A driver spawns `n` `echo` actors (real instances of a Rust guest built with the
-//! SDK), each of which then waits in `receive` (holding its fiber stack while it
-//! waits). Then it sends every one a message and collects every reply, so each actor
-//! counted is really alive and answering. The node's pool is sized for `n` (instances,
-//! memories, tables, stacks); everything else is `WasmConfig::default()`.
+//! A driver spawns `n` actors (real instances of Rust guests built with the SDK) that
+//! wait for a message, then sends every one a message and collects every reply, so
+//! each actor counted is really alive and answering. Three runs, each on a fresh node:
 //!
-//! Reported: resident bytes per actor (growth of the process's `VmRSS` from just
-//! before the first spawn to after the last reply, divided by the actors that
+//! - **handler** style (`idle-handler`, `rusm_guest::handler!`) on the arena allocator
+//!   (the default): between messages no guest code runs and the actor holds no fiber
+//!   stack;
+//! - **blocking** style (`echo`, `rusm_guest::actor!`, waiting in `receive`) on the arena
+//!   allocator: each idle actor keeps its fiber stack open;
+//! - **blocking** style on the pooling allocator (`Allocator::Pooling`), the previous
+//!   default, with a pool of at most 10,000 slots (its stacks are all mapped at node
+//!   start, two mappings each, so a larger pool cannot even start under the default
+//!   `vm.max_map_count`).
+//!
+//! Reported per run: resident bytes per actor (growth of the process's `VmRSS` from
+//! just before the first spawn to after the last reply, divided by the actors that
 //! replied), mappings per actor (growth of the lines of `/proc/self/maps`, which
-//! `vm.max_map_count` bounds), and the most actors that replied. A spawn that fails,
-//! or an actor that ends instead of answering, stops the count there and is reported,
-//! not hidden.
+//! `vm.max_map_count` bounds), the most actors that replied, and the rate of spawning
+//! them and collecting their first replies. A spawn that fails, or an actor that ends
+//! instead of answering, stops the count there and is reported, not hidden. A run also
+//! stops spawning when the process's resident memory passes 16 GiB.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow};
 use rusm_otp::{Context, ExitReason, Message, Payload, Runtime, Tag};
-use rusm_wasm::{PoolConfig, WasmConfig, WasmNode, WasmSpawnOptions};
+use rusm_wasm::{Allocator, ArenaConfig, PoolConfig, WasmConfig, WasmNode, WasmSpawnOptions};
 use tokio::sync::oneshot;
 
 use crate::native::Params;
 use crate::report::Measure;
 
-/// `echo` answers a message with tag `t` with tag `t + 1`.
+/// Both components answer a message with tag `t` with tag `t + 1`.
 const PING: Tag = 1;
 const PONG: Tag = 2;
 /// How long the driver waits for any one reply before it counts the rest as lost.
 const REPLY_LIMIT: Duration = Duration::from_secs(60);
+/// Spawning stops when the process is this large (the machine is shared).
+const RSS_CAP: u64 = 16 << 30;
+/// The largest pool the pooling run asks for.
+const POOL_CAP: u32 = 10_000;
 
+/// One run of the scenario.
+#[derive(Debug, Clone, Copy)]
+enum Run {
+    HandlerArena,
+    BlockingArena,
+    BlockingPooling,
+}
+
+impl Run {
+    fn component(self) -> &'static str {
+        match self {
+            Run::HandlerArena => "idle-handler",
+            Run::BlockingArena | Run::BlockingPooling => "echo",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Run::HandlerArena => "handler style, arena",
+            Run::BlockingArena => "blocking style, arena",
+            Run::BlockingPooling => "blocking style, pooling",
+        }
+    }
+}
 /// What one run reached.
 #[derive(Debug)]
 struct Reached {
@@ -40,44 +77,78 @@ struct Reached {
     stopped: Option<String>,
     rss_bytes: u64,
     maps: u64,
+    /// From the first counted spawn to the last reply.
+    elapsed: Duration,
 }
 
-/// `idle-actors`: `n` idle `echo` actors, every one answering once.
+/// `idle-actors`: `n` idle actors of each style, every one answering once.
 pub async fn idle_actors(p: Params) -> Result<Vec<Measure>> {
     let n = u32::try_from(p.n).context("n is too large")?;
-    let slots = n.saturating_add(16);
-    let pool = PoolConfig {
-        total_component_instances: slots,
-        total_core_instances: slots.saturating_mul(4),
-        total_memories: slots,
-        total_tables: slots.saturating_mul(2),
-        total_stacks: slots,
-        ..PoolConfig::default()
+    let mut measures = Vec::new();
+    for run in [Run::HandlerArena, Run::BlockingArena, Run::BlockingPooling] {
+        measures.extend(one_run(&p, run, n).await?);
+    }
+    Ok(measures)
+}
+
+async fn one_run(p: &Params, run: Run, n: u32) -> Result<Vec<Measure>> {
+    let (n, config) = match run {
+        Run::HandlerArena | Run::BlockingArena => (
+            n,
+            WasmConfig {
+                allocator: Allocator::Arena(ArenaConfig {
+                    max_instances: n.saturating_add(16),
+                    ..ArenaConfig::default()
+                }),
+                ..WasmConfig::default()
+            },
+        ),
+        Run::BlockingPooling => {
+            let n = n.min(POOL_CAP);
+            let slots = n.saturating_add(16);
+            let pool = PoolConfig {
+                total_component_instances: slots,
+                total_core_instances: slots.saturating_mul(4),
+                total_memories: slots,
+                total_tables: slots.saturating_mul(2),
+                total_stacks: slots,
+                ..PoolConfig::default()
+            };
+            (
+                n,
+                WasmConfig {
+                    allocator: Allocator::Pooling,
+                    pool,
+                    ..WasmConfig::default()
+                },
+            )
+        }
     };
     let config = WasmConfig {
-        pool,
         cache_dir: Some(crate::wasm::cache_dir()),
         epoch_tick: p.epoch_tick,
-        ..WasmConfig::default()
+        ..config
     };
     let stack = config.async_stack_size;
     let maps_before_node = map_count()?;
     let node = WasmNode::new(Runtime::new(), config)?;
-    let pool_maps = map_count()?.saturating_sub(maps_before_node);
-    node.load_file("echo", crate::wasm::component_path("echo")?)
-        .context("loading echo")?;
+    let node_maps = map_count()?.saturating_sub(maps_before_node);
+    let component = run.component();
+    node.load_file(component, crate::wasm::component_path(component)?)
+        .with_context(|| format!("loading {component}"))?;
 
     let rt = node.runtime().clone();
     let (tx, rx) = oneshot::channel();
     let driver_node = node.clone();
     rt.spawn(move |ctx| async move {
-        let _ = tx.send(drive(driver_node, ctx, u64::from(n)).await);
+        let _ = tx.send(drive(driver_node, ctx, component, u64::from(n)).await);
     });
     let reached = rx.await.context("the driver ended without a result")??;
     let live = rt.process_count();
-    rt.shutdown(Duration::from_secs(30)).await;
+    rt.shutdown(Duration::from_secs(60)).await;
+    drop(node);
 
-    let params = format!("n={n}");
+    let params = format!("n={n}, {}", run.label());
     let per = |total: u64| total as f64 / reached.replied.max(1) as f64;
     let bytes = per(reached.rss_bytes);
     let maps = per(reached.maps);
@@ -91,12 +162,17 @@ pub async fn idle_actors(p: Params) -> Result<Vec<Measure>> {
     if let Some(why) = &reached.stopped {
         reached_note.push_str(&format!("; stopped: {why}"));
     }
-    let mut maps_note = format!(
-        "beside the {pool_maps} mappings the node made up front for a pool of {slots} slots"
-    );
+    let mut maps_note = format!("beside the {node_maps} mappings the node made when it started");
     if let Some(limit) = max_map_count {
         maps_note.push_str(&format!("; vm.max_map_count is {limit}"));
     }
+    let style_note = match run {
+        Run::HandlerArena => "idle between handle calls: no fiber stack held".to_owned(),
+        Run::BlockingArena | Run::BlockingPooling => format!(
+            "blocked in receive: holds its fiber stack ({} KiB reserved)",
+            stack >> 10
+        ),
+    };
     Ok(vec![
         Measure {
             scenario: "idle-actors".into(),
@@ -105,8 +181,7 @@ pub async fn idle_actors(p: Params) -> Result<Vec<Measure>> {
             value: bytes,
             unit: "bytes".into(),
             note: Some(format!(
-                "style: blocked in receive (fiber stack of {} KiB reserved per actor); BEAM measured here ~2,680 B per process, Lunatic publishes ~75 KB",
-                stack >> 10
+                "{style_note}; BEAM measured here ~2,680 B per process, Lunatic publishes ~75 KB"
             )),
         },
         Measure {
@@ -120,29 +195,40 @@ pub async fn idle_actors(p: Params) -> Result<Vec<Measure>> {
         Measure {
             scenario: "idle-actors".into(),
             name: "idle actors reached".into(),
-            params,
+            params: params.clone(),
             value: reached.replied as f64,
             unit: "actors".into(),
             note: Some(reached_note),
+        },
+        Measure {
+            scenario: "idle-actors".into(),
+            name: "spawned and answered".into(),
+            params,
+            value: reached.replied as f64 / reached.elapsed.as_secs_f64().max(1e-9),
+            unit: "actors/s".into(),
+            note: Some(
+                "every spawn, then every first reply, over the wall-clock time of both".into(),
+            ),
         },
     ])
 }
 
 /// The driver: spawn, ping every actor, collect every reply, measure.
-async fn drive(node: WasmNode, ctx: Context, n: u64) -> Result<Reached> {
+async fn drive(node: WasmNode, ctx: Context, component: &str, n: u64) -> Result<Reached> {
     // One actor first, so one-time costs (the first instantiation, the driver's own
     // growth) are not counted per actor; it is not counted either.
-    let warm = node.spawn_with(Some(&ctx), "echo", WasmSpawnOptions::default())?;
+    let warm = node.spawn_with(Some(&ctx), component, WasmSpawnOptions::default())?;
     ping(&ctx, warm.pid);
     ctx.recv_tag_timeout(PONG, REPLY_LIMIT)
         .await
-        .ok_or_else(|| anyhow!("the first echo actor did not answer"))?;
+        .ok_or_else(|| anyhow!("the first {component} actor did not answer"))?;
     let (rss0, maps0) = (rss_bytes()?, map_count()?);
+    let started = Instant::now();
 
     let mut pids = Vec::new();
     let mut stopped = None;
     for i in 0..n {
-        match node.spawn_with(Some(&ctx), "echo", monitored()) {
+        match node.spawn_with(Some(&ctx), component, monitored()) {
             Ok(spawned) => pids.push(spawned.pid),
             Err(e) => {
                 stopped = Some(format!("spawn {i} failed: {e}"));
@@ -152,6 +238,14 @@ async fn drive(node: WasmNode, ctx: Context, n: u64) -> Result<Reached> {
         if i % 1024 == 1023 {
             // Let the new actors run to their first `receive`.
             tokio::task::yield_now().await;
+            if rss_bytes()? > RSS_CAP {
+                stopped = Some(format!(
+                    "resident memory passed {} GiB after {} spawns",
+                    RSS_CAP >> 30,
+                    i + 1
+                ));
+                break;
+            }
         }
     }
     for pid in &pids {
@@ -181,8 +275,10 @@ async fn drive(node: WasmNode, ctx: Context, n: u64) -> Result<Reached> {
             }
         }
     }
+    let elapsed = started.elapsed();
     let (rss1, maps1) = (rss_bytes()?, map_count()?);
     Ok(Reached {
+        elapsed,
         asked: n,
         spawned: pids.len() as u64,
         replied,
@@ -246,10 +342,17 @@ mod tests {
                 .map(|m| m.value)
                 .unwrap()
         };
-        // Every actor answered. (The sizes are read from the whole test process, where
-        // other tests run beside this one, so only their presence is checked here.)
-        assert_eq!(value("idle actors reached"), 50.0);
+        // Every actor of each run answered. (The sizes are read from the whole test
+        // process, where other tests run beside this one, so only their presence is
+        // checked here.)
+        let reached: Vec<f64> = measures
+            .iter()
+            .filter(|m| m.name == "idle actors reached")
+            .map(|m| m.value)
+            .collect();
+        assert_eq!(reached, [50.0, 50.0, 50.0]);
         assert!(value("resident per idle actor").is_finite());
         assert!(value("mappings per idle actor").is_finite());
+        assert!(value("spawned and answered") > 0.0);
     }
 }
