@@ -50,6 +50,7 @@ mod pid;
 mod reason;
 mod runtime;
 pub mod supervisor;
+mod table;
 
 pub use context::Context;
 pub use error::{Error, SendError, SendErrorKind};

@@ -22,6 +22,7 @@ use crate::event::Event;
 use crate::mailbox::{Mailbox, MailboxConfig};
 use crate::message::{Data, Down, ExitSignal, Message, Payload, Tag};
 use crate::reason::{ExitReason, IntoExitReason};
+use crate::table::ProcessTable;
 use crate::{MonitorRef, Pid, TimerRef};
 
 impl Pid {
@@ -148,7 +149,7 @@ pub(crate) struct SlotState {
 }
 
 impl SlotState {
-    fn new(mailbox: MailboxConfig, trap_exit: bool) -> SlotState {
+    pub(crate) fn new(mailbox: MailboxConfig, trap_exit: bool) -> SlotState {
         SlotState {
             mailbox: Mailbox::new(mailbox),
             recv_waker: None,
@@ -171,6 +172,22 @@ impl SlotState {
 }
 
 impl Slot {
+    pub(crate) fn new(
+        pid: Pid,
+        parent: Option<Pid>,
+        label: Option<Arc<str>>,
+        state: SlotState,
+    ) -> Slot {
+        Slot {
+            pid,
+            parent,
+            label,
+            state: Mutex::new(state),
+            exiting: AtomicBool::new(false),
+            task_waker: AtomicWaker::new(),
+        }
+    }
+
     /// Mark the process to end with `reason` at its next poll; the caller wakes its task
     /// once the lock is released.
     fn set_exit(&self, st: &mut SlotState, reason: ExitReason) {
@@ -194,7 +211,7 @@ enum SignalKind {
 
 struct Inner {
     handle: Handle,
-    table: DashMap<Pid, Arc<Slot>, FxBuildHasher>,
+    table: ProcessTable,
     next_pid: AtomicU64,
     next_ref: AtomicU64,
     registry: DashMap<Arc<str>, Pid>,
@@ -243,7 +260,7 @@ impl Runtime {
         Runtime {
             inner: Arc::new(Inner {
                 handle,
-                table: DashMap::with_hasher(FxBuildHasher),
+                table: ProcessTable::new(),
                 next_pid: AtomicU64::new(1),
                 next_ref: AtomicU64::new(1),
                 registry: DashMap::new(),
@@ -345,14 +362,7 @@ impl Runtime {
                 state.monitored_by.push((mref, parent));
             }
         }
-        let slot = Arc::new(Slot {
-            pid,
-            parent: parent_pid,
-            label: options.label,
-            state: Mutex::new(state),
-            exiting: AtomicBool::new(false),
-            task_waker: AtomicWaker::new(),
-        });
+        let slot = Arc::new(Slot::new(pid, parent_pid, options.label, state));
         if let Some(parent) = parent {
             let mut st = parent.slot.state.lock();
             if link {
@@ -362,7 +372,7 @@ impl Runtime {
                 st.monitoring.insert(mref, pid);
             }
         }
-        inner.table.insert(pid, slot.clone());
+        inner.table.insert(slot.clone());
         inner.live.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(%pid, parent = ?parent_pid, "spawn");
         if inner.observed.load(Ordering::Acquire) {
@@ -424,33 +434,41 @@ impl Runtime {
     /// Hands the payload back when the receiver does not exist or its bounded mailbox is
     /// full (with [`Overflow::DropNewest`](crate::Overflow::DropNewest)).
     pub fn try_send_tagged(&self, to: Pid, tag: Tag, payload: Payload) -> Result<(), SendError> {
-        let Some(slot) = self.inner.table.get(&to) else {
-            return Err(SendError {
-                payload,
-                kind: SendErrorKind::NoProc,
-            });
-        };
-        let mut st = slot.state.lock();
-        if !st.alive {
-            return Err(SendError {
-                payload,
-                kind: SendErrorKind::NoProc,
-            });
-        }
-        match st.deliver(Message::Data(Data { tag, payload })) {
-            Ok(waker) => {
-                drop(st);
-                drop(slot);
+        let mut payload = Some(payload);
+        let delivered = self.inner.table.with(to, |slot| {
+            let mut st = slot.state.lock();
+            if !st.alive {
+                return Err(SendErrorKind::NoProc);
+            }
+            let data = Data {
+                tag,
+                payload: payload.take().expect("the payload is sent once"),
+            };
+            match st.deliver(Message::Data(data)) {
+                Ok(waker) => Ok(waker),
+                Err(Message::Data(data)) => {
+                    payload = Some(data.payload);
+                    Err(SendErrorKind::Full)
+                }
+                Err(_) => unreachable!("only data messages are refused"),
+            }
+        });
+        // The receiver is woken once its row and mailbox are unlocked.
+        match delivered {
+            Some(Ok(waker)) => {
                 if let Some(waker) = waker {
                     waker.wake();
                 }
                 Ok(())
             }
-            Err(Message::Data(data)) => Err(SendError {
-                payload: data.payload,
-                kind: SendErrorKind::Full,
+            Some(Err(kind)) => Err(SendError {
+                payload: payload.expect("a refused payload is handed back"),
+                kind,
             }),
-            Err(_) => unreachable!("only data messages are refused"),
+            None => Err(SendError {
+                payload: payload.expect("an undelivered payload is kept"),
+                kind: SendErrorKind::NoProc,
+            }),
         }
     }
 
@@ -476,7 +494,7 @@ impl Runtime {
     }
 
     fn signal(&self, target: Pid, from: Pid, reason: ExitReason, kind: SignalKind) {
-        let Some(slot) = self.inner.table.get(&target) else {
+        let Some(slot) = self.inner.table.get(target) else {
             return;
         };
         let mut st = slot.state.lock();
@@ -517,7 +535,7 @@ impl Runtime {
         pid: Pid,
         reason: ExitReason,
     ) {
-        let Some(slot) = self.inner.table.get(&owner) else {
+        let Some(slot) = self.inner.table.get(owner) else {
             return;
         };
         let mut st = slot.state.lock();
@@ -544,7 +562,7 @@ impl Runtime {
         }
         // Our side first, so a signal from `other` dying right now finds the link.
         me.state.lock().links.insert(other);
-        let linked = match self.inner.table.get(&other) {
+        let linked = match self.inner.table.get(other) {
             Some(slot) => {
                 let mut st = slot.state.lock();
                 st.alive && {
@@ -569,7 +587,7 @@ impl Runtime {
             st.mailbox
                 .remove_all(|m| matches!(m, Message::Exit(sig) if sig.from == other));
         }
-        if let Some(slot) = self.inner.table.get(&other) {
+        if let Some(slot) = self.inner.table.get(other) {
             slot.state.lock().links.remove(&me.pid);
         }
     }
@@ -577,7 +595,7 @@ impl Runtime {
     pub(crate) fn monitor(&self, me: &Slot, target: Pid) -> MonitorRef {
         let mref = self.new_monitor_ref();
         me.state.lock().monitoring.insert(mref, target);
-        let watching = match self.inner.table.get(&target) {
+        let watching = match self.inner.table.get(target) {
             Some(slot) => {
                 let mut st = slot.state.lock();
                 st.alive && {
@@ -601,7 +619,7 @@ impl Runtime {
             st.monitoring.remove(&mref)
         };
         let Some(target) = target else { return false };
-        if let Some(slot) = self.inner.table.get(&target) {
+        if let Some(slot) = self.inner.table.get(target) {
             slot.state.lock().monitored_by.retain(|(m, _)| *m != mref);
         }
         true
@@ -613,7 +631,7 @@ impl Runtime {
     /// [`Error::NoProc`] if `pid` is not alive, [`Error::NameTaken`] if another process
     /// holds the name, [`Error::AlreadyNamed`] if `pid` already has a name.
     pub fn register(&self, name: &str, pid: Pid) -> Result<(), Error> {
-        let slot = self.inner.table.get(&pid).ok_or(Error::NoProc(pid))?;
+        let slot = self.inner.table.get(pid).ok_or(Error::NoProc(pid))?;
         let mut st = slot.state.lock();
         if !st.alive {
             return Err(Error::NoProc(pid));
@@ -644,7 +662,7 @@ impl Runtime {
     /// Remove a registered name; returns the pid that held it.
     pub fn unregister(&self, name: &str) -> Option<Pid> {
         let (_, pid) = self.inner.registry.remove(name)?;
-        if let Some(slot) = self.inner.table.get(&pid) {
+        if let Some(slot) = self.inner.table.get(pid) {
             let mut st = slot.state.lock();
             if st.name.as_deref() == Some(name) {
                 st.name = None;
@@ -660,7 +678,7 @@ impl Runtime {
 
     /// The name `pid` is registered under, if any.
     pub fn registered_name(&self, pid: Pid) -> Option<String> {
-        let slot = self.inner.table.get(&pid)?;
+        let slot = self.inner.table.get(pid)?;
         slot.state.lock().name.as_deref().map(str::to_owned)
     }
 
@@ -706,13 +724,13 @@ impl Runtime {
     pub fn is_alive(&self, pid: Pid) -> bool {
         self.inner
             .table
-            .get(&pid)
-            .is_some_and(|slot| slot.state.lock().alive)
+            .with(pid, |slot| slot.state.lock().alive)
+            .unwrap_or(false)
     }
 
     /// The process that spawned `pid`, if it was spawned by a process and is alive.
     pub fn parent_of(&self, pid: Pid) -> Option<Pid> {
-        self.inner.table.get(&pid).and_then(|slot| slot.parent)
+        self.inner.table.with(pid, |slot| slot.parent).flatten()
     }
 
     /// The number of processes alive now.
@@ -722,7 +740,9 @@ impl Runtime {
 
     /// The pids of every process alive now, in no particular order.
     pub fn processes(&self) -> Vec<Pid> {
-        self.inner.table.iter().map(|entry| *entry.key()).collect()
+        let mut pids = Vec::with_capacity(self.process_count());
+        self.inner.table.for_each(|slot| pids.push(slot.pid));
+        pids
     }
 
     /// Counters about this node.
@@ -735,13 +755,10 @@ impl Runtime {
         for (count, counter) in exits.0.iter_mut().zip(&self.inner.exits) {
             *count = counter.load(Ordering::Relaxed);
         }
-        let live_high_water = self
-            .inner
-            .table
-            .iter()
-            .map(|slot| slot.state.lock().mailbox.stats().high_water)
-            .max()
-            .unwrap_or(0);
+        let mut live_high_water = 0;
+        self.inner.table.for_each(|slot| {
+            live_high_water = live_high_water.max(slot.state.lock().mailbox.stats().high_water);
+        });
         RuntimeStats {
             spawned,
             exited: spawned.saturating_sub(live as u64),
@@ -755,7 +772,7 @@ impl Runtime {
 
     /// Mailbox counters of `pid`, if alive.
     pub fn mailbox_stats(&self, pid: Pid) -> Option<crate::MailboxStats> {
-        let slot = self.inner.table.get(&pid)?;
+        let slot = self.inner.table.get(pid)?;
         Some(slot.state.lock().mailbox.stats())
     }
 
@@ -765,7 +782,7 @@ impl Runtime {
     /// # Cancel safety
     /// Dropping the future only stops waiting; the process is not affected.
     pub fn watch(&self, pid: Pid) -> Watch {
-        Watch(self.inner.table.get(&pid).and_then(|slot| {
+        Watch(self.inner.table.get(pid).and_then(|slot| {
             let mut st = slot.state.lock();
             st.alive.then(|| {
                 let (tx, rx) = oneshot::channel();
@@ -792,13 +809,12 @@ impl Runtime {
     /// Dropping the future part-way leaves the node shutting down but stops escalating.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutting_down.store(true, Ordering::Release);
-        let mut roots: Vec<Pid> = self
-            .inner
-            .table
-            .iter()
-            .filter(|entry| entry.parent.is_none())
-            .map(|entry| *entry.key())
-            .collect();
+        let mut roots: Vec<Pid> = Vec::new();
+        self.inner.table.for_each(|slot| {
+            if slot.parent.is_none() {
+                roots.push(slot.pid);
+            }
+        });
         roots.sort_unstable_by(|a, b| b.cmp(a));
         for root in roots {
             let ended = self.watch(root);
@@ -852,7 +868,7 @@ impl Runtime {
             )
         };
         drop(leftovers);
-        self.inner.table.remove(&pid);
+        self.inner.table.remove(pid);
         if let Some(name) = name {
             self.inner
                 .registry
@@ -880,7 +896,7 @@ impl Runtime {
             self.deliver_down(owner, mref, pid, reason.clone());
         }
         for (mref, target) in monitoring {
-            if let Some(target) = self.inner.table.get(&target) {
+            if let Some(target) = self.inner.table.get(target) {
                 target.state.lock().monitored_by.retain(|(m, _)| *m != mref);
             }
         }

@@ -1,0 +1,238 @@
+//! The process table: pid → the process's shared row ([`Slot`]).
+//!
+//! Pids come from a counter, so the table is indexed by the pid itself instead of by
+//! a hash of it: the table is split into [`SHARDS`] shards by the pid's low bits
+//! (consecutive spawns land in different shards, so a spawner and the processes that
+//! end meanwhile on another worker rarely meet on one lock), and within a shard a pid
+//! has one home in a ring of entries, `(pid / SHARDS) % ring length`. Spawning and
+//! ending walk the ring in order, touching memory sequentially where a hash map would
+//! touch a random cache line per insert and per remove.
+//!
+//! A home already held by an older live process (a long-lived one the counter has
+//! lapped) sends the newcomer to a small per-shard spill map. The ring doubles when a
+//! shard holds more live processes than half its ring, so spilling stays rare. Nothing
+//! here ever reuses a pid: the table only stores what the counter hands out.
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use rustc_hash::FxHashMap;
+
+use crate::Pid;
+use crate::runtime::Slot;
+
+/// How many shards the table has (a power of two).
+pub(crate) const SHARDS: usize = 64;
+
+/// The ring length a shard starts with (a power of two).
+const FIRST_RING: usize = 64;
+
+/// One shard, aligned so that two shards never share a cache line.
+#[repr(align(128))]
+struct Shard {
+    lock: RwLock<ShardRows>,
+}
+
+#[derive(Default)]
+struct ShardRows {
+    /// Home entries, indexed by `(pid / SHARDS) % ring.len()`.
+    ring: Vec<Option<Arc<Slot>>>,
+    /// Processes whose home was taken when they started.
+    spill: FxHashMap<u64, Arc<Slot>>,
+    /// Live processes in this shard (ring and spill).
+    len: usize,
+}
+
+impl ShardRows {
+    fn home(&self, raw: u64) -> usize {
+        (raw as usize / SHARDS) & (self.ring.len() - 1)
+    }
+
+    fn get(&self, raw: u64) -> Option<&Arc<Slot>> {
+        if self.ring.is_empty() {
+            return None;
+        }
+        match &self.ring[self.home(raw)] {
+            Some(slot) if slot.pid.as_raw() == raw => Some(slot),
+            _ if self.spill.is_empty() => None,
+            _ => self.spill.get(&raw),
+        }
+    }
+
+    fn insert(&mut self, slot: Arc<Slot>) {
+        self.len += 1;
+        if self.len * 2 > self.ring.len() {
+            self.grow();
+        }
+        self.place(slot);
+    }
+
+    fn place(&mut self, slot: Arc<Slot>) {
+        let raw = slot.pid.as_raw();
+        let home = self.home(raw);
+        match &mut self.ring[home] {
+            entry @ None => *entry = Some(slot),
+            Some(_) => {
+                self.spill.insert(raw, slot);
+            }
+        }
+    }
+
+    /// Double the ring and give every process its home in the new one.
+    fn grow(&mut self) {
+        let new_len = (self.ring.len() * 2).max(FIRST_RING);
+        let old = std::mem::replace(&mut self.ring, vec![None; new_len]);
+        let spilled = std::mem::take(&mut self.spill);
+        for slot in old.into_iter().flatten().chain(spilled.into_values()) {
+            self.place(slot);
+        }
+    }
+
+    fn remove(&mut self, raw: u64) -> Option<Arc<Slot>> {
+        if self.ring.is_empty() {
+            return None;
+        }
+        let home = self.home(raw);
+        let removed = match &self.ring[home] {
+            Some(slot) if slot.pid.as_raw() == raw => self.ring[home].take(),
+            _ => self.spill.remove(&raw),
+        };
+        if removed.is_some() {
+            self.len -= 1;
+        }
+        removed
+    }
+}
+
+/// The pid-indexed table of live processes; see the module docs.
+pub(crate) struct ProcessTable {
+    shards: Box<[Shard]>,
+}
+
+impl ProcessTable {
+    pub(crate) fn new() -> ProcessTable {
+        ProcessTable {
+            shards: (0..SHARDS)
+                .map(|_| Shard {
+                    lock: RwLock::new(ShardRows::default()),
+                })
+                .collect(),
+        }
+    }
+
+    fn shard(&self, pid: Pid) -> &Shard {
+        &self.shards[pid.as_raw() as usize % SHARDS]
+    }
+
+    /// The row of `pid`, if it is in the table.
+    pub(crate) fn get(&self, pid: Pid) -> Option<Arc<Slot>> {
+        self.shard(pid).lock.read().get(pid.as_raw()).cloned()
+    }
+
+    /// Run `f` on the row of `pid` while the shard is read-locked (no reference count
+    /// taken); `None` if `pid` is not in the table. `f` must not touch the table.
+    pub(crate) fn with<R>(&self, pid: Pid, f: impl FnOnce(&Slot) -> R) -> Option<R> {
+        self.shard(pid)
+            .lock
+            .read()
+            .get(pid.as_raw())
+            .map(|slot| f(slot))
+    }
+
+    /// Add a new process's row.
+    pub(crate) fn insert(&self, slot: Arc<Slot>) {
+        self.shard(slot.pid).lock.write().insert(slot);
+    }
+
+    /// Remove `pid`'s row, handing it back.
+    pub(crate) fn remove(&self, pid: Pid) -> Option<Arc<Slot>> {
+        self.shard(pid).lock.write().remove(pid.as_raw())
+    }
+
+    /// Call `f` with every row, shard by shard (each shard read-locked while it is
+    /// visited), in no particular order. `f` must not touch the table.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&Arc<Slot>)) {
+        for shard in self.shards.iter() {
+            let rows = shard.lock.read();
+            rows.ring.iter().flatten().for_each(&mut f);
+            rows.spill.values().for_each(&mut f);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mailbox::MailboxConfig;
+    use crate::runtime::SlotState;
+
+    fn slot(raw: u64) -> Arc<Slot> {
+        Arc::new(Slot::new(
+            Pid::from_raw(raw),
+            None,
+            None,
+            SlotState::new(MailboxConfig::default(), false),
+        ))
+    }
+
+    fn pids(table: &ProcessTable) -> Vec<u64> {
+        let mut all = Vec::new();
+        table.for_each(|slot| all.push(slot.pid.as_raw()));
+        all.sort_unstable();
+        all
+    }
+
+    #[test]
+    fn lapped_homes_spill_and_are_found() {
+        let table = ProcessTable::new();
+        // A long-lived process, then many short-lived ones that lap its home.
+        table.insert(slot(1));
+        let ring = (FIRST_RING * SHARDS) as u64;
+        for raw in 2..=4 * ring + 1 {
+            table.insert(slot(raw));
+            assert_eq!(table.get(Pid::from_raw(raw)).unwrap().pid.as_raw(), raw);
+            assert!(table.remove(Pid::from_raw(raw)).is_some());
+            assert!(table.get(Pid::from_raw(raw)).is_none());
+        }
+        // Pids that share 1's home while it lives.
+        let same_home = [1 + ring, 1 + 2 * ring];
+        for raw in same_home {
+            table.insert(slot(raw));
+        }
+        for raw in [1, same_home[0], same_home[1]] {
+            assert_eq!(
+                table.with(Pid::from_raw(raw), |s| s.pid.as_raw()),
+                Some(raw)
+            );
+        }
+        assert_eq!(pids(&table), vec![1, same_home[0], same_home[1]]);
+        // The home's holder leaves first; the spilled ones stay reachable.
+        assert!(table.remove(Pid::from_raw(1)).is_some());
+        assert!(table.get(Pid::from_raw(1)).is_none());
+        assert!(table.remove(Pid::from_raw(same_home[1])).is_some());
+        assert!(table.remove(Pid::from_raw(same_home[1])).is_none());
+        assert_eq!(pids(&table), vec![same_home[0]]);
+    }
+
+    #[test]
+    fn many_live_processes_grow_the_rings() {
+        let table = ProcessTable::new();
+        let n = 50_000u64;
+        for raw in 1..=n {
+            table.insert(slot(raw));
+        }
+        assert_eq!(pids(&table).len(), n as usize);
+        for raw in (1..=n).step_by(7) {
+            assert_eq!(table.get(Pid::from_raw(raw)).unwrap().pid.as_raw(), raw);
+        }
+        // Remove every other one; the rest are still found, the removed are not.
+        for raw in (1..=n).filter(|r| r % 2 == 0) {
+            assert!(table.remove(Pid::from_raw(raw)).is_some());
+        }
+        for raw in 1..=n {
+            assert_eq!(table.get(Pid::from_raw(raw)).is_some(), raw % 2 == 1);
+        }
+        assert!(table.get(Pid::from_raw(n + 1)).is_none());
+        assert!(table.remove(Pid::from_raw(n + 1)).is_none());
+    }
+}
