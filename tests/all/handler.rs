@@ -68,8 +68,13 @@ async fn messages_are_handled_one_by_one_and_state_is_kept() {
 async fn init_failure_and_stop_end_the_process_with_their_reasons() {
     let node = node(&["handler-probe"]);
     let rt = node.runtime().clone();
-    let failing = node.spawn("handler-probe", b"fail".to_vec()).unwrap();
-    assert_eq!(rt.watch(failing).await, ExitReason::custom("init refused"));
+    // Watched from the spawn on: the process may end before a later watch could start.
+    let options = WasmSpawnOptions {
+        init: b"fail".to_vec(),
+        ..WasmSpawnOptions::default()
+    };
+    let (_, failing) = node.spawn_watched("handler-probe", options).unwrap();
+    assert_eq!(failing.await, ExitReason::custom("init refused"));
 
     let (me, mut probe) = probe(&rt);
     let actor = node.spawn("handler-probe", Vec::new()).unwrap();
@@ -291,8 +296,10 @@ async fn a_spawn_past_the_instance_limit_ends_with_a_reason_naming_it() {
         assert_eq!(probe.data().await.0, 2);
         live.push(pid);
     }
-    let third = node.spawn("idle-handler", Vec::new()).unwrap();
-    match rt.watch(third).await {
+    let (_, third) = node
+        .spawn_watched("idle-handler", WasmSpawnOptions::default())
+        .unwrap();
+    match third.await {
         ExitReason::Custom(why) => {
             assert!(why.contains("max_instances"), "{why}");
         }
