@@ -13,6 +13,7 @@ mod harness;
 mod http;
 mod idle;
 mod native;
+mod plugin;
 #[cfg(test)]
 use native::testing;
 mod reload;
@@ -35,7 +36,7 @@ struct Cli {
     scenario: Scenario,
     /// Main size: processes (spawn-native, spawn-component, ring), round trips
     /// (ping-pong, ping-pong-wasm, each fairness bystander), receivers (fan-out), kills
-    /// per run (kill-latency), requests per run (http), busy actors (reload), idle actors (idle-actors). Defaults per scenario; not allowed with `all`.
+    /// per run (kill-latency), requests per run (http), busy actors (reload), calls (plugin-call), idle actors (idle-actors). Defaults per scenario; not allowed with `all`.
     n: Option<u64>,
     /// Second size: laps (ring), messages per receiver (fan-out), processes alive at
     /// once (spawn-component), spinners (fairness, kill-latency's busy side; 0 means
@@ -82,6 +83,8 @@ enum Scenario {
     Http,
     /// Reload a component while n of its actors are busy; every one upgraded in place.
     Reload,
+    /// n typed host -> plugin calls of `add` on a warm instance, vs bare wasmtime.
+    PluginCall,
     /// n idle wasm actors, every one answering once: resident bytes and mappings each.
     IdleActors,
     /// Every scenario above with its default sizes.
@@ -89,7 +92,7 @@ enum Scenario {
 }
 
 impl Scenario {
-    const EACH: [Scenario; 11] = [
+    const EACH: [Scenario; 12] = [
         Scenario::SpawnNative,
         Scenario::PingPong,
         Scenario::Ring,
@@ -100,6 +103,7 @@ impl Scenario {
         Scenario::KillLatency,
         Scenario::Http,
         Scenario::Reload,
+        Scenario::PluginCall,
         Scenario::IdleActors,
     ];
 
@@ -116,6 +120,7 @@ impl Scenario {
             Scenario::KillLatency => (40, 0),
             Scenario::Http => (20_000, 32),
             Scenario::Reload => (1_000, 0),
+            Scenario::PluginCall => (200_000, 0),
             Scenario::IdleActors => (10_000, 0),
             Scenario::All => (0, 0),
         }
@@ -133,6 +138,7 @@ impl Scenario {
             Scenario::KillLatency => wasm::kill_latency(p).await,
             Scenario::Http => http::http(p).await,
             Scenario::Reload => reload::reload(p).await,
+            Scenario::PluginCall => plugin::plugin_call(p).await,
             Scenario::IdleActors => unreachable!("idle-actors reports measures and runs apart"),
             Scenario::All => unreachable!("`all` is expanded before running"),
         }

@@ -131,6 +131,9 @@ pub(crate) struct NodeShared {
     /// [`NodeShared::instance_slot`]).
     instance_slots: Arc<tokio::sync::Semaphore>,
     _ticker: EpochTicker,
+    /// Bumped by every install of a component version, so a plugin notices a reload
+    /// with one atomic load per call.
+    pub(crate) installs: std::sync::atomic::AtomicU64,
 }
 
 /// The wasm side of a node: one engine, a registry of compiled components, and the
@@ -197,6 +200,7 @@ impl WasmNode {
                 upgrades: Upgrades::new(),
                 instance_slots,
                 _ticker: ticker,
+                installs: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -344,6 +348,7 @@ impl NodeShared {
         loaded.version = old.map_or(0, |old| old.version) + 1;
         let version = loaded.version;
         components.insert(loaded.name.to_string(), Arc::new(loaded));
+        self.installs.fetch_add(1, Ordering::Release);
         Ok(version)
     }
 

@@ -313,6 +313,8 @@ struct Live<B> {
     store: Store<ProcessState>,
     /// The component version the instance runs.
     version: u64,
+    /// The node's install count when `version` was last found current.
+    installs: u64,
     /// A call into this instance was interrupted (or its future dropped): it must not
     /// be entered again.
     poisoned: bool,
@@ -481,7 +483,7 @@ impl WasmNode {
             }
             Err(reason) => return Err(start_error(plugin.end_with(reason).await)),
         };
-        match instantiate(&loaded, store, bind, permit).await {
+        match instantiate(node, &loaded, store, bind, permit).await {
             Ok(live) => {
                 *plugin.inner.live.lock().await = Some(live);
                 Ok(plugin)
@@ -493,6 +495,7 @@ impl WasmNode {
 
 /// Instantiate `component` in `store` and bind it.
 async fn instantiate<B>(
+    node: &NodeShared,
     component: &LoadedComponent,
     mut store: Store<ProcessState>,
     bind: BindFn<B>,
@@ -505,6 +508,9 @@ async fn instantiate<B>(
         )));
     };
     let pre: &InstancePre<ProcessState> = pre;
+    // Read before the version is known to be current, so a reload that lands after
+    // the lookup is seen at the next call.
+    let installs = node.installs.load(Ordering::Acquire);
     let bound = async {
         let instance = pre.instantiate_async(&mut store).await?;
         bind(&mut store, &instance)
@@ -515,6 +521,7 @@ async fn instantiate<B>(
             bindings,
             store,
             version: component.version,
+            installs,
             poisoned: false,
             _permit: permit,
         }),
@@ -569,7 +576,11 @@ impl<B: Send + 'static> Plugin<B> {
         F: AsyncFnOnce(&B, &mut Store<ProcessState>) -> wasmtime::Result<R>,
     {
         let inner = &*self.inner;
-        let mut slot = inner.live.lock().await;
+        // Uncontended, `try_lock` is one compare-and-swap; `lock` sets up a waiter.
+        let mut slot = match inner.live.try_lock() {
+            Ok(slot) => slot,
+            Err(_) => inner.live.lock().await,
+        };
         let cancels = inner.signals.cancels.load(Ordering::Acquire);
         let Some(live) = slot.as_mut() else {
             drop(slot);
@@ -581,7 +592,15 @@ impl<B: Send + 'static> Plugin<B> {
             drop(slot);
             return Err(self.ended_error().await);
         }
-        if live.poisoned || live.version != inner.node.current_version(&inner.component) {
+        // A reload installs a new version: one atomic load tells whether any install
+        // happened since this instance was last found current.
+        let installs = inner.node.installs.load(Ordering::Acquire);
+        let stale = installs != live.installs && {
+            let current = inner.node.current_version(&inner.component);
+            live.installs = installs;
+            live.version != current
+        };
+        if live.poisoned || stale {
             self.renew(&mut slot).await?;
         }
         let Some(live) = slot.as_mut() else {
@@ -765,7 +784,7 @@ impl<B: Send + 'static> Plugin<B> {
         {
             let _ = store.set_fuel(fuel);
         }
-        match instantiate(&component, store, inner.bind, _permit).await {
+        match instantiate(&inner.node, &component, store, inner.bind, _permit).await {
             Ok(live) => {
                 tracing::debug!(pid = %inner.pid, component = %inner.component, version = live.version, "plugin on a fresh instance");
                 *slot = Some(live);
