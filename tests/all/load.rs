@@ -78,22 +78,40 @@ async fn bad_components_are_rejected_with_a_reason_and_change_nothing() {
     assert_eq!(err.to_string(), "no component named \"nope\" is loaded");
 }
 
+/// Whether `word` occurs in `text` as a whole identifier.
+fn contains_word(text: &str, word: &str) -> bool {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices(word)
+        .any(|(at, _)| !text[..at].ends_with(ident) && !text[at + word.len()..].starts_with(ident))
+}
+
 /// Every component in `components/` is exercised by some end-to-end test: its package
-/// name appears quoted in a test module.
+/// name appears quoted, or its path constant (`rusm_e2e::PLUGIN_GREETER`) by name, in a
+/// test module of `tests/all` or of an example.
 #[test]
 fn every_component_has_a_test() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("all");
+    // The end-to-end suites: this one, and each example's own tests.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![root.join("all")];
+    for example in std::fs::read_dir(root.join("../examples")).unwrap() {
+        dirs.push(example.unwrap().path().join("tests"));
+    }
     let mut sources = String::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "rs") {
-            sources.push_str(&std::fs::read_to_string(&path).unwrap());
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                sources.push_str(&std::fs::read_to_string(&path).unwrap());
+            }
         }
     }
     let untested: Vec<&str> = rusm_e2e::ALL
         .iter()
         .map(|(name, _)| *name)
-        .filter(|name| !sources.contains(&format!("\"{name}\"")))
+        .filter(|name| {
+            let constant = name.to_uppercase().replace('-', "_");
+            !sources.contains(&format!("\"{name}\"")) && !contains_word(&sources, &constant)
+        })
         .collect();
     assert!(
         untested.is_empty(),
