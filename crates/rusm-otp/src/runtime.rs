@@ -927,8 +927,16 @@ where
         Err(panic) => crashed(panic),
         Ok(future) => {
             let mut future = pin!(future);
+            // The waker last registered for kills. A tokio task is polled with the same
+            // waker every time, so it is registered once, not on every poll. The only
+            // thing that takes it out of `task_waker` is a kill or an exit signal, and
+            // that sets `exiting` first, which the next poll sees and ends the process.
+            let mut registered: Option<Waker> = None;
             poll_fn(|cx| {
-                slot.task_waker.register(cx.waker());
+                if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    slot.task_waker.register(cx.waker());
+                    registered = Some(cx.waker().clone());
+                }
                 if slot.exiting.load(Ordering::Acquire)
                     && let Some(reason) = slot.state.lock().pending_exit.take()
                 {
