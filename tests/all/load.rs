@@ -46,7 +46,7 @@ async fn bad_components_are_rejected_with_a_reason_and_change_nothing() {
     assert!(matches!(err, LoadError::NoEntryPoint { .. }), "{err}");
     assert!(
         err.to_string()
-            .contains("exports neither rusm:runtime/entry"),
+            .contains("exports no entry point rusm can run"),
         "{err}"
     );
 

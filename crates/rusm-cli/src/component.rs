@@ -44,6 +44,8 @@ pub fn kind_name(kind: ComponentKind) -> &'static str {
     match kind {
         ComponentKind::Command => "a WASI command",
         ComponentKind::Http => "an HTTP handler",
+        ComponentKind::Handler => "a handler-style actor",
+        ComponentKind::Plugin => "a plugin of an embedding host",
         _ => "an actor",
     }
 }

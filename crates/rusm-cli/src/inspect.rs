@@ -85,12 +85,14 @@ fn world(exports: &[String]) -> &'static str {
     let has = |prefix: &str| exports.iter().any(|e| e.starts_with(prefix));
     if has("rusm:runtime/entry") {
         "rusm:runtime/actor (a rusm actor)"
+    } else if has("rusm:runtime/handler") {
+        "rusm:runtime/handler-actor (a handler-style rusm actor)"
     } else if has("wasi:http/incoming-handler") {
         "wasi:http/proxy (an HTTP handler)"
     } else if has("wasi:cli/run") {
         "wasi:cli/command (a plain WASI command)"
     } else {
-        "unknown (exports neither rusm:runtime/entry, wasi:http/incoming-handler nor wasi:cli/run)"
+        "unknown (exports none of rusm:runtime/entry, rusm:runtime/handler, wasi:http/incoming-handler, wasi:cli/run; a plugin of an embedding host exports that host's own interface)"
     }
 }
 
@@ -113,6 +115,7 @@ fn render(
                 match kind {
                     rusm_wasm::ComponentKind::Command => "a command (rusm run)",
                     rusm_wasm::ComponentKind::Http => "an HTTP handler (rusm serve)",
+                    rusm_wasm::ComponentKind::Handler => "a handler-style actor (rusm run)",
                     _ => "an actor (rusm run)",
                 }
             );
@@ -265,7 +268,12 @@ pub fn verdict(name: &str, funcs: &[String], policy: &Policy) -> Verdict {
         i if i.starts_with("wasi:random/") => Verdict::Always("random numbers".into()),
         i if i.starts_with("wasi:cli/") => Verdict::Always("exit and terminal queries".into()),
         "wasi:http/types" => Verdict::Always("HTTP types (requests go through [http])".into()),
-        _ => Verdict::Always("not governed by any policy section".into()),
+        i if i.starts_with("wasi:") || i.starts_with("rusm:") => {
+            Verdict::Always("not governed by any policy section".into())
+        }
+        _ => Verdict::Denied(
+            "not provided by the rusm command (an embedding host may link it)".into(),
+        ),
     }
 }
 

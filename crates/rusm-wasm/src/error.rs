@@ -44,9 +44,9 @@ pub enum LoadError {
         /// What is missing, as wasmtime names it.
         detail: String,
     },
-    /// It exports neither entry point.
+    /// It exports no entry point rusm runs by itself.
     #[error(
-        "component {component:?} exports neither rusm:runtime/entry (an actor) nor wasi:cli/run (a command); it exports: {}",
+        "component {component:?} exports no entry point rusm can run: none of rusm:runtime/entry (an actor), rusm:runtime/handler (a handler actor), wasi:http/incoming-handler (an HTTP handler) or wasi:cli/run (a command); it exports: {} (a plugin of an embedding host is loaded with WasmNode::load_plugin_file)",
         if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
     )]
     NoEntryPoint {

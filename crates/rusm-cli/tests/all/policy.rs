@@ -96,3 +96,38 @@ fn inspect_maps_wasi_interfaces_to_policy_sections() {
         out.stdout
     );
 }
+
+#[test]
+fn inspect_tells_handler_actors_and_plugins_apart() {
+    let out = run(&["inspect", component("idle-handler").to_str().unwrap()]);
+    assert!(
+        out.stdout.contains("world: rusm:runtime/handler-actor"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("runs in rusm: yes, as a handler-style actor"),
+        "{}",
+        out.stdout
+    );
+
+    // A plugin exports its host's own interface: the command cannot run it alone.
+    let out = run(&["inspect", component("plugin-greeter").to_str().unwrap()]);
+    assert!(out.stdout.contains("world: unknown"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("a plugin of an embedding host"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("runs in rusm: no"), "{}", out.stdout);
+    let host = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("myapp:plugin/host"))
+        .unwrap();
+    assert!(
+        host.contains("DENIED: not provided by the rusm command"),
+        "{host}"
+    );
+}
