@@ -35,7 +35,7 @@ struct Cli {
     /// What to run.
     scenario: Scenario,
     /// Main size: processes (spawn-native, spawn-component, ring), round trips
-    /// (ping-pong, ping-pong-wasm, each fairness bystander), receivers (fan-out), kills
+    /// (ping-pong, ping-pong-wasm, ping-pong-handler, each fairness bystander), receivers (fan-out), kills
     /// per run (kill-latency), requests per run (http), busy actors (reload), calls (plugin-call), idle actors (idle-actors). Defaults per scenario; not allowed with `all`.
     n: Option<u64>,
     /// Second size: laps (ring), messages per receiver (fan-out), processes alive at
@@ -75,6 +75,8 @@ enum Scenario {
     SpawnComponent,
     /// n round trips between a wasm pinger and a wasm ponger.
     PingPongWasm,
+    /// n round trips with a handler-style ponger, vs a blocking one.
+    PingPongHandler,
     /// Bystanders do n round trips each while m spinners spin.
     Fairness,
     /// Kill a spinning wasm process n times per run; time until its exit is seen.
@@ -92,13 +94,14 @@ enum Scenario {
 }
 
 impl Scenario {
-    const EACH: [Scenario; 12] = [
+    const EACH: [Scenario; 13] = [
         Scenario::SpawnNative,
         Scenario::PingPong,
         Scenario::Ring,
         Scenario::FanOut,
         Scenario::SpawnComponent,
         Scenario::PingPongWasm,
+        Scenario::PingPongHandler,
         Scenario::Fairness,
         Scenario::KillLatency,
         Scenario::Http,
@@ -116,6 +119,7 @@ impl Scenario {
             Scenario::FanOut => (100, 20_000),
             Scenario::SpawnComponent => (20_000, 1_000),
             Scenario::PingPongWasm => (100_000, 0),
+            Scenario::PingPongHandler => (100_000, 0),
             Scenario::Fairness => (100, 0),
             Scenario::KillLatency => (40, 0),
             Scenario::Http => (20_000, 32),
@@ -134,6 +138,7 @@ impl Scenario {
             Scenario::FanOut => native::fan_out(p).await,
             Scenario::SpawnComponent => wasm::spawn_component(p).await,
             Scenario::PingPongWasm => wasm::ping_pong_wasm(p).await,
+            Scenario::PingPongHandler => wasm::ping_pong_handler(p).await,
             Scenario::Fairness => wasm::fairness(p).await,
             Scenario::KillLatency => wasm::kill_latency(p).await,
             Scenario::Http => http::http(p).await,

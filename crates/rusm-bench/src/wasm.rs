@@ -581,6 +581,116 @@ async fn native_wasm_ping_pong(node: WasmNode, n: u64) -> Result<Sample> {
     .await
 }
 
+// ---- ping-pong-handler -----------------------------------------------------------------
+
+/// `ping-pong-handler`: `n` round trips with a handler-style ponger (`idle-handler`,
+/// `rusm_guest::handler!`: the host waits for each message natively and calls `handle`
+/// for it, opening the fiber stack for the call), from two pingers: the blocking
+/// `ping-pong` pinger (wasm -> handler) and a native rusm process (native -> handler,
+/// every 8th round trip timed). Baselines in the same run: the same two pingers against
+/// the blocking-style `ping-pong` ponger (waiting in `receive` on its fiber), i.e.
+/// `ping-pong-wasm`'s sides. The handler ponger does not stop by message; it is
+/// killed after each run, and must still be alive then.
+pub async fn ping_pong_handler(p: Params) -> Result<Vec<Figure>> {
+    let n = p.n;
+    let node = wasm_node(&p, &["ping-pong", "idle-handler"])?;
+    let series = interleaved(
+        p.repeats,
+        p.rusm_only,
+        vec![
+            Contender::new("wasm->handler", || {
+                handler_ping_pong(node.clone(), n, Pinger::Wasm)
+            }),
+            Contender::new("wasm->blocking", || wasm_ping_pong(node.clone(), n)),
+            Contender::new("native->handler", || {
+                handler_ping_pong(node.clone(), n, Pinger::Native)
+            }),
+            Contender::new("native->blocking", || {
+                native_wasm_ping_pong(node.clone(), n)
+            }),
+        ],
+    )
+    .await?;
+    let params = format!("n={n}");
+    Ok(vec![
+        Figure::new(
+            "ping-pong-handler",
+            "wasm->handler vs wasm->blocking",
+            "round trips",
+            params.clone(),
+            Side::new("rusm handler", &series[0], None),
+            Side::new("blocking ponger", &series[1], None),
+            None,
+        )
+        .with_note(
+            "a blocking ping-pong pinger against the idle-handler ponger, vs against a \
+             blocking ping-pong ponger"
+                .into(),
+        ),
+        Figure::new(
+            "ping-pong-handler",
+            "native->handler vs native->blocking",
+            "round trips",
+            params,
+            Side::new("rusm handler", &series[2], Some("round trip")),
+            Side::new("blocking ponger", &series[3], Some("round trip")),
+            None,
+        )
+        .with_note("a native rusm pinger against each ponger".into()),
+    ])
+}
+
+/// Who pings the handler ponger.
+#[derive(Debug, Clone, Copy)]
+enum Pinger {
+    /// A `ping-pong` pinger (blocking-style wasm), reporting its rounds.
+    Wasm,
+    /// The native driver itself (every [`LATENCY_STRIDE`]th round trip timed).
+    Native,
+}
+
+async fn handler_ping_pong(node: WasmNode, n: u64, pinger: Pinger) -> Result<Sample> {
+    let rt = node.runtime().clone();
+    drive(&rt, move |ctx| async move {
+        // Not linked: the ponger is killed at the end. A ponger that dies early fails
+        // the run all the same: the wasm pinger monitors it and ends with a reason
+        // (it is linked to the driver), and the native pinger times out.
+        let ponger = node
+            .spawn_with(Some(&ctx), "idle-handler", WasmSpawnOptions::default())?
+            .pid;
+        let start = Instant::now();
+        let latencies = match pinger {
+            Pinger::Wasm => {
+                spawn_pinger(&node, &ctx, ponger, n)?;
+                pinger_report(&ctx, n).await?;
+                Vec::new()
+            }
+            Pinger::Native => native_pings(&ctx, ponger, n, LATENCY_STRIDE).await?,
+        };
+        let elapsed = start.elapsed();
+        let rt = ctx.runtime();
+        ensure!(
+            rt.is_alive(ponger),
+            "the handler ponger ended during the run"
+        );
+        let ended = rt.watch(ponger);
+        rt.kill(ponger);
+        let reason = tokio::time::timeout(KILL_LIMIT, ended)
+            .await
+            .context("the handler ponger outlived its kill")?;
+        ensure!(
+            reason == ExitReason::Killed,
+            "the handler ponger ended with {reason}"
+        );
+        Ok(Sample {
+            units: n,
+            elapsed,
+            latencies,
+        })
+    })
+    .await
+}
+
 /// A message in the raw wasmtime ping-pong: tag and payload.
 type RawMessage = (Tag, Vec<u8>);
 
@@ -987,6 +1097,7 @@ mod tests {
             for figures in [
                 spawn_component(small(300, 50)).await.unwrap(),
                 ping_pong_wasm(small(300, 0)).await.unwrap(),
+                ping_pong_handler(small(300, 0)).await.unwrap(),
                 fairness(small(20, 0)).await.unwrap(),
                 kill_latency(small(3, 0)).await.unwrap(),
             ] {
