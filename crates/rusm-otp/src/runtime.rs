@@ -931,11 +931,15 @@ where
             // waker every time, so it is registered once, not on every poll. The only
             // thing that takes it out of `task_waker` is a kill or an exit signal, and
             // that sets `exiting` first, which the next poll sees and ends the process.
-            let mut registered: Option<Waker> = None;
+            // It is recognised by its data and vtable addresses (what `Waker::will_wake`
+            // compares), so keeping it costs no reference count.
+            let mut registered = None;
             poll_fn(|cx| {
-                if !registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    slot.task_waker.register(cx.waker());
-                    registered = Some(cx.waker().clone());
+                let waker = cx.waker();
+                let key = (waker.data() as usize, waker.vtable() as *const _ as usize);
+                if registered != Some(key) {
+                    slot.task_waker.register(waker);
+                    registered = Some(key);
                 }
                 if slot.exiting.load(Ordering::Acquire)
                     && let Some(reason) = slot.state.lock().pending_exit.take()
