@@ -313,3 +313,48 @@ async fn a_spawn_past_the_instance_limit_ends_with_a_reason_naming_it() {
     send(&rt, fourth, 1, command(me, b""));
     assert_eq!(probe.data().await.0, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_answer_while_their_open_stacks_are_evicted_and_swept() {
+    // One stack kept open for eight busy actors, and a sweep every millisecond: stacks
+    // are closed and reopened all the time, on both workers, while calls run.
+    let config = WasmConfig {
+        allocator: Allocator::Arena(ArenaConfig {
+            open_stacks: 1,
+            idle_stack_close: Duration::from_millis(1),
+            ..ArenaConfig::default()
+        }),
+        ..WasmConfig::default()
+    };
+    let node = WasmNode::new(Runtime::new(), config).unwrap();
+    node.load_file("idle-handler", rusm_e2e::component("idle-handler").unwrap())
+        .unwrap();
+    let rt = node.runtime().clone();
+    let (me, mut probe) = probe(&rt);
+    let actors: Vec<Pid> = (0..8)
+        .map(|_| node.spawn("idle-handler", Vec::new()).unwrap())
+        .collect();
+    let rounds = 100u64;
+    for round in 0..rounds {
+        for (i, &actor) in actors.iter().enumerate() {
+            let payload = command(
+                me,
+                &[round.to_le_bytes(), (i as u64).to_le_bytes()].concat(),
+            );
+            send(&rt, actor, 10, payload);
+        }
+    }
+    let mut next_round = vec![0u64; actors.len()];
+    for _ in 0..rounds * actors.len() as u64 {
+        let (tag, payload) = probe.data().await;
+        assert_eq!(tag, 11);
+        let round = u64::from_le_bytes(payload[8..16].try_into().unwrap());
+        let i = u64::from_le_bytes(payload[16..24].try_into().unwrap()) as usize;
+        assert_eq!(round, next_round[i], "actor {i} answers in order");
+        next_round[i] += 1;
+    }
+    assert!(next_round.iter().all(|&n| n == rounds));
+    for actor in actors {
+        assert!(rt.is_alive(actor));
+    }
+}

@@ -16,8 +16,8 @@
 //!   `vm.max_map_count`).
 //!
 //! Reported per run: resident bytes per actor (growth of the process's `VmRSS` from
-//! just before the first spawn to after the last reply, divided by the actors that
-//! replied), mappings per actor (growth of the lines of `/proc/self/maps`, which
+//! just before the first spawn to after the last reply and two periods of the arena's
+//! idle-stack sweep, divided by the actors that replied), mappings per actor (growth of the lines of `/proc/self/maps`, which
 //! `vm.max_map_count` bounds), the most actors that replied, and the rate of spawning
 //! them and collecting their first replies. A spawn that fails, or an actor that ends
 //! instead of answering, stops the count there and is reported, not hidden. A run also
@@ -130,6 +130,14 @@ async fn one_run(p: &Params, run: Run, n: u32) -> Result<Vec<Measure>> {
         ..config
     };
     let stack = config.async_stack_size;
+    // Measure idle actors: let the arena's sweep close the stacks their calls left
+    // open (it runs every `idle_stack_close`; a stack goes within two of its periods).
+    let quiet = match &config.allocator {
+        Allocator::Arena(arena) if arena.open_stacks > 0 => {
+            arena.idle_stack_close * 2 + Duration::from_millis(250)
+        }
+        _ => Duration::ZERO,
+    };
     let maps_before_node = map_count()?;
     let node = WasmNode::new(Runtime::new(), config)?;
     let node_maps = map_count()?.saturating_sub(maps_before_node);
@@ -141,7 +149,7 @@ async fn one_run(p: &Params, run: Run, n: u32) -> Result<Vec<Measure>> {
     let (tx, rx) = oneshot::channel();
     let driver_node = node.clone();
     rt.spawn(move |ctx| async move {
-        let _ = tx.send(drive(driver_node, ctx, component, u64::from(n)).await);
+        let _ = tx.send(drive(driver_node, ctx, component, u64::from(n), quiet).await);
     });
     let reached = rx.await.context("the driver ended without a result")??;
     let live = rt.process_count();
@@ -213,8 +221,15 @@ async fn one_run(p: &Params, run: Run, n: u32) -> Result<Vec<Measure>> {
     ])
 }
 
-/// The driver: spawn, ping every actor, collect every reply, measure.
-async fn drive(node: WasmNode, ctx: Context, component: &str, n: u64) -> Result<Reached> {
+/// The driver: spawn, ping every actor, collect every reply, wait `quiet` (so the
+/// actors are idle), measure.
+async fn drive(
+    node: WasmNode,
+    ctx: Context,
+    component: &str,
+    n: u64,
+    quiet: Duration,
+) -> Result<Reached> {
     // One actor first, so one-time costs (the first instantiation, the driver's own
     // growth) are not counted per actor; it is not counted either.
     let warm = node.spawn_with(Some(&ctx), component, WasmSpawnOptions::default())?;
@@ -276,6 +291,7 @@ async fn drive(node: WasmNode, ctx: Context, component: &str, n: u64) -> Result<
         }
     }
     let elapsed = started.elapsed();
+    tokio::time::sleep(quiet).await;
     let (rss1, maps1) = (rss_bytes()?, map_count()?);
     Ok(Reached {
         elapsed,

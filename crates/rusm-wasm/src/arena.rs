@@ -14,13 +14,18 @@
 //!   span, never moves, and a freed span is returned to the kernel
 //!   (`MADV_DONTNEED`), so the next memory carved from it starts zeroed.
 //! - **Fiber stacks** are slots of a `PROT_NONE` chunk: a guard region then the stack.
-//!   A stack is read-write only while a guest call runs on it (the [`StackScope`]
-//!   around the call opens it, and closes it again afterwards: its pages are dropped
-//!   and it goes back to `PROT_NONE`, where the kernel merges it into the surrounding
-//!   mapping). So a stack costs two mappings while in use and none while its actor is
-//!   idle, and its guard stays inaccessible all the time: a host stack overflow faults,
-//!   it never reaches a neighbour. A stack created outside any scope (for example for
-//!   an HTTP request) stays open until its store drops.
+//!   A stack is read-write while a guest call runs on it (the [`StackScope`] around the
+//!   call opens it) and, after the call, while it is among the node's recently used
+//!   open stacks (`ArenaConfig::open_stacks`, chosen by a clock sweep) and has been
+//!   used within `ArenaConfig::idle_stack_close`. Then it is closed: its pages are
+//!   dropped and it goes back to `PROT_NONE`, where the kernel merges it into the
+//!   surrounding mapping. So a busy actor pays no system call per call, an open stack
+//!   costs two mappings, an idle actor's none, and the guard stays inaccessible all
+//!   the time: a host stack overflow faults, it never reaches a neighbour. A stack is
+//!   closed only under its lease's lock and only when no call of its store runs (every
+//!   call takes that lock to start), so closing never races a call starting on another
+//!   worker. A stack created outside any scope (for example for an HTTP request) stays
+//!   open until its store drops.
 //!
 //! A store caches the last fiber stack it ran on until it is dropped (wasmtime has no
 //! public call that returns it earlier), which is why stacks are closed in place
@@ -33,10 +38,12 @@
 use std::cell::RefCell;
 use std::ops::Range;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use wasmtime::{LinearMemory, MemoryCreator, MemoryType, StackCreator, StackMemory};
 
 /// Sizes of the arena allocator (the default; see [`crate::Allocator`]).
@@ -53,6 +60,18 @@ pub struct ArenaConfig {
     pub stacks_per_chunk: usize,
     /// Inaccessible bytes below every fiber stack.
     pub stack_guard_size: usize,
+    /// How many fiber stacks of handler-style actors stay open (read-write) between
+    /// calls, node-wide. A stack whose call has ended is kept open while it is among
+    /// the most recently used (a clock sweep chooses which to close when the set is
+    /// full), so a busy actor pays no system call per message; each open stack costs
+    /// two mappings and its touched pages. `0` closes every stack as soon as its call
+    /// ends.
+    pub open_stacks: usize,
+    /// An open stack that no call has used for between this long and twice this long
+    /// is closed by a background sweep, so idle actors hold no open stack.
+    /// `Duration::ZERO` turns the sweep off (stacks then close only when the set of
+    /// open stacks is full).
+    pub idle_stack_close: Duration,
 }
 
 impl Default for ArenaConfig {
@@ -63,6 +82,8 @@ impl Default for ArenaConfig {
             memories_per_chunk: 256,
             stacks_per_chunk: 512,
             stack_guard_size: 64 << 10,
+            open_stacks: 2048,
+            idle_stack_close: Duration::from_secs(1),
         }
     }
 }
@@ -142,7 +163,8 @@ struct Slots {
     free: Vec<usize>,
     /// The chunk being carved, and how many of its slots are handed out.
     current: Option<(usize, usize)>,
-    chunks: usize,
+    /// Every chunk mapped, unmapped when the arena drops.
+    chunks: Vec<usize>,
 }
 
 impl Slots {
@@ -153,7 +175,7 @@ impl Slots {
             prot,
             free: Vec::new(),
             current: None,
-            chunks: 0,
+            chunks: Vec::new(),
         }
     }
 
@@ -172,14 +194,48 @@ impl Slots {
                     .stride
                     .checked_mul(self.per_chunk)
                     .ok_or_else(|| format!("{what}: arena chunk size overflows"))?;
-                let base = map(len, self.prot)
+                let base = map_chunk(len, self.prot)
                     .map_err(|e| mapping_error(&format!("cannot map a {what} arena chunk"), e))?;
                 self.current = Some((base, 1));
-                self.chunks += 1;
+                self.chunks.push(base);
                 Ok(base)
             }
         }
     }
+}
+
+impl Drop for Slots {
+    fn drop(&mut self) {
+        let len = self.stride * self.per_chunk;
+        for &base in &self.chunks {
+            // SAFETY: the arena drops after everything carved from it (each memory and
+            // stack holds it), so nothing uses the chunk any more.
+            unsafe { libc::munmap(base as *mut libc::c_void, len) };
+        }
+    }
+}
+
+/// Map an arena chunk. A `PROT_NONE` chunk (of fiber stacks, opened and closed piece by
+/// piece) is first made read-write and written to once, so that the kernel gives the
+/// whole chunk one `anon_vma`: every piece opened later shares it, and a closed piece
+/// merges back into its neighbours. (Pieces that got their own `anon_vma` at their
+/// first write could not merge again, and the chunk would stay split in as many
+/// mappings as stacks were ever open at once.)
+fn map_chunk(len: usize, prot: libc::c_int) -> std::io::Result<usize> {
+    if prot != libc::PROT_NONE {
+        return map(len, prot);
+    }
+    let base = map(len, libc::PROT_READ | libc::PROT_WRITE)?;
+    // SAFETY: a fresh mapping of ours, read-write; nothing uses it yet.
+    unsafe {
+        (base as *mut u8).write_volatile(0);
+        discard(base, page_size());
+        if let Err(e) = protect(base, len, libc::PROT_NONE) {
+            libc::munmap(base as *mut libc::c_void, len);
+            return Err(e);
+        }
+    }
+    Ok(base)
 }
 
 /// The linear memories of a node.
@@ -284,38 +340,196 @@ unsafe impl MemoryCreator for MemoryArenaCreator {
 pub(crate) struct StackArena {
     guard: usize,
     slots: Mutex<Slots>,
+    /// The stacks kept open between calls.
+    open: OpenStacks,
+    /// Tells the idle sweep to stop when the arena drops.
+    sweep_stop: Arc<SweepStop>,
 }
 
 impl StackArena {
-    pub(crate) fn new(config: &ArenaConfig, stack_size: usize) -> StackArena {
+    /// The stack arena, and its idle sweep thread when `idle_stack_close` is set.
+    pub(crate) fn new(config: &ArenaConfig, stack_size: usize) -> std::io::Result<Arc<StackArena>> {
         let page = page_size();
         let guard = round_up(config.stack_guard_size.max(page), page);
         let stride = guard + round_up(stack_size.max(page), page);
-        StackArena {
+        let arena = Arc::new(StackArena {
             guard,
             slots: Mutex::new(Slots::new(stride, config.stacks_per_chunk, libc::PROT_NONE)),
+            open: OpenStacks::new(config.open_stacks),
+            sweep_stop: Arc::default(),
+        });
+        let period = config.idle_stack_close;
+        if config.open_stacks > 0 && !period.is_zero() {
+            let weak = Arc::downgrade(&arena);
+            let stop = arena.sweep_stop.clone();
+            std::thread::Builder::new()
+                .name("rusm-stack-sweep".into())
+                .spawn(move || sweep_idle(&weak, &stop, period))?;
+        }
+        Ok(arena)
+    }
+}
+
+impl Drop for StackArena {
+    fn drop(&mut self) {
+        *self.sweep_stop.stopped.lock() = true;
+        self.sweep_stop.wake.notify_all();
+    }
+}
+
+#[derive(Default)]
+struct SweepStop {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// The idle sweep: every `period`, close the open stacks no call used since the sweep
+/// before, until the arena drops.
+fn sweep_idle(arena: &Weak<StackArena>, stop: &SweepStop, period: Duration) {
+    loop {
+        {
+            let mut stopped = stop.stopped.lock();
+            if !*stopped {
+                stop.wake.wait_for(&mut stopped, period);
+            }
+            if *stopped {
+                return;
+            }
+        }
+        let Some(arena) = arena.upgrade() else {
+            return;
+        };
+        arena.open.sweep();
+    }
+}
+
+/// The stacks kept open between calls: at most `capacity`, chosen by a clock (second
+/// chance) sweep. A lease in the set is marked `in_set` (under its own lock) and has a
+/// `referenced` bit that each call's end sets; the hand clears set bits and evicts the
+/// first lease whose bit is clear. So a busy actor's call ends with two atomic stores
+/// (`referenced`, and `recent` for the idle sweep), and takes this set's lock only when
+/// its stack was not in the set.
+///
+/// Lock order: never a lease's lock while holding the set's; an evicted lease is closed
+/// after the set's lock is released, and only if no call runs on it then.
+struct OpenStacks {
+    capacity: usize,
+    clock: Mutex<Clock>,
+}
+
+#[derive(Default)]
+struct Clock {
+    leases: Vec<Arc<StackLease>>,
+    hand: usize,
+}
+
+impl OpenStacks {
+    fn new(capacity: usize) -> OpenStacks {
+        OpenStacks {
+            capacity,
+            clock: Mutex::default(),
+        }
+    }
+
+    /// Add `lease` (marked `in_set` by the caller), closing the lease it displaces.
+    fn insert(&self, lease: Arc<StackLease>) {
+        // Behind the hand with its bit clear: it stays for a whole turn, and goes
+        // before the leases used again meanwhile.
+        lease.referenced.store(false, Ordering::Relaxed);
+        lease.recent.store(true, Ordering::Relaxed);
+        let evicted = {
+            let mut clock = self.clock.lock();
+            if clock.leases.len() < self.capacity {
+                clock.leases.push(lease);
+                None
+            } else {
+                // Every turn clears a bit, so this ends within `capacity + 1` turns.
+                loop {
+                    let at = clock.hand % clock.leases.len();
+                    clock.hand = at + 1;
+                    if !clock.leases[at].referenced.swap(false, Ordering::Relaxed) {
+                        break Some(std::mem::replace(&mut clock.leases[at], lease));
+                    }
+                }
+            }
+        };
+        if let Some(evicted) = evicted {
+            evicted.evict();
+        }
+    }
+
+    /// Close every open stack not used since the last sweep; mark the others unused.
+    fn sweep(&self) {
+        let idle: Vec<Arc<StackLease>> = {
+            let mut clock = self.clock.lock();
+            let (kept, idle) = std::mem::take(&mut clock.leases)
+                .into_iter()
+                .partition(|lease| lease.recent.swap(false, Ordering::Relaxed));
+            clock.leases = kept;
+            clock.hand = 0;
+            idle
+        };
+        for lease in idle {
+            lease.evict();
         }
     }
 }
 
 /// The open/closed state of the stack a store runs on, shared by the stack and the
-/// [`StackScope`]s of that store's guest calls.
+/// [`StackScope`]s of that store's guest calls (and by the set of open stacks while it
+/// is in there).
 #[derive(Default)]
 pub(crate) struct StackLease {
-    inner: Mutex<Option<Lease>>,
+    inner: Mutex<LeaseState>,
+    /// Used since the clock hand last passed (meaningful while in the open set).
+    referenced: AtomicBool,
+    /// Used since the last idle sweep (meaningful while in the open set).
+    recent: AtomicBool,
+}
+
+#[derive(Default)]
+struct LeaseState {
+    /// The store's stack, once it has one.
+    stack: Option<Lease>,
+    /// Scopes of this store whose call is running (at most one: a store runs one call
+    /// at a time).
+    calls: u32,
+    /// In its arena's set of open stacks.
+    in_set: bool,
 }
 
 struct Lease {
     start: usize,
     len: usize,
     open: bool,
+    arena: Arc<StackArena>,
+}
+
+impl Lease {
+    /// Drop the stack's pages and make it inaccessible again.
+    ///
+    /// # Safety
+    /// No fiber may be running or suspended on the stack.
+    unsafe fn close(&mut self) {
+        if self.open {
+            // SAFETY: per the caller.
+            unsafe {
+                discard(self.start, self.len);
+                // If this fails the stack simply stays open (and zeroed).
+                if protect(self.start, self.len, libc::PROT_NONE).is_ok() {
+                    self.open = false;
+                }
+            }
+        }
+    }
 }
 
 impl StackLease {
-    /// Make the store's stack usable (if it has one that is closed).
-    fn open(&self) -> Result<(), String> {
+    /// A call begins: make the store's stack usable (if it has one that is closed).
+    /// From here until [`StackLease::end_call`] nobody closes it.
+    fn begin_call(&self) -> Result<(), String> {
         let mut inner = self.inner.lock();
-        if let Some(lease) = inner.as_mut()
+        if let Some(lease) = inner.stack.as_mut()
             && !lease.open
         {
             // SAFETY: the stack belongs to this store, which runs no guest code now.
@@ -323,24 +537,50 @@ impl StackLease {
                 .map_err(|e| mapping_error("cannot open a fiber stack", e))?;
             lease.open = true;
         }
+        inner.calls += 1;
         Ok(())
     }
 
-    /// Drop the stack's pages and make it inaccessible again: it costs neither memory
-    /// nor a mapping while the store is idle.
-    fn close(&self) {
-        let mut inner = self.inner.lock();
-        if let Some(lease) = inner.as_mut()
-            && lease.open
-        {
-            // SAFETY: no guest call of this store runs now, so no fiber is on it.
-            unsafe {
-                discard(lease.start, lease.len);
-                // If this fails the stack simply stays open (and zeroed).
-                if protect(lease.start, lease.len, libc::PROT_NONE).is_ok() {
-                    lease.open = false;
-                }
+    /// The call has ended (finished, or dropped and unwound): keep the stack open
+    /// among the recently used ones, or close it when the arena keeps none open.
+    fn end_call(self: &Arc<Self>) {
+        let arena = {
+            let mut inner = self.inner.lock();
+            inner.calls = inner.calls.saturating_sub(1);
+            let state = &mut *inner;
+            let Some(lease) = state.stack.as_mut() else {
+                return;
+            };
+            if !lease.open || state.calls > 0 {
+                return;
             }
+            if lease.arena.open.capacity == 0 {
+                // SAFETY: no call of this store runs now, so no fiber is on it.
+                unsafe { lease.close() };
+                return;
+            }
+            if state.in_set {
+                self.referenced.store(true, Ordering::Relaxed);
+                self.recent.store(true, Ordering::Relaxed);
+                return;
+            }
+            state.in_set = true;
+            lease.arena.clone()
+        };
+        arena.open.insert(self.clone());
+    }
+
+    /// Taken out of the set of open stacks: close the stack unless a call runs on it
+    /// (that call puts it back in the set when it ends).
+    fn evict(&self) {
+        let mut inner = self.inner.lock();
+        inner.in_set = false;
+        if inner.calls == 0
+            && let Some(lease) = inner.stack.as_mut()
+        {
+            // SAFETY: no call of this store runs now (`calls` is 0 under the lock
+            // every call takes before it starts), so no fiber is on it.
+            unsafe { lease.close() };
         }
     }
 }
@@ -381,8 +621,8 @@ impl Drop for ArenaStack {
         let len = self.stride - self.arena.guard;
         if let Some(lease) = &self.lease {
             let mut inner = lease.inner.lock();
-            if inner.as_ref().is_some_and(|l| l.start == start) {
-                *inner = None;
+            if inner.stack.as_ref().is_some_and(|l| l.start == start) {
+                inner.stack = None;
             }
         }
         // SAFETY: the fiber that used this stack is gone with its store.
@@ -430,18 +670,20 @@ unsafe impl StackCreator for StackArenaCreator {
         unsafe { protect(start, len, libc::PROT_READ | libc::PROT_WRITE) }
             .map_err(|e| wasmtime::Error::msg(mapping_error("cannot open a fiber stack", e)))?;
         if let Some(lease) = lease {
-            *lease.inner.lock() = Some(Lease {
+            lease.inner.lock().stack = Some(Lease {
                 start,
                 len,
                 open: true,
+                arena: arena.clone(),
             });
         }
         Ok(Box::new(stack))
     }
 }
 
-/// A guest call on a store whose stack is opened before the call and closed after
-/// it (also when the call is dropped unfinished, after the call itself is dropped).
+/// A guest call on a store whose stack is opened before the call; when the call ends
+/// (also when it is dropped unfinished, after the call itself is dropped) the stack
+/// joins the arena's set of open stacks, or is closed at once if the set holds none.
 pub(crate) struct StackScope<F> {
     lease: Arc<StackLease>,
     call: Option<Pin<Box<F>>>,
@@ -468,7 +710,7 @@ impl<F: Future> Future for StackScope<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if !this.opened {
-            this.lease.open()?;
+            this.lease.begin_call()?;
             this.opened = true;
         }
         let Some(call) = this.call.as_mut() else {
@@ -480,7 +722,7 @@ impl<F: Future> Future for StackScope<F> {
         match polled {
             Poll::Ready(out) => {
                 this.call = None;
-                this.lease.close();
+                this.lease.end_call();
                 Poll::Ready(Ok(out))
             }
             Poll::Pending => Poll::Pending,
@@ -491,12 +733,14 @@ impl<F: Future> Future for StackScope<F> {
 impl<F> Drop for StackScope<F> {
     fn drop(&mut self) {
         if self.call.is_some() {
-            // Dropping an unfinished call unwinds its fiber on the stack, so the stack
-            // closes only after that.
+            // Dropping an unfinished call unwinds its fiber on the stack, so the call
+            // ends (and its stack may be closed) only after that.
             let previous = CURRENT.with(|c| c.replace(Some(self.lease.clone())));
             self.call = None;
             CURRENT.with(|c| *c.borrow_mut() = previous);
-            self.lease.close();
+            if self.opened {
+                self.lease.end_call();
+            }
         }
     }
 }
@@ -547,28 +791,172 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_stack_is_open_only_inside_its_scope() {
-        let arena = Arc::new(StackArena::new(&config(), 64 << 10));
-        let creator = StackArenaCreator(arena);
+    /// A lease whose call has begun, and the stack created during it.
+    fn leased_stack(creator: &StackArenaCreator) -> (Arc<StackLease>, Box<dyn StackMemory>) {
         let lease = Arc::new(StackLease::default());
-        let stack = {
-            let _ = CURRENT.with(|c| c.replace(Some(lease.clone())));
-            let stack = creator.new_stack(64 << 10, true).unwrap();
-            CURRENT.with(|c| *c.borrow_mut() = None);
-            stack
-        };
-        assert!(lease.inner.lock().as_ref().unwrap().open);
-        lease.close();
-        assert!(!lease.inner.lock().as_ref().unwrap().open);
-        lease.open().unwrap();
-        let top = stack.top();
-        // SAFETY: the stack is open and ours.
-        unsafe { top.sub(8).write(1) };
+        lease.begin_call().unwrap();
+        let previous = CURRENT.with(|c| c.replace(Some(lease.clone())));
+        let stack = creator.new_stack(64 << 10, true).unwrap();
+        CURRENT.with(|c| *c.borrow_mut() = previous);
+        (lease, stack)
+    }
+
+    /// Whether the kernel has the stack read-write (from `/proc/self/maps`).
+    fn is_open(stack: &dyn StackMemory) -> bool {
+        let at = stack.range().start;
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let line = maps
+            .lines()
+            .find(|line| {
+                let range = line.split_whitespace().next().unwrap();
+                let (from, to) = range.split_once('-').unwrap();
+                let from = usize::from_str_radix(from, 16).unwrap();
+                let to = usize::from_str_radix(to, 16).unwrap();
+                (from..to).contains(&at)
+            })
+            .expect("the stack is mapped");
+        line.split_whitespace().nth(1).unwrap().starts_with("rw")
+    }
+
+    fn write_top(stack: &dyn StackMemory) {
+        // SAFETY: the caller checked that the stack is open; it is ours.
+        unsafe { stack.top().sub(8).write(1) };
+    }
+
+    fn stack_config(open_stacks: usize) -> ArenaConfig {
+        ArenaConfig {
+            open_stacks,
+            idle_stack_close: Duration::ZERO,
+            ..config()
+        }
+    }
+
+    #[test]
+    fn with_no_open_stacks_a_stack_is_open_only_during_its_call() {
+        let creator = StackArenaCreator(StackArena::new(&stack_config(0), 64 << 10).unwrap());
+        let (lease, stack) = leased_stack(&creator);
+        assert!(is_open(&*stack));
+        write_top(&*stack);
+        lease.end_call();
+        assert!(!is_open(&*stack), "closed when its call ends");
+        lease.begin_call().unwrap();
+        assert!(is_open(&*stack), "reopened for the next call");
+        write_top(&*stack);
+        lease.end_call();
         drop(stack);
         assert!(
-            lease.inner.lock().is_none(),
+            lease.inner.lock().stack.is_none(),
             "a dropped stack leaves its lease"
         );
+    }
+
+    #[test]
+    fn recently_used_stacks_stay_open_and_the_clock_closes_the_others() {
+        let creator = StackArenaCreator(StackArena::new(&stack_config(2), 64 << 10).unwrap());
+        let (a, stack_a) = leased_stack(&creator);
+        let (b, stack_b) = leased_stack(&creator);
+        let (c, stack_c) = leased_stack(&creator);
+        a.end_call();
+        b.end_call();
+        assert!(
+            is_open(&*stack_a) && is_open(&*stack_b),
+            "kept open after their calls"
+        );
+        // `a` is used again, so `b` is the one to go when `c` needs room.
+        a.begin_call().unwrap();
+        a.end_call();
+        c.end_call();
+        assert!(is_open(&*stack_a) && is_open(&*stack_c));
+        assert!(
+            !is_open(&*stack_b),
+            "the least recently used stack is closed"
+        );
+        b.begin_call().unwrap();
+        assert!(
+            is_open(&*stack_b),
+            "a closed stack reopens for its next call"
+        );
+        write_top(&*stack_b);
+        b.end_call();
+        let open = [&*stack_a, &*stack_b, &*stack_c]
+            .into_iter()
+            .filter(|s| is_open(*s))
+            .count();
+        assert_eq!(open, 2, "never more open between calls than the set holds");
+    }
+
+    /// The mappings of this process that overlap `from..to`.
+    fn mappings_within(from: usize, to: usize) -> usize {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        maps.lines()
+            .filter(|line| {
+                let range = line.split_whitespace().next().unwrap();
+                let (a, b) = range.split_once('-').unwrap();
+                let a = usize::from_str_radix(a, 16).unwrap();
+                let b = usize::from_str_radix(b, 16).unwrap();
+                a < to && from < b
+            })
+            .count()
+    }
+
+    #[test]
+    fn closed_stacks_merge_back_into_one_mapping() {
+        let creator = StackArenaCreator(StackArena::new(&stack_config(8), 64 << 10).unwrap());
+        // Open every other stack of the chunk at once, and write to each.
+        let all: Vec<_> = (0..4).map(|_| leased_stack(&creator)).collect();
+        let (base, len) = {
+            let slots = creator.0.slots.lock();
+            (slots.chunks[0], slots.stride * slots.per_chunk)
+        };
+        let open: Vec<_> = all.iter().step_by(2).collect();
+        for (lease, stack) in all.iter().skip(1).step_by(2) {
+            lease.end_call();
+            assert!(is_open(&**stack));
+        }
+        creator.0.open.sweep();
+        creator.0.open.sweep();
+        for (_, stack) in &open {
+            write_top(&**stack);
+        }
+        assert!(
+            mappings_within(base, base + len) >= 5,
+            "open stacks split the chunk"
+        );
+        for (lease, _) in &open {
+            lease.end_call();
+        }
+        creator.0.open.sweep();
+        creator.0.open.sweep();
+        assert_eq!(
+            mappings_within(base, base + len),
+            1,
+            "every stack closed: the chunk is one mapping again"
+        );
+    }
+
+    #[test]
+    fn a_stack_is_never_closed_while_its_call_runs() {
+        let creator = StackArenaCreator(StackArena::new(&stack_config(1), 64 << 10).unwrap());
+        let (a, stack_a) = leased_stack(&creator);
+        let (b, stack_b) = leased_stack(&creator);
+        a.end_call();
+        a.begin_call().unwrap();
+        // `b` takes `a`'s place in the set while `a`'s call runs: `a` stays open.
+        b.end_call();
+        assert!(is_open(&*stack_a), "a running call keeps its stack open");
+        write_top(&*stack_a);
+        // Sweeps leave a running call alone too.
+        creator.0.open.sweep();
+        assert!(is_open(&*stack_b), "b was used since the last sweep");
+        creator.0.open.sweep();
+        assert!(is_open(&*stack_a));
+        assert!(!is_open(&*stack_b), "b was idle for a whole sweep period");
+        // When `a`'s call ends it joins the set again.
+        a.end_call();
+        assert!(is_open(&*stack_a));
+        creator.0.open.sweep();
+        assert!(is_open(&*stack_a), "used since the last sweep");
+        creator.0.open.sweep();
+        assert!(!is_open(&*stack_a), "idle for a whole sweep period");
     }
 }

@@ -180,10 +180,10 @@ pub(crate) fn build_engine(config: &WasmConfig) -> wasmtime::Result<Engine> {
                 .with_host_memory(Arc::new(MemoryArenaCreator(Arc::new(MemoryArena::new(
                     arena,
                 )))))
-                .with_host_stack(Arc::new(StackArenaCreator(Arc::new(StackArena::new(
+                .with_host_stack(Arc::new(StackArenaCreator(StackArena::new(
                     arena,
                     config.async_stack_size,
-                )))));
+                )?)));
         }
         Allocator::Pooling => {
             cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(config)))
