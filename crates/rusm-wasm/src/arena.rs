@@ -46,7 +46,15 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use wasmtime::{LinearMemory, MemoryCreator, MemoryType, StackCreator, StackMemory};
 
+use crate::engine::MachineLimits;
+
 /// Sizes of the arena allocator (the default; see [`crate::Allocator`]).
+///
+/// The default ([`ArenaConfig::for_machine`] of this machine) admits as many instances
+/// as the machine could hold: physical memory divided by
+/// [`MachineLimits::MIN_ACTOR_BYTES`], and no more than half the process's address space
+/// can reserve (each instance reserves its memory span and a fiber-stack slot):
+/// about 1,000,000 on a 64-bit machine with 16 GiB or more and the default 64 MiB span.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArenaConfig {
     /// Instances alive at once; more spawns wait (`WasmConfig::instance_wait`).
@@ -75,16 +83,47 @@ pub struct ArenaConfig {
 }
 
 impl Default for ArenaConfig {
+    /// [`ArenaConfig::for_machine`] of this machine.
     fn default() -> ArenaConfig {
-        ArenaConfig {
-            max_instances: 1_000_000,
+        ArenaConfig::for_machine(&MachineLimits::detect())
+    }
+}
+
+impl ArenaConfig {
+    /// The default fiber stack a node's instances run on (`WasmConfig::async_stack_size`),
+    /// which [`ArenaConfig::for_machine`] counts in each instance's address space.
+    const DEFAULT_STACK: u64 = 2 << 20;
+
+    /// The default sizes for `machine`: 64 MiB memory spans, 256 per chunk (16 GiB
+    /// chunks), 512 stack slots per chunk with 64 KiB guards, 2,048 stacks kept open
+    /// and a 1 s idle sweep, and `max_instances` the lower of physical memory divided
+    /// by [`MachineLimits::MIN_ACTOR_BYTES`] and the instances whose memory span and
+    /// fiber stack fit in [`MachineLimits::arena_address_space`] (at least 1).
+    pub fn for_machine(machine: &MachineLimits) -> ArenaConfig {
+        let mut config = ArenaConfig {
+            max_instances: 1,
             memory_span: 64 << 20,
             memories_per_chunk: 256,
             stacks_per_chunk: 512,
             stack_guard_size: 64 << 10,
             open_stacks: 2048,
             idle_stack_close: Duration::from_secs(1),
-        }
+        };
+        let by_memory = machine.physical_memory / MachineLimits::MIN_ACTOR_BYTES;
+        let by_address_space = machine.arena_address_space()
+            / config.address_space_per_instance(ArenaConfig::DEFAULT_STACK as usize);
+        config.max_instances =
+            u32::try_from(by_memory.min(by_address_space).max(1)).unwrap_or(u32::MAX);
+        config
+    }
+
+    /// The address space one instance reserves: its memory span and a fiber-stack slot
+    /// (guard and stack) of `stack_size` bytes.
+    pub fn address_space_per_instance(&self, stack_size: usize) -> u64 {
+        let page = page_size();
+        let span = round_up(self.memory_span.max(1), page);
+        let stack = round_up(self.stack_guard_size.max(page), page) + round_up(stack_size, page);
+        (span as u64).saturating_add(stack as u64)
     }
 }
 
@@ -92,6 +131,25 @@ fn page_size() -> usize {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     usize::try_from(size).unwrap_or(4096)
+}
+
+/// Physical memory in bytes, when the system tells.
+pub(crate) fn physical_memory() -> Option<u64> {
+    // SAFETY: sysconf has no preconditions.
+    let pages = unsafe { libc::sysconf(libc::_SC_PHYS_PAGES) };
+    let pages = u64::try_from(pages).ok().filter(|&p| p > 0)?;
+    Some(pages.saturating_mul(page_size() as u64))
+}
+
+/// The process's `RLIMIT_AS` in bytes, when it has one.
+pub(crate) fn address_space_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid out-pointer.
+    let got = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) };
+    (got == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
 
 fn round_up(n: usize, to: usize) -> usize {

@@ -32,6 +32,58 @@ impl Default for Allocator {
     }
 }
 
+/// What the machine allows a node: the limits its default sizes are derived from
+/// ([`ArenaConfig::for_machine`], [`PoolConfig::for_machine`]) and that
+/// [`WasmConfig::check`] holds a configuration to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineLimits {
+    /// Physical memory, in bytes (`sysconf(_SC_PHYS_PAGES)` x page size).
+    pub physical_memory: u64,
+    /// Virtual address space a process may use, in bytes: the 47-bit user half of
+    /// x86-64 and aarch64 (128 TiB), or `RLIMIT_AS` when that is lower.
+    pub address_space: u64,
+    /// Mappings a process may hold (`/proc/sys/vm/max_map_count`; 65,530 when it cannot
+    /// be read).
+    pub max_map_count: u64,
+}
+
+impl MachineLimits {
+    /// The smallest a wasm actor can cost in resident memory, in bytes: its touched
+    /// linear-memory pages (a Rust guest's data, shadow stack and heap) and the host's
+    /// store, instance and process state. `max_instances` defaults to physical memory
+    /// divided by this, so a node never admits more actors than could ever fit.
+    pub const MIN_ACTOR_BYTES: u64 = 16 << 10;
+
+    /// The limits of this machine and process.
+    pub fn detect() -> MachineLimits {
+        let physical_memory = crate::arena::physical_memory().unwrap_or(8 << 30);
+        let rlimit_as = crate::arena::address_space_limit().unwrap_or(u64::MAX);
+        let max_map_count = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(65_530);
+        MachineLimits {
+            physical_memory,
+            address_space: rlimit_as.min(1 << 47),
+            max_map_count,
+        }
+    }
+
+    /// The address space the arena may reserve: half of what the process may use,
+    /// leaving the rest to the host's heap, code and everything else.
+    pub fn arena_address_space(&self) -> u64 {
+        self.address_space / 2
+    }
+
+    /// The most instances the pooling allocator can hold under `max_map_count`: it maps
+    /// two per pooled stack at node start and about four per live instance, and the
+    /// process needs a few thousand for everything else.
+    pub fn pool_instances(&self) -> u32 {
+        let usable = self.max_map_count.saturating_sub(5_000) / 6;
+        u32::try_from(usable).unwrap_or(u32::MAX)
+    }
+}
+
 /// Sizes of the pooling instance allocator (used with [`Allocator::Pooling`]). Every pooled slot is reserved up front as
 /// virtual memory (not resident), so totals can be generous.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,16 +106,41 @@ pub struct PoolConfig {
 }
 
 impl Default for PoolConfig {
+    /// [`PoolConfig::for_machine`] of this machine.
     fn default() -> PoolConfig {
+        PoolConfig::for_machine(&MachineLimits::detect())
+    }
+}
+
+impl PoolConfig {
+    /// The most instances a default pool holds, whatever the machine.
+    pub const MAX_DEFAULT_INSTANCES: u32 = 10_000;
+
+    /// A pool of `n` instances: `n` component instances, memories and fiber stacks,
+    /// `4n` core instances (a Rust guest component has a few) and `2n` tables; memories
+    /// of at most 64 MiB.
+    pub fn with_instances(n: u32) -> PoolConfig {
         PoolConfig {
-            total_component_instances: 10_000,
-            total_core_instances: 40_000,
-            total_memories: 10_000,
-            total_tables: 20_000,
-            total_stacks: 10_000,
+            total_component_instances: n,
+            total_core_instances: n.saturating_mul(4),
+            total_memories: n,
+            total_tables: n.saturating_mul(2),
+            total_stacks: n,
             max_memory_size: 64 << 20,
             table_elements: 20_000,
         }
+    }
+
+    /// The default pool for a machine: [`PoolConfig::with_instances`] of
+    /// `min(10,000, (max_map_count - 5,000) / 6)` (at least 1), because the pooling
+    /// allocator maps every stack slot at node start (two mappings each) and a few per
+    /// live instance: 10,000 under Linux's default `max_map_count` of 65,530.
+    pub fn for_machine(machine: &MachineLimits) -> PoolConfig {
+        PoolConfig::with_instances(
+            machine
+                .pool_instances()
+                .clamp(1, PoolConfig::MAX_DEFAULT_INSTANCES),
+        )
     }
 }
 
@@ -137,6 +214,44 @@ impl WasmConfig {
         }
     }
 
+    /// Check that this configuration fits `machine`: with the arena allocator,
+    /// `max_instances` linear-memory spans and fiber-stack slots must fit in
+    /// [`MachineLimits::arena_address_space`]; with the pooling allocator, the pool
+    /// must fit under `max_map_count` ([`MachineLimits::pool_instances`]).
+    ///
+    /// # Errors
+    /// A sentence naming the setting, what it needs and what the machine allows.
+    pub fn check(&self, machine: &MachineLimits) -> Result<(), String> {
+        match &self.allocator {
+            Allocator::Arena(arena) => {
+                let each = arena.address_space_per_instance(self.async_stack_size);
+                let most = machine.arena_address_space() / each.max(1);
+                if u64::from(arena.max_instances) > most {
+                    return Err(format!(
+                        "max_instances {} needs {} GiB of address space ({} MiB each: its memory span and fiber stack), but this process may use {} GiB for the arena; at most {most} instances fit (or lower the memory span)",
+                        arena.max_instances,
+                        (u64::from(arena.max_instances) * each) >> 30,
+                        each >> 20,
+                        machine.arena_address_space() >> 30,
+                    ));
+                }
+                Ok(())
+            }
+            Allocator::Pooling => {
+                let most = machine.pool_instances();
+                let asked = self.pool.total_stacks.max(self.pool.total_memories);
+                if asked > most {
+                    return Err(format!(
+                        "a pool of {asked} instances needs about {} mappings, but vm.max_map_count is {}; at most {most} instances fit (or use the arena allocator)",
+                        u64::from(asked) * 6 + 5_000,
+                        machine.max_map_count
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Which limits bound [`WasmConfig::max_instances`], for error messages.
     pub(crate) fn instance_limits(&self) -> String {
         match &self.allocator {
@@ -161,6 +276,9 @@ impl WasmConfig {
 /// Build the engine (async support is always on in this wasmtime): epoch interruption,
 /// component model, and the configured allocator.
 pub(crate) fn build_engine(config: &WasmConfig) -> wasmtime::Result<Engine> {
+    config
+        .check(&MachineLimits::detect())
+        .map_err(wasmtime::Error::msg)?;
     let mut cfg = Config::new();
     cfg.epoch_interruption(true)
         .wasm_component_model(true)
@@ -249,5 +367,84 @@ impl Drop for EpochTicker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIB: u64 = 1 << 40;
+
+    fn machine(physical_memory: u64, address_space: u64, max_map_count: u64) -> MachineLimits {
+        MachineLimits {
+            physical_memory,
+            address_space,
+            max_map_count,
+        }
+    }
+
+    #[test]
+    fn arena_defaults_follow_memory_and_address_space() {
+        // 24 GiB and the full 47-bit address space: the address space is the bound
+        // (64 TiB for the arena, 66 MiB per instance).
+        let big = ArenaConfig::for_machine(&machine(24 << 30, 128 * TIB, 65_530));
+        let each = big.address_space_per_instance(2 << 20);
+        assert_eq!(each, (64 << 20) + (64 << 10) + (2 << 20));
+        assert_eq!(u64::from(big.max_instances), 64 * TIB / each);
+        assert!(big.max_instances > 1_000_000);
+        // 1 GiB of memory: 16 KiB per actor at least.
+        let small = ArenaConfig::for_machine(&machine(1 << 30, 128 * TIB, 65_530));
+        assert_eq!(small.max_instances, 65_536);
+        // An 8 GiB RLIMIT_AS leaves room for 4 GiB of spans and stacks.
+        let limited = ArenaConfig::for_machine(&machine(24 << 30, 8 << 30, 65_530));
+        assert_eq!(u64::from(limited.max_instances), (4 << 30) / each);
+    }
+
+    #[test]
+    fn a_configuration_larger_than_the_machine_is_refused() {
+        let m = machine(24 << 30, 8 << 30, 65_530);
+        let fits = WasmConfig {
+            allocator: Allocator::Arena(ArenaConfig::for_machine(&m)),
+            ..WasmConfig::default()
+        };
+        assert_eq!(fits.check(&m), Ok(()));
+        let too_many = WasmConfig {
+            allocator: Allocator::Arena(ArenaConfig {
+                max_instances: 1_000,
+                ..ArenaConfig::for_machine(&m)
+            }),
+            ..WasmConfig::default()
+        };
+        let why = too_many.check(&m).unwrap_err();
+        assert!(
+            why.starts_with("max_instances 1000 needs 64 GiB of address space"),
+            "{why}"
+        );
+        assert!(why.contains("at most 62 instances fit"), "{why}");
+    }
+
+    #[test]
+    fn pool_defaults_follow_max_map_count() {
+        let default = machine(24 << 30, 128 * TIB, 65_530);
+        assert_eq!(
+            PoolConfig::for_machine(&default).total_stacks,
+            PoolConfig::MAX_DEFAULT_INSTANCES
+        );
+        let low = machine(24 << 30, 128 * TIB, 20_000);
+        let pool = PoolConfig::for_machine(&low);
+        assert_eq!(pool.total_component_instances, 2_500);
+        assert_eq!(pool.total_core_instances, 10_000);
+        let config = WasmConfig {
+            allocator: Allocator::Pooling,
+            pool: PoolConfig::with_instances(10_000),
+            ..WasmConfig::default()
+        };
+        let why = config.check(&low).unwrap_err();
+        assert!(
+            why.contains("vm.max_map_count is 20000; at most 2500 instances fit"),
+            "{why}"
+        );
+        assert_eq!(config.check(&default), Ok(()));
     }
 }

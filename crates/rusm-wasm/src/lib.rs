@@ -35,7 +35,7 @@ mod state;
 mod upgrade;
 
 pub use arena::ArenaConfig;
-pub use engine::{Allocator, PoolConfig, WasmConfig};
+pub use engine::{Allocator, MachineLimits, PoolConfig, WasmConfig};
 pub use error::{LoadError, SpawnError};
 pub use http::{
     HttpBodyError, HttpErrorCode, HttpFailure, HttpInvocation, HttpRequestOptions, HttpResponseBody,
