@@ -32,6 +32,7 @@ mod http;
 mod node;
 mod plugin;
 mod state;
+mod turn;
 mod upgrade;
 
 pub use arena::ArenaConfig;

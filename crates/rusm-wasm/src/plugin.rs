@@ -334,7 +334,7 @@ struct Inner<B> {
     bind: BindFn<B>,
     deadline: Option<Duration>,
     interrupted: Interrupted,
-    live: tokio::sync::Mutex<Option<Live<B>>>,
+    live: crate::turn::TurnLock<Option<Live<B>>>,
     signals: Arc<Signals>,
     stop: parking_lot::Mutex<Option<oneshot::Sender<ExitReason>>>,
     exit: tokio::sync::Mutex<ExitState>,
@@ -456,7 +456,7 @@ impl WasmNode {
             bind,
             deadline: options.deadline,
             interrupted: options.interrupted,
-            live: tokio::sync::Mutex::new(None),
+            live: crate::turn::TurnLock::new(None),
             signals,
             stop: parking_lot::Mutex::new(Some(stop_tx)),
             exit: tokio::sync::Mutex::new(ExitState::Waiting(watch)),
@@ -578,8 +578,8 @@ impl<B: Send + 'static> Plugin<B> {
         let inner = &*self.inner;
         // Uncontended, `try_lock` is one compare-and-swap; `lock` sets up a waiter.
         let mut slot = match inner.live.try_lock() {
-            Ok(slot) => slot,
-            Err(_) => inner.live.lock().await,
+            Some(slot) => slot,
+            None => inner.live.lock().await,
         };
         let cancels = inner.signals.cancels.load(Ordering::Acquire);
         let Some(live) = slot.as_mut() else {
