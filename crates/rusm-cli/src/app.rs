@@ -259,7 +259,18 @@ async fn run_app(
     options: AppOptions,
 ) -> anyhow::Result<ExitCode> {
     let rt = Runtime::new();
-    let node = crate::new_node(&rt)?;
+    let config = manifest.node.apply(rusm_wasm::WasmConfig::default());
+    tracing::info!(
+        target: "rusm::app",
+        "node: {} allocator, at most {} instances, epoch tick {}",
+        match config.allocator {
+            rusm_wasm::Allocator::Pooling => "pooling",
+            _ => "arena",
+        },
+        config.max_instances(),
+        rusm_policy::format_duration(config.epoch_tick)
+    );
+    let node = crate::new_node_with(&rt, config)?;
     if let Some(library) = &manifest.library {
         node.set_policies(library.clone());
     }

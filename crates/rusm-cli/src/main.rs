@@ -265,6 +265,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// A wasm node on `rt`, with a compiled-code cache under the user's cache directory
 /// when there is one.
 fn new_node(rt: &Runtime) -> anyhow::Result<WasmNode> {
+    new_node_with(rt, WasmConfig::default())
+}
+
+/// [`new_node`] with `config` (an app manifest's `[node]` settings) instead of the
+/// defaults; the compiled-code cache is set the same way.
+fn new_node_with(rt: &Runtime, config: WasmConfig) -> anyhow::Result<WasmNode> {
     let cache_dir = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
@@ -272,7 +278,7 @@ fn new_node(rt: &Runtime) -> anyhow::Result<WasmNode> {
         .filter(|dir| std::fs::create_dir_all(dir).is_ok());
     let config = WasmConfig {
         cache_dir,
-        ..WasmConfig::default()
+        ..config
     };
     WasmNode::new(rt.clone(), config).context("cannot start the wasm engine")
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use rusm_otp::supervisor::{Restart, Shutdown, Strategy};
 use rusm_policy::{Location, Policy, PolicyError, PolicyLibrary};
+use rusm_wasm::{Allocator, MachineLimits, PoolConfig, WasmConfig};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -35,6 +36,59 @@ pub struct Manifest {
     pub listeners: Vec<ListenerDecl>,
     /// The client steps run once the tree is up.
     pub steps: Vec<Step>,
+    /// How the app's node is sized (`[node]`).
+    pub node: NodeDecl,
+}
+
+/// The `[node]` table: how the app's node allocates instances and preempts them.
+/// Every key is optional; what is not set keeps the machine-derived default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeDecl {
+    /// `allocator = "arena" | "pooling"`.
+    pub allocator: Option<AllocatorChoice>,
+    /// `max_instances`: instances alive at once.
+    pub max_instances: Option<u32>,
+    /// `epoch_tick`: how often running guests yield.
+    pub epoch_tick: Option<Duration>,
+}
+
+/// The allocator an app chooses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocatorChoice {
+    /// `rusm_wasm::Allocator::Arena` (the default).
+    Arena,
+    /// `rusm_wasm::Allocator::Pooling`.
+    Pooling,
+}
+
+impl NodeDecl {
+    /// `base` with this table's settings applied.
+    pub fn apply(&self, base: WasmConfig) -> WasmConfig {
+        let mut config = base;
+        match self.allocator {
+            Some(AllocatorChoice::Pooling) => config.allocator = Allocator::Pooling,
+            Some(AllocatorChoice::Arena) if config.allocator == Allocator::Pooling => {
+                config.allocator = Allocator::default();
+            }
+            _ => {}
+        }
+        if let Some(n) = self.max_instances {
+            match &mut config.allocator {
+                Allocator::Arena(arena) => arena.max_instances = n,
+                Allocator::Pooling => {
+                    config.pool = PoolConfig {
+                        max_memory_size: config.pool.max_memory_size,
+                        table_elements: config.pool.table_elements,
+                        ..PoolConfig::with_instances(n)
+                    };
+                }
+            }
+        }
+        if let Some(tick) = self.epoch_tick {
+            config.epoch_tick = tick;
+        }
+        config
+    }
 }
 
 /// Where a component's code comes from.
@@ -194,6 +248,15 @@ struct RawManifest {
     listeners: Vec<Spanned<RawListener>>,
     #[serde(default)]
     steps: Vec<Spanned<RawStep>>,
+    node: Option<Spanned<RawNode>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    allocator: Option<Spanned<String>>,
+    max_instances: Option<Spanned<i64>>,
+    epoch_tick: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -401,6 +464,11 @@ pub fn parse(text: &str, file: &Path) -> anyhow::Result<Manifest> {
         steps.push(step_decl(&src, step, &root, !listeners.is_empty())?);
     }
 
+    let node = match &raw.node {
+        Some(node) => node_decl(&src, node.get_ref())?,
+        None => NodeDecl::default(),
+    };
+
     let name = raw.name.clone().unwrap_or_else(|| {
         file.file_stem()
             .map_or_else(|| "app".to_owned(), |s| s.to_string_lossy().into_owned())
@@ -412,7 +480,85 @@ pub fn parse(text: &str, file: &Path) -> anyhow::Result<Manifest> {
         root,
         listeners,
         steps,
+        node,
     })
+}
+
+/// The slowest epoch tick `[node]` accepts: a kill or a fair share waits a tick or two.
+const MAX_EPOCH_TICK: Duration = Duration::from_secs(1);
+
+fn node_decl(src: &Text<'_>, raw: &RawNode) -> anyhow::Result<NodeDecl> {
+    let allocator = match &raw.allocator {
+        None => None,
+        Some(value) => Some(match value.get_ref().as_str() {
+            "arena" => AllocatorChoice::Arena,
+            "pooling" => AllocatorChoice::Pooling,
+            other => {
+                return Err(src.at(
+                    value.span(),
+                    format!("unknown allocator {other:?}; expected \"arena\" or \"pooling\""),
+                ));
+            }
+        }),
+    };
+    let max_instances = match &raw.max_instances {
+        None => None,
+        Some(value) => Some(
+            u32::try_from(*value.get_ref())
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| {
+                    src.at(
+                        value.span(),
+                        format!(
+                            "max_instances must be a whole number from 1 to {}, not {}",
+                            u32::MAX,
+                            value.get_ref()
+                        ),
+                    )
+                })?,
+        ),
+    };
+    let epoch_tick = match &raw.epoch_tick {
+        None => None,
+        Some(value) => {
+            let tick = rusm_policy::parse_duration(value.get_ref()).map_err(|e| {
+                src.at(
+                    value.span(),
+                    format!("{e}; write a duration such as \"10ms\""),
+                )
+            })?;
+            if tick.is_zero() || tick > MAX_EPOCH_TICK {
+                return Err(src.at(
+                    value.span(),
+                    format!(
+                        "epoch_tick must be more than 0 and at most 1s, not {}",
+                        value.get_ref()
+                    ),
+                ));
+            }
+            Some(tick)
+        }
+    };
+    let node = NodeDecl {
+        allocator,
+        max_instances,
+        epoch_tick,
+    };
+    // What the machine can hold is checked here too, so the error points at the line.
+    if let Err(why) = node
+        .apply(WasmConfig::default())
+        .check(&MachineLimits::detect())
+    {
+        let span = raw
+            .max_instances
+            .as_ref()
+            .map(Spanned::span)
+            .or_else(|| raw.allocator.as_ref().map(Spanned::span))
+            .unwrap_or(0..0);
+        return Err(src.at(span, format!("[node] {why}")));
+    }
+    Ok(node)
 }
 
 fn component_decl(

@@ -104,6 +104,40 @@ children = [{{ id = "c", component = "crasher", init = "error" }}]
     );
 }
 
+#[test]
+fn the_node_table_sizes_the_app_node() {
+    let dir = temp_dir("node-table");
+    let file = dir.join("app.toml");
+    let manifest = format!(
+        r#"name = "sized"
+
+[node]
+allocator = "pooling"
+max_instances = 8
+epoch_tick = "5ms"
+
+[components.counter]
+path = {:?}
+
+[supervisor]
+children = [{{ id = "c", component = "counter" }}]
+
+[[steps]]
+say = "up"
+"#,
+        component("counter")
+    );
+    std::fs::write(&file, manifest).unwrap();
+    let out = run(&["run", file.to_str().unwrap()]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("node: pooling allocator, at most 8 instances, epoch tick 5ms"),
+        "{}",
+        out.stderr
+    );
+}
+
 fn http_get(addr: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream

@@ -161,3 +161,49 @@ fn options_that_do_not_apply() {
     let e = error(&["run", component("counter").to_str().unwrap(), "--", "arg"]);
     assert!(e.contains("is an actor, not a WASI command"), "{e}");
 }
+
+#[test]
+fn a_bad_node_setting_names_file_line_and_column() {
+    let dir = temp_dir("bad-node");
+    let file = dir.join("app.toml");
+    let app = |node: &str| {
+        format!(
+            "[components.counter]\npath = {:?}\n\n[node]\n{node}\n\n[supervisor]\nchildren = [{{ id = \"c\", component = \"counter\" }}]\n",
+            component("counter")
+        )
+    };
+    std::fs::write(&file, app("allocator = \"pool\"")).unwrap();
+    let e = error(&["run", file.to_str().unwrap()]);
+    assert_eq!(
+        e,
+        format!(
+            "{}:5:13: unknown allocator \"pool\"; expected \"arena\" or \"pooling\"",
+            file.display()
+        )
+    );
+    std::fs::write(&file, app("max_instances = 0")).unwrap();
+    let e = error(&["run", file.to_str().unwrap()]);
+    assert!(
+        e.starts_with(&format!(
+            "{}:5:17: max_instances must be a whole number from 1 to",
+            file.display()
+        )),
+        "{e}"
+    );
+    // More than the machine can hold: the pooling allocator is bounded by the
+    // mappings a process may have.
+    std::fs::write(
+        &file,
+        app("allocator = \"pooling\"\nmax_instances = 4000000000"),
+    )
+    .unwrap();
+    let e = error(&["run", file.to_str().unwrap()]);
+    assert!(
+        e.starts_with(&format!(
+            "{}:6:17: [node] a pool of 4000000000 instances needs about",
+            file.display()
+        )),
+        "{e}"
+    );
+    assert!(e.contains("vm.max_map_count is"), "{e}");
+}
