@@ -76,6 +76,10 @@ struct Reached {
     /// Why spawning or answering stopped early, if it did.
     stopped: Option<String>,
     rss_bytes: u64,
+    /// The part of `rss_bytes` in linear memories (the arena's memory chunks).
+    linear_memory_bytes: u64,
+    /// Growth of the process's page tables (`VmPTE`; not part of `VmRSS`).
+    page_table_bytes: u64,
     maps: u64,
     /// From the first counted spawn to the last reply.
     elapsed: Duration,
@@ -194,6 +198,26 @@ async fn one_run(p: &Params, run: Run, n: u32) -> Result<Vec<Measure>> {
         },
         Measure {
             scenario: "idle-actors".into(),
+            name: "linear memory per idle actor".into(),
+            params: params.clone(),
+            value: per(reached.linear_memory_bytes),
+            unit: "bytes".into(),
+            note: Some(
+                "the resident part above that is in linear memories (arena memory chunks); \
+                 the rest is the host's (stores, instances, process state, tasks)"
+                    .into(),
+            ),
+        },
+        Measure {
+            scenario: "idle-actors".into(),
+            name: "page tables per idle actor".into(),
+            params: params.clone(),
+            value: per(reached.page_table_bytes),
+            unit: "bytes".into(),
+            note: Some("growth of VmPTE, not counted in the resident figure".into()),
+        },
+        Measure {
+            scenario: "idle-actors".into(),
             name: "mappings per idle actor".into(),
             params: params.clone(),
             value: maps,
@@ -237,7 +261,7 @@ async fn drive(
     ctx.recv_tag_timeout(PONG, REPLY_LIMIT)
         .await
         .ok_or_else(|| anyhow!("the first {component} actor did not answer"))?;
-    let (rss0, maps0) = (rss_bytes()?, map_count()?);
+    let (rss0, maps0, before) = (rss_bytes()?, map_count()?, Footprint::read()?);
     let started = Instant::now();
 
     let mut pids = Vec::new();
@@ -292,7 +316,7 @@ async fn drive(
     }
     let elapsed = started.elapsed();
     tokio::time::sleep(quiet).await;
-    let (rss1, maps1) = (rss_bytes()?, map_count()?);
+    let (rss1, maps1, after) = (rss_bytes()?, map_count()?, Footprint::read()?);
     Ok(Reached {
         elapsed,
         asked: n,
@@ -300,6 +324,8 @@ async fn drive(
         replied,
         stopped,
         rss_bytes: rss1.saturating_sub(rss0),
+        linear_memory_bytes: after.linear_memory.saturating_sub(before.linear_memory),
+        page_table_bytes: after.page_tables.saturating_sub(before.page_tables),
         maps: maps1.saturating_sub(maps0),
     })
 }
@@ -331,6 +357,53 @@ fn rss_bytes() -> Result<u64> {
         .and_then(|v| v.parse::<u64>().ok())
         .ok_or_else(|| anyhow!("no VmRSS in /proc/self/status"))?;
     Ok(kib * 1024)
+}
+
+/// Where resident memory is, beyond the total.
+struct Footprint {
+    /// Resident bytes of read-write anonymous mappings of 4 GiB or more: the arena's
+    /// linear-memory chunks (16 GiB each by default; nothing else in this process maps
+    /// that much read-write).
+    linear_memory: u64,
+    /// `VmPTE`: the process's page tables.
+    page_tables: u64,
+}
+
+impl Footprint {
+    fn read() -> Result<Footprint> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+        let mut linear_memory = 0;
+        let mut in_arena = false;
+        for line in smaps.lines() {
+            let mut words = line.split_whitespace();
+            let Some(first) = words.next() else { continue };
+            if let Some((from, to)) = first.split_once('-')
+                && let (Ok(from), Ok(to)) =
+                    (u64::from_str_radix(from, 16), u64::from_str_radix(to, 16))
+            {
+                let perms = words.next().unwrap_or("");
+                in_arena = to - from >= 4 << 30 && perms.starts_with("rw");
+            } else if first == "Rss:" && in_arena {
+                linear_memory += words
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    * 1024;
+            }
+        }
+        let status = std::fs::read_to_string("/proc/self/status")?;
+        let page_tables = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmPTE:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024;
+        Ok(Footprint {
+            linear_memory,
+            page_tables,
+        })
+    }
 }
 
 /// The number of mappings of this process (lines of `/proc/self/maps`).

@@ -52,9 +52,10 @@ use crate::engine::MachineLimits;
 ///
 /// The default ([`ArenaConfig::for_machine`] of this machine) admits as many instances
 /// as the machine could hold: physical memory divided by
-/// [`MachineLimits::MIN_ACTOR_BYTES`], and no more than half the process's address space
-/// can reserve (each instance reserves its memory span and a fiber-stack slot):
-/// about 1,000,000 on a 64-bit machine with 16 GiB or more and the default 64 MiB span.
+/// [`MachineLimits::MIN_ACTOR_BYTES`] (65,536 per GiB), and no more than
+/// [`MachineLimits::arena_address_space`] can reserve (each instance reserves its memory
+/// span and a fiber-stack slot, 68 MiB by default: about 1,700,000 on a 64-bit
+/// machine).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArenaConfig {
     /// Instances alive at once; more spawns wait (`WasmConfig::instance_wait`).
@@ -120,10 +121,8 @@ impl ArenaConfig {
     /// The address space one instance reserves: its memory span and a fiber-stack slot
     /// (guard and stack) of `stack_size` bytes.
     pub fn address_space_per_instance(&self, stack_size: usize) -> u64 {
-        let page = page_size();
-        let span = round_up(self.memory_span.max(1), page);
-        let stack = round_up(self.stack_guard_size.max(page), page) + round_up(stack_size, page);
-        (span as u64).saturating_add(stack as u64)
+        let span = round_up(self.memory_span.max(1), page_size());
+        (span as u64).saturating_add(stack_stride(self, stack_size) as u64)
     }
 }
 
@@ -152,6 +151,16 @@ pub(crate) fn address_space_limit() -> Option<u64> {
     (got == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
 
+/// The address range one page-table page maps (2 MiB with 4 KiB pages), capped at
+/// 4 MiB. A stack slot spans whole such ranges, so when its pages are discarded the
+/// kernel can free its page table too (it only frees tables whose whole range is
+/// discarded); otherwise every stack that ever ran keeps a 4 KiB table.
+fn page_table_span() -> usize {
+    let page = page_size();
+    let span = page * (page / 8);
+    if span <= 4 << 20 { span } else { page }
+}
+
 fn round_up(n: usize, to: usize) -> usize {
     n.div_ceil(to) * to
 }
@@ -168,6 +177,29 @@ fn mapping_error(what: &str, err: std::io::Error) -> String {
     } else {
         format!("{what}: {err}")
     }
+}
+
+/// [`map`] of `len` bytes starting at a multiple of `align` (a power of two): map
+/// `align` more, then unmap what lies outside.
+fn map_aligned(len: usize, align: usize, prot: libc::c_int) -> std::io::Result<usize> {
+    let page = page_size();
+    if align <= page {
+        return map(len, prot);
+    }
+    let raw = map(len + align, prot)?;
+    let base = round_up(raw, align);
+    // SAFETY: both ranges are parts of the fresh mapping just made, used by nobody.
+    unsafe {
+        if base > raw {
+            libc::munmap(raw as *mut libc::c_void, base - raw);
+        }
+        let end = base + len;
+        let raw_end = raw + len + align;
+        if raw_end > end {
+            libc::munmap(end as *mut libc::c_void, raw_end - end);
+        }
+    }
+    Ok(base)
 }
 
 /// Map `len` bytes of private anonymous memory that is not charged to the commit limit.
@@ -218,6 +250,8 @@ struct Slots {
     stride: usize,
     per_chunk: usize,
     prot: libc::c_int,
+    /// Chunks start at a multiple of this.
+    align: usize,
     free: Vec<usize>,
     /// The chunk being carved, and how many of its slots are handed out.
     current: Option<(usize, usize)>,
@@ -226,11 +260,12 @@ struct Slots {
 }
 
 impl Slots {
-    fn new(stride: usize, per_chunk: usize, prot: libc::c_int) -> Slots {
+    fn new(stride: usize, per_chunk: usize, prot: libc::c_int, align: usize) -> Slots {
         Slots {
             stride,
             per_chunk: per_chunk.max(1),
             prot,
+            align,
             free: Vec::new(),
             current: None,
             chunks: Vec::new(),
@@ -252,7 +287,7 @@ impl Slots {
                     .stride
                     .checked_mul(self.per_chunk)
                     .ok_or_else(|| format!("{what}: arena chunk size overflows"))?;
-                let base = map_chunk(len, self.prot)
+                let base = map_chunk(len, self.prot, self.align)
                     .map_err(|e| mapping_error(&format!("cannot map a {what} arena chunk"), e))?;
                 self.current = Some((base, 1));
                 self.chunks.push(base);
@@ -278,12 +313,13 @@ impl Drop for Slots {
 /// whole chunk one `anon_vma`: every piece opened later shares it, and a closed piece
 /// merges back into its neighbours. (Pieces that got their own `anon_vma` at their
 /// first write could not merge again, and the chunk would stay split in as many
-/// mappings as stacks were ever open at once.)
-fn map_chunk(len: usize, prot: libc::c_int) -> std::io::Result<usize> {
+/// mappings as stacks were ever open at once.) The chunk starts at a multiple of
+/// `align`.
+fn map_chunk(len: usize, prot: libc::c_int, align: usize) -> std::io::Result<usize> {
+    let base = map_aligned(len, align, libc::PROT_READ | libc::PROT_WRITE)?;
     if prot != libc::PROT_NONE {
-        return map(len, prot);
+        return Ok(base);
     }
-    let base = map(len, libc::PROT_READ | libc::PROT_WRITE)?;
     // SAFETY: a fresh mapping of ours, read-write; nothing uses it yet.
     unsafe {
         (base as *mut u8).write_volatile(0);
@@ -311,6 +347,7 @@ impl MemoryArena {
                 span,
                 config.memories_per_chunk,
                 libc::PROT_READ | libc::PROT_WRITE,
+                page_size(),
             )),
         }
     }
@@ -394,6 +431,17 @@ unsafe impl MemoryCreator for MemoryArenaCreator {
     }
 }
 
+/// The size of a stack slot: the guard and the stack, rounded up to whole page-table
+/// ranges (the guard takes the rest, so it is at least `stack_guard_size`).
+fn stack_stride(config: &ArenaConfig, stack_size: usize) -> usize {
+    let page = page_size();
+    let guard = round_up(config.stack_guard_size.max(page), page);
+    round_up(
+        guard + round_up(stack_size.max(page), page),
+        page_table_span(),
+    )
+}
+
 /// The fiber stacks of a node.
 pub(crate) struct StackArena {
     guard: usize,
@@ -408,11 +456,16 @@ impl StackArena {
     /// The stack arena, and its idle sweep thread when `idle_stack_close` is set.
     pub(crate) fn new(config: &ArenaConfig, stack_size: usize) -> std::io::Result<Arc<StackArena>> {
         let page = page_size();
-        let guard = round_up(config.stack_guard_size.max(page), page);
-        let stride = guard + round_up(stack_size.max(page), page);
+        let stack = round_up(stack_size.max(page), page);
+        let stride = stack_stride(config, stack_size);
         let arena = Arc::new(StackArena {
-            guard,
-            slots: Mutex::new(Slots::new(stride, config.stacks_per_chunk, libc::PROT_NONE)),
+            guard: stride - stack,
+            slots: Mutex::new(Slots::new(
+                stride,
+                config.stacks_per_chunk,
+                libc::PROT_NONE,
+                page_table_span(),
+            )),
             open: OpenStacks::new(config.open_stacks),
             sweep_stop: Arc::default(),
         });
@@ -557,6 +610,10 @@ struct LeaseState {
 }
 
 struct Lease {
+    /// The slot (guard and stack), whose pages are discarded on close.
+    slot: usize,
+    stride: usize,
+    /// The stack part, opened and closed.
     start: usize,
     len: usize,
     open: bool,
@@ -572,7 +629,8 @@ impl Lease {
         if self.open {
             // SAFETY: per the caller.
             unsafe {
-                discard(self.start, self.len);
+                // The whole slot, so the kernel frees its page table too.
+                discard(self.slot, self.stride);
                 // If this fails the stack simply stays open (and zeroed).
                 if protect(self.start, self.len, libc::PROT_NONE).is_ok() {
                     self.open = false;
@@ -685,7 +743,7 @@ impl Drop for ArenaStack {
         }
         // SAFETY: the fiber that used this stack is gone with its store.
         unsafe {
-            discard(start, len);
+            discard(self.slot, self.stride);
             if protect(start, len, libc::PROT_NONE).is_err() {
                 // Never hand out a slot whose state is unknown.
                 return;
@@ -729,6 +787,8 @@ unsafe impl StackCreator for StackArenaCreator {
             .map_err(|e| wasmtime::Error::msg(mapping_error("cannot open a fiber stack", e)))?;
         if let Some(lease) = lease {
             lease.inner.lock().stack = Some(Lease {
+                slot,
+                stride,
                 start,
                 len,
                 open: true,
@@ -894,6 +954,11 @@ mod tests {
         let creator = StackArenaCreator(StackArena::new(&stack_config(0), 64 << 10).unwrap());
         let (lease, stack) = leased_stack(&creator);
         assert!(is_open(&*stack));
+        assert_eq!(
+            stack.top() as usize % page_table_span(),
+            0,
+            "a stack ends where a page table's range ends"
+        );
         write_top(&*stack);
         lease.end_call();
         assert!(!is_open(&*stack), "closed when its call ends");

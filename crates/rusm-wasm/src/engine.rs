@@ -69,10 +69,12 @@ impl MachineLimits {
         }
     }
 
-    /// The address space the arena may reserve: half of what the process may use,
-    /// leaving the rest to the host's heap, code and everything else.
+    /// The address space the arena may reserve: all but 16 TiB of what the process
+    /// may use (112 TiB of the 47-bit 128 TiB), or half of it if that is more, leaving
+    /// the rest to the host's heap, code and everything else.
     pub fn arena_address_space(&self) -> u64 {
-        self.address_space / 2
+        const KEEP: u64 = 16 << 40;
+        (self.address_space / 2).max(self.address_space.saturating_sub(KEEP))
     }
 
     /// The most instances the pooling allocator can hold under `max_map_count`: it maps
@@ -386,17 +388,21 @@ mod tests {
 
     #[test]
     fn arena_defaults_follow_memory_and_address_space() {
-        // 24 GiB and the full 47-bit address space: the address space is the bound
-        // (64 TiB for the arena, 66 MiB per instance).
+        // 24 GiB and the full 47-bit address space: memory is the bound (16 KiB per
+        // actor), and the 112 TiB of spans and stacks would hold more (68 MiB each:
+        // the span, and the stack and its guard in a 4 MiB slot).
         let big = ArenaConfig::for_machine(&machine(24 << 30, 128 * TIB, 65_530));
         let each = big.address_space_per_instance(2 << 20);
-        assert_eq!(each, (64 << 20) + (64 << 10) + (2 << 20));
-        assert_eq!(u64::from(big.max_instances), 64 * TIB / each);
-        assert!(big.max_instances > 1_000_000);
+        assert_eq!(each, (64 << 20) + (4 << 20));
+        assert_eq!(big.max_instances, 24 << 16);
+        assert!(112 * TIB / each > u64::from(big.max_instances));
+        // 1 TiB of memory: the address space is the bound.
+        let huge = ArenaConfig::for_machine(&machine(TIB, 128 * TIB, 65_530));
+        assert_eq!(u64::from(huge.max_instances), 112 * TIB / each);
         // 1 GiB of memory: 16 KiB per actor at least.
         let small = ArenaConfig::for_machine(&machine(1 << 30, 128 * TIB, 65_530));
         assert_eq!(small.max_instances, 65_536);
-        // An 8 GiB RLIMIT_AS leaves room for 4 GiB of spans and stacks.
+        // An 8 GiB RLIMIT_AS leaves half of it for spans and stacks.
         let limited = ArenaConfig::for_machine(&machine(24 << 30, 8 << 30, 65_530));
         assert_eq!(u64::from(limited.max_instances), (4 << 30) / each);
     }
@@ -418,10 +424,10 @@ mod tests {
         };
         let why = too_many.check(&m).unwrap_err();
         assert!(
-            why.starts_with("max_instances 1000 needs 64 GiB of address space"),
+            why.starts_with("max_instances 1000 needs 66 GiB of address space"),
             "{why}"
         );
-        assert!(why.contains("at most 62 instances fit"), "{why}");
+        assert!(why.contains("at most 60 instances fit"), "{why}");
     }
 
     #[test]
