@@ -29,9 +29,9 @@ pub use rusm_otp::{
 };
 pub use rusm_policy::{Policy, PolicyLibrary};
 pub use rusm_wasm::{
-    BindFn, CallOptions, ComponentInfo, ComponentKind, Extensions, Interrupted, LoadError, Plugin,
-    PluginError, PluginOptions, PoolConfig, ProcessState, ReloadError, ReloadReport, SpawnError,
-    WasmConfig, WasmNode,
+    Allocator, ArenaConfig, BindFn, CallOptions, ComponentInfo, ComponentKind, Extensions,
+    Interrupted, LoadError, Plugin, PluginError, PluginOptions, PoolConfig, ProcessState,
+    ReloadError, ReloadReport, SpawnError, WasmConfig, WasmNode,
 };
 
 /// The linker plugins are instantiated with: WASI preview 2, `rusm:runtime`, and
@@ -72,10 +72,20 @@ impl NodeBuilder {
         self
     }
 
-    /// The pooling allocator's sizes: how many plugin and actor instances, memories
-    /// and stacks may be alive at once.
+    /// How instances, linear memories and fiber stacks are allocated: the arena (the
+    /// default; no address-space mapping per live plugin, sized from the machine) or
+    /// wasmtime's pooling allocator (guard regions and copy-on-write memory images,
+    /// capped near 10,000 instances by `vm.max_map_count`). See [`Allocator`].
+    pub fn allocator(mut self, allocator: Allocator) -> NodeBuilder {
+        self.config.allocator = allocator;
+        self
+    }
+
+    /// Use wasmtime's pooling allocator ([`Allocator::Pooling`]) with these sizes: how
+    /// many plugin and actor instances, memories and stacks may be alive at once.
     pub fn pool(mut self, pool: PoolConfig) -> NodeBuilder {
         self.config.pool = pool;
+        self.config.allocator = Allocator::Pooling;
         self
     }
 
@@ -145,8 +155,9 @@ pub struct Node {
 }
 
 impl Node {
-    /// A builder with the default configuration (10 ms epoch tick, a pool of 10,000
-    /// instances) and no host functions of your own.
+    /// A builder with the default configuration ([`WasmConfig::default`]: a 10 ms
+    /// epoch tick and the arena allocator sized from the machine) and no host
+    /// functions of your own.
     pub fn builder() -> NodeBuilder {
         NodeBuilder {
             handle: None,
