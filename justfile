@@ -9,6 +9,11 @@ demo:
 demo-lib:
     cargo run --release -p rusm-e2e --example demo
 
+# The embedding example: a host calling its own plugins (see docs/embedding.md).
+plugin-demo:
+    cargo build --release --target wasm32-wasip2 --manifest-path components/Cargo.toml -p plugin-greeter -p plugin-greeter-v2 -p plugin-looper
+    cargo run -p plugin-host -- components/target/wasm32-wasip2/release/plugin_greeter.wasm components/target/wasm32-wasip2/release/plugin_looper.wasm components/target/wasm32-wasip2/release/plugin_greeter_v2.wasm
+
 # Run the whole test suite.
 test:
     cargo test --workspace
