@@ -96,14 +96,21 @@ pub(crate) async fn run_handler(
 
 /// Run `call` (a guest call on a store tracked by `lease`) with its stack open, and
 /// turn a failure into the process's exit reason.
-async fn scoped<T>(
+///
+/// Not an `async fn`: the call is boxed by [`StackScope::new`] before anything awaits,
+/// so the futures of the host loop that waits on it stay small (a live actor keeps its
+/// loop's future for its whole life, sized for its largest state).
+fn scoped<T>(
     lease: &Arc<StackLease>,
     call: impl Future<Output = wasmtime::Result<T>>,
-) -> Result<T, CallFailure> {
-    match StackScope::new(lease.clone(), call).await {
-        Ok(Ok(out)) => Ok(out),
-        Ok(Err(err)) => Err(CallFailure::Guest(err)),
-        Err(why) => Err(CallFailure::Stack(why)),
+) -> impl Future<Output = Result<T, CallFailure>> {
+    let scope = StackScope::new(lease.clone(), call);
+    async move {
+        match scope.await {
+            Ok(Ok(out)) => Ok(out),
+            Ok(Err(err)) => Err(CallFailure::Guest(err)),
+            Err(why) => Err(CallFailure::Stack(why)),
+        }
     }
 }
 

@@ -545,7 +545,17 @@ impl NodeShared {
         child_slot: Option<ChildSlot>,
     ) -> Result<impl FnOnce(Context) -> BodyFuture + Send + 'static, SpawnError> {
         self.check_policy_runnable(&policy)?;
-        Ok(move |ctx| Box::pin(run_process(self, component, ctx, init, policy, child_slot)) as _)
+        Ok(move |ctx| -> BodyFuture {
+            // A handler's body is its own, smaller future: a live actor keeps it boxed
+            // for its whole life, and `run_process`'s holds the entry-point call inline.
+            if component.kind == ComponentKind::Handler {
+                Box::pin(crate::handler::run_handler(
+                    self, component, ctx, init, policy, child_slot,
+                ))
+            } else {
+                Box::pin(run_process(self, component, ctx, init, policy, child_slot))
+            }
+        })
     }
 
     /// Whether this node can run a process under `policy`.
