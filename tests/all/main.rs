@@ -10,6 +10,7 @@ mod load;
 mod messaging;
 mod preemption;
 mod reload;
+mod send_receive;
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::wire::{DecodeError, Reader, Writer};
 use crate::{
     Error, ExitReason, Message, Pid, REPLY_TAG_BASE, Selector, Tag, demonitor, monitor, self_pid,
-    send,
+    send, send_receive,
 };
 
 /// The length of the envelope in front of a request body.
@@ -100,6 +100,18 @@ impl Request {
     pub fn reply(&self, body: impl AsRef<[u8]>) -> Result<(), Error> {
         send(self.from, self.reply_tag, body)
     }
+
+    /// Sends `body` back to the caller as the reply to this request, then takes the
+    /// first message in the mailbox, waiting as long as it takes: a server's "reply,
+    /// then wait for the next request" in one call into the runtime
+    /// ([`send_receive`](crate::send_receive)).
+    ///
+    /// # Errors
+    /// When the reply breaks this process's limits, as for [`reply`]; nothing is
+    /// received then.
+    pub fn reply_and_receive(&self, body: impl AsRef<[u8]>) -> Result<Message, Error> {
+        send_receive(self.from, self.reply_tag, body)
+    }
 }
 
 fn encode_request(from: Pid, reply_tag: Tag, body: &[u8]) -> Vec<u8> {
@@ -110,6 +122,15 @@ fn encode_request(from: Pid, reply_tag: Tag, body: &[u8]) -> Vec<u8> {
 /// tagged `request.reply_tag`.
 pub fn reply(request: &Request, body: impl AsRef<[u8]>) -> Result<(), Error> {
     request.reply(body)
+}
+
+/// Sends `body` back to the caller of `request`, then takes the first message in the
+/// mailbox, waiting as long as it takes ([`Request::reply_and_receive`]).
+///
+/// # Errors
+/// As for [`Request::reply_and_receive`].
+pub fn reply_and_receive(request: &Request, body: impl AsRef<[u8]>) -> Result<Message, Error> {
+    request.reply_and_receive(body)
 }
 
 /// Why a [`call`] produced no reply.
@@ -169,12 +190,16 @@ pub fn call(
     let monitor = monitor(server);
     let reply_tag = fresh_reply_tag();
     let request = encode_request(self_pid(), reply_tag, body.as_ref());
-    if let Err(error) = send(server, tag, request) {
-        demonitor(monitor);
-        return Err(CallError::Send(error));
-    }
     let selector = Selector::new().tag(reply_tag).monitor(monitor);
-    match selector.receive_timeout(timeout) {
+    // The request and the wait for its reply in one call into the runtime.
+    let answer = match selector.send_receive_timeout(server, tag, request, timeout) {
+        Ok(answer) => answer,
+        Err(error) => {
+            demonitor(monitor);
+            return Err(CallError::Send(error));
+        }
+    };
+    match answer {
         Some(Message::Data { payload, .. }) => {
             demonitor(monitor);
             Ok(payload)

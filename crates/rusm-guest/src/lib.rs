@@ -3,7 +3,9 @@
 //! An actor is a `cdylib` crate built for `wasm32-wasip2` whose entry point is
 //! declared with [`actor!`]. Inside it, the functions of this crate talk to the
 //! runtime: [`self_pid`], [`send`], [`receive`] and its selective variants,
-//! [`spawn`], links and monitors, exits, the name registry and timers. [`call`] and
+//! [`send_receive`] (a send and a receive in one call into the runtime),
+//! [`try_receive`] (never waits), [`spawn`], links and monitors, exits, the name
+//! registry and timers. [`call`] and
 //! [`Request`] give a `gen_server`-style request/reply on top of them, and the
 //! [`wire`] module a tiny binary encoding for init data and payloads. With the `serde`
 //! feature, [`send_value`], [`call_value`] and [`Message::decode`] carry typed values.
@@ -69,12 +71,15 @@ mod upgrade;
 mod value;
 pub mod wire;
 
-pub use call::{CallError, REQUEST_HEADER_LEN, Request, call, fresh_reply_tag, reply};
+pub use call::{
+    CallError, REQUEST_HEADER_LEN, Request, call, fresh_reply_tag, reply, reply_and_receive,
+};
 pub use handler::{Handler, Next};
 pub use process::{
     Selector, SpawnOptions, Spawned, cancel_timer, demonitor, exit, kill, link, monitor, receive,
     receive_selected, receive_selected_timeout, receive_tag, receive_tag_timeout, receive_timeout,
-    register, self_pid, send, send_after, spawn, trap_exit, unlink, unregister, whereis,
+    register, self_pid, send, send_after, send_receive, send_receive_timeout, spawn, trap_exit,
+    try_receive, unlink, unregister, whereis,
 };
 pub use types::{Error, ExitReason, Message, MonitorRef, Pid, REPLY_TAG_BASE, Tag, TimerRef};
 pub use upgrade::{hand_over, handed_over, handle_upgrades};

@@ -32,16 +32,90 @@ pub fn send(to: Pid, tag: Tag, payload: impl AsRef<[u8]>) -> Result<(), Error> {
     imports::send(to.as_raw(), tag, payload.as_ref()).map_err(Error::from)
 }
 
+/// A message from the runtime as the actor sees it: `None` when the SDK consumed it
+/// (an upgrade request it answered for the actor, see
+/// [`handle_upgrades`](crate::handle_upgrades)).
+fn for_actor(message: raw::Message) -> Option<Message> {
+    crate::upgrade::intercept(message).map(Message::from)
+}
+
 fn raw_receive(timeout: Option<Duration>, selector: Option<&Selector>) -> Option<Message> {
     loop {
         let message = imports::receive(timeout.map(millis), selector.map(|s| &s.raw))?;
-        match crate::upgrade::intercept(message) {
-            Some(message) => return Some(Message::from(message)),
+        match for_actor(message) {
+            Some(message) => return Some(message),
             // A stale request the SDK answered for the actor: keep waiting. (A live
             // one never comes back: the hand-over ends this instance.)
             None => continue,
         }
     }
+}
+
+fn raw_send_receive(
+    to: Pid,
+    tag: Tag,
+    payload: &[u8],
+    timeout: Option<Duration>,
+    selector: Option<&Selector>,
+) -> Result<Option<Message>, Error> {
+    let first = imports::send_receive(
+        to.as_raw(),
+        tag,
+        payload,
+        timeout.map(millis),
+        selector.map(|s| &s.raw),
+    )?;
+    Ok(match first.map(for_actor) {
+        None => None,
+        Some(Some(message)) => Some(message),
+        // The SDK answered a stale upgrade request: keep waiting, without sending
+        // again.
+        Some(None) => raw_receive(timeout, selector),
+    })
+}
+
+fn raw_try_receive(selector: Option<&Selector>) -> Option<Message> {
+    loop {
+        let message = imports::try_receive(selector.map(|s| &s.raw))?;
+        if let Some(message) = for_actor(message) {
+            return Some(message);
+        }
+    }
+}
+
+/// Sends a data message, then takes the first message in the mailbox, waiting as long
+/// as it takes: [`send`] and [`receive`] in one call into the runtime, which is
+/// cheaper than the two. The natural step of a server that answers one request and
+/// waits for the next (see also [`Request::reply_and_receive`](crate::Request::reply_and_receive)).
+///
+/// # Errors
+/// When the message breaks this process's limits, as for [`send`]; nothing is
+/// received then. A message to a process that no longer exists is dropped, as in
+/// Erlang, and the wait goes on.
+pub fn send_receive(to: Pid, tag: Tag, payload: impl AsRef<[u8]>) -> Result<Message, Error> {
+    raw_send_receive(to, tag, payload.as_ref(), None, None).map(|message| {
+        message.expect("the runtime returned no message from a receive without timeout")
+    })
+}
+
+/// Like [`send_receive`], waiting up to `timeout` (rounded up to whole milliseconds):
+/// `Ok(None)` when nothing arrived in time.
+///
+/// # Errors
+/// As for [`send_receive`].
+pub fn send_receive_timeout(
+    to: Pid,
+    tag: Tag,
+    payload: impl AsRef<[u8]>,
+    timeout: Duration,
+) -> Result<Option<Message>, Error> {
+    raw_send_receive(to, tag, payload.as_ref(), Some(timeout), None)
+}
+
+/// Takes the first message in the mailbox if there is one, without waiting: `None`
+/// when the mailbox is empty. Upgrade requests are handled as by [`receive`].
+pub fn try_receive() -> Option<Message> {
+    raw_try_receive(None)
 }
 
 /// Takes the first message in the mailbox, waiting as long as it takes.
@@ -174,6 +248,44 @@ impl Selector {
     /// Takes the first matching message, waiting up to `timeout`; `None` on timeout.
     pub fn receive_timeout(&self, timeout: Duration) -> Option<Message> {
         raw_receive(Some(timeout), Some(self))
+    }
+
+    /// Takes the first matching message if one is queued, without waiting.
+    pub fn try_receive(&self) -> Option<Message> {
+        raw_try_receive(Some(self))
+    }
+
+    /// Sends a data message, then takes the first matching message, waiting as long as
+    /// it takes: [`send`] and [`Selector::receive`] in one call into the runtime. The
+    /// step of a request/reply exchange (as [`call`](crate::call) does).
+    ///
+    /// # Errors
+    /// When the message breaks this process's limits, as for [`send`]; nothing is
+    /// received then.
+    pub fn send_receive(
+        &self,
+        to: Pid,
+        tag: Tag,
+        payload: impl AsRef<[u8]>,
+    ) -> Result<Message, Error> {
+        raw_send_receive(to, tag, payload.as_ref(), None, Some(self)).map(|message| {
+            message.expect("the runtime returned no message from a receive without timeout")
+        })
+    }
+
+    /// Like [`Selector::send_receive`], waiting up to `timeout`: `Ok(None)` when no
+    /// matching message arrived in time.
+    ///
+    /// # Errors
+    /// As for [`Selector::send_receive`].
+    pub fn send_receive_timeout(
+        &self,
+        to: Pid,
+        tag: Tag,
+        payload: impl AsRef<[u8]>,
+        timeout: Duration,
+    ) -> Result<Option<Message>, Error> {
+        raw_send_receive(to, tag, payload.as_ref(), Some(timeout), Some(self))
     }
 }
 

@@ -13,6 +13,7 @@ wasmtime::component::bindgen!({
     world: "actor",
     imports: {
         "rusm:runtime/process.receive": async | trappable,
+        "rusm:runtime/process.send-receive": async | trappable,
         default: trappable,
     },
     exports: { default: async },
@@ -110,7 +111,58 @@ fn selector_matches(selector: &Selector, msg: &rusm_otp::Message) -> bool {
 
 impl rusm::runtime::types::Host for ProcessState {}
 
+/// The next message `selector` lets through (any message when none), as the core
+/// hands it over: upgrade requests and messages a guest cannot read included.
+async fn next_message(ctx: &rusm_otp::Context, selector: Option<&Selector>) -> rusm_otp::Message {
+    match selector {
+        None => ctx.recv().await,
+        Some(sel)
+            if sel.tags.len() == 1
+                && sel.tags[0] != UPGRADE_TAG
+                && sel.monitors.is_empty()
+                && !sel.exits =>
+        {
+            rusm_otp::Message::Data(ctx.recv_tag(sel.tags[0]).await)
+        }
+        Some(sel) => ctx.recv_match(|m| selector_matches(sel, m)).await,
+    }
+}
+
 impl ProcessState {
+    /// `receive`: the next message for the guest, waiting up to `timeout_ms`
+    /// (forever when none); none on timeout.
+    async fn receive_message(
+        &mut self,
+        timeout_ms: Option<u64>,
+        selector: Option<&Selector>,
+    ) -> Option<WitMessage> {
+        let deadline = timeout_ms.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+        loop {
+            let next = next_message(&self.ctx, selector);
+            let msg = match deadline {
+                None => next.await,
+                Some(deadline) => tokio::time::timeout_at(deadline, next).await.ok()?,
+            };
+            if let Some(msg) = self.message_for_guest(msg) {
+                return Some(msg);
+            }
+        }
+    }
+
+    /// A message taken from the mailbox as the guest sees it, or none when it is not
+    /// for the guest: an upgrade request a hand-over already answered, or data that is
+    /// not bytes (both dropped).
+    fn message_for_guest(&self, msg: rusm_otp::Message) -> Option<WitMessage> {
+        if let Some(signal) = upgrade::signal_of(&msg) {
+            return self
+                .node
+                .upgrades
+                .deliverable(self.ctx.pid(), signal)
+                .map(WitMessage::Upgrade);
+        }
+        message_to_wit(msg)
+    }
+
     fn check_message_size(&self, payload: &[u8]) -> Result<(), WitError> {
         match self.node.max_message_size(self) {
             Some(max) if payload.len() > max => Err(WitError::Invalid(format!(
@@ -155,38 +207,39 @@ impl rusm::runtime::process::Host for ProcessState {
         timeout_ms: Option<u64>,
         selector: Option<Selector>,
     ) -> wasmtime::Result<Option<WitMessage>> {
-        let deadline = timeout_ms.map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+        Ok(self.receive_message(timeout_ms, selector.as_ref()).await)
+    }
+
+    async fn send_receive(
+        &mut self,
+        to: u64,
+        tag: u64,
+        payload: Vec<u8>,
+        timeout_ms: Option<u64>,
+        selector: Option<Selector>,
+    ) -> wasmtime::Result<Result<Option<WitMessage>, WitError>> {
+        if let Err(e) = self.check_message_size(&payload) {
+            return Ok(Err(e));
+        }
+        self.ctx
+            .send_tagged(Pid::from_raw(to), tag, Payload::Bytes(payload));
+        Ok(Ok(self
+            .receive_message(timeout_ms, selector.as_ref())
+            .await))
+    }
+
+    fn try_receive(&mut self, selector: Option<Selector>) -> wasmtime::Result<Option<WitMessage>> {
         loop {
-            let ctx = &self.ctx;
-            let next = async {
-                match &selector {
-                    None => ctx.recv().await,
-                    Some(sel)
-                        if sel.tags.len() == 1
-                            && sel.tags[0] != UPGRADE_TAG
-                            && sel.monitors.is_empty()
-                            && !sel.exits =>
-                    {
-                        rusm_otp::Message::Data(ctx.recv_tag(sel.tags[0]).await)
-                    }
-                    Some(sel) => ctx.recv_match(|m| selector_matches(sel, m)).await,
-                }
+            // One poll of the same receive, with a waker that does nothing: a message
+            // that is queued is taken, otherwise nothing waits. (The next blocking
+            // receive registers the process's own waker again.)
+            let next = std::pin::pin!(next_message(&self.ctx, selector.as_ref()));
+            let std::task::Poll::Ready(msg) =
+                next.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+            else {
+                return Ok(None);
             };
-            let msg = match deadline {
-                None => next.await,
-                Some(deadline) => match tokio::time::timeout_at(deadline, next).await {
-                    Ok(msg) => msg,
-                    Err(_) => return Ok(None),
-                },
-            };
-            if let Some(signal) = upgrade::signal_of(&msg) {
-                // A request a hand-over already answered is dropped.
-                match self.node.upgrades.deliverable(self.ctx.pid(), signal) {
-                    Some(request) => return Ok(Some(WitMessage::Upgrade(request))),
-                    None => continue,
-                }
-            }
-            if let Some(msg) = message_to_wit(msg) {
+            if let Some(msg) = self.message_for_guest(msg) {
                 return Ok(Some(msg));
             }
         }
