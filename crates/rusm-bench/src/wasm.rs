@@ -103,11 +103,46 @@ async fn expect_data(ctx: &Context, tag: Tag, payload: &[u8]) -> Result<()> {
 
 /// Spawn a `ping-pong` ponger linked to `ctx` (so its crash fails the run).
 fn spawn_ponger(node: &WasmNode, ctx: &Context) -> Result<Pid> {
+    spawn_ponger_in(node, ctx, Steps::Combined)
+}
+
+/// How a `ping-pong` side makes each step (its `mode` byte): send, then wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Steps {
+    /// One `send-receive` call (mode 0, the component's default).
+    Combined,
+    /// A `send` call, then a `receive` call (mode 1).
+    Separate,
+}
+
+impl Steps {
+    fn mode(self) -> u8 {
+        match self {
+            Steps::Combined => 0,
+            Steps::Separate => 1,
+        }
+    }
+}
+
+/// [`spawn_ponger`] making its steps as `steps` says.
+fn spawn_ponger_in(node: &WasmNode, ctx: &Context, steps: Steps) -> Result<Pid> {
     let options = WasmSpawnOptions {
+        init: vec![steps.mode()],
         link: true,
         ..WasmSpawnOptions::default()
     };
     Ok(node.spawn_with(Some(ctx), "ping-pong", options)?.pid)
+}
+
+/// The init of a `ping-pong` pinger: `rounds` round trips with `ponger`, reporting to
+/// `reporter`, no extra body, steps as `steps` says.
+fn pinger_init(ponger: u64, rounds: u64, reporter: u64, steps: Steps) -> Vec<u8> {
+    let mut init = ponger.to_le_bytes().to_vec();
+    init.extend(rounds.to_le_bytes());
+    init.extend(reporter.to_le_bytes());
+    init.extend(0u32.to_le_bytes());
+    init.push(steps.mode());
+    init
 }
 
 /// Spawn a `ping-pong` pinger linked to `ctx`: `rounds` round trips with `ponger`,
@@ -476,8 +511,11 @@ impl<T: Send + 'static> RawWasmtime<T> {
 /// wasm; the pinger reports its rounds to a native driver). Also a native pinger
 /// against a wasm ponger (every 8th round trip timed). Baselines in the same run:
 /// native rusm ping-pong and raw tokio (`ping-pong`'s sides), and the same two
-/// components on raw wasmtime with the least host that runs them (four `process`
-/// functions over tokio channels): what any wasmtime host pays per message.
+/// components on raw wasmtime with the least host that runs them (the `process`
+/// functions they call, over tokio channels): what any wasmtime host pays per message.
+/// Both sides make each step (send, then wait) with one `send-receive` call; the same
+/// pair with a `send` call then a `receive` call (`ping-pong` mode 1, how it worked
+/// before `send-receive`) runs in the same run, on rusm and on raw wasmtime.
 pub async fn ping_pong_wasm(p: Params) -> Result<Vec<Figure>> {
     let n = p.n;
     let node = wasm_node(&p, &["ping-pong"])?;
@@ -493,11 +531,21 @@ pub async fn ping_pong_wasm(p: Params) -> Result<Vec<Figure>> {
             Contender::new("rusm native", || rusm_ping_pong(native_rt.clone(), n)),
             Contender::new("tokio mpsc", || in_task(tokio_ping_pong(n))),
             Contender::new("native->wasm", || native_wasm_ping_pong(node.clone(), n)),
-            Contender::new("wasmtime+mpsc", || in_task(raw.clone().round_trips(n))),
+            Contender::new("wasmtime+mpsc", || {
+                in_task(raw.clone().round_trips(n, Steps::Combined))
+            }),
+            Contender::new("rusm wasm, send+receive", || {
+                wasm_ping_pong_in(node.clone(), n, Steps::Separate)
+            }),
+            Contender::new("wasmtime+mpsc, send+receive", || {
+                in_task(raw.clone().round_trips(n, Steps::Separate))
+            }),
         ],
     )
     .await?;
     let params = format!("n={n}");
+    let separate = Side::new("rusm send+receive", &series[5], None);
+    let raw_separate = Side::new("wasmtime+mpsc send+receive", &series[6], None);
     let wasm = Side::new("rusm", &series[0], None);
     let native = Side::new("rusm native", &series[1], Some("round trip"));
     Ok(vec![
@@ -537,21 +585,55 @@ pub async fn ping_pong_wasm(p: Params) -> Result<Vec<Figure>> {
             "ping-pong-wasm",
             "native->wasm vs native",
             "round trips",
-            params,
+            params.clone(),
             Side::new("rusm", &series[3], Some("round trip")),
             native,
             None,
         )
         .with_note("a native rusm pinger against a wasm ponger".into()),
+        Figure::new(
+            "ping-pong-wasm",
+            "send-receive vs send+receive",
+            "round trips",
+            params.clone(),
+            Side::new("rusm", &series[0], None),
+            separate.clone(),
+            None,
+        )
+        .with_note(
+            "same binary and component: each step one send-receive call, vs a send call \
+             then a receive call (ping-pong mode 1, as before send-receive)"
+                .into(),
+        ),
+        Figure::new(
+            "ping-pong-wasm",
+            "send+receive vs raw send+receive",
+            "round trips",
+            params,
+            separate,
+            raw_separate,
+            None,
+        )
+        .with_note("both sides with a send call then a receive call per step".into()),
     ])
 }
 
 async fn wasm_ping_pong(node: WasmNode, n: u64) -> Result<Sample> {
+    wasm_ping_pong_in(node, n, Steps::Combined).await
+}
+
+/// `n` wasm<->wasm round trips, both sides making their steps as `steps` says.
+async fn wasm_ping_pong_in(node: WasmNode, n: u64, steps: Steps) -> Result<Sample> {
     let rt = node.runtime().clone();
     drive(&rt, move |ctx| async move {
-        let ponger = spawn_ponger(&node, &ctx)?;
+        let ponger = spawn_ponger_in(&node, &ctx, steps)?;
         let start = Instant::now();
-        spawn_pinger(&node, &ctx, ponger, n)?;
+        let options = WasmSpawnOptions {
+            init: pinger_init(ponger.as_raw(), n, ctx.pid().as_raw(), steps),
+            link: true,
+            ..WasmSpawnOptions::default()
+        };
+        node.spawn_with(Some(&ctx), "ping-pong", options)?;
         pinger_report(&ctx, n).await?;
         let elapsed = start.elapsed();
         ctx.send(ponger, STOP.to_vec());
@@ -707,6 +789,20 @@ struct RawActor {
     peers: RawPeers,
 }
 
+impl RawActor {
+    /// `send` over the channels: to a pid the run does not have, `noproc`.
+    fn send(&self, to: u64, tag: Tag, payload: Vec<u8>) -> Result<(), WitError> {
+        let sent = usize::try_from(to)
+            .ok()
+            .and_then(|to| self.peers.get(to.wrapping_sub(1)))
+            .map(|inbox| inbox.send((tag, payload)));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            _ => Err(WitError::Noproc),
+        }
+    }
+}
+
 impl WasiView for RawActor {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -717,8 +813,8 @@ impl WasiView for RawActor {
 }
 
 /// Raw wasmtime running `ping-pong`: WASI linked for real, and the `process`
-/// functions the component calls (`self`, `send`, `monitor`, `receive`) over tokio
-/// channels, each the least that works (no selective receive: only the expected
+/// functions the component calls (`self`, `send`, `monitor`, `receive`,
+/// `send-receive`, `try-receive`) over tokio channels, each the least that works (no selective receive: only the expected
 /// messages are ever sent; `monitor` never fires). Other imports trap.
 struct RawPingPong {
     pre: InstancePre<RawActor>,
@@ -739,7 +835,14 @@ impl RawPingPong {
         stub_runtime_imports(
             &mut linker,
             component,
-            &["self", "send", "monitor", "receive"],
+            &[
+                "self",
+                "send",
+                "monitor",
+                "receive",
+                "send-receive",
+                "try-receive",
+            ],
         )?;
         let mut host = linker.instance(&process)?;
         host.func_wrap("self", |store: StoreContextMut<'_, RawActor>, (): ()| {
@@ -748,14 +851,29 @@ impl RawPingPong {
         host.func_wrap(
             "send",
             |store: StoreContextMut<'_, RawActor>, (to, tag, payload): (u64, Tag, Vec<u8>)| {
-                let sent = usize::try_from(to)
-                    .ok()
-                    .and_then(|to| store.data().peers.get(to.wrapping_sub(1)))
-                    .map(|inbox| inbox.send((tag, payload)));
-                Ok((match sent {
-                    Some(Ok(())) => Ok(()),
-                    _ => Err(WitError::Noproc),
-                },))
+                Ok((store.data().send(to, tag, payload),))
+            },
+        )?;
+        host.func_wrap_async(
+            "send-receive",
+            |mut store: StoreContextMut<'_, RawActor>,
+             (to, tag, payload, _, _): (u64, Tag, Vec<u8>, Option<u64>, Option<Selector>)| {
+                Box::new(async move {
+                    if let Err(e) = store.data().send(to, tag, payload) {
+                        return Ok((Err(e),));
+                    }
+                    let next = store.data_mut().inbox.recv().await;
+                    Ok((Ok(next.map(|(tag, payload)| {
+                        WitMessage::Data(DataMessage { tag, payload })
+                    })),))
+                })
+            },
+        )?;
+        host.func_wrap(
+            "try-receive",
+            |mut store: StoreContextMut<'_, RawActor>, (_,): (Option<Selector>,)| {
+                let next = store.data_mut().inbox.try_recv().ok();
+                Ok((next.map(|(tag, payload)| WitMessage::Data(DataMessage { tag, payload })),))
             },
         )?;
         host.func_wrap(
@@ -809,8 +927,9 @@ impl RawPingPong {
     }
 
     /// `n` round trips between a raw pinger (pid 2) and ponger (pid 1), each its own
-    /// tokio task, reporting to this task (pid 3).
-    async fn round_trips(self: Arc<Self>, n: u64) -> Result<Sample> {
+    /// tokio task, reporting to this task (pid 3), both making their steps as `steps`
+    /// says.
+    async fn round_trips(self: Arc<Self>, n: u64, steps: Steps) -> Result<Sample> {
         let (senders, mut inboxes): (Vec<_>, VecDeque<_>) =
             (0..3).map(|_| mpsc::unbounded_channel()).unzip();
         let peers = Arc::new(senders);
@@ -819,10 +938,12 @@ impl RawPingPong {
             inboxes.pop_front().context("inbox")?,
             inboxes.pop_front().context("inbox")?,
         );
-        let ponger = tokio::spawn(self.clone().actor(1, pong_inbox, peers.clone(), Vec::new()));
-        let mut init = 1u64.to_le_bytes().to_vec();
-        init.extend(n.to_le_bytes());
-        init.extend(3u64.to_le_bytes());
+        let ponger =
+            tokio::spawn(
+                self.clone()
+                    .actor(1, pong_inbox, peers.clone(), vec![steps.mode()]),
+            );
+        let init = pinger_init(1, n, 3, steps);
         let start = Instant::now();
         let pinger = tokio::spawn(self.clone().actor(2, ping_inbox, peers.clone(), init));
         let (tag, payload) = reports.recv().await.context("the pinger never reported")?;
