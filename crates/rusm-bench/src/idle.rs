@@ -361,9 +361,8 @@ fn rss_bytes() -> Result<u64> {
 
 /// Where resident memory is, beyond the total.
 struct Footprint {
-    /// Resident bytes of read-write anonymous mappings of 4 GiB or more: the arena's
-    /// linear-memory chunks (16 GiB each by default; nothing else in this process maps
-    /// that much read-write).
+    /// Resident bytes of the arena's read-write chunks (marked `dd`, left out of core
+    /// dumps): its linear memories.
     linear_memory: u64,
     /// `VmPTE`: the process's page tables.
     page_tables: u64,
@@ -373,22 +372,28 @@ impl Footprint {
     fn read() -> Result<Footprint> {
         let smaps = std::fs::read_to_string("/proc/self/smaps")?;
         let mut linear_memory = 0;
-        let mut in_arena = false;
+        let mut rw = false;
+        let mut rss = 0;
         for line in smaps.lines() {
             let mut words = line.split_whitespace();
             let Some(first) = words.next() else { continue };
             if let Some((from, to)) = first.split_once('-')
-                && let (Ok(from), Ok(to)) =
-                    (u64::from_str_radix(from, 16), u64::from_str_radix(to, 16))
+                && u64::from_str_radix(from, 16).is_ok()
+                && u64::from_str_radix(to, 16).is_ok()
             {
-                let perms = words.next().unwrap_or("");
-                in_arena = to - from >= 4 << 30 && perms.starts_with("rw");
-            } else if first == "Rss:" && in_arena {
-                linear_memory += words
+                rw = words.next().unwrap_or("").starts_with("rw");
+                rss = 0;
+            } else if first == "Rss:" {
+                rss = words
                     .next()
                     .and_then(|v| v.parse::<u64>().ok())
                     .unwrap_or(0)
                     * 1024;
+            } else if first == "VmFlags:" && rw && words.any(|flag| flag == "dd") {
+                // The arena's chunks are the only mappings left out of core dumps;
+                // the read-write ones are linear memories (closed stacks are not
+                // read-write, and idle actors hold no open stack).
+                linear_memory += rss;
             }
         }
         let status = std::fs::read_to_string("/proc/self/status")?;

@@ -180,8 +180,19 @@ fn mapping_error(what: &str, err: std::io::Error) -> String {
 }
 
 /// [`map`] of `len` bytes starting at a multiple of `align` (a power of two): map
-/// `align` more, then unmap what lies outside.
+/// `align` more, then unmap what lies outside. The chunk is left out of core dumps
+/// (`MADV_DONTDUMP`: guests' memories and stacks are not the host's state, and a
+/// chunk's terabytes of reserved span would make any dump huge), which also keeps the
+/// kernel from merging it with the host's own heap mappings, so `/proc/self/smaps`
+/// tells them apart (the `dd` flag).
 fn map_aligned(len: usize, align: usize, prot: libc::c_int) -> std::io::Result<usize> {
+    let base = map_aligned_inner(len, align, prot)?;
+    // SAFETY: advice on a fresh mapping of ours; failing only leaves it dumpable.
+    unsafe { libc::madvise(base as *mut libc::c_void, len, libc::MADV_DONTDUMP) };
+    Ok(base)
+}
+
+fn map_aligned_inner(len: usize, align: usize, prot: libc::c_int) -> std::io::Result<usize> {
     let page = page_size();
     if align <= page {
         return map(len, prot);
