@@ -407,7 +407,10 @@ impl NodeShared {
             kind
         } else if exports.iter().any(|e| e.starts_with("rusm:runtime/entry@")) {
             ComponentKind::Actor
-        } else if exports.iter().any(|e| e.starts_with("rusm:runtime/handler@")) {
+        } else if exports
+            .iter()
+            .any(|e| e.starts_with("rusm:runtime/handler@"))
+        {
             ComponentKind::Handler
         } else if exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")) {
             ComponentKind::Command
@@ -448,14 +451,14 @@ impl NodeShared {
                     detail: format!("{e:#}"),
                 })?)
             }
-            ComponentKind::Handler => Prepared::Handler(
-                crate::handler::HandlerActorPre::new(pre).map_err(|e| {
+            ComponentKind::Handler => {
+                Prepared::Handler(crate::handler::HandlerActorPre::new(pre).map_err(|e| {
                     LoadError::BadEntryPoint {
                         component: name_owned.clone(),
                         detail: format!("{e:#}"),
                     }
-                })?,
-            ),
+                })?)
+            }
             ComponentKind::Plugin => Prepared::Plugin(pre),
         };
         Ok(LoadedComponent {

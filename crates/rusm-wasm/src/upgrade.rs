@@ -317,7 +317,10 @@ impl LiveGuard {
         component: &LoadedComponent,
         pid: Pid,
     ) -> Option<LiveGuard> {
-        if !matches!(component.kind, ComponentKind::Actor | ComponentKind::Handler) {
+        if !matches!(
+            component.kind,
+            ComponentKind::Actor | ComponentKind::Handler
+        ) {
             return None;
         }
         let process = Arc::new(LiveProcess {
