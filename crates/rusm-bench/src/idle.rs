@@ -77,7 +77,7 @@ struct Reached {
     stopped: Option<String>,
     rss_bytes: u64,
     /// The part of `rss_bytes` in linear memories (the arena's memory chunks).
-    linear_memory_bytes: u64,
+    arena_rw_bytes: u64,
     /// Growth of the process's page tables (`VmPTE`; not part of `VmRSS`).
     page_table_bytes: u64,
     maps: u64,
@@ -198,13 +198,14 @@ async fn one_run(p: &Params, run: Run, n: u32) -> Result<Vec<Measure>> {
         },
         Measure {
             scenario: "idle-actors".into(),
-            name: "linear memory per idle actor".into(),
+            name: "arena read-write per idle actor".into(),
             params: params.clone(),
-            value: per(reached.linear_memory_bytes),
+            value: per(reached.arena_rw_bytes),
             unit: "bytes".into(),
             note: Some(
-                "the resident part above that is in linear memories (arena memory chunks); \
-                 the rest is the host's (stores, instances, process state, tasks)"
+                "the resident part above in the arena's read-write pieces: linear memories, \
+                 and the fiber stacks held open (blocking actors); the rest is the host's \
+                 (stores, instances, process state, tasks)"
                     .into(),
             ),
         },
@@ -324,7 +325,7 @@ async fn drive(
         replied,
         stopped,
         rss_bytes: rss1.saturating_sub(rss0),
-        linear_memory_bytes: after.linear_memory.saturating_sub(before.linear_memory),
+        arena_rw_bytes: after.arena_rw.saturating_sub(before.arena_rw),
         page_table_bytes: after.page_tables.saturating_sub(before.page_tables),
         maps: maps1.saturating_sub(maps0),
     })
@@ -361,9 +362,9 @@ fn rss_bytes() -> Result<u64> {
 
 /// Where resident memory is, beyond the total.
 struct Footprint {
-    /// Resident bytes of the arena's read-write chunks (marked `dd`, left out of core
-    /// dumps): its linear memories.
-    linear_memory: u64,
+    /// Resident bytes of the arena's read-write pieces (marked `dd`, left out of core
+    /// dumps): linear memories, and the fiber stacks that are open.
+    arena_rw: u64,
     /// `VmPTE`: the process's page tables.
     page_tables: u64,
 }
@@ -371,7 +372,7 @@ struct Footprint {
 impl Footprint {
     fn read() -> Result<Footprint> {
         let smaps = std::fs::read_to_string("/proc/self/smaps")?;
-        let mut linear_memory = 0;
+        let mut arena_rw = 0;
         let mut rw = false;
         let mut rss = 0;
         for line in smaps.lines() {
@@ -391,9 +392,9 @@ impl Footprint {
                     * 1024;
             } else if first == "VmFlags:" && rw && words.any(|flag| flag == "dd") {
                 // The arena's chunks are the only mappings left out of core dumps;
-                // the read-write ones are linear memories (closed stacks are not
-                // read-write, and idle actors hold no open stack).
-                linear_memory += rss;
+                // their read-write pieces are linear memories and open stacks (closed
+                // stacks are not read-write; idle handler actors hold none open).
+                arena_rw += rss;
             }
         }
         let status = std::fs::read_to_string("/proc/self/status")?;
@@ -405,7 +406,7 @@ impl Footprint {
             .unwrap_or(0)
             * 1024;
         Ok(Footprint {
-            linear_memory,
+            arena_rw,
             page_tables,
         })
     }
