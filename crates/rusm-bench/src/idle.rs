@@ -76,7 +76,8 @@ struct Reached {
     /// Why spawning or answering stopped early, if it did.
     stopped: Option<String>,
     rss_bytes: u64,
-    /// The part of `rss_bytes` in linear memories (the arena's memory chunks).
+    /// The part of `rss_bytes` in the arena's read-write pieces (linear memories, open
+    /// stacks).
     arena_rw_bytes: u64,
     /// Growth of the process's page tables (`VmPTE`; not part of `VmRSS`).
     page_table_bytes: u64,
