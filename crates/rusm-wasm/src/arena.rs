@@ -96,8 +96,8 @@ impl ArenaConfig {
     const DEFAULT_STACK: u64 = 2 << 20;
 
     /// The default sizes for `machine`: 64 MiB memory spans, 256 per chunk (16 GiB
-    /// chunks), 512 stack slots per chunk with 64 KiB guards, 2,048 stacks kept open
-    /// and a 1 s idle sweep, and `max_instances` the lower of physical memory divided
+    /// chunks), 512 stack slots per chunk with guards of at least 64 KiB, 2,048 stacks
+    /// kept open (fewer when `max_map_count / 16` is less) and a 1 s idle sweep, and `max_instances` the lower of physical memory divided
     /// by [`MachineLimits::MIN_ACTOR_BYTES`] and the instances whose memory span and
     /// fiber stack fit in [`MachineLimits::arena_address_space`] (at least 1).
     pub fn for_machine(machine: &MachineLimits) -> ArenaConfig {
@@ -107,7 +107,10 @@ impl ArenaConfig {
             memories_per_chunk: 256,
             stacks_per_chunk: 512,
             stack_guard_size: 64 << 10,
-            open_stacks: 2048,
+            // Two mappings each: at most an eighth of what the process may hold.
+            open_stacks: usize::try_from(machine.max_map_count / 16)
+                .unwrap_or(usize::MAX)
+                .min(2048),
             idle_stack_close: Duration::from_secs(1),
         };
         let by_memory = machine.physical_memory / MachineLimits::MIN_ACTOR_BYTES;

@@ -402,6 +402,10 @@ mod tests {
         // 1 GiB of memory: 16 KiB per actor at least.
         let small = ArenaConfig::for_machine(&machine(1 << 30, 128 * TIB, 65_530));
         assert_eq!(small.max_instances, 65_536);
+        assert_eq!(small.open_stacks, 2048);
+        // Open stacks take at most an eighth of the mappings a process may hold.
+        let few_maps = ArenaConfig::for_machine(&machine(1 << 30, 128 * TIB, 16_384));
+        assert_eq!(few_maps.open_stacks, 1024);
         // An 8 GiB RLIMIT_AS leaves half of it for spans and stacks.
         let limited = ArenaConfig::for_machine(&machine(24 << 30, 8 << 30, 65_530));
         assert_eq!(u64::from(limited.max_instances), (4 << 30) / each);
