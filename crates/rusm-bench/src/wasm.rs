@@ -577,8 +577,8 @@ pub async fn ping_pong_wasm(p: Params) -> Result<Vec<Figure>> {
             None,
         )
         .with_note(
-            "same components, raw wasmtime host: self/send/monitor/receive over tokio mpsc, \
-             no rusm code"
+            "same components, raw wasmtime host: self/send/monitor/receive/send-receive \
+             over tokio mpsc, no rusm code"
                 .into(),
         ),
         Figure::new(
