@@ -181,9 +181,9 @@ async fn send_receive_gets_the_answer_of_a_native_echo_a_wasm_ponger_and_a_call(
         guest.send_receive(echo, 9, &ping, Some(5_000), None).await,
         Report::Data(10, ping.clone())
     );
-    // A wasm ponger, answering with one send-receive (init empty) or with a send and
-    // a receive (mode 1).
-    for init in [Vec::new(), vec![1]] {
+    // A wasm ponger, answering with one send-receive (init empty), with a send and a
+    // receive (mode 1), or with a send and a try-receive before the receive (mode 2).
+    for init in [Vec::new(), vec![1], vec![2]] {
         let ponger = node.spawn("ping-pong", init).unwrap();
         for round in 0..3 {
             assert_eq!(

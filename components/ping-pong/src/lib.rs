@@ -34,12 +34,15 @@
 //!
 //! # Mode
 //!
-//! `0`: one `send-receive` per step (the default); `1`: a `send`, then a `receive`.
+//! `0`: one `send-receive` per step (the default); `1`: a `send`, then a `receive`;
+//! `2`: a `send`, then a `try-receive`, then a `receive` only when nothing was queued.
 //! Any other value, and any other init, ends the process with a `custom` reason saying
 //! so.
 
 use rusm_guest::wire::Reader;
-use rusm_guest::{Message, Pid, Selector, Tag, monitor, receive, self_pid, send, send_receive};
+use rusm_guest::{
+    Message, Pid, Selector, Tag, monitor, receive, self_pid, send, send_receive, try_receive,
+};
 
 /// The tag of a ping.
 const PING_TAG: Tag = 1;
@@ -55,6 +58,9 @@ enum Mode {
     Combined,
     /// A `send` call, then a `receive` call.
     Separate,
+    /// A `send` call, then a `try-receive` call, then a `receive` call if nothing was
+    /// queued.
+    TryFirst,
 }
 
 impl Mode {
@@ -62,7 +68,8 @@ impl Mode {
         match byte {
             0 => Ok(Mode::Combined),
             1 => Ok(Mode::Separate),
-            other => Err(format!("ping-pong: mode must be 0 or 1, got {other}")),
+            2 => Ok(Mode::TryFirst),
+            other => Err(format!("ping-pong: mode must be 0, 1 or 2, got {other}")),
         }
     }
 }
@@ -118,6 +125,10 @@ fn pong(mode: Mode) -> Result<(), String> {
                 send(sender, tag.wrapping_add(1), &payload).map_err(failed)?;
                 receive()
             }
+            Mode::TryFirst => {
+                send(sender, tag.wrapping_add(1), &payload).map_err(failed)?;
+                try_receive().unwrap_or_else(receive)
+            }
         };
     }
 }
@@ -136,6 +147,10 @@ fn ping(peer: Pid, rounds: u64, reporter: Pid, body_len: usize, mode: Mode) -> R
             Mode::Separate => {
                 send(peer, PING_TAG, &ping).map_err(failed)?;
                 selector.receive()
+            }
+            Mode::TryFirst => {
+                send(peer, PING_TAG, &ping).map_err(failed)?;
+                selector.try_receive().unwrap_or_else(|| selector.receive())
             }
         };
         match reply {

@@ -113,6 +113,9 @@ enum Steps {
     Combined,
     /// A `send` call, then a `receive` call (mode 1).
     Separate,
+    /// A `send` call, then a `try-receive` call, then a `receive` call when nothing
+    /// was queued (mode 2).
+    TryFirst,
 }
 
 impl Steps {
@@ -120,6 +123,7 @@ impl Steps {
         match self {
             Steps::Combined => 0,
             Steps::Separate => 1,
+            Steps::TryFirst => 2,
         }
     }
 }
@@ -515,7 +519,8 @@ impl<T: Send + 'static> RawWasmtime<T> {
 /// functions they call, over tokio channels): what any wasmtime host pays per message.
 /// Both sides make each step (send, then wait) with one `send-receive` call; the same
 /// pair with a `send` call then a `receive` call (`ping-pong` mode 1, how it worked
-/// before `send-receive`) runs in the same run, on rusm and on raw wasmtime.
+/// before `send-receive`) runs in the same run, on rusm and on raw wasmtime, and on
+/// rusm with a `try-receive` before each blocking `receive` (mode 2).
 pub async fn ping_pong_wasm(p: Params) -> Result<Vec<Figure>> {
     let n = p.n;
     let node = wasm_node(&p, &["ping-pong"])?;
@@ -539,6 +544,9 @@ pub async fn ping_pong_wasm(p: Params) -> Result<Vec<Figure>> {
             }),
             Contender::new("wasmtime+mpsc, send+receive", || {
                 in_task(raw.clone().round_trips(n, Steps::Separate))
+            }),
+            Contender::new("rusm wasm, send+try-receive+receive", || {
+                wasm_ping_pong_in(node.clone(), n, Steps::TryFirst)
             }),
         ],
     )
@@ -609,12 +617,26 @@ pub async fn ping_pong_wasm(p: Params) -> Result<Vec<Figure>> {
             "ping-pong-wasm",
             "send+receive vs raw send+receive",
             "round trips",
-            params,
+            params.clone(),
             separate,
             raw_separate,
             None,
         )
         .with_note("both sides with a send call then a receive call per step".into()),
+        Figure::new(
+            "ping-pong-wasm",
+            "send+try-receive+receive vs send+receive",
+            "round trips",
+            params,
+            Side::new("rusm try first", &series[7], None),
+            Side::new("rusm send+receive", &series[5], None),
+            None,
+        )
+        .with_note(
+            "ping-pong mode 2: a try-receive before each blocking receive (the mailbox is \
+             empty right after the send, so it is one call more)"
+                .into(),
+        ),
     ])
 }
 
