@@ -153,7 +153,7 @@ pub fn __upgrade_state<H: Handler>(cell: &'static LocalKey<StateCell<H>>) -> Vec
 
 /// Declares a handler-style actor component: `handler!(MyActor)` where `MyActor`
 /// implements [`Handler`]. Use it once per component, at module level, instead of
-/// [`actor!`](crate::actor!). See the [`handler`](crate::handler) module.
+/// [`actor!`](crate::actor!). See the [`handler`](mod@crate::handler) module.
 #[macro_export]
 macro_rules! handler {
     ($ty:ty $(,)?) => {

@@ -8,13 +8,14 @@
 //! registry and timers. [`call`] and
 //! [`Request`] give a `gen_server`-style request/reply on top of them, and the
 //! [`wire`] module a tiny binary encoding for init data and payloads. With the `serde`
-//! feature, [`send_value`], [`call_value`] and [`Message::decode`] carry typed values.
+//! feature, `send_value`, `call_value` and `Message::decode` carry typed values.
 //! [`hand_over`], [`handed_over`] and [`handle_upgrades`] let an actor keep its state
 //! across a hot code upgrade; without them it is restarted in place on the new code.
 //!
 //! An actor that only reacts to messages is cheaper as a [`Handler`] (declared with
 //! [`handler!`]): the host calls it once per message, and while it waits it holds no
-//! host stack, so a node holds many more of them. See the [`handler`] module.
+//! host stack, so a node holds many more of them. See the [`handler`](mod@handler)
+//! module.
 //!
 //! ```no_run
 //! use std::time::Duration;
