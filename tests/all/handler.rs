@@ -44,6 +44,36 @@ async fn next(rx: &mut UnboundedReceiver<Message>) -> Message {
         .expect("the parent is alive")
 }
 
+/// A native parent (forwarding what it receives, see [`parent`]) that spawns
+/// `handler-probe` linked to itself; returns the parent, the handler and the parent's
+/// forwarded messages (kept, so the parent stays alive).
+async fn linked_probe(node: &WasmNode) -> (Pid, Pid, UnboundedReceiver<Message>) {
+    let spawner = node.clone();
+    let (linker, mut rx) = parent(node.runtime(), move |ctx| {
+        let options = WasmSpawnOptions {
+            link: true,
+            ..WasmSpawnOptions::default()
+        };
+        let child = spawner
+            .spawn_with(Some(ctx), "handler-probe", options)
+            .unwrap();
+        ctx.send_tagged(
+            ctx.pid(),
+            99,
+            rusm_otp::Payload::Bytes(pid_bytes(child.pid)),
+        );
+    });
+    let child = match next(&mut rx).await {
+        Message::Data(d) => Pid::from_raw(u64::from_le_bytes(
+            d.payload.downcast::<Vec<u8>>().unwrap()[..8]
+                .try_into()
+                .unwrap(),
+        )),
+        other => panic!("{other:?}"),
+    };
+    (linker, child, rx)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_are_handled_one_by_one_and_state_is_kept() {
     let node = node(&["handler-probe"]);
@@ -91,29 +121,7 @@ async fn links_monitors_and_trap_exit_work_for_handlers() {
     let rt = node.runtime().clone();
 
     // A link from the spawn options: the handler dies with its parent.
-    let spawner = node.clone();
-    let (linker, mut rx) = parent(&rt, move |ctx| {
-        let options = WasmSpawnOptions {
-            link: true,
-            ..WasmSpawnOptions::default()
-        };
-        let child = spawner
-            .spawn_with(Some(ctx), "handler-probe", options)
-            .unwrap();
-        ctx.send_tagged(
-            ctx.pid(),
-            99,
-            rusm_otp::Payload::Bytes(pid_bytes(child.pid)),
-        );
-    });
-    let child = match next(&mut rx).await {
-        Message::Data(d) => Pid::from_raw(u64::from_le_bytes(
-            d.payload.downcast::<Vec<u8>>().unwrap()[..8]
-                .try_into()
-                .unwrap(),
-        )),
-        other => panic!("{other:?}"),
-    };
+    let (linker, child, _rx) = linked_probe(&node).await;
     let end = rt.watch(child);
     rt.exit(linker, ExitReason::custom("parent gone"));
     assert_eq!(end.await, ExitReason::custom("parent gone"));
@@ -121,29 +129,7 @@ async fn links_monitors_and_trap_exit_work_for_handlers() {
     // Trapping exits: the signal becomes a message handed to `handle`; the handler
     // lives on. Its monitor reports the end of a watched process.
     let (me, mut probe) = probe(&rt);
-    let spawner = node.clone();
-    let (linker, mut rx) = parent(&rt, move |ctx| {
-        let options = WasmSpawnOptions {
-            link: true,
-            ..WasmSpawnOptions::default()
-        };
-        let child = spawner
-            .spawn_with(Some(ctx), "handler-probe", options)
-            .unwrap();
-        ctx.send_tagged(
-            ctx.pid(),
-            99,
-            rusm_otp::Payload::Bytes(pid_bytes(child.pid)),
-        );
-    });
-    let actor = match next(&mut rx).await {
-        Message::Data(d) => Pid::from_raw(u64::from_le_bytes(
-            d.payload.downcast::<Vec<u8>>().unwrap()[..8]
-                .try_into()
-                .unwrap(),
-        )),
-        other => panic!("{other:?}"),
-    };
+    let (linker, actor, _rx) = linked_probe(&node).await;
     send(&rt, actor, 11, command(me, b""));
     assert_eq!(probe.data().await.0, 12);
     let watched = rt.spawn(|ctx| async move {
