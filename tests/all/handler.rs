@@ -344,3 +344,21 @@ async fn handlers_answer_while_their_open_stacks_are_evicted_and_swept() {
         assert!(rt.is_alive(actor));
     }
 }
+
+/// The handler-style actor shown in the README is `components/echo-handler`, word for
+/// word, and it answers like `echo`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_handler_is_the_echo_handler_component_and_answers() {
+    crate::assert_readme_shows("echo-handler");
+
+    let node = node(&["echo-handler"]);
+    let rt = node.runtime().clone();
+    let (me, mut probe) = probe(&rt);
+    let echo = node.spawn("echo-handler", Vec::new()).unwrap();
+    for tag in [9, 41] {
+        let mut payload = pid_bytes(me);
+        payload.extend(b"hi");
+        rt.send_tagged(echo, tag, payload.clone());
+        assert_eq!(probe.data().await, (tag + 1, payload));
+    }
+}

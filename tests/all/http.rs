@@ -727,15 +727,7 @@ async fn a_plain_actor_gets_outbound_http_only_as_granted() {
 /// (its serving is tested above).
 #[test]
 fn the_readme_http_handler_is_the_http_hello_component() {
-    let root = rusm_e2e::components_dir().parent().unwrap().to_owned();
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let source =
-        std::fs::read_to_string(rusm_e2e::components_dir().join("http-hello/src/lib.rs")).unwrap();
-    let shown = &source[source.find("use rusm_guest").unwrap()..];
-    assert!(
-        readme.contains(shown),
-        "README.md's HTTP handler example differs from components/http-hello/src/lib.rs"
-    );
+    crate::assert_readme_shows("http-hello");
 }
 
 /// A GET of `path` on a new connection, in its own task.

@@ -60,6 +60,20 @@ pub const UNSATISFIABLE_COMMAND_WAT: &str = r#"
           (export "wasi:cli/run@0.2.0" (instance $r)))
     "#;
 
+/// Fails unless `README.md` shows `components/<component>/src/lib.rs` word for word,
+/// from its first `use rusm_guest` line to the end.
+pub fn assert_readme_shows(component: &str) {
+    let root = rusm_e2e::components_dir().parent().unwrap().to_owned();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let path = format!("{component}/src/lib.rs");
+    let source = std::fs::read_to_string(rusm_e2e::components_dir().join(&path)).unwrap();
+    let shown = &source[source.find("use rusm_guest").unwrap()..];
+    assert!(
+        readme.contains(shown),
+        "README.md's example differs from components/{path}"
+    );
+}
+
 /// The 8 little-endian bytes of a pid, as components expect them.
 pub fn pid_bytes(pid: Pid) -> Vec<u8> {
     pid.as_raw().to_le_bytes().to_vec()

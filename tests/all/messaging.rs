@@ -273,15 +273,7 @@ async fn a_guest_spawns_monitored_children() {
 /// The actor shown in the README is `components/echo`, word for word, and it works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_actor_is_the_echo_component_and_answers() {
-    let root = rusm_e2e::components_dir().parent().unwrap().to_owned();
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let source =
-        std::fs::read_to_string(rusm_e2e::components_dir().join("echo/src/lib.rs")).unwrap();
-    let shown = &source[source.find("use rusm_guest").unwrap()..];
-    assert!(
-        readme.contains(shown),
-        "README.md's actor example differs from components/echo/src/lib.rs"
-    );
+    crate::assert_readme_shows("echo");
 
     let node = node(&["echo"]);
     let rt = node.runtime().clone();
