@@ -214,6 +214,27 @@ impl Context {
         .await
     }
 
+    /// Take the oldest message for which `pred` is true if one is queued now, without
+    /// waiting and without registering for a wake-up; every other message keeps its
+    /// place and order.
+    pub fn try_recv_match(&self, mut pred: impl FnMut(&Message) -> bool) -> Option<Message> {
+        self.slot.state.lock().mailbox.take_match(0, &mut pred).ok()
+    }
+
+    /// Take the oldest data message with `tag` if one is queued now, without waiting.
+    pub fn try_recv_tag(&self, tag: Tag) -> Option<Data> {
+        let msg = self.slot.state.lock().mailbox.take_tag(tag)?;
+        Some(
+            msg.into_data()
+                .expect("tag receive only takes data messages"),
+        )
+    }
+
+    /// Take the oldest message of any kind if one is queued now, without waiting.
+    pub fn try_recv(&self) -> Option<Message> {
+        Mailbox::take_any(&mut self.slot.state.lock().mailbox)
+    }
+
     /// Like [`Context::recv_match`], giving up after `timeout`.
     pub async fn recv_match_timeout(
         &self,

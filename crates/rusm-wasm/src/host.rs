@@ -111,20 +111,36 @@ fn selector_matches(selector: &Selector, msg: &rusm_otp::Message) -> bool {
 
 impl rusm::runtime::types::Host for ProcessState {}
 
+/// The one tag a selector asks for, when it asks for nothing else (and not for
+/// upgrade requests): such a receive uses the mailbox's tag index.
+fn only_tag(sel: &Selector) -> Option<u64> {
+    (sel.tags.len() == 1 && sel.tags[0] != UPGRADE_TAG && sel.monitors.is_empty() && !sel.exits)
+        .then(|| sel.tags[0])
+}
+
 /// The next message `selector` lets through (any message when none), as the core
 /// hands it over: upgrade requests and messages a guest cannot read included.
 async fn next_message(ctx: &rusm_otp::Context, selector: Option<&Selector>) -> rusm_otp::Message {
     match selector {
         None => ctx.recv().await,
-        Some(sel)
-            if sel.tags.len() == 1
-                && sel.tags[0] != UPGRADE_TAG
-                && sel.monitors.is_empty()
-                && !sel.exits =>
-        {
-            rusm_otp::Message::Data(ctx.recv_tag(sel.tags[0]).await)
-        }
-        Some(sel) => ctx.recv_match(|m| selector_matches(sel, m)).await,
+        Some(sel) => match only_tag(sel) {
+            Some(tag) => rusm_otp::Message::Data(ctx.recv_tag(tag).await),
+            None => ctx.recv_match(|m| selector_matches(sel, m)).await,
+        },
+    }
+}
+
+/// [`next_message`] without waiting: the message if one is queued now.
+fn try_next_message(
+    ctx: &rusm_otp::Context,
+    selector: Option<&Selector>,
+) -> Option<rusm_otp::Message> {
+    match selector {
+        None => ctx.try_recv(),
+        Some(sel) => match only_tag(sel) {
+            Some(tag) => ctx.try_recv_tag(tag).map(rusm_otp::Message::Data),
+            None => ctx.try_recv_match(|m| selector_matches(sel, m)),
+        },
     }
 }
 
@@ -230,13 +246,7 @@ impl rusm::runtime::process::Host for ProcessState {
 
     fn try_receive(&mut self, selector: Option<Selector>) -> wasmtime::Result<Option<WitMessage>> {
         loop {
-            // One poll of the same receive, with a waker that does nothing: a message
-            // that is queued is taken, otherwise nothing waits. (The next blocking
-            // receive registers the process's own waker again.)
-            let next = std::pin::pin!(next_message(&self.ctx, selector.as_ref()));
-            let std::task::Poll::Ready(msg) =
-                next.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-            else {
+            let Some(msg) = try_next_message(&self.ctx, selector.as_ref()) else {
                 return Ok(None);
             };
             if let Some(msg) = self.message_for_guest(msg) {

@@ -44,6 +44,31 @@ async fn receive_timeout_returns_none_and_keeps_waiting_messages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn try_receives_take_what_is_queued_without_waiting_and_keep_order() {
+    let rt = Runtime::new();
+    let reason = run_process(&rt, |ctx| async move {
+        assert!(ctx.try_recv().is_none());
+        assert!(ctx.try_recv_tag(2).is_none());
+        for (tag, n) in [(1, 10u32), (2, 20), (1, 11), (3, 30)] {
+            ctx.send_tagged(ctx.pid(), tag, Payload::value(n));
+        }
+        let twenty = ctx.try_recv_tag(2).unwrap();
+        assert_eq!(twenty.payload.downcast::<u32>().unwrap(), 20);
+        let thirty = ctx
+            .try_recv_match(|m| matches!(m, Message::Data(d) if d.tag == 3))
+            .unwrap();
+        assert_eq!(num(thirty), 30);
+        assert!(ctx.try_recv_tag(2).is_none());
+        // The rest keep their order.
+        assert_eq!(num(ctx.try_recv().unwrap()), 10);
+        assert_eq!(num(ctx.try_recv().unwrap()), 11);
+        assert!(ctx.try_recv().is_none());
+    })
+    .await;
+    assert_eq!(reason, ExitReason::Normal);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn selective_receive_keeps_order_of_unmatched() {
     let rt = Runtime::new();
     let reason = run_process(&rt, |ctx| async move {
