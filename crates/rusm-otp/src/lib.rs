@@ -56,7 +56,7 @@ pub use context::Context;
 pub use error::{Error, SendError, SendErrorKind};
 pub use event::Event;
 pub use mailbox::{MailboxConfig, MailboxStats, Overflow};
-pub use message::{Data, Down, ExitSignal, Message, Payload, Tag};
+pub use message::{Data, Down, ExitSignal, Inline, Message, Payload, Tag};
 pub use pid::{MonitorRef, Pid, TimerRef};
 pub use reason::{ExitReason, IntoExitReason};
 pub use runtime::{ExitCounts, Runtime, RuntimeStats, SpawnOptions, Spawned, Watch};

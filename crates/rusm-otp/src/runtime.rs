@@ -217,10 +217,10 @@ struct Inner {
     registry: DashMap<Arc<str>, Pid>,
     timers: DashMap<u64, Option<AbortHandle>, FxBuildHasher>,
     shutting_down: AtomicBool,
-    live: AtomicUsize,
+    /// Tasks waiting for every process to end (so exits only look at the node-wide
+    /// count while someone waits for it to reach zero).
+    draining: AtomicUsize,
     all_exited: Notify,
-    /// Exits by [`ExitReason::kind_index`].
-    exits: [AtomicU64; ExitReason::KINDS.len()],
     restarts: AtomicU64,
     /// The largest mailbox high-water mark of the processes that have ended.
     mailbox_high_water: AtomicUsize,
@@ -266,9 +266,8 @@ impl Runtime {
                 registry: DashMap::new(),
                 timers: DashMap::with_hasher(FxBuildHasher),
                 shutting_down: AtomicBool::new(false),
-                live: AtomicUsize::new(0),
+                draining: AtomicUsize::new(0),
                 all_exited: Notify::new(),
-                exits: std::array::from_fn(|_| AtomicU64::new(0)),
                 restarts: AtomicU64::new(0),
                 mailbox_high_water: AtomicUsize::new(0),
                 observed: AtomicBool::new(false),
@@ -373,7 +372,6 @@ impl Runtime {
             }
         }
         inner.table.insert(slot.clone());
-        inner.live.fetch_add(1, Ordering::Relaxed);
         tracing::trace!(%pid, parent = ?parent_pid, "spawn");
         if inner.observed.load(Ordering::Acquire) {
             self.tell(&Event::Spawned {
@@ -382,8 +380,10 @@ impl Runtime {
                 label: slot.label.as_deref(),
             });
         }
-        let ctx = Context::new(self.clone(), slot);
-        inner.handle.spawn(run_process(ctx, body));
+        let ctx = Context::new(self.clone(), slot.clone());
+        inner
+            .handle
+            .spawn(run_process(self.clone(), slot, ctx, body));
         Spawned { pid, monitor }
     }
 
@@ -735,7 +735,7 @@ impl Runtime {
 
     /// The number of processes alive now.
     pub fn process_count(&self) -> usize {
-        self.inner.live.load(Ordering::Relaxed)
+        self.inner.table.live()
     }
 
     /// The pids of every process alive now, in no particular order.
@@ -751,10 +751,7 @@ impl Runtime {
         // shared counter is touched on the spawn and exit paths.
         let spawned = self.inner.next_pid.load(Ordering::Relaxed) - 1;
         let live = self.process_count();
-        let mut exits = ExitCounts::default();
-        for (count, counter) in exits.0.iter_mut().zip(&self.inner.exits) {
-            *count = counter.load(Ordering::Relaxed);
-        }
+        let exits = ExitCounts(self.inner.table.exits());
         let mut live_high_water = 0;
         self.inner.table.for_each(|slot| {
             live_high_water = live_high_water.max(slot.state.lock().mailbox.stats().high_water);
@@ -838,6 +835,9 @@ impl Runtime {
     }
 
     async fn wait_all(&self, limit: Duration) -> bool {
+        // Announced before the count is read, so that an exit that brings it to zero
+        // either is seen here or sees this waiter and notifies.
+        let _draining = Draining::new(&self.inner.draining);
         let wait = async {
             loop {
                 let notified = self.inner.all_exited.notified();
@@ -868,7 +868,7 @@ impl Runtime {
             )
         };
         drop(leftovers);
-        self.inner.table.remove(pid);
+        self.inner.table.remove(pid, reason.kind_index());
         if let Some(name) = name {
             self.inner
                 .registry
@@ -876,7 +876,6 @@ impl Runtime {
         }
         tracing::trace!(%pid, %reason, "exit");
         let inner = &*self.inner;
-        inner.exits[reason.kind_index()].fetch_add(1, Ordering::Relaxed);
         if high_water > inner.mailbox_high_water.load(Ordering::Relaxed) {
             inner
                 .mailbox_high_water
@@ -903,7 +902,10 @@ impl Runtime {
         for watcher in watchers {
             let _ = watcher.send(reason.clone());
         }
-        if self.inner.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.inner.table.finished(pid)
+            && self.inner.draining.load(Ordering::SeqCst) > 0
+            && self.process_count() == 0
+        {
             self.inner.all_exited.notify_waiters();
         }
     }
@@ -915,14 +917,31 @@ impl Default for Runtime {
     }
 }
 
-async fn run_process<F, Fut>(ctx: Context, body: F)
+/// A task counted in [`Inner::draining`] while it lives.
+struct Draining<'a>(&'a AtomicUsize);
+
+impl<'a> Draining<'a> {
+    fn new(count: &'a AtomicUsize) -> Draining<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Draining(count)
+    }
+}
+
+impl Drop for Draining<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A process's task. `rt` and `slot` are the context's own, cloned by the spawner (whose
+/// worker holds the node's reference count at that moment) so that the new process's
+/// worker does not take references of its own.
+async fn run_process<F, Fut>(rt: Runtime, slot: Arc<Slot>, ctx: Context, body: F)
 where
     F: FnOnce(Context) -> Fut + Send + 'static,
     Fut: Future + Send + 'static,
     Fut::Output: IntoExitReason,
 {
-    let slot = ctx.slot.clone();
-    let rt = ctx.runtime().clone();
     let reason = match catch_unwind(AssertUnwindSafe(|| body(ctx))) {
         Err(panic) => crashed(panic),
         Ok(future) => {

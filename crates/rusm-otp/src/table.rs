@@ -14,14 +14,23 @@
 //! shrinks (8 bytes an entry: a node that once held a million processes keeps 16 MiB of
 //! rings). Nothing here ever reuses a pid: the table only stores what the counter hands
 //! out.
+//!
+//! Each shard also counts its live processes and, by kind of reason, the processes of
+//! its pids that have ended. A spawner and an ending process on another worker then
+//! write the node-wide figures in the shard they touch anyway, instead of bouncing one
+//! shared counter between the workers on every spawn and exit.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 
-use crate::Pid;
 use crate::runtime::Slot;
+use crate::{ExitReason, Pid};
+
+/// How many kinds of exit reason are counted.
+const KINDS: usize = ExitReason::KINDS.len();
 
 /// How many shards the table has (a power of two).
 pub(crate) const SHARDS: usize = 64;
@@ -33,6 +42,10 @@ const FIRST_RING: usize = 64;
 #[repr(align(128))]
 struct Shard {
     lock: RwLock<ShardRows>,
+    /// Processes of this shard that have started and not yet finished ending: a row
+    /// leaves the table at the start of its exit, and this count drops at its end,
+    /// once links, monitors and watchers have heard.
+    live: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -43,6 +56,8 @@ struct ShardRows {
     spill: FxHashMap<u64, Arc<Slot>>,
     /// Live processes in this shard (ring and spill).
     len: usize,
+    /// Processes of this shard that have ended, by [`ExitReason::kind_index`].
+    exits: [u64; KINDS],
 }
 
 impl ShardRows {
@@ -117,6 +132,7 @@ impl ProcessTable {
             shards: (0..SHARDS)
                 .map(|_| Shard {
                     lock: RwLock::new(ShardRows::default()),
+                    live: AtomicUsize::new(0),
                 })
                 .collect(),
         }
@@ -141,14 +157,48 @@ impl ProcessTable {
             .map(|slot| f(slot))
     }
 
-    /// Add a new process's row.
+    /// Add a new process's row; it counts as live until [`ProcessTable::finished`].
     pub(crate) fn insert(&self, slot: Arc<Slot>) {
-        self.shard(slot.pid).lock.write().insert(slot);
+        let shard = self.shard(slot.pid);
+        shard.live.fetch_add(1, Ordering::SeqCst);
+        shard.lock.write().insert(slot);
     }
 
-    /// Remove `pid`'s row, handing it back.
-    pub(crate) fn remove(&self, pid: Pid) -> Option<Arc<Slot>> {
-        self.shard(pid).lock.write().remove(pid.as_raw())
+    /// Remove `pid`'s row as it ends with a reason of kind `kind` (an
+    /// [`ExitReason::kind_index`]), handing the row back.
+    pub(crate) fn remove(&self, pid: Pid, kind: usize) -> Option<Arc<Slot>> {
+        let mut rows = self.shard(pid).lock.write();
+        let removed = rows.remove(pid.as_raw());
+        if removed.is_some() {
+            rows.exits[kind] += 1;
+        }
+        removed
+    }
+
+    /// `pid`, removed earlier, has finished ending. Returns whether its shard now has
+    /// no live process.
+    pub(crate) fn finished(&self, pid: Pid) -> bool {
+        self.shard(pid).live.fetch_sub(1, Ordering::SeqCst) == 1
+    }
+
+    /// Processes started and not yet finished ending.
+    pub(crate) fn live(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.live.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// Processes that have ended, by [`ExitReason::kind_index`].
+    pub(crate) fn exits(&self) -> [u64; KINDS] {
+        let mut total = [0; KINDS];
+        for shard in self.shards.iter() {
+            let rows = shard.lock.read();
+            for (sum, count) in total.iter_mut().zip(rows.exits) {
+                *sum += count;
+            }
+        }
+        total
     }
 
     /// Call `f` with every row, shard by shard (each shard read-locked while it is
@@ -193,7 +243,7 @@ mod tests {
         for raw in 2..=4 * ring + 1 {
             table.insert(slot(raw));
             assert_eq!(table.get(Pid::from_raw(raw)).unwrap().pid.as_raw(), raw);
-            assert!(table.remove(Pid::from_raw(raw)).is_some());
+            assert!(table.remove(Pid::from_raw(raw), 0).is_some());
             assert!(table.get(Pid::from_raw(raw)).is_none());
         }
         // Pids that share 1's home while it lives.
@@ -209,10 +259,10 @@ mod tests {
         }
         assert_eq!(pids(&table), vec![1, same_home[0], same_home[1]]);
         // The home's holder leaves first; the spilled ones stay reachable.
-        assert!(table.remove(Pid::from_raw(1)).is_some());
+        assert!(table.remove(Pid::from_raw(1), 0).is_some());
         assert!(table.get(Pid::from_raw(1)).is_none());
-        assert!(table.remove(Pid::from_raw(same_home[1])).is_some());
-        assert!(table.remove(Pid::from_raw(same_home[1])).is_none());
+        assert!(table.remove(Pid::from_raw(same_home[1]), 0).is_some());
+        assert!(table.remove(Pid::from_raw(same_home[1]), 0).is_none());
         assert_eq!(pids(&table), vec![same_home[0]]);
     }
 
@@ -229,12 +279,12 @@ mod tests {
         }
         // Remove every other one; the rest are still found, the removed are not.
         for raw in (1..=n).filter(|r| r % 2 == 0) {
-            assert!(table.remove(Pid::from_raw(raw)).is_some());
+            assert!(table.remove(Pid::from_raw(raw), 0).is_some());
         }
         for raw in 1..=n {
             assert_eq!(table.get(Pid::from_raw(raw)).is_some(), raw % 2 == 1);
         }
         assert!(table.get(Pid::from_raw(n + 1)).is_none());
-        assert!(table.remove(Pid::from_raw(n + 1)).is_none());
+        assert!(table.remove(Pid::from_raw(n + 1), 0).is_none());
     }
 }

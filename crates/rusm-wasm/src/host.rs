@@ -67,17 +67,9 @@ pub(crate) fn reason_from_wit(reason: WitExitReason) -> rusm_otp::ExitReason {
 pub(crate) fn message_to_wit(msg: rusm_otp::Message) -> Option<WitMessage> {
     Some(match msg {
         rusm_otp::Message::Data(data) => {
-            let payload = match data.payload {
-                Payload::Bytes(bytes) => bytes,
-                Payload::Value(value) => match value.downcast::<Vec<u8>>() {
-                    Ok(bytes) => *bytes,
-                    Err(_) => {
-                        tracing::warn!(
-                            "dropped a native (non-byte) message sent to a wasm process"
-                        );
-                        return None;
-                    }
-                },
+            let Ok(payload) = data.payload.downcast::<Vec<u8>>() else {
+                tracing::warn!("dropped a native (non-byte) message sent to a wasm process");
+                return None;
             };
             WitMessage::Data(DataMessage {
                 tag: data.tag,
