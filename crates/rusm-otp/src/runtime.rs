@@ -361,7 +361,8 @@ impl Runtime {
                 state.monitored_by.push((mref, parent));
             }
         }
-        let slot = Arc::new(Slot::new(pid, parent_pid, options.label, state));
+        // The parent's side first: once the row is in the table the process can be
+        // found (and signalled), and its exit must find the parent's link in place.
         if let Some(parent) = parent {
             let mut st = parent.slot.state.lock();
             if link {
@@ -371,7 +372,9 @@ impl Runtime {
                 st.monitoring.insert(mref, pid);
             }
         }
-        inner.table.insert(slot.clone());
+        let slot = inner
+            .table
+            .insert_new(pid, Slot::new(pid, parent_pid, options.label, state));
         tracing::trace!(%pid, parent = ?parent_pid, "spawn");
         if inner.observed.load(Ordering::Acquire) {
             self.tell(&Event::Spawned {
@@ -976,6 +979,7 @@ where
           // it holds (a wasm instance, a pool slot) is released first.
     };
     rt.finish(&slot, reason);
+    rt.inner.table.recycle(slot);
 }
 
 fn crashed(panic: Box<dyn std::any::Any + Send>) -> ExitReason {

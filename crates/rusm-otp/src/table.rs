@@ -15,6 +15,11 @@
 //! rings). Nothing here ever reuses a pid: the table only stores what the counter hands
 //! out.
 //!
+//! Each shard also keeps a few rows of ended processes to reuse ([`SPARE_ROWS`]): a
+//! row is allocated by the spawner's worker and, without reuse, freed by whichever
+//! worker ran the process to its end, and freeing across threads is the allocator's
+//! slow path. A row is only kept when nothing else references it.
+//!
 //! Each shard also counts its live processes and, by kind of reason, the processes of
 //! its pids that have ended. A spawner and an ending process on another worker then
 //! write the node-wide figures in the shard they touch anyway, instead of bouncing one
@@ -34,6 +39,9 @@ const KINDS: usize = ExitReason::KINDS.len();
 
 /// How many shards the table has (a power of two).
 pub(crate) const SHARDS: usize = 64;
+
+/// The most rows of ended processes a shard keeps for reuse.
+const SPARE_ROWS: usize = 32;
 
 /// The ring length a shard starts with (a power of two).
 const FIRST_RING: usize = 64;
@@ -58,6 +66,8 @@ struct ShardRows {
     len: usize,
     /// Processes of this shard that have ended, by [`ExitReason::kind_index`].
     exits: [u64; KINDS],
+    /// Rows of ended processes, referenced from nowhere else, kept for reuse.
+    spare: Vec<Arc<Slot>>,
 }
 
 impl ShardRows {
@@ -158,10 +168,44 @@ impl ProcessTable {
     }
 
     /// Add a new process's row; it counts as live until [`ProcessTable::finished`].
+    #[cfg(test)]
     pub(crate) fn insert(&self, slot: Arc<Slot>) {
         let shard = self.shard(slot.pid);
         shard.live.fetch_add(1, Ordering::SeqCst);
         shard.lock.write().insert(slot);
+    }
+
+    /// Add the row `row` of a new process `pid`, filled in a spare row of an ended
+    /// process when the shard has one, in a new allocation otherwise; it counts as
+    /// live until [`ProcessTable::finished`].
+    pub(crate) fn insert_new(&self, pid: Pid, row: Slot) -> Arc<Slot> {
+        let shard = self.shard(pid);
+        shard.live.fetch_add(1, Ordering::SeqCst);
+        let mut rows = shard.lock.write();
+        let slot = match rows.spare.pop() {
+            Some(mut spare) => match Arc::get_mut(&mut spare) {
+                Some(reused) => {
+                    *reused = row;
+                    spare
+                }
+                None => Arc::new(row),
+            },
+            None => Arc::new(row),
+        };
+        rows.insert(slot.clone());
+        slot
+    }
+
+    /// Keep the row of an ended process for reuse, if nothing else references it and
+    /// its shard has room.
+    pub(crate) fn recycle(&self, mut slot: Arc<Slot>) {
+        if Arc::get_mut(&mut slot).is_none() {
+            return;
+        }
+        let mut rows = self.shard(slot.pid).lock.write();
+        if rows.spare.len() < SPARE_ROWS {
+            rows.spare.push(slot);
+        }
     }
 
     /// Remove `pid`'s row as it ends with a reason of kind `kind` (an
@@ -232,6 +276,38 @@ mod tests {
         table.for_each(|slot| all.push(slot.pid.as_raw()));
         all.sort_unstable();
         all
+    }
+
+    #[test]
+    fn rows_of_ended_processes_are_reused_only_when_unreferenced() {
+        let table = ProcessTable::new();
+        let row = |raw| {
+            Slot::new(
+                Pid::from_raw(raw),
+                None,
+                None,
+                SlotState::new(MailboxConfig::default(), false),
+            )
+        };
+        let first = table.insert_new(Pid::from_raw(1), row(1));
+        let first_addr = Arc::as_ptr(&first);
+        assert!(table.remove(Pid::from_raw(1), 0).is_some());
+        table.recycle(first);
+        // Same shard (pids 1 and 1 + SHARDS): the spare row is filled in place.
+        let next = Pid::from_raw(1 + SHARDS as u64);
+        let second = table.insert_new(next, row(next.as_raw()));
+        assert_eq!(Arc::as_ptr(&second), first_addr);
+        assert_eq!(second.pid, next);
+        assert_eq!(table.get(next).unwrap().pid, next);
+        // A row still referenced elsewhere is not kept.
+        assert!(table.remove(next, 0).is_some());
+        let held = second.clone();
+        table.recycle(second);
+        let third = Pid::from_raw(1 + 2 * SHARDS as u64);
+        let third_row = table.insert_new(third, row(third.as_raw()));
+        assert_ne!(Arc::as_ptr(&third_row), Arc::as_ptr(&held));
+        assert_eq!(held.pid, next);
+        assert_eq!(table.live(), 3);
     }
 
     #[test]
