@@ -44,6 +44,7 @@ pub use http::{
 pub use node::{ComponentInfo, ComponentKind, WasmNode, WasmSpawnOptions};
 pub use plugin::{
     BindFn, CallOptions, Extensions, Interrupted, Plugin, PluginError, PluginOptions,
+    SupervisedPlugin,
 };
 pub use state::ProcessState;
 pub use upgrade::{

@@ -29,9 +29,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use rusm_otp::supervisor::ChildSpec;
 use rusm_otp::{Context, ExitReason, MailboxConfig, Pid, Watch};
 use rusm_policy::Policy;
-use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot, watch};
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
@@ -418,6 +419,25 @@ impl WasmNode {
         options: PluginOptions,
         bind: BindFn<B>,
     ) -> Result<Plugin<B>, PluginError> {
+        let (plugin, started) = self.begin_plugin(component, options, bind)?;
+        started.await?;
+        Ok(plugin)
+    }
+
+    /// Start the plugin's process at once and hand back its handle, with the future
+    /// that makes its first instance (and ends the process if that fails).
+    fn begin_plugin<B: Send + 'static>(
+        &self,
+        component: &str,
+        options: PluginOptions,
+        bind: BindFn<B>,
+    ) -> Result<
+        (
+            Plugin<B>,
+            impl Future<Output = Result<(), PluginError>> + Send + 'static,
+        ),
+        PluginError,
+    > {
         let node = &self.shared;
         let loaded = node.component(component)?;
         if loaded.kind != ComponentKind::Plugin {
@@ -464,32 +484,177 @@ impl WasmNode {
         let plugin = Plugin {
             inner: Arc::new(inner),
         };
-        let start_error = |reason| PluginError::Start {
-            component: component.to_owned(),
-            reason,
-        };
-        let Ok(ctx) = ctx_rx.await else {
-            // Ended before its body ran (killed at once, or the node shutting down).
-            return Err(start_error(plugin.exited().await));
-        };
-        let permit = match node.instance_slot(&loaded.name).await {
-            Ok(permit) => permit,
-            Err(reason) => return Err(start_error(plugin.end_with(reason).await)),
-        };
-        let store = match process_store(node, &loaded.name, ctx, policy, None) {
-            Ok(mut store) => {
-                store.data_mut().extensions = options.extensions;
-                store
+        let handle = plugin.clone();
+        let node = Arc::clone(node);
+        let extensions = options.extensions;
+        let started = async move {
+            let plugin = handle;
+            let start_error = |reason| PluginError::Start {
+                component: loaded.name.to_string(),
+                reason,
+            };
+            let Ok(ctx) = ctx_rx.await else {
+                // Ended before its body ran (killed at once, or the node shutting down).
+                return Err(start_error(plugin.exited().await));
+            };
+            let permit = match node.instance_slot(&loaded.name).await {
+                Ok(permit) => permit,
+                Err(reason) => return Err(start_error(plugin.end_with(reason).await)),
+            };
+            let store = match process_store(&node, &loaded.name, ctx, policy, None) {
+                Ok(mut store) => {
+                    store.data_mut().extensions = extensions;
+                    store
+                }
+                Err(reason) => return Err(start_error(plugin.end_with(reason).await)),
+            };
+            match instantiate(&node, &loaded, store, bind, permit).await {
+                Ok(live) => {
+                    *plugin.inner.live.lock().await = Some(live);
+                    Ok(())
+                }
+                Err(reason) => Err(start_error(plugin.end_with(reason).await)),
             }
-            Err(reason) => return Err(start_error(plugin.end_with(reason).await)),
         };
-        match instantiate(node, &loaded, store, bind, permit).await {
-            Ok(live) => {
-                *plugin.inner.live.lock().await = Some(live);
-                Ok(plugin)
-            }
-            Err(reason) => Err(start_error(plugin.end_with(reason).await)),
+        Ok((plugin, started))
+    }
+
+    /// A plugin kept running by a rusm supervisor: the [`ChildSpec`] to put in a
+    /// [`SupervisorSpec`](rusm_otp::supervisor::SupervisorSpec), and the
+    /// [`SupervisedPlugin`] handle through which calls reach whichever instance the
+    /// supervisor last started.
+    ///
+    /// Each start spawns a new plugin process with `options()` (so a restarted plugin
+    /// has a new pid and starts from a fresh instance) and makes its instance in the
+    /// background; an instance that cannot be made ends the process, which the
+    /// supervisor sees like any other exit. Restart type, intensity and shutdown are the
+    /// supervisor's, as for a native child. A crash in a call is returned to its caller
+    /// as [`PluginError::Crashed`] and restarts the plugin; calls made after that wait
+    /// for the new instance.
+    pub fn plugin_child<B, O>(
+        &self,
+        id: impl Into<String>,
+        component: &str,
+        options: O,
+        bind: BindFn<B>,
+    ) -> (ChildSpec, SupervisedPlugin<B>)
+    where
+        B: Send + 'static,
+        O: Fn() -> PluginOptions + Send + Sync + 'static,
+    {
+        let (current, receiver) = watch::channel(None::<Plugin<B>>);
+        let node = self.clone();
+        let component: Arc<str> = component.into();
+        let spec_component = Arc::clone(&component);
+        let spec = ChildSpec::new(id, move |_supervisor: &Context| {
+            let (plugin, started) = node
+                .begin_plugin(&component, options(), bind)
+                .map_err(|err| ExitReason::crashed(err.to_string()))?;
+            let pid = plugin.pid();
+            let current = current.clone();
+            node.runtime().handle().spawn(async move {
+                match started.await {
+                    Ok(()) => {
+                        current.send_replace(Some(plugin));
+                    }
+                    Err(err) => tracing::warn!(%pid, "supervised plugin did not start: {err}"),
+                }
+            });
+            Ok(pid)
+        });
+        let component = spec_component;
+        (
+            spec,
+            SupervisedPlugin {
+                component,
+                current: receiver,
+            },
+        )
+    }
+}
+
+/// Calls into a plugin that a supervisor keeps running; see
+/// [`WasmNode::plugin_child`]. Cheap to clone.
+pub struct SupervisedPlugin<B> {
+    component: Arc<str>,
+    current: watch::Receiver<Option<Plugin<B>>>,
+}
+
+impl<B> Clone for SupervisedPlugin<B> {
+    fn clone(&self) -> Self {
+        SupervisedPlugin {
+            component: Arc::clone(&self.component),
+            current: self.current.clone(),
         }
+    }
+}
+
+impl<B> std::fmt::Debug for SupervisedPlugin<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SupervisedPlugin")
+            .field("component", &self.component)
+            .field("current", &*self.current.borrow())
+            .finish()
+    }
+}
+
+impl<B: Send + 'static> SupervisedPlugin<B> {
+    /// The instance the supervisor started last, once it is up (it may have ended
+    /// since; `None` before the first start).
+    pub fn current(&self) -> Option<Plugin<B>> {
+        self.current.borrow().clone()
+    }
+
+    /// The running plugin, waiting for the supervisor to (re)start it if it has
+    /// ended. Bound the wait with a timeout where the supervisor may give up.
+    ///
+    /// # Errors
+    /// [`PluginError::Ended`] with the last instance's exit reason when no instance
+    /// can come any more: the child spec (held by the supervisor) has been dropped,
+    /// because the supervisor has ended ([`PluginError::Start`] with `noproc` if no
+    /// instance ever started).
+    pub async fn ready(&self) -> Result<Plugin<B>, PluginError> {
+        let mut current = self.current.clone();
+        loop {
+            if let Some(plugin) = current.borrow_and_update().clone()
+                && !plugin.is_ended()
+            {
+                return Ok(plugin);
+            }
+            if current.changed().await.is_err() {
+                let last = current.borrow().clone();
+                return Err(match last {
+                    Some(plugin) => plugin.ended_error().await,
+                    None => PluginError::Start {
+                        component: self.component.to_string(),
+                        reason: ExitReason::NoProc,
+                    },
+                });
+            }
+        }
+    }
+
+    /// [`Plugin::call`] on the running instance (waiting for it as [`Self::ready`]).
+    ///
+    /// # Errors
+    /// As [`Self::ready`] and [`Plugin::call_with`].
+    pub async fn call<R, F>(&self, f: F) -> Result<R, PluginError>
+    where
+        F: AsyncFnOnce(&B, &mut Store<ProcessState>) -> wasmtime::Result<R>,
+    {
+        self.ready().await?.call(f).await
+    }
+
+    /// [`Plugin::call_with`] on the running instance (waiting for it as
+    /// [`Self::ready`]).
+    ///
+    /// # Errors
+    /// As [`Self::ready`] and [`Plugin::call_with`].
+    pub async fn call_with<R, F>(&self, options: CallOptions, f: F) -> Result<R, PluginError>
+    where
+        F: AsyncFnOnce(&B, &mut Store<ProcessState>) -> wasmtime::Result<R>,
+    {
+        self.ready().await?.call_with(options, f).await
     }
 }
 

@@ -24,6 +24,7 @@ use std::time::Duration;
 /// (`bindgen!({ ..., wasmtime_crate: rusm::wasmtime })`).
 pub use wasmtime;
 
+pub use rusm_otp::supervisor;
 pub use rusm_otp::{
     Context, ExitReason, MailboxConfig, Message, MonitorRef, Overflow, Payload, Pid, Runtime, Watch,
 };
@@ -31,7 +32,7 @@ pub use rusm_policy::{Policy, PolicyLibrary};
 pub use rusm_wasm::{
     Allocator, ArenaConfig, BindFn, CallOptions, ComponentInfo, ComponentKind, Extensions,
     Interrupted, LoadError, Plugin, PluginError, PluginOptions, PoolConfig, ProcessState,
-    ReloadError, ReloadReport, SpawnError, WasmConfig, WasmNode,
+    ReloadError, ReloadReport, SpawnError, SupervisedPlugin, WasmConfig, WasmNode,
 };
 
 /// The linker plugins are instantiated with: WASI preview 2, `rusm:runtime`, and

@@ -110,20 +110,11 @@ impl App {
         settings: &[(&str, &str)],
         policy: Option<Policy>,
     ) -> Result<PluginHandle, PluginError> {
-        let host = PluginHost {
-            name: name.to_owned(),
-            settings: settings
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-            log: self.log.clone(),
-        };
-        let options = PluginOptions {
-            policy: policy.map(Arc::new),
-            extensions: rusm::Extensions::new().with(host),
-            deadline: Some(Duration::from_secs(10)),
-            ..PluginOptions::default()
-        };
+        let settings = settings
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let options = plugin_options(name, settings, policy.map(Arc::new), self.log.clone());
         let plugin = self
             .node
             .spawn_plugin(name, options, |store, instance| {
@@ -133,12 +124,67 @@ impl App {
         Ok(PluginHandle { plugin })
     }
 
+    /// Plugin `name` (default settings and policy) as the child of a supervisor:
+    /// the child spec to put in a [`SupervisorSpec`](rusm::supervisor::SupervisorSpec),
+    /// and the handle that reaches whichever instance the supervisor last started.
+    /// Each restart is a new process (a new pid) on a fresh instance.
+    pub fn supervised(&self, name: &str) -> (rusm::supervisor::ChildSpec, SupervisedHandle) {
+        let log = self.log.clone();
+        let owned = name.to_owned();
+        let (spec, plugin) = self.node.plugin_child(
+            name,
+            name,
+            move || plugin_options(&owned, HashMap::new(), None, log.clone()),
+            |store, instance| Plugin::new(store, instance),
+        );
+        (spec, SupervisedHandle { plugin })
+    }
+
     /// Everything the plugins have logged so far.
     pub fn log(&self) -> Vec<String> {
         self.log
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+}
+
+/// How every plugin of the app starts: its own host state (name, settings, the shared
+/// log), a 10 s default deadline per call.
+fn plugin_options(
+    name: &str,
+    settings: HashMap<String, String>,
+    policy: Option<Arc<Policy>>,
+    log: Log,
+) -> PluginOptions {
+    let host = PluginHost {
+        name: name.to_owned(),
+        settings,
+        log,
+    };
+    PluginOptions {
+        policy,
+        extensions: rusm::Extensions::new().with(host),
+        deadline: Some(Duration::from_secs(10)),
+        ..PluginOptions::default()
+    }
+}
+
+/// A plugin kept running by a supervisor; see [`App::supervised`].
+#[derive(Clone, Debug)]
+pub struct SupervisedHandle {
+    plugin: rusm::SupervisedPlugin<Plugin>,
+}
+
+impl SupervisedHandle {
+    /// The running instance, waiting for the supervisor to restart it if it has ended.
+    ///
+    /// # Errors
+    /// When no instance can come any more (the supervisor has ended).
+    pub async fn ready(&self) -> Result<PluginHandle, PluginError> {
+        Ok(PluginHandle {
+            plugin: self.plugin.ready().await?,
+        })
     }
 }
 

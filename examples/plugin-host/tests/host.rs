@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use plugin_host::{App, PluginHandle};
+use rusm::supervisor::{Strategy, SupervisorSpec, supervise};
 use rusm::{Context, ExitReason, Interrupted, Message, Pid, PluginError, Policy};
 use rusm_e2e::{PLUGIN_GREETER, PLUGIN_GREETER_V2, PLUGIN_LOOPER};
 use tokio::sync::oneshot;
@@ -323,6 +324,50 @@ async fn a_crash_is_a_typed_error_for_the_host_and_an_exit_reason_for_monitors()
     let after = greeter.add(1, 1).await.unwrap_err();
     assert!(matches!(after, PluginError::Ended { .. }), "{after}");
     assert_eq!(bystander.add(1, 1).await.unwrap(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_restarts_a_crashed_plugin_and_gives_up_past_its_intensity() {
+    let app = app();
+    let (child, greeter) = app.supervised("greeter");
+    let spec = SupervisorSpec::new(Strategy::OneForOne)
+        .intensity(2, Duration::from_secs(60))
+        .child(child);
+    let (supervisor, supervisor_exit) = app
+        .node()
+        .runtime()
+        .spawn_watched(Default::default(), move |ctx| supervise(ctx, spec));
+    let crash = async |plugin: &PluginHandle| {
+        let err = plugin
+            .run("crash", Duration::from_secs(5), Interrupted::Kill)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PluginError::Crashed { .. }), "{err}");
+    };
+
+    let first = bounded("the first start", greeter.ready()).await.unwrap();
+    assert_eq!(first.greet("Ann").await.unwrap(), "Hello, Ann!");
+    crash(&first).await;
+    // The supervisor starts a new process on a fresh instance; calls reach it.
+    let second = bounded("the first restart", greeter.ready()).await.unwrap();
+    assert_ne!(second.pid(), first.pid());
+    assert!(app.node().runtime().is_alive(supervisor));
+    assert_eq!(second.add(40, 2).await.unwrap(), 42);
+    crash(&second).await;
+    let third = bounded("the second restart", greeter.ready())
+        .await
+        .unwrap();
+    assert!(![first.pid(), second.pid()].contains(&third.pid()));
+    assert_eq!(third.greet("Bo").await.unwrap(), "Hello, Bo!");
+    // A third crash within the period is past the intensity (2): the supervisor gives
+    // up, and the handle says no instance will come.
+    crash(&third).await;
+    assert_eq!(
+        bounded("the supervisor's exit", supervisor_exit).await,
+        ExitReason::MaxRestartIntensity
+    );
+    let gone = bounded("the handle", greeter.ready()).await.unwrap_err();
+    assert!(matches!(gone, PluginError::Ended { .. }), "{gone}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
