@@ -167,14 +167,6 @@ impl ProcessTable {
             .map(|slot| f(slot))
     }
 
-    /// Add a new process's row; it counts as live until [`ProcessTable::finished`].
-    #[cfg(test)]
-    pub(crate) fn insert(&self, slot: Arc<Slot>) {
-        let shard = self.shard(slot.pid);
-        shard.live.fetch_add(1, Ordering::SeqCst);
-        shard.lock.write().insert(slot);
-    }
-
     /// Add the row `row` of a new process `pid`, filled in a spare row of an ended
     /// process when the shard has one, in a new allocation otherwise; it counts as
     /// live until [`ProcessTable::finished`].
@@ -262,13 +254,17 @@ mod tests {
     use crate::mailbox::MailboxConfig;
     use crate::runtime::SlotState;
 
-    fn slot(raw: u64) -> Arc<Slot> {
-        Arc::new(Slot::new(
+    fn row(raw: u64) -> Slot {
+        Slot::new(
             Pid::from_raw(raw),
             None,
             None,
             SlotState::new(MailboxConfig::default(), false),
-        ))
+        )
+    }
+
+    fn insert(table: &ProcessTable, raw: u64) {
+        table.insert_new(Pid::from_raw(raw), row(raw));
     }
 
     fn pids(table: &ProcessTable) -> Vec<u64> {
@@ -281,14 +277,6 @@ mod tests {
     #[test]
     fn rows_of_ended_processes_are_reused_only_when_unreferenced() {
         let table = ProcessTable::new();
-        let row = |raw| {
-            Slot::new(
-                Pid::from_raw(raw),
-                None,
-                None,
-                SlotState::new(MailboxConfig::default(), false),
-            )
-        };
         let first = table.insert_new(Pid::from_raw(1), row(1));
         let first_addr = Arc::as_ptr(&first);
         assert!(table.remove(Pid::from_raw(1), 0).is_some());
@@ -314,10 +302,10 @@ mod tests {
     fn lapped_homes_spill_and_are_found() {
         let table = ProcessTable::new();
         // A long-lived process, then many short-lived ones that lap its home.
-        table.insert(slot(1));
+        insert(&table, 1);
         let ring = (FIRST_RING * SHARDS) as u64;
         for raw in 2..=4 * ring + 1 {
-            table.insert(slot(raw));
+            insert(&table, raw);
             assert_eq!(table.get(Pid::from_raw(raw)).unwrap().pid.as_raw(), raw);
             assert!(table.remove(Pid::from_raw(raw), 0).is_some());
             assert!(table.get(Pid::from_raw(raw)).is_none());
@@ -325,7 +313,7 @@ mod tests {
         // Pids that share 1's home while it lives.
         let same_home = [1 + ring, 1 + 2 * ring];
         for raw in same_home {
-            table.insert(slot(raw));
+            insert(&table, raw);
         }
         for raw in [1, same_home[0], same_home[1]] {
             assert_eq!(
@@ -347,7 +335,7 @@ mod tests {
         let table = ProcessTable::new();
         let n = 50_000u64;
         for raw in 1..=n {
-            table.insert(slot(raw));
+            insert(&table, raw);
         }
         assert_eq!(pids(&table).len(), n as usize);
         for raw in (1..=n).step_by(7) {
