@@ -1054,6 +1054,7 @@ const RIGHTS_FLOOD: u8 = 6;
 const RIGHTS_ALLOC: u8 = 7;
 const RIGHTS_SEND_AFTER: u8 = 8;
 const RIGHTS_LINK_EXIT: u8 = 9;
+const RIGHTS_SUCCEED: u8 = 10;
 
 /// The init of a `rights-probe` that waits for `stop`.
 fn waiting_child() -> Vec<u8> {
@@ -1465,4 +1466,49 @@ async fn the_empty_policy_denies_everything() {
     }
     assert!(node.runtime().is_alive(target));
     assert_eq!(node.runtime().whereis("anything"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_successors_ends_with_the_deadline_of_its_root() {
+    // Each rights-probe spawns a successor under its own policy and returns, so no
+    // process of the chain lives long; only the root's deadline can end the chain.
+    let node = node(&["rights-probe"]);
+    let (exits_tx, mut exits) = tokio::sync::mpsc::unbounded_channel();
+    node.runtime().add_observer(move |event| {
+        if let rusm_otp::Event::Exited {
+            label: Some("rights-probe"),
+            reason,
+            ..
+        } = event
+        {
+            let _ = exits_tx.send(ExitReason::clone(reason));
+        }
+    });
+    let chain = policy(
+        "[process]\nspawn = [{ component = \"rights-probe\" }]\n[limits]\ndeadline = \"300ms\"\n",
+    );
+    let (reporter, _reports) = probe(node.runtime());
+    let mut init = pid_bytes(reporter);
+    init.extend(Wire::op(RIGHTS_SUCCEED).0);
+    node.spawn_with(None, "rights-probe", options(init, &chain))
+        .expect("the root spawns");
+    let mut successors = 0_u64;
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match exits.recv().await.expect("the observer stays") {
+                ExitReason::Normal => successors += 1,
+                ExitReason::DeadlineExceeded => return,
+                other => panic!("a successor ended with {other}"),
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the chain still ran after 30 s ({successors} successors)"
+    );
+    assert!(
+        successors > 0,
+        "the root spawned successors before its deadline"
+    );
 }

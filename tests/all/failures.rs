@@ -33,6 +33,69 @@ async fn traps_become_crashed_reasons_with_the_trap_message() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_cannot_make_an_exit_reason_of_any_size() {
+    // A reason is held by the node and lowered into every link and monitor: a guest
+    // returning or exiting with 1 MiB of text gets it cut to the runtime's bound.
+    let node = node(&["crasher"]);
+    for mode in ["long-error", "long-exit"] {
+        let ExitReason::Custom(text) = crash_reason(&node, mode).await else {
+            panic!("{mode} ends with a custom reason")
+        };
+        assert!(
+            text.len() <= 4096,
+            "{mode}: a reason of {} bytes",
+            text.len()
+        );
+        assert!(
+            text.ends_with(&format!("({} bytes, cut)", 1 << 20)),
+            "{mode}: the reason says it was cut: ...{}",
+            &text[text.len().saturating_sub(40)..]
+        );
+    }
+}
+
+/// A command whose core module has eight linear memories of one page each and grows
+/// every one of them to 48 MiB: 384 MiB in all, each memory under a 64 MiB limit.
+const EIGHT_MEMORIES_WAT: &str = r#"
+    (component
+      (core module $m
+        (memory 1) (memory 1) (memory 1) (memory 1) (memory 1) (memory 1) (memory 1) (memory 1) 
+        (func (export "run") (result i32)
+          (drop (memory.grow 0 (i32.const 767))) (drop (memory.grow 1 (i32.const 767))) (drop (memory.grow 2 (i32.const 767))) (drop (memory.grow 3 (i32.const 767))) (drop (memory.grow 4 (i32.const 767))) (drop (memory.grow 5 (i32.const 767))) (drop (memory.grow 6 (i32.const 767))) (drop (memory.grow 7 (i32.const 767))) 
+          i32.const 0))
+      (core instance $i (instantiate $m))
+      (func $run (result (result)) (canon lift (core func $i "run")))
+      (instance $r (export "run" (func $run)))
+      (export "wasi:cli/run@0.2.0" (instance $r)))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_linear_memories_together_count_against_the_memory_limit() {
+    let node = node(&[]);
+    let wasm = wat::parse_str(EIGHT_MEMORIES_WAT).expect("the component assembles");
+    node.load_bytes("eight-memories", &wasm)
+        .expect("the component loads");
+    // Under the default 64 MiB limit: the second memory's growth already passes it.
+    let (_pid, end) = node
+        .spawn_watched("eight-memories", WasmSpawnOptions::default())
+        .unwrap();
+    assert_eq!(end.await, ExitReason::OutOfMemory);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_selector_larger_than_the_bound_ends_the_guest_with_a_reason_naming_it() {
+    let node = node(&["crasher"]);
+    let reason = crash_reason(&node, "huge-selector").await;
+    let ExitReason::Crashed(text) = &reason else {
+        panic!("a crash, not {reason}")
+    };
+    assert!(
+        text.contains("a selector of 100000 tags and 0 monitors is larger than the 256 allowed"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stack_overflow_is_a_crash() {
     let node = node(&["crasher"]);
     let ExitReason::Crashed(text) = crash_reason(&node, "stack-overflow").await else {

@@ -1,6 +1,7 @@
 //! End-to-end tests: real components from `components/`, built by this crate's build
 //! script, driven through the real host. One module per area.
 
+mod architecture;
 mod capabilities;
 mod cargo_component;
 mod failures;

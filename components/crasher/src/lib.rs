@@ -12,6 +12,9 @@
 //! | `panic` | panics with `crasher: requested panic` (built with `panic = "abort"`: a trap) | `crashed:...` |
 //! | `error` | returns `Err("crasher: requested error")` | `custom:crasher: requested error` |
 //! | `exit-custom` | calls `exit(self, custom("crasher: requested exit"))` | `custom:crasher: requested exit` |
+//! | `long-error` | returns an `Err` of 1 MiB of text | `custom:` with the text cut to the runtime's bound |
+//! | `huge-selector` | a selective receive naming 100,000 tags | `crashed:` naming the selector bound |
+//! | `long-exit` | calls `exit(self, custom(...))` with 1 MiB of text | `custom:` with the text cut to the runtime's bound |
 //!
 //! After `exit-custom` the process waits up to 10 s for the signal to end it, then
 //! ends with `custom:crasher: still running after exit(self, custom)`. Any other init
@@ -26,6 +29,9 @@ use std::time::Duration;
 
 use rusm_guest::{ExitReason, Selector, exit, self_pid};
 
+/// The length of the reasons of the `long-*` modes.
+const LONG: usize = 1 << 20;
+
 /// The size of each allocation of the `oom` mode.
 const CHUNK: usize = 1 << 20;
 
@@ -39,6 +45,18 @@ fn run(init: Vec<u8>) -> Result<(), String> {
         }
         b"panic" => panic!("crasher: requested panic"),
         b"error" => Err("crasher: requested error".into()),
+        b"long-error" => Err("e".repeat(LONG)),
+        b"huge-selector" => {
+            let _ = Selector::new()
+                .tags(0..100_000)
+                .receive_timeout(Duration::from_millis(10));
+            Err("crasher: a selector of 100,000 tags was accepted".into())
+        }
+        b"long-exit" => {
+            exit(self_pid(), ExitReason::custom("x".repeat(LONG)))
+                .map_err(|e| format!("crasher: cannot exit: {e}"))?;
+            Err("crasher: still running after exit(self, custom)".into())
+        }
         b"exit-custom" => {
             exit(self_pid(), ExitReason::custom("crasher: requested exit"))
                 .map_err(|e| format!("crasher: cannot exit: {e}"))?;

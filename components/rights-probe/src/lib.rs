@@ -21,6 +21,7 @@
 //! | 7 | alloc | `size` `u64` | allocates `size` bytes and writes every one | `size`, `u64` |
 //! | 8 | send-after | `size` `u32` | `send_after(self, tag 8, size bytes of 0xab, 0 ms)`, then waits up to 10 s for it | the size of the payload that arrived, `u32` |
 //! | 9 | link-exit | `target` pid | `link(target)`, then ends with `custom:rights-probe: linked exit` (no report unless the link fails) | — |
+//! | 10 | succeed | — | spawns a successor: `rights-probe` with this same init under its own policy, then returns (a chain of successors, each replacing the last) | the successor's pid |
 //!
 //! # Reports to `reporter`
 //!
@@ -62,6 +63,7 @@ const FLOOD: u8 = 6;
 const ALLOC: u8 = 7;
 const SEND_AFTER: u8 = 8;
 const LINK_EXIT: u8 = 9;
+const SUCCEED: u8 = 10;
 
 /// How long spawn-kill waits for the killed child's `down`, and send-after for its
 /// message.
@@ -150,6 +152,7 @@ enum Op<'a> {
     Alloc(u64),
     SendAfter(u32),
     LinkExit(Pid),
+    Succeed,
 }
 
 fn decode(init: &[u8]) -> Result<(Pid, Op<'_>), rusm_guest::wire::DecodeError> {
@@ -166,6 +169,7 @@ fn decode(init: &[u8]) -> Result<(Pid, Op<'_>), rusm_guest::wire::DecodeError> {
         ALLOC => Op::Alloc(reader.u64()?),
         SEND_AFTER => Op::SendAfter(reader.u32()?),
         LINK_EXIT => Op::LinkExit(reader.pid()?),
+        SUCCEED => Op::Succeed,
         other => {
             return Err(rusm_guest::wire::DecodeError::new(format!(
                 "unknown op {other}"
@@ -195,6 +199,9 @@ fn run(init: Vec<u8>) -> Result<(), String> {
             })
             .map_err(|e| e.to_string()),
         Op::SpawnKill(component, child_init) => spawn_kill(component, child_init),
+        Op::Succeed => spawn("rights-probe", SpawnOptions::new().init(init.as_slice()))
+            .map(|child| child.pid.to_le_bytes().to_vec())
+            .map_err(|e| e.to_string()),
         Op::Send(size) => send(reporter, SENT, vec![0xab_u8; size as usize])
             .map(|()| Vec::new())
             .map_err(|e| e.to_string()),

@@ -607,11 +607,9 @@ fn component_decl(
     };
     let (policy, policy_origin) = match &c.policy {
         None => (
-            Arc::new(
-                library
-                    .and_then(|l| l.get("default").ok().cloned())
-                    .unwrap_or_else(Policy::embedded_default),
-            ),
+            library
+                .and_then(|l| l.get("default").ok().cloned())
+                .unwrap_or_else(|| Arc::new(Policy::embedded_default())),
             "the default policy".to_owned(),
         ),
         Some(value) => match value.get_ref() {
@@ -639,7 +637,7 @@ fn component_decl(
                 let policy = library
                     .get(s)
                     .map_err(|e| src.at(value.span(), e.to_string()))?;
-                (Arc::new(policy.clone()), format!("policy {s:?}"))
+                (Arc::clone(policy), format!("policy {s:?}"))
             }
             toml::Value::Table(table) => {
                 let text = toml::to_string(table).context("cannot re-encode an inline policy")?;

@@ -61,7 +61,7 @@ pub use env::EnvPolicy;
 pub use error::{Location, PolicyError};
 pub use fs::{FsMode, FsPolicy, Preopen};
 pub use http::{HttpHost, HttpPattern, HttpPolicy, Scheme};
-pub use library::{LibraryError, LibraryProblem, PolicyLibrary, SpawnRefusal};
+pub use library::{LibraryError, LibraryProblem, PolicyLibrary, SpawnGrant, SpawnRefusal};
 pub use limits::{Limits, format_duration, format_size, parse_duration, parse_size};
 pub use net::{HostPattern, IpRange, NetPolicy, PortRange, SocketKind, SocketPattern};
 pub use pattern::PatternError;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::Policy;
 use crate::error::{Location, PolicyError};
@@ -147,7 +148,18 @@ pub enum SpawnRefusal {
 /// one, else [`Policy::embedded_default`]. The name `self` is reserved.
 #[derive(Debug, Clone)]
 pub struct PolicyLibrary {
-    policies: BTreeMap<String, Policy>,
+    /// Shared with every process that runs under them.
+    policies: BTreeMap<String, Arc<Policy>>,
+}
+
+/// The policy a spawned child runs under, as [`PolicyLibrary::policy_for_spawn`]
+/// decides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpawnGrant {
+    /// The spawner's own policy.
+    Own,
+    /// A policy of the library, shared by reference.
+    Named(Arc<Policy>),
 }
 
 impl Default for PolicyLibrary {
@@ -161,7 +173,7 @@ impl PolicyLibrary {
     #[must_use]
     pub fn new() -> Self {
         let mut policies = BTreeMap::new();
-        policies.insert("default".to_string(), Policy::embedded_default());
+        policies.insert("default".to_string(), Arc::new(Policy::embedded_default()));
         PolicyLibrary { policies }
     }
 
@@ -207,7 +219,7 @@ impl PolicyLibrary {
             }
             match Policy::from_file(&path) {
                 Ok(policy) => {
-                    library.policies.insert(name.clone(), policy);
+                    library.policies.insert(name.clone(), Arc::new(policy));
                     origins.insert(name, path);
                 }
                 Err(e) => problems.push(LibraryProblem::Policy(e)),
@@ -245,13 +257,17 @@ impl PolicyLibrary {
     /// # Errors
     ///
     /// [`LibraryError::BadName`] if `name` cannot name a policy.
-    pub fn insert(&mut self, name: &str, policy: Policy) -> Result<Option<Policy>, LibraryError> {
+    pub fn insert(
+        &mut self,
+        name: &str,
+        policy: Policy,
+    ) -> Result<Option<Arc<Policy>>, LibraryError> {
         if !is_policy_name(name) {
             return Err(LibraryError::BadName {
                 name: name.to_string(),
             });
         }
-        Ok(self.policies.insert(name.to_string(), policy))
+        Ok(self.policies.insert(name.to_string(), Arc::new(policy)))
     }
 
     /// The policy called `name`.
@@ -259,7 +275,7 @@ impl PolicyLibrary {
     /// # Errors
     ///
     /// [`LibraryError::UnknownPolicy`], listing the known names, if there is none.
-    pub fn get(&self, name: &str) -> Result<&Policy, LibraryError> {
+    pub fn get(&self, name: &str) -> Result<&Arc<Policy>, LibraryError> {
         self.policies
             .get(name)
             .ok_or_else(|| LibraryError::UnknownPolicy {
@@ -275,19 +291,19 @@ impl PolicyLibrary {
 
     /// Decides a spawn request: may a process under `parent` spawn `component`
     /// under the policy `requested` (`None` or `"self"` for its own)? Returns the
-    /// policy the child runs under.
+    /// policy the child runs under: its parent's own, or a library policy.
     ///
     /// # Errors
     ///
     /// [`SpawnRefusal::NotPermitted`] when no spawn rule of `parent` covers the
     /// request, [`SpawnRefusal::NotFound`] when the named policy is not in the
     /// library, and [`SpawnRefusal::Escalation`] when it grants more than `parent`.
-    pub fn policy_for_spawn<'a>(
-        &'a self,
-        parent: &'a Policy,
+    pub fn policy_for_spawn(
+        &self,
+        parent: &Policy,
         component: &str,
         requested: Option<&str>,
-    ) -> Result<&'a Policy, SpawnRefusal> {
+    ) -> Result<SpawnGrant, SpawnRefusal> {
         if !parent.process.may_spawn(component, requested) {
             return Err(SpawnRefusal::NotPermitted {
                 component: component.to_string(),
@@ -295,7 +311,7 @@ impl PolicyLibrary {
             });
         }
         let name = match PolicyRef::from_request(requested) {
-            PolicyRef::Own => return Ok(parent),
+            PolicyRef::Own => return Ok(SpawnGrant::Own),
             PolicyRef::Named(name) => name,
         };
         let child = self
@@ -308,6 +324,6 @@ impl PolicyLibrary {
         child
             .is_subset_of(parent)
             .map_err(|escalation| SpawnRefusal::Escalation { name, escalation })?;
-        Ok(child)
+        Ok(SpawnGrant::Named(Arc::clone(child)))
     }
 }

@@ -36,8 +36,6 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 use wasmtime_wasi_http::{WasiBody, WasiHttpHooks};
 
-use crate::state::ProcessState;
-
 /// The version of the WASI clock interfaces this host links (the version wasmtime-wasi
 /// ships); guests importing an older 0.2 patch resolve to it.
 const WASI_CLOCKS: &str = "0.2.12";
@@ -314,14 +312,21 @@ impl std::fmt::Display for CapabilityDenied {
 
 impl std::error::Error for CapabilityDenied {}
 
+/// What the clock checks read of a process: its clock grant and when it started (the
+/// zero of its monotonic clock).
+pub(crate) trait ClockView: 'static {
+    /// The policy's clock section and the process's start.
+    fn clock_grant(&self) -> (&rusm_policy::ClockPolicy, Instant);
+}
+
 /// Replace the clock readings wasmtime-wasi links with ones that consult the process's
 /// policy first.
-pub(crate) fn link_clock_checks(linker: &mut Linker<ProcessState>) -> wasmtime::Result<()> {
+pub(crate) fn link_clock_checks<T: ClockView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let wall = format!("wasi:clocks/wall-clock@{WASI_CLOCKS}");
     let mut inst = linker.instance(&wall)?;
-    inst.func_wrap("now", |store: StoreContextMut<'_, ProcessState>, (): ()| {
-        require(store.data().policy.clocks.wall, "wasi:clocks/wall-clock")?;
+    inst.func_wrap("now", |store: StoreContextMut<'_, T>, (): ()| {
+        require(store.data().clock_grant().0.wall, "wasi:clocks/wall-clock")?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
@@ -330,35 +335,29 @@ pub(crate) fn link_clock_checks(linker: &mut Linker<ProcessState>) -> wasmtime::
             nanoseconds: now.subsec_nanos(),
         },))
     })?;
-    inst.func_wrap(
-        "resolution",
-        |store: StoreContextMut<'_, ProcessState>, (): ()| {
-            require(store.data().policy.clocks.wall, "wasi:clocks/wall-clock")?;
-            Ok((Datetime {
-                seconds: 0,
-                nanoseconds: 1,
-            },))
-        },
-    )?;
+    inst.func_wrap("resolution", |store: StoreContextMut<'_, T>, (): ()| {
+        require(store.data().clock_grant().0.wall, "wasi:clocks/wall-clock")?;
+        Ok((Datetime {
+            seconds: 0,
+            nanoseconds: 1,
+        },))
+    })?;
     let mono = format!("wasi:clocks/monotonic-clock@{WASI_CLOCKS}");
     let mut inst = linker.instance(&mono)?;
-    inst.func_wrap("now", |store: StoreContextMut<'_, ProcessState>, (): ()| {
+    inst.func_wrap("now", |store: StoreContextMut<'_, T>, (): ()| {
         require(
-            store.data().policy.clocks.monotonic,
+            store.data().clock_grant().0.monotonic,
             "wasi:clocks/monotonic-clock",
         )?;
-        Ok((store.data().started.elapsed().as_nanos() as u64,))
+        Ok((store.data().clock_grant().1.elapsed().as_nanos() as u64,))
     })?;
-    inst.func_wrap(
-        "resolution",
-        |store: StoreContextMut<'_, ProcessState>, (): ()| {
-            require(
-                store.data().policy.clocks.monotonic,
-                "wasi:clocks/monotonic-clock",
-            )?;
-            Ok((1u64,))
-        },
-    )?;
+    inst.func_wrap("resolution", |store: StoreContextMut<'_, T>, (): ()| {
+        require(
+            store.data().clock_grant().0.monotonic,
+            "wasi:clocks/monotonic-clock",
+        )?;
+        Ok((1u64,))
+    })?;
     linker.allow_shadowing(false);
     Ok(())
 }

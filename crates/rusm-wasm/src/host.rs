@@ -1,92 +1,37 @@
-//! The host side of `rusm:runtime`, generated from `wit/rusm-runtime` (the only
-//! `bindgen!` over it in the host).
+//! The host side of `rusm:runtime/process`: every import a guest calls, implemented
+//! on [`ProcessState`] (the process's context, policy, limits and its narrow view of
+//! the node), over the bindings generated in [`crate::bindings`].
 
 use std::time::Duration;
 
 use rusm_otp::{MonitorRef, Payload, Pid, TimerRef};
 
+use crate::bindings::{
+    Selector, SelfExit, WitError, WitExitReason, WitMessage, WitSpawnOptions, WitSpawned,
+    message_to_wit, reason_from_wit, rusm,
+};
+use crate::rights;
 use crate::state::ProcessState;
 use crate::upgrade::{self, HandOver, UPGRADE_TAG};
 
-wasmtime::component::bindgen!({
-    path: "../../wit/rusm-runtime",
-    world: "actor",
-    imports: {
-        "rusm:runtime/process.receive": async | trappable,
-        "rusm:runtime/process.send-receive": async | trappable,
-        default: trappable,
-    },
-    exports: { default: async },
-});
+/// The most tags and monitor references one selector may name. Each message a
+/// selective receive examines is checked against all of them while the process's
+/// mailbox is locked (senders to it wait), so a guest must not choose their number.
+pub(crate) const MAX_SELECTOR: usize = 256;
 
-pub(crate) use rusm::runtime::types::{
-    DataMessage, Down as WitDown, Error as WitError, ExitReason as WitExitReason,
-    ExitSignal as WitExitSignal, Message as WitMessage, Selector, SpawnOptions as WitSpawnOptions,
-    Spawned as WitSpawned, UpgradeRequest,
-};
-
-/// Convert a core exit reason for a guest.
-pub(crate) fn reason_to_wit(reason: &rusm_otp::ExitReason) -> WitExitReason {
-    use rusm_otp::ExitReason as R;
-    match reason {
-        R::Normal => WitExitReason::Normal,
-        R::Shutdown => WitExitReason::Shutdown,
-        R::Killed => WitExitReason::Killed,
-        R::Crashed(why) => WitExitReason::Crashed(why.to_string()),
-        R::NoProc => WitExitReason::Noproc,
-        R::OutOfMemory => WitExitReason::OutOfMemory,
-        R::DeadlineExceeded => WitExitReason::DeadlineExceeded,
-        R::MaxRestartIntensity => WitExitReason::MaxRestartIntensity,
-        R::CapabilityDenied(what) => WitExitReason::CapabilityDenied(what.to_string()),
-        R::UpgradeTimeout => WitExitReason::UpgradeTimeout,
-        R::Custom(text) => WitExitReason::Custom(text.to_string()),
-        other => WitExitReason::Custom(other.to_string()),
-    }
-}
-
-/// Convert a guest's exit reason for the core.
-pub(crate) fn reason_from_wit(reason: WitExitReason) -> rusm_otp::ExitReason {
-    use rusm_otp::ExitReason as R;
-    match reason {
-        WitExitReason::Normal => R::Normal,
-        WitExitReason::Shutdown => R::Shutdown,
-        WitExitReason::Killed => R::Killed,
-        WitExitReason::Crashed(why) => R::crashed(why),
-        WitExitReason::Noproc => R::NoProc,
-        WitExitReason::OutOfMemory => R::OutOfMemory,
-        WitExitReason::DeadlineExceeded => R::DeadlineExceeded,
-        WitExitReason::MaxRestartIntensity => R::MaxRestartIntensity,
-        WitExitReason::CapabilityDenied(what) => R::CapabilityDenied(what.into()),
-        WitExitReason::UpgradeTimeout => R::UpgradeTimeout,
-        WitExitReason::Custom(text) => R::custom(text),
-    }
-}
-
-/// Convert a core message for a guest; data that is not bytes cannot cross and is
-/// reported as `None` (the caller drops it).
-pub(crate) fn message_to_wit(msg: rusm_otp::Message) -> Option<WitMessage> {
-    Some(match msg {
-        rusm_otp::Message::Data(data) => {
-            let Ok(payload) = data.payload.downcast::<Vec<u8>>() else {
-                tracing::warn!("dropped a native (non-byte) message sent to a wasm process");
-                return None;
-            };
-            WitMessage::Data(DataMessage {
-                tag: data.tag,
-                payload,
-            })
+/// Refuse a selector larger than [`MAX_SELECTOR`]: `receive` has no error channel, so
+/// the guest traps with a reason that names the bound.
+fn check_selector(selector: Option<&Selector>) -> wasmtime::Result<()> {
+    match selector {
+        Some(sel) if sel.tags.len() + sel.monitors.len() > MAX_SELECTOR => {
+            Err(wasmtime::Error::msg(format!(
+                "a selector of {} tags and {} monitors is larger than the {MAX_SELECTOR} allowed",
+                sel.tags.len(),
+                sel.monitors.len()
+            )))
         }
-        rusm_otp::Message::Down(down) => WitMessage::Down(WitDown {
-            monitor: down.monitor.as_raw(),
-            pid: down.pid.as_raw(),
-            reason: reason_to_wit(&down.reason),
-        }),
-        rusm_otp::Message::Exit(sig) => WitMessage::Exit(WitExitSignal {
-            from: sig.from.as_raw(),
-            reason: reason_to_wit(&sig.reason),
-        }),
-        _ => return None,
-    })
+        _ => Ok(()),
+    }
 }
 
 fn selector_matches(selector: &Selector, msg: &rusm_otp::Message) -> bool {
@@ -172,13 +117,11 @@ impl ProcessState {
     }
 
     fn check_message_size(&self, payload: &[u8]) -> Result<(), WitError> {
-        match self.node.max_message_size(self) {
-            Some(max) if payload.len() > max => Err(WitError::Invalid(format!(
-                "message of {} bytes is larger than the {max} bytes allowed",
-                payload.len()
-            ))),
-            _ => Ok(()),
-        }
+        rights::check_message_size(&self.limits, payload.len())
+    }
+
+    fn check_kill(&self, target: Pid) -> Result<(), WitError> {
+        rights::check_kill(&self.policy, &self.ctx, target)
     }
 }
 
@@ -192,8 +135,8 @@ impl rusm::runtime::process::Host for ProcessState {
         component: String,
         options: WitSpawnOptions,
     ) -> wasmtime::Result<Result<WitSpawned, WitError>> {
-        let node = self.node.clone();
-        Ok(node.spawn_from_guest(self, &component, options))
+        let spawner = self.node.spawner.clone();
+        Ok(spawner.spawn_from_guest(self, &component, options))
     }
 
     fn send(
@@ -215,6 +158,7 @@ impl rusm::runtime::process::Host for ProcessState {
         timeout_ms: Option<u64>,
         selector: Option<Selector>,
     ) -> wasmtime::Result<Option<WitMessage>> {
+        check_selector(selector.as_ref())?;
         Ok(self.receive_message(timeout_ms, selector.as_ref()).await)
     }
 
@@ -226,6 +170,7 @@ impl rusm::runtime::process::Host for ProcessState {
         timeout_ms: Option<u64>,
         selector: Option<Selector>,
     ) -> wasmtime::Result<Result<Option<WitMessage>, WitError>> {
+        check_selector(selector.as_ref())?;
         if let Err(e) = self.check_message_size(&payload) {
             return Ok(Err(e));
         }
@@ -237,6 +182,7 @@ impl rusm::runtime::process::Host for ProcessState {
     }
 
     fn try_receive(&mut self, selector: Option<Selector>) -> wasmtime::Result<Option<WitMessage>> {
+        check_selector(selector.as_ref())?;
         loop {
             let Some(msg) = try_next_message(&self.ctx, selector.as_ref()) else {
                 return Ok(None);
@@ -251,7 +197,7 @@ impl rusm::runtime::process::Host for ProcessState {
         // A link carries exit signals both ways, so it can end the other process:
         // it needs the kill right over it.
         let target = Pid::from_raw(pid);
-        if let Err(e) = self.node.check_kill(self, target) {
+        if let Err(e) = self.check_kill(target) {
             return Ok(Err(e));
         }
         Ok(self.ctx.link(target).map_err(|_| WitError::Noproc))
@@ -276,7 +222,7 @@ impl rusm::runtime::process::Host for ProcessState {
 
     fn exit(&mut self, pid: u64, reason: WitExitReason) -> wasmtime::Result<Result<(), WitError>> {
         let target = Pid::from_raw(pid);
-        if let Err(e) = self.node.check_kill(self, target) {
+        if let Err(e) = self.check_kill(target) {
             return Ok(Err(e));
         }
         let reason = reason_from_wit(reason);
@@ -294,7 +240,7 @@ impl rusm::runtime::process::Host for ProcessState {
 
     fn kill(&mut self, pid: u64) -> wasmtime::Result<Result<(), WitError>> {
         let target = Pid::from_raw(pid);
-        if let Err(e) = self.node.check_kill(self, target) {
+        if let Err(e) = self.check_kill(target) {
             return Ok(Err(e));
         }
         if target == self.ctx.pid() {
@@ -305,7 +251,7 @@ impl rusm::runtime::process::Host for ProcessState {
     }
 
     fn register(&mut self, name: String) -> wasmtime::Result<Result<(), WitError>> {
-        if let Err(e) = self.node.check_register(self, &name) {
+        if let Err(e) = rights::check_register(&self.policy, &name) {
             return Ok(Err(e));
         }
         if self.ctx.whereis(&name) == Some(self.ctx.pid()) {
@@ -363,16 +309,3 @@ impl rusm::runtime::process::Host for ProcessState {
         Ok(self.node.upgrades.handed_over(self.ctx.pid()))
     }
 }
-
-/// A guest ended itself with `exit(self, reason)` or `kill(self)`; carried out of the
-/// guest as a trap and turned back into the reason.
-#[derive(Debug)]
-pub(crate) struct SelfExit(pub(crate) rusm_otp::ExitReason);
-
-impl std::fmt::Display for SelfExit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "process exited with reason {}", self.0)
-    }
-}
-
-impl std::error::Error for SelfExit {}

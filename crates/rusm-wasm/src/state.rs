@@ -1,61 +1,49 @@
-//! What each wasm process's store holds.
+//! What each wasm process's store holds, and the narrow view of its node that a
+//! process gets: spawning through a [`Spawner`] and the upgrade protocol, nothing else.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use rusm_otp::Context;
-use rusm_policy::Policy;
-use wasmtime::ResourceLimiter;
+use rusm_policy::{ClockPolicy, Policy};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::broker::HttpGrant;
+use crate::bindings::{WitError, WitSpawnOptions, WitSpawned};
+use crate::broker::{ClockView, HttpGrant};
+use crate::extensions::Extensions;
+use crate::limits::{Limits, StoreLimiter};
+use crate::upgrade::Upgrades;
 
-use crate::node::NodeShared;
-use crate::plugin::Extensions;
-
-/// Resource limits of one process, and a record of which one it hit.
-pub(crate) struct ProcessLimits {
-    pub(crate) memory: usize,
-    pub(crate) table_elements: usize,
-    pub(crate) hit_memory_limit: bool,
+/// How a guest's `spawn` reaches the node: the node implements it (policy library,
+/// component registry, spawning), and a process holds it as a trait object, so host
+/// calls cannot reach anything else of the node.
+pub(crate) trait Spawner: Send + Sync {
+    /// Spawn `component` as a child of the process whose store is `parent`, under
+    /// the policy its options name (checked against the parent's).
+    fn spawn_from_guest(
+        self: Arc<Self>,
+        parent: &ProcessState,
+        component: &str,
+        options: WitSpawnOptions,
+    ) -> Result<WitSpawned, WitError>;
 }
 
-impl ResourceLimiter for ProcessLimits {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.memory {
-            // Trap at once: the process ends with an out-of-memory reason instead of
-            // limping on with a failed allocation.
-            self.hit_memory_limit = true;
-            return Err(wasmtime::Error::msg(format!(
-                "linear memory limit of {} bytes reached (wanted {desired})",
-                self.memory
-            )));
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= self.table_elements)
-    }
+/// What a process may reach of its node.
+#[derive(Clone)]
+pub(crate) struct NodeView {
+    /// Spawning children.
+    pub(crate) spawner: Arc<dyn Spawner>,
+    /// Upgrade requests and handed-over state.
+    pub(crate) upgrades: Arc<Upgrades>,
 }
 
 /// Counts a process among its parent's live children while it exists.
-pub(crate) struct ChildSlot(pub(crate) Arc<AtomicUsize>);
+pub(crate) struct ChildToken(pub(crate) Arc<AtomicUsize>);
 
-impl Drop for ChildSlot {
+impl Drop for ChildToken {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -64,22 +52,27 @@ impl Drop for ChildSlot {
 /// The data of a wasm process's `Store`.
 pub struct ProcessState {
     pub(crate) ctx: Context,
-    pub(crate) node: Arc<NodeShared>,
+    pub(crate) node: NodeView,
     pub(crate) policy: Arc<Policy>,
+    /// The policy's limits, resolved for this node.
+    pub(crate) limits: Limits,
     pub(crate) wasi: WasiCtx,
     /// `wasi:http` state (field size limit).
     pub(crate) http: WasiHttpCtx,
     /// Outbound HTTP as the policy's `[http]` section allows it.
     pub(crate) http_hooks: HttpGrant,
     pub(crate) table: ResourceTable,
-    pub(crate) limits: ProcessLimits,
+    pub(crate) limiter: StoreLimiter,
     pub(crate) started: Instant,
     /// Live children of this process (for the policy's `children` limit).
     pub(crate) children: Arc<AtomicUsize>,
     /// This process's place among its parent's children.
-    pub(crate) _child_slot: Option<ChildSlot>,
+    pub(crate) _child_token: Option<ChildToken>,
     /// The embedder's own values (see [`ProcessState::extension_mut`]).
     pub(crate) extensions: Extensions,
+    /// When the process's run must end: what is left of it bounds the deadline of
+    /// every child it spawns.
+    pub(crate) ends_at: Option<tokio::time::Instant>,
 }
 
 impl ProcessState {
@@ -129,5 +122,19 @@ impl WasiHttpView for ProcessState {
             table: &mut self.table,
             hooks: &mut self.http_hooks,
         }
+    }
+}
+
+impl ProcessState {
+    /// What is left of this process's run, when it has a deadline.
+    pub(crate) fn remaining(&self) -> Option<std::time::Duration> {
+        self.ends_at
+            .map(|at| at.saturating_duration_since(tokio::time::Instant::now()))
+    }
+}
+
+impl ClockView for ProcessState {
+    fn clock_grant(&self) -> (&ClockPolicy, Instant) {
+        (&self.policy.clocks, self.started)
     }
 }

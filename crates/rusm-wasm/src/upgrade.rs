@@ -1,7 +1,7 @@
 //! Hot reload: new versions of a component, and the in-place upgrade of the processes
 //! running it.
 //!
-//! [`WasmNode::reload`] compiles and link-checks a new version on a blocking thread and
+//! [`WasmNode::reload`](crate::WasmNode::reload) compiles and link-checks a new version on a blocking thread and
 //! only then makes it the current version of its name; anything that fails leaves the
 //! old version live. New spawns (and so supervisor restarts) look the current version
 //! up when they start and hold it for their whole life, so whatever is already running
@@ -20,18 +20,17 @@
 //! spinning guest included), and its supervisor restarts it on the new version.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rusm_otp::{ExitReason, Payload, Pid};
+use rusm_otp::{ExitReason, Payload, Pid, Runtime};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
+use crate::bindings::UpgradeRequest;
 use crate::error::LoadError;
-use crate::host::UpgradeRequest;
-use crate::node::{ComponentKind, LoadedComponent, NodeShared, WasmNode};
+use crate::kind::ComponentKind;
 
 /// The tag of the data message that carries an upgrade request. Its payload is a
 /// host-only type ([`UpgradeSignal`]), so a guest cannot forge one by sending this tag,
@@ -39,13 +38,13 @@ use crate::node::{ComponentKind, LoadedComponent, NodeShared, WasmNode};
 pub(crate) const UPGRADE_TAG: u64 = u64::MAX;
 
 /// How long a process gets to hand over before it is ended, unless
-/// [`WasmNode::set_upgrade_grace`] says otherwise.
+/// [`WasmNode::set_upgrade_grace`](crate::WasmNode::set_upgrade_grace) says otherwise.
 pub const DEFAULT_UPGRADE_GRACE: Duration = Duration::from_secs(5);
 
-/// How many events a slow [`WasmNode::reload_events`] receiver may fall behind.
+/// How many events a slow [`WasmNode::reload_events`](crate::WasmNode::reload_events) receiver may fall behind.
 const EVENT_CAPACITY: usize = 1024;
 
-/// What a reload or an upgrade did; see [`WasmNode::reload_events`].
+/// What a reload or an upgrade did; see [`WasmNode::reload_events`](crate::WasmNode::reload_events).
 #[derive(Debug, Clone)]
 pub struct ReloadEvent {
     /// The component name.
@@ -165,7 +164,7 @@ pub struct ProcessUpgrade {
     pub outcome: UpgradeOutcome,
 }
 
-/// What a successful [`WasmNode::reload`] did.
+/// What a successful [`WasmNode::reload`](crate::WasmNode::reload) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReloadReport {
     /// The component name.
@@ -244,9 +243,9 @@ impl LiveProcess {
 
     /// Ask the process to move to `version`: record the request and put it in the
     /// mailbox. Returns the request's generation.
-    fn ask(&self, node: &NodeShared, version: u64, grace: Duration) -> u64 {
+    fn ask(&self, rt: &Runtime, version: u64, grace: Duration) -> u64 {
         let generation = self.request(grace);
-        node.rt.send_tagged(
+        rt.send_tagged(
             self.pid,
             UPGRADE_TAG,
             Payload::value(UpgradeSignal {
@@ -305,44 +304,41 @@ impl LiveProcess {
 /// Keeps a process in the live set while its body runs; dropping it (the body ended
 /// or was dropped by a kill) takes it out and wakes whoever waits on its upgrade.
 pub(crate) struct LiveGuard {
-    node: Arc<NodeShared>,
+    upgrades: Arc<Upgrades>,
     process: Arc<LiveProcess>,
 }
 
 impl LiveGuard {
-    /// Track a new process of `component` (actors only: commands and HTTP handlers
-    /// cannot hand over, so they finish on the version they started with).
+    /// Track a new process of `component`, which runs `version` while `current` is the
+    /// component's current version (actors and handlers only: commands and HTTP
+    /// handlers cannot hand over, so they finish on the version they started with).
     pub(crate) fn track(
-        node: &Arc<NodeShared>,
-        component: &LoadedComponent,
+        upgrades: &Arc<Upgrades>,
+        rt: &Runtime,
+        component: Arc<str>,
+        version: u64,
+        current: u64,
         pid: Pid,
-    ) -> Option<LiveGuard> {
-        if !matches!(
-            component.kind,
-            ComponentKind::Actor | ComponentKind::Handler
-        ) {
-            return None;
-        }
+    ) -> LiveGuard {
         let process = Arc::new(LiveProcess {
             pid,
-            component: component.name.clone(),
+            component,
             state: watch::Sender::new(LiveState {
-                version: component.version,
+                version,
                 ..LiveState::default()
             }),
             handed_over: Mutex::new(None),
         });
-        node.upgrades.live.lock().insert(pid, Arc::clone(&process));
+        upgrades.live.lock().insert(pid, Arc::clone(&process));
         // A reload that installed a newer version between this spawn's lookup and now
         // did not see this process: ask it to upgrade as that reload would have.
-        let current = node.current_version(&component.name);
-        if current > component.version {
-            process.ask(node, current, node.upgrades.grace());
+        if current > version {
+            process.ask(rt, current, upgrades.grace());
         }
-        Some(LiveGuard {
-            node: Arc::clone(node),
+        LiveGuard {
+            upgrades: Arc::clone(upgrades),
             process,
-        })
+        }
     }
 
     /// Resolves when an upgrade request ran out of time; see [`LiveProcess::overdue`].
@@ -350,9 +346,9 @@ impl LiveGuard {
         self.process.overdue().await;
     }
 
-    /// The process was ended for not handing over in time.
-    pub(crate) fn timed_out(&self) {
-        let version = self.node.current_version(&self.process.component);
+    /// The process was ended for not handing over in time; `version` is its
+    /// component's current version.
+    pub(crate) fn timed_out(&self, version: u64) {
         let event = ReloadEvent {
             component: self.process.component.to_string(),
             version,
@@ -364,7 +360,7 @@ impl LiveGuard {
         // while the state is locked), so a reload's events stay in order.
         self.process.state.send_modify(|s| {
             s.ended = Some(UpgradeOutcome::TimedOut);
-            self.node.upgrades.emit(event);
+            self.upgrades.emit(event);
         });
     }
 
@@ -372,7 +368,7 @@ impl LiveGuard {
     /// `state`.
     pub(crate) fn upgraded(&self, version: u64, hand_over: HandOver) {
         *self.process.handed_over.lock() = Some(hand_over.state);
-        let grace = self.node.upgrades.grace();
+        let grace = self.upgrades.grace();
         let event = ReloadEvent {
             component: self.process.component.to_string(),
             version,
@@ -386,14 +382,14 @@ impl LiveGuard {
             s.completed = s.completed.max(hand_over.generation);
             // A request that came in after the hand-over gets a full grace period.
             s.deadline = (s.requested > s.completed).then(|| Instant::now() + grace);
-            self.node.upgrades.emit(event);
+            self.upgrades.emit(event);
         });
     }
 }
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
-        self.node.upgrades.live.lock().remove(&self.process.pid);
+        self.upgrades.live.lock().remove(&self.process.pid);
         self.process.state.send_modify(|s| {
             s.ended.get_or_insert(UpgradeOutcome::Ended);
         });
@@ -402,12 +398,12 @@ impl Drop for LiveGuard {
 
 /// Who depends on whom, as the application declared it. Always acyclic.
 #[derive(Default)]
-struct Dependencies {
+pub(crate) struct Dependencies {
     depends_on: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Dependencies {
-    fn set(
+    pub(crate) fn set(
         &mut self,
         component: &str,
         depends_on: BTreeSet<String>,
@@ -426,7 +422,7 @@ impl Dependencies {
 
     /// `component` first, then every component that depends on it directly or not,
     /// each after all of its own dependencies among them; ties go by name.
-    fn upgrade_order(&self, component: &str) -> Vec<String> {
+    pub(crate) fn upgrade_order(&self, component: &str) -> Vec<String> {
         // Everything that reaches `component` through depends-on edges.
         let mut members = BTreeSet::from([component.to_owned()]);
         loop {
@@ -493,10 +489,10 @@ pub(crate) struct Upgrades {
     live: Mutex<HashMap<Pid, Arc<LiveProcess>>>,
     /// One lock per component name, held for a whole reload, so reloads of one name
     /// run one at a time in the order they asked.
-    reload_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    dependencies: Mutex<Dependencies>,
-    grace: Mutex<Duration>,
-    events: broadcast::Sender<ReloadEvent>,
+    pub(crate) reload_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pub(crate) dependencies: Mutex<Dependencies>,
+    pub(crate) grace: Mutex<Duration>,
+    pub(crate) events: broadcast::Sender<ReloadEvent>,
 }
 
 impl Upgrades {
@@ -510,11 +506,11 @@ impl Upgrades {
         }
     }
 
-    fn grace(&self) -> Duration {
+    pub(crate) fn grace(&self) -> Duration {
         *self.grace.lock()
     }
 
-    fn emit(&self, event: ReloadEvent) {
+    pub(crate) fn emit(&self, event: ReloadEvent) {
         match &event.kind {
             ReloadEventKind::Preparing => {
                 tracing::info!(component = %event.component, live = event.version, "preparing a new version");
@@ -565,9 +561,9 @@ impl Upgrades {
 
     /// Ask every live process of `component` to move to `version` and wait until each
     /// handed over, timed out or ended.
-    async fn upgrade_processes(
+    pub(crate) async fn upgrade_processes(
         &self,
-        node: &NodeShared,
+        rt: &Runtime,
         component: &str,
         version: u64,
     ) -> Vec<ProcessUpgrade> {
@@ -583,7 +579,7 @@ impl Upgrades {
         let requests: Vec<(Arc<LiveProcess>, u64)> = targets
             .into_iter()
             .map(|process| {
-                let generation = process.ask(node, version, grace);
+                let generation = process.ask(rt, version, grace);
                 (process, generation)
             })
             .collect();
@@ -597,6 +593,22 @@ impl Upgrades {
             });
         }
         outcomes
+    }
+}
+
+impl Upgrades {
+    /// The running actor processes of a component, with the version each runs, sorted
+    /// by pid.
+    pub(crate) fn processes_of(&self, component: &str) -> Vec<(Pid, u64)> {
+        let mut processes: Vec<(Pid, u64)> = self
+            .live
+            .lock()
+            .values()
+            .filter(|p| &*p.component == component)
+            .map(|p| (p.pid, p.state.borrow().version))
+            .collect();
+        processes.sort();
+        processes
     }
 }
 
@@ -638,206 +650,6 @@ pub(crate) async fn run_instance(
             outcome = limited => InstanceEnd::Returned(outcome),
             () = live.overdue() => InstanceEnd::Overdue,
         },
-    }
-}
-
-impl WasmNode {
-    /// Load a new version of the component `name` and upgrade the processes running it.
-    ///
-    /// The bytes are compiled and link-checked on a blocking thread; only then does the
-    /// new version become current (a name not loaded yet is simply loaded, as version
-    /// 1). New spawns use it from then on. Each running actor process of the component
-    /// is sent an upgrade request and either hands over its state and continues on the
-    /// new version under the same pid (with the same mailbox and links), or is ended
-    /// with `upgrade-timeout` after the grace period ([`WasmNode::set_upgrade_grace`])
-    /// for its supervisor to restart on the new version. Then the processes of every
-    /// component that depends on this one ([`WasmNode::set_dependencies`]) are upgraded
-    /// the same way, in dependency order, each onto its own current version. Commands
-    /// finish on the version they started with.
-    ///
-    /// Reloads of one name run one at a time, in the order they were called. Each one
-    /// is reported through [`WasmNode::reload_events`]: `Preparing`, then `Reloaded` or
-    /// `Failed`, then one event per upgraded or timed-out process.
-    ///
-    /// # Errors
-    /// When the new version does not load ([`ReloadError::Load`]) or is another kind of
-    /// component than the live one ([`ReloadError::KindChanged`]). The old version then
-    /// stays current and no process is touched.
-    ///
-    /// # Cancel safety
-    /// Dropping the future before it finishes may leave the new version loaded with
-    /// only some processes asked to upgrade; those asked still upgrade or time out.
-    pub async fn reload(&self, name: &str, bytes: Vec<u8>) -> Result<ReloadReport, ReloadError> {
-        let shared = &self.shared;
-        let lock = Arc::clone(
-            shared
-                .upgrades
-                .reload_locks
-                .lock()
-                .entry(name.to_owned())
-                .or_default(),
-        );
-        let _serial = lock.lock().await;
-        let live_version = shared.current_version(name);
-        shared.upgrades.emit(ReloadEvent {
-            component: name.to_owned(),
-            version: live_version,
-            kind: ReloadEventKind::Preparing,
-        });
-        let result = match self.prepare_off_thread(name, bytes).await {
-            Ok(loaded) => shared.install(loaded, |old, new| match old {
-                Some(old) if old.kind != new.kind => Err(ReloadError::KindChanged {
-                    component: name.to_owned(),
-                    from: old.kind,
-                    to: new.kind,
-                }),
-                _ => Ok(()),
-            }),
-            Err(error) => Err(error),
-        };
-        let version = match result {
-            Ok(version) => version,
-            Err(error) => {
-                shared.upgrades.emit(ReloadEvent {
-                    component: name.to_owned(),
-                    version: shared.current_version(name),
-                    kind: ReloadEventKind::Failed(error.clone()),
-                });
-                return Err(error);
-            }
-        };
-        shared.upgrades.emit(ReloadEvent {
-            component: name.to_owned(),
-            version,
-            kind: ReloadEventKind::Reloaded,
-        });
-        let order = shared.upgrades.dependencies.lock().upgrade_order(name);
-        let mut upgrades = Vec::new();
-        for component in order {
-            let target = shared.current_version(&component);
-            upgrades.extend(
-                shared
-                    .upgrades
-                    .upgrade_processes(shared, &component, target)
-                    .await,
-            );
-        }
-        Ok(ReloadReport {
-            component: name.to_owned(),
-            version,
-            upgrades,
-        })
-    }
-
-    /// [`WasmNode::reload`] from a file.
-    ///
-    /// # Errors
-    /// As [`WasmNode::reload`]; also [`LoadError::Read`] (reported as a failed reload)
-    /// when the file cannot be read.
-    pub async fn reload_file(&self, name: &str, path: &Path) -> Result<ReloadReport, ReloadError> {
-        let owned = path.to_owned();
-        let read = tokio::task::spawn_blocking(move || std::fs::read(owned))
-            .await
-            .unwrap_or_else(|join| Err(std::io::Error::other(join.to_string())));
-        let bytes = match read {
-            Ok(bytes) => bytes,
-            Err(source) => {
-                let error = ReloadError::from(LoadError::Read {
-                    path: path.to_owned(),
-                    source,
-                });
-                self.shared.upgrades.emit(ReloadEvent {
-                    component: name.to_owned(),
-                    version: self.shared.current_version(name),
-                    kind: ReloadEventKind::Failed(error.clone()),
-                });
-                return Err(error);
-            }
-        };
-        self.reload(name, bytes).await
-    }
-
-    async fn prepare_off_thread(
-        &self,
-        name: &str,
-        bytes: Vec<u8>,
-    ) -> Result<LoadedComponent, ReloadError> {
-        let shared = Arc::clone(&self.shared);
-        let owned = name.to_owned();
-        match tokio::task::spawn_blocking(move || shared.prepare(&owned, &bytes)).await {
-            Ok(loaded) => Ok(loaded?),
-            Err(join) => Err(ReloadError::Aborted {
-                component: name.to_owned(),
-                detail: join.to_string(),
-            }),
-        }
-    }
-
-    /// Declare that the processes of `component` depend on the components in
-    /// `depends_on` (replacing what was declared for it before): reloading any of them
-    /// upgrades the processes of `component` after theirs. The names need not be loaded
-    /// yet.
-    ///
-    /// # Errors
-    /// [`DependencyCycle`] when the declaration would close a cycle (a component
-    /// depending on itself included); the declared graph is then unchanged.
-    pub fn set_dependencies<S: AsRef<str>>(
-        &self,
-        component: &str,
-        depends_on: &[S],
-    ) -> Result<(), DependencyCycle> {
-        let deps = depends_on.iter().map(|d| d.as_ref().to_owned()).collect();
-        self.shared
-            .upgrades
-            .dependencies
-            .lock()
-            .set(component, deps)
-    }
-
-    /// The order in which [`WasmNode::reload`] of `component` upgrades processes:
-    /// `component` itself, then the components that depend on it, directly or not,
-    /// each after its own dependencies (ties by name).
-    pub fn upgrade_order(&self, component: &str) -> Vec<String> {
-        self.shared
-            .upgrades
-            .dependencies
-            .lock()
-            .upgrade_order(component)
-    }
-
-    /// How long a process gets to hand over its state after an upgrade request before
-    /// it is ended with `upgrade-timeout` (default [`DEFAULT_UPGRADE_GRACE`]). Applies
-    /// to requests made from now on.
-    pub fn set_upgrade_grace(&self, grace: Duration) {
-        *self.shared.upgrades.grace.lock() = grace;
-    }
-
-    /// Subscribe to the events of every reload and upgrade from now on.
-    pub fn reload_events(&self) -> broadcast::Receiver<ReloadEvent> {
-        self.shared.upgrades.events.subscribe()
-    }
-
-    /// The current version of a component (0 when no component of that name is
-    /// loaded). [`WasmNode::load_file`], [`WasmNode::load_bytes`] and a successful
-    /// [`WasmNode::reload`] each make a new version.
-    pub fn component_version(&self, name: &str) -> u64 {
-        self.shared.current_version(name)
-    }
-
-    /// The running actor processes of a component, with the version each runs, sorted
-    /// by pid.
-    pub fn processes_of(&self, component: &str) -> Vec<(Pid, u64)> {
-        let mut processes: Vec<(Pid, u64)> = self
-            .shared
-            .upgrades
-            .live
-            .lock()
-            .values()
-            .filter(|p| &*p.component == component)
-            .map(|p| (p.pid, p.state.borrow().version))
-            .collect();
-        processes.sort();
-        processes
     }
 }
 

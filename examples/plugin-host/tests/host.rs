@@ -428,3 +428,39 @@ async fn plugins_and_actors_do_not_mix_and_imports_are_checked() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_deadline_ends_a_plugin_as_it_ends_any_process() {
+    let app = app();
+    let looper = app
+        .start(
+            "looper",
+            &[],
+            Some(policy("[limits]\ndeadline = \"300ms\"\n")),
+        )
+        .await
+        .expect("the looper starts");
+    let down = monitor(&app, looper.pid()).await;
+    // The call's own deadline is a minute: the policy's ends the plugin first.
+    let err = bounded(
+        "the looping call",
+        looper.run("spin", Duration::from_secs(60), Interrupted::Keep),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            PluginError::Ended {
+                reason: ExitReason::DeadlineExceeded,
+                pid,
+                ..
+            } if *pid == looper.pid()
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        bounded("the monitor", down).await.unwrap(),
+        ExitReason::DeadlineExceeded
+    );
+}

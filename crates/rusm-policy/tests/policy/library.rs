@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rusm_policy::{
-    DEFAULT_POLICY_SOURCE, LibraryError, LibraryProblem, Policy, PolicyLibrary, SpawnRefusal,
-    StdioMode,
+    DEFAULT_POLICY_SOURCE, LibraryError, LibraryProblem, Policy, PolicyLibrary, SpawnGrant,
+    SpawnRefusal, StdioMode,
 };
 
 fn capabilities_dir() -> PathBuf {
@@ -86,7 +86,10 @@ fn the_shipped_library_loads_and_its_spawns_attenuate() {
     let worker = lib
         .policy_for_spawn(proxy, "proxy-worker", Some("worker"))
         .unwrap();
-    assert_eq!(worker, lib.get("worker").unwrap());
+    assert_eq!(
+        worker,
+        SpawnGrant::Named(lib.get("worker").unwrap().clone())
+    );
     assert!(lib.get("worker").unwrap().is_subset_of(proxy).is_ok());
     assert!(lib.get("counter").unwrap().process.may_register("counter"));
 }
@@ -107,7 +110,7 @@ fn the_embedded_default_is_the_shipped_default() {
     // A library without a default.toml still has the embedded one.
     let dir = TempDir::new();
     let lib = PolicyLibrary::load_dir(&dir.0).unwrap();
-    assert_eq!(lib.get("default").unwrap(), &default);
+    assert_eq!(**lib.get("default").unwrap(), default);
 }
 
 #[test]
@@ -190,16 +193,16 @@ fn spawn_requests_are_decided_by_rules_names_and_attenuation() {
     );
     assert_eq!(
         lib.policy_for_spawn(&parent, "w", Some("narrow")).unwrap(),
-        lib.get("narrow").unwrap()
+        SpawnGrant::Named(lib.get("narrow").unwrap().clone())
     );
     assert_eq!(
         lib.policy_for_spawn(&parent, "anything", None).unwrap(),
-        &parent
+        SpawnGrant::Own
     );
     assert_eq!(
         lib.policy_for_spawn(&parent, "anything", Some("self"))
             .unwrap(),
-        &parent
+        SpawnGrant::Own
     );
 
     let refusal = lib

@@ -1,7 +1,7 @@
 //! One HTTP request served by a component exporting `wasi:http/incoming-handler`,
 //! run as a rusm process.
 //!
-//! [`WasmNode::serve_http`] instantiates the component from its cached `ProxyPre` in a
+//! [`WasmNode::serve_http`](crate::WasmNode::serve_http) instantiates the component from its cached `ProxyPre` in a
 //! store set up exactly like every other process's (the policy's WASI context, memory
 //! and table limits, a yield at each epoch tick, fuel, the deadline, the same trap
 //! classification), so the handler has a pid, a mailbox and the `rusm:runtime`
@@ -13,15 +13,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rusm_otp::{Context, ExitReason, Pid, Watch};
+use rusm_otp::{Context, ExitReason, Pid, SpawnOptions, Watch};
 use rusm_policy::Policy;
 use tokio::sync::oneshot;
 use wasmtime_wasi_http::WasiHttpView;
 
-use crate::error::SpawnError;
-use crate::node::{
-    ComponentKind, NodeShared, Prepared, WasmNode, WasmSpawnOptions, exit_reason, process_store,
-};
+use crate::extensions::Extensions;
+use crate::kinds::{Backend, BodyFuture, Granted, Started};
+use crate::registry::{LoadedComponent, Prepared};
+use crate::store::{ProcessSetup, exit_reason};
 
 /// The body of a response a handler produced (streamed from the guest as it writes).
 pub type HttpResponseBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -29,7 +29,7 @@ pub type HttpResponseBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 /// The `wasi:http` error code a handler may answer with instead of a response.
 pub use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode as HttpErrorCode;
 
-/// The error type a request body handed to [`WasmNode::serve_http`] may fail with;
+/// The error type a request body handed to [`WasmNode::serve_http`](crate::WasmNode::serve_http) may fail with;
 /// anything convertible into it will do (a `hyper::Error` is).
 pub use wasmtime_wasi_http::Error as HttpBodyError;
 
@@ -110,64 +110,44 @@ impl HttpInvocation {
     }
 }
 
-impl WasmNode {
-    /// What kind of component is loaded under `name`, if any.
-    pub fn component_kind(&self, name: &str) -> Option<ComponentKind> {
-        self.shared.component(name).ok().map(|c| c.kind)
-    }
-
-    /// Serve one HTTP request with the loaded HTTP handler `component`, as a new rusm
-    /// process (no parent) under `options.policy`.
-    ///
-    /// The request's URI needs an authority or a `Host` header (the guest sees it as
-    /// the request's authority).
-    ///
-    /// # Errors
-    /// [`SpawnError::UnknownComponent`] when no component of that name is loaded,
-    /// [`SpawnError::NotHttpHandler`] when it does not export
-    /// `wasi:http/incoming-handler`, [`SpawnError::NotPermitted`] when this node cannot
-    /// honour the policy (a fuel limit without fuel metering).
-    pub fn serve_http<B>(
-        &self,
-        component: &str,
+impl HttpInvocation {
+    /// Start serving `request` with `component` as a new process (no parent) spawned
+    /// with `options` under what `granted` says.
+    pub(crate) fn start<B>(
+        backend: &Arc<Backend>,
+        component: Arc<LoadedComponent>,
+        granted: Granted,
+        options: SpawnOptions,
         request: hyper::Request<B>,
-        options: HttpRequestOptions,
-    ) -> Result<HttpInvocation, SpawnError>
+        https: bool,
+    ) -> HttpInvocation
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<HttpBodyError>,
     {
-        let node = &self.shared;
-        let loaded = node.component(component)?;
-        if loaded.kind != ComponentKind::Http {
-            return Err(SpawnError::NotHttpHandler(component.to_owned()));
-        }
-        let policy = options.policy.unwrap_or_else(|| node.default_policy());
-        node.check_policy_runnable(&policy)?;
-        let deadline = match (options.deadline, policy.limits.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let (mut core, _) = node.split_options(WasmSpawnOptions::default(), &policy);
-        core.label = Some(component.into());
         let (sender, response) = oneshot::channel();
-        let scheme = if options.https {
+        let scheme = if https {
             HttpScheme::Https
         } else {
             HttpScheme::Http
         };
-        let shared = node.clone();
-        let body = move |ctx: Context| -> crate::node::BodyFuture {
+        let shared = Arc::clone(backend);
+        let body = move |ctx: Context| -> BodyFuture {
             Box::pin(run_request(
-                shared, loaded, ctx, policy, deadline, scheme, request, sender,
+                shared,
+                component,
+                granted.setup(ctx, Extensions::new()),
+                scheme,
+                request,
+                sender,
             ))
         };
-        let (pid, exit) = node.rt.spawn_watched(core, body);
-        Ok(HttpInvocation {
+        let (pid, exit) = backend.rt.spawn_watched(options, body);
+        HttpInvocation {
             pid,
             response,
             exit,
-        })
+        }
     }
 }
 
@@ -175,13 +155,10 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme as HttpScheme;
 
 /// The body of a request's process: build its store, hand the request and the
 /// response slot to the guest's `handle`, classify the end.
-#[allow(clippy::too_many_arguments)]
 async fn run_request<B>(
-    node: Arc<NodeShared>,
-    component: Arc<crate::node::LoadedComponent>,
-    ctx: Context,
-    policy: Arc<Policy>,
-    deadline: Option<Duration>,
+    backend: Arc<Backend>,
+    component: Arc<LoadedComponent>,
+    setup: ProcessSetup,
     scheme: HttpScheme,
     request: hyper::Request<B>,
     sender: oneshot::Sender<Result<hyper::Response<HttpResponseBody>, HttpErrorCode>>,
@@ -196,16 +173,16 @@ where
             component.name
         ));
     };
-    let pid = ctx.pid();
-    // Declared before the store, so dropped after it: the pool slot is free first.
-    let _slot = match node.instance_slot(&component.name).await {
-        Ok(permit) => permit,
+    let pid = setup.ctx.pid();
+    let Started {
+        mut store,
+        deadline,
+        ..
+    } = match backend.start(&component, setup).await {
+        Ok(started) => started,
         Err(reason) => return reason,
     };
-    let mut store = match process_store(&node, &component.name, ctx, policy, None) {
-        Ok(store) => store,
-        Err(reason) => return reason,
-    };
+    let store = &mut store.store;
     let resources = {
         let mut http = store.data_mut().http();
         http.new_incoming_request(scheme, request)
@@ -218,16 +195,16 @@ where
         }
     };
     let run = async {
-        let proxy = pre.instantiate_async(&mut store).await?;
+        let proxy = pre.instantiate_async(&mut *store).await?;
         proxy
             .wasi_http_incoming_handler()
-            .call_handle(&mut store, req, out)
+            .call_handle(&mut *store, req, out)
             .await?;
         Ok(Ok(()))
     };
     let outcome = match deadline {
         None => Some(run.await),
-        Some(limit) => tokio::time::timeout(limit, run).await.ok(),
+        Some(at) => tokio::time::timeout_at(at, run).await.ok(),
     };
     let reason = exit_reason(outcome, store.data());
     tracing::debug!(%pid, component = %component.name, %reason, "http request process ended");

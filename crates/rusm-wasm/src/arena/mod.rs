@@ -46,7 +46,9 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 use wasmtime::{LinearMemory, MemoryCreator, MemoryType, StackCreator, StackMemory};
 
-use crate::engine::MachineLimits;
+mod machine;
+
+pub use machine::MachineLimits;
 
 /// Sizes of the arena allocator (the default; see [`crate::Allocator`]).
 ///

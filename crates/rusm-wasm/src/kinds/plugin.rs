@@ -3,9 +3,9 @@
 //!
 //! A plugin component exports whatever interface the embedding application defines
 //! (not `rusm:runtime/entry`) and may import the application's own host functions
-//! next to WASI and `rusm:runtime` (see [`WasmNode::with_linker`]). It is loaded with
-//! [`WasmNode::load_plugin_bytes`] (or `_file`) and started with
-//! [`WasmNode::spawn_plugin`], which returns a [`Plugin`] handle.
+//! next to WASI and `rusm:runtime` (see [`WasmNode::with_linker`](crate::WasmNode::with_linker)). It is loaded with
+//! [`WasmNode::load_plugin_bytes`](crate::WasmNode::load_plugin_bytes) (or `_file`) and started with
+//! [`WasmNode::spawn_plugin`](crate::WasmNode::spawn_plugin), which returns a [`Plugin`] handle.
 //!
 //! Every plugin is a rusm process: it has a pid, a mailbox, can be linked to, monitored
 //! and killed, and from inside a call it sends and receives through `rusm:runtime`.
@@ -21,107 +21,26 @@
 //!
 //! A trap ends the plugin's process with the usual exit reason (seen by its links and
 //! monitors) and is returned to the caller as [`PluginError::Crashed`]. After a
-//! [`WasmNode::reload`] of its component, the next call runs on a fresh instance of
+//! [`WasmNode::reload`](crate::WasmNode::reload) of its component, the next call runs on a fresh instance of
 //! the new version (the call in flight finishes on the old one).
 
-use std::any::Any;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use rusm_otp::supervisor::ChildSpec;
-use rusm_otp::{Context, ExitReason, MailboxConfig, Pid, Watch};
+use rusm_otp::{Context, ExitReason, MailboxConfig, Pid, SpawnOptions, Watch};
 use rusm_policy::Policy;
-use tokio::sync::{Notify, OwnedSemaphorePermit, oneshot, watch};
+use tokio::sync::{Notify, oneshot, watch};
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
-use crate::error::{LoadError, SpawnError};
-use crate::node::{
-    ComponentInfo, ComponentKind, LoadedComponent, NodeShared, Prepared, WasmNode,
-    WasmSpawnOptions, exit_reason, process_store,
-};
+use crate::error::SpawnError;
+use crate::extensions::Extensions;
+use crate::kind::ComponentKind;
+use crate::kinds::{Backend, BodyFuture, Granted};
+use crate::registry::{LoadedComponent, Prepared};
 use crate::state::ProcessState;
-
-/// Values the embedder keeps in a process's store, at most one of each type: the
-/// per-plugin state its host functions work on (see [`ProcessState::extension_mut`]).
-#[derive(Default)]
-pub struct Extensions(Vec<Box<dyn Any + Send>>);
-
-impl std::fmt::Debug for Extensions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Extensions")
-            .field("len", &self.0.len())
-            .finish()
-    }
-}
-
-impl Extensions {
-    /// No values.
-    pub fn new() -> Extensions {
-        Extensions::default()
-    }
-
-    /// These extensions and `value` (replacing any value of its type).
-    #[must_use]
-    pub fn with<T: Any + Send>(mut self, value: T) -> Extensions {
-        self.insert(value);
-        self
-    }
-
-    /// Keep `value`, returning the value of its type it replaces, if any.
-    pub fn insert<T: Any + Send>(&mut self, value: T) -> Option<T> {
-        match self.get_mut::<T>() {
-            Some(slot) => Some(std::mem::replace(slot, value)),
-            None => {
-                self.0.push(Box::new(value));
-                None
-            }
-        }
-    }
-
-    /// The value of type `T`, if there is one.
-    pub fn get<T: Any + Send>(&self) -> Option<&T> {
-        self.0.iter().find_map(|value| value.downcast_ref::<T>())
-    }
-
-    /// The value of type `T`, if there is one.
-    pub fn get_mut<T: Any + Send>(&mut self) -> Option<&mut T> {
-        self.0
-            .iter_mut()
-            .find_map(|value| value.downcast_mut::<T>())
-    }
-
-    /// The value of type `T`, created with `T::default()` if there is none yet.
-    pub fn get_or_default<T: Any + Send + Default>(&mut self) -> &mut T {
-        let index = match self.0.iter().position(|value| value.is::<T>()) {
-            Some(index) => index,
-            None => {
-                self.0.push(Box::new(T::default()));
-                self.0.len() - 1
-            }
-        };
-        self.0[index]
-            .downcast_mut::<T>()
-            .expect("the value at this index was checked or made to be a T")
-    }
-
-    /// Take the value of type `T` out, if there is one.
-    pub fn remove<T: Any + Send>(&mut self) -> Option<T> {
-        let index = self.0.iter().position(|value| value.is::<T>())?;
-        self.0.swap_remove(index).downcast::<T>().ok().map(|b| *b)
-    }
-
-    /// How many values there are.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
+use crate::store::{ProcessSetup, ProcessStore, exit_reason};
 
 /// What happens to a plugin whose call was interrupted by its deadline or
 /// [`Plugin::cancel`].
@@ -309,9 +228,10 @@ impl Drop for EndGuard {
 }
 
 /// A running instance of a plugin.
-struct Live<B> {
+struct Running<B> {
     bindings: B,
-    store: Store<ProcessState>,
+    /// The store and its instance permit.
+    store: ProcessStore,
     /// The component version the instance runs.
     version: u64,
     /// The node's install count when `version` was last found current.
@@ -319,8 +239,6 @@ struct Live<B> {
     /// A call into this instance was interrupted (or its future dropped): it must not
     /// be entered again.
     poisoned: bool,
-    /// Declared after the store, so dropped after it: the pool slot is free first.
-    _permit: OwnedSemaphorePermit,
 }
 
 enum ExitState {
@@ -329,13 +247,13 @@ enum ExitState {
 }
 
 struct Inner<B> {
-    node: Arc<NodeShared>,
+    backend: Arc<Backend>,
     component: Arc<str>,
     pid: Pid,
     bind: BindFn<B>,
     deadline: Option<Duration>,
     interrupted: Interrupted,
-    live: crate::turn::TurnLock<Option<Live<B>>>,
+    running: crate::turn::TurnLock<Option<Running<B>>>,
     signals: Arc<Signals>,
     stop: parking_lot::Mutex<Option<oneshot::Sender<ExitReason>>>,
     exit: tokio::sync::Mutex<ExitState>,
@@ -367,214 +285,95 @@ impl<B> std::fmt::Debug for Plugin<B> {
     }
 }
 
-impl WasmNode {
-    /// Compile a plugin component and register it under `name`: a component that
-    /// exports the embedder's own interface rather than an entry point. Its imports
-    /// are checked against the node's linker (WASI, `rusm:runtime` and the embedder's
-    /// host functions, see [`WasmNode::with_linker`]). A later [`WasmNode::reload`] of
-    /// the name loads the new version as a plugin too.
-    ///
-    /// # Errors
-    /// As [`WasmNode::load_bytes`], except that no entry point is needed.
-    pub fn load_plugin_bytes(&self, name: &str, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
-        let loaded = self
-            .shared
-            .prepare_as(name, bytes, Some(ComponentKind::Plugin))?;
-        let version = self
-            .shared
-            .install(loaded, |_, _| Ok::<(), LoadError>(()))?;
-        tracing::info!(component = name, version, "plugin loaded");
-        Ok(ComponentInfo {
-            name: name.to_owned(),
-            kind: ComponentKind::Plugin,
-        })
-    }
-
-    /// [`WasmNode::load_plugin_bytes`] from a file.
-    ///
-    /// # Errors
-    /// As [`WasmNode::load_plugin_bytes`]; also when the file cannot be read.
-    pub fn load_plugin_file(
-        &self,
-        name: &str,
-        path: &std::path::Path,
-    ) -> Result<ComponentInfo, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        self.load_plugin_bytes(name, &bytes)
-    }
-
-    /// Start the loaded plugin `component` as a new process (no parent) and make its
-    /// first instance, with `bind` making the typed bindings of each instance.
-    ///
-    /// # Errors
-    /// [`PluginError::Spawn`] when no component of that name is loaded, it is not a
-    /// plugin, or the node cannot honour the policy; [`PluginError::Start`] when the
-    /// process started but its instance could not (the process has then ended).
-    pub async fn spawn_plugin<B: Send + 'static>(
-        &self,
-        component: &str,
-        options: PluginOptions,
-        bind: BindFn<B>,
-    ) -> Result<Plugin<B>, PluginError> {
-        let (plugin, started) = self.begin_plugin(component, options, bind)?;
-        started.await?;
-        Ok(plugin)
-    }
-
-    /// Start the plugin's process at once and hand back its handle, with the future
-    /// that makes its first instance (and ends the process if that fails).
-    fn begin_plugin<B: Send + 'static>(
-        &self,
-        component: &str,
-        options: PluginOptions,
-        bind: BindFn<B>,
-    ) -> Result<
-        (
-            Plugin<B>,
-            impl Future<Output = Result<(), PluginError>> + Send + 'static,
-        ),
-        PluginError,
-    > {
-        let node = &self.shared;
-        let loaded = node.component(component)?;
-        if loaded.kind != ComponentKind::Plugin {
-            return Err(SpawnError::NotPlugin(component.to_owned()).into());
-        }
-        let policy = options.policy.unwrap_or_else(|| node.default_policy());
-        node.check_policy_runnable(&policy)?;
-        let spawn_options = WasmSpawnOptions {
-            mailbox: options.mailbox,
-            ..WasmSpawnOptions::default()
-        };
-        let (mut core, _) = node.split_options(spawn_options, &policy);
-        core.label = Some(loaded.name.clone());
-        let signals = Arc::new(Signals {
-            ended: AtomicBool::new(false),
-            cancels: AtomicU64::new(0),
-            notify: Notify::new(),
-        });
-        let (ctx_tx, ctx_rx) = oneshot::channel::<Context>();
-        let (stop_tx, stop_rx) = oneshot::channel::<ExitReason>();
-        let guard_signals = Arc::clone(&signals);
-        let body = move |ctx: Context| -> crate::node::BodyFuture {
-            Box::pin(async move {
-                let _ended = EndGuard(guard_signals);
-                if ctx_tx.send(ctx).is_err() {
-                    return ExitReason::Normal;
-                }
-                stop_rx.await.unwrap_or(ExitReason::Normal)
-            })
-        };
-        let (pid, watch) = node.rt.spawn_watched(core, body);
-        let inner = Inner {
-            node: Arc::clone(node),
-            component: loaded.name.clone(),
-            pid,
-            bind,
-            deadline: options.deadline,
-            interrupted: options.interrupted,
-            live: crate::turn::TurnLock::new(None),
-            signals,
-            stop: parking_lot::Mutex::new(Some(stop_tx)),
-            exit: tokio::sync::Mutex::new(ExitState::Waiting(watch)),
-        };
-        let plugin = Plugin {
-            inner: Arc::new(inner),
-        };
-        let handle = plugin.clone();
-        let node = Arc::clone(node);
-        let extensions = options.extensions;
-        let started = async move {
-            let plugin = handle;
-            let start_error = |reason| PluginError::Start {
-                component: loaded.name.to_string(),
-                reason,
-            };
-            let Ok(ctx) = ctx_rx.await else {
-                // Ended before its body ran (killed at once, or the node shutting down).
-                return Err(start_error(plugin.exited().await));
-            };
-            let permit = match node.instance_slot(&loaded.name).await {
-                Ok(permit) => permit,
-                Err(reason) => return Err(start_error(plugin.end_with(reason).await)),
-            };
-            let store = match process_store(&node, &loaded.name, ctx, policy, None) {
-                Ok(mut store) => {
-                    store.data_mut().extensions = extensions;
-                    store
-                }
-                Err(reason) => return Err(start_error(plugin.end_with(reason).await)),
-            };
-            match instantiate(&node, &loaded, store, bind, permit).await {
-                Ok(live) => {
-                    *plugin.inner.live.lock().await = Some(live);
-                    Ok(())
-                }
-                Err(reason) => Err(start_error(plugin.end_with(reason).await)),
+/// Start the plugin `loaded` as a new process spawned with `core` under what
+/// `granted` says, and hand back its handle, with the future that makes its first
+/// instance (and ends the process if that fails).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn begin<B: Send + 'static>(
+    backend: &Arc<Backend>,
+    loaded: Arc<LoadedComponent>,
+    granted: Granted,
+    core: SpawnOptions,
+    call_deadline: Option<Duration>,
+    interrupted: Interrupted,
+    extensions: Extensions,
+    bind: BindFn<B>,
+) -> (
+    Plugin<B>,
+    impl Future<Output = Result<(), PluginError>> + Send + 'static,
+) {
+    let signals = Arc::new(Signals {
+        ended: AtomicBool::new(false),
+        cancels: AtomicU64::new(0),
+        notify: Notify::new(),
+    });
+    let (ctx_tx, ctx_rx) = oneshot::channel::<ProcessSetup>();
+    let (stop_tx, stop_rx) = oneshot::channel::<ExitReason>();
+    let guard_signals = Arc::clone(&signals);
+    let body = move |ctx: Context| -> BodyFuture {
+        Box::pin(async move {
+            let _ended = EndGuard(guard_signals);
+            // The policy's deadline bounds the plugin's whole run, as for every
+            // other kind: when it passes the process ends, interrupting a call.
+            let setup = granted.setup(ctx, extensions);
+            let deadline = setup.ends_at;
+            if ctx_tx.send(setup).is_err() {
+                return ExitReason::Normal;
             }
+            match deadline {
+                None => stop_rx.await.unwrap_or(ExitReason::Normal),
+                Some(at) => tokio::select! {
+                    stop = stop_rx => stop.unwrap_or(ExitReason::Normal),
+                    () = tokio::time::sleep_until(at) => ExitReason::DeadlineExceeded,
+                },
+            }
+        })
+    };
+    let (pid, watch) = backend.rt.spawn_watched(core, body);
+    let inner = Inner {
+        backend: Arc::clone(backend),
+        component: loaded.name.clone(),
+        pid,
+        bind,
+        deadline: call_deadline,
+        interrupted,
+        running: crate::turn::TurnLock::new(None),
+        signals,
+        stop: parking_lot::Mutex::new(Some(stop_tx)),
+        exit: tokio::sync::Mutex::new(ExitState::Waiting(watch)),
+    };
+    let plugin = Plugin {
+        inner: Arc::new(inner),
+    };
+    let handle = plugin.clone();
+    let backend = Arc::clone(backend);
+    let started = async move {
+        let plugin = handle;
+        let start_error = |reason| PluginError::Start {
+            component: loaded.name.to_string(),
+            reason,
         };
-        Ok((plugin, started))
-    }
-
-    /// A plugin kept running by a rusm supervisor: the [`ChildSpec`] to put in a
-    /// [`SupervisorSpec`](rusm_otp::supervisor::SupervisorSpec), and the
-    /// [`SupervisedPlugin`] handle through which calls reach whichever instance the
-    /// supervisor last started.
-    ///
-    /// Each start spawns a new plugin process with `options()` (so a restarted plugin
-    /// has a new pid and starts from a fresh instance) and makes its instance in the
-    /// background; an instance that cannot be made ends the process, which the
-    /// supervisor sees like any other exit. Restart type, intensity and shutdown are the
-    /// supervisor's, as for a native child. A crash in a call is returned to its caller
-    /// as [`PluginError::Crashed`] and restarts the plugin; calls made after that wait
-    /// for the new instance.
-    pub fn plugin_child<B, O>(
-        &self,
-        id: impl Into<String>,
-        component: &str,
-        options: O,
-        bind: BindFn<B>,
-    ) -> (ChildSpec, SupervisedPlugin<B>)
-    where
-        B: Send + 'static,
-        O: Fn() -> PluginOptions + Send + Sync + 'static,
-    {
-        let (current, receiver) = watch::channel(None::<Plugin<B>>);
-        let node = self.clone();
-        let component: Arc<str> = component.into();
-        let spec_component = Arc::clone(&component);
-        let spec = ChildSpec::new(id, move |_supervisor: &Context| {
-            let (plugin, started) = node
-                .begin_plugin(&component, options(), bind)
-                .map_err(|err| ExitReason::crashed(err.to_string()))?;
-            let pid = plugin.pid();
-            let current = current.clone();
-            node.runtime().handle().spawn(async move {
-                match started.await {
-                    Ok(()) => {
-                        current.send_replace(Some(plugin));
-                    }
-                    Err(err) => tracing::warn!(%pid, "supervised plugin did not start: {err}"),
-                }
-            });
-            Ok(pid)
-        });
-        let component = spec_component;
-        (
-            spec,
-            SupervisedPlugin {
-                component,
-                current: receiver,
-            },
-        )
-    }
+        let Ok(setup) = ctx_rx.await else {
+            // Ended before its body ran (killed at once, or the node shutting down).
+            return Err(start_error(plugin.exited().await));
+        };
+        let store = match backend.stores.open(&loaded.name, setup).await {
+            Ok(store) => store,
+            Err(reason) => return Err(start_error(plugin.end_with(reason).await)),
+        };
+        match instantiate(&backend, &loaded, store, bind).await {
+            Ok(live) => {
+                *plugin.inner.running.lock().await = Some(live);
+                Ok(())
+            }
+            Err(reason) => Err(start_error(plugin.end_with(reason).await)),
+        }
+    };
+    (plugin, started)
 }
 
 /// Calls into a plugin that a supervisor keeps running; see
-/// [`WasmNode::plugin_child`]. Cheap to clone.
+/// [`WasmNode::plugin_child`](crate::WasmNode::plugin_child). Cheap to clone.
 pub struct SupervisedPlugin<B> {
     component: Arc<str>,
     current: watch::Receiver<Option<Plugin<B>>>,
@@ -599,6 +398,14 @@ impl<B> std::fmt::Debug for SupervisedPlugin<B> {
 }
 
 impl<B: Send + 'static> SupervisedPlugin<B> {
+    /// Calls into whichever plugin of `component` is published on `current`.
+    pub(crate) fn new(
+        component: Arc<str>,
+        current: watch::Receiver<Option<Plugin<B>>>,
+    ) -> SupervisedPlugin<B> {
+        SupervisedPlugin { component, current }
+    }
+
     /// The instance the supervisor started last, once it is up (it may have ended
     /// since; `None` before the first start).
     pub fn current(&self) -> Option<Plugin<B>> {
@@ -660,12 +467,11 @@ impl<B: Send + 'static> SupervisedPlugin<B> {
 
 /// Instantiate `component` in `store` and bind it.
 async fn instantiate<B>(
-    node: &NodeShared,
+    backend: &Backend,
     component: &LoadedComponent,
-    mut store: Store<ProcessState>,
+    mut store: ProcessStore,
     bind: BindFn<B>,
-    permit: OwnedSemaphorePermit,
-) -> Result<Live<B>, ExitReason> {
+) -> Result<Running<B>, ExitReason> {
     let Prepared::Plugin(pre) = &component.prepared else {
         return Err(ExitReason::crashed(format!(
             "component {:?} is no longer a plugin",
@@ -675,22 +481,22 @@ async fn instantiate<B>(
     let pre: &InstancePre<ProcessState> = pre;
     // Read before the version is known to be current, so a reload that lands after
     // the lookup is seen at the next call.
-    let installs = node.installs.load(Ordering::Acquire);
+    let installs = backend.registry.installs();
+    let wasm = &mut store.store;
     let bound = async {
-        let instance = pre.instantiate_async(&mut store).await?;
-        bind(&mut store, &instance)
+        let instance = pre.instantiate_async(&mut *wasm).await?;
+        bind(wasm, &instance)
     }
     .await;
     match bound {
-        Ok(bindings) => Ok(Live {
+        Ok(bindings) => Ok(Running {
             bindings,
             store,
             version: component.version,
             installs,
             poisoned: false,
-            _permit: permit,
         }),
-        Err(err) => Err(exit_reason(Some(Err(err)), store.data())),
+        Err(err) => Err(exit_reason(Some(Err(err)), store.store.data())),
     }
 }
 
@@ -742,40 +548,40 @@ impl<B: Send + 'static> Plugin<B> {
     {
         let inner = &*self.inner;
         // Uncontended, `try_lock` is one compare-and-swap; `lock` sets up a waiter.
-        let mut slot = match inner.live.try_lock() {
-            Some(slot) => slot,
-            None => inner.live.lock().await,
+        let mut running = match inner.running.try_lock() {
+            Some(running) => running,
+            None => inner.running.lock().await,
         };
         let cancels = inner.signals.cancels.load(Ordering::Acquire);
-        let Some(live) = slot.as_mut() else {
-            drop(slot);
+        let Some(live) = running.as_mut() else {
+            drop(running);
             return Err(self.ended_error().await);
         };
         if inner.signals.ended.load(Ordering::Acquire) {
             // Killed between calls: free the instance now.
-            *slot = None;
-            drop(slot);
+            *running = None;
+            drop(running);
             return Err(self.ended_error().await);
         }
         // A reload installs a new version: one atomic load tells whether any install
         // happened since this instance was last found current.
-        let installs = inner.node.installs.load(Ordering::Acquire);
+        let installs = inner.backend.registry.installs();
         let stale = installs != live.installs && {
-            let current = inner.node.current_version(&inner.component);
+            let current = inner.backend.registry.current_version(&inner.component);
             live.installs = installs;
             live.version != current
         };
         if live.poisoned || stale {
-            self.renew(&mut slot).await?;
+            self.renew(&mut running).await?;
         }
-        let Some(live) = slot.as_mut() else {
-            drop(slot);
+        let Some(live) = running.as_mut() else {
+            drop(running);
             return Err(self.ended_error().await);
         };
         live.poisoned = true;
         let deadline = options.deadline.or(inner.deadline);
         let outcome = {
-            let run = f(&live.bindings, &mut live.store);
+            let run = f(&live.bindings, &mut live.store.store);
             let interrupted = async {
                 match deadline {
                     None => inner.signals.interrupted(cancels).await,
@@ -801,9 +607,9 @@ impl<B: Send + 'static> Plugin<B> {
                 Ok(value)
             }
             Ok(Err(err)) => {
-                let reason = exit_reason(Some(Err(err)), live.store.data());
-                *slot = None;
-                drop(slot);
+                let reason = exit_reason(Some(Err(err)), live.store.store.data());
+                *running = None;
+                drop(running);
                 self.end_with(reason.clone()).await;
                 Err(PluginError::Crashed {
                     component: inner.component.to_string(),
@@ -812,8 +618,8 @@ impl<B: Send + 'static> Plugin<B> {
                 })
             }
             Err(Interrupt::Ended) => {
-                *slot = None;
-                drop(slot);
+                *running = None;
+                drop(running);
                 Err(self.ended_error().await)
             }
             Err(why @ (Interrupt::Deadline(_) | Interrupt::Cancelled)) => {
@@ -835,12 +641,12 @@ impl<B: Send + 'static> Plugin<B> {
                         Interrupt::Deadline(_) => ExitReason::DeadlineExceeded,
                         _ => ExitReason::Killed,
                     };
-                    *slot = None;
-                    drop(slot);
+                    *running = None;
+                    drop(running);
                     self.end_with(reason).await;
                 } else {
                     // Free the interrupted instance now rather than at the next call.
-                    self.renew(&mut slot).await?;
+                    self.renew(&mut running).await?;
                 }
                 Err(error)
             }
@@ -857,15 +663,15 @@ impl<B: Send + 'static> Plugin<B> {
 
     /// Kill the plugin's process (reason `killed`), interrupting the call in flight.
     pub fn kill(&self) {
-        self.inner.node.rt.kill(self.inner.pid);
+        self.inner.backend.rt.kill(self.inner.pid);
     }
 
     /// End the plugin with `normal` once the call in flight, if any, has returned,
     /// and wait for its process to end.
     pub async fn stop(&self) -> ExitReason {
-        let mut slot = self.inner.live.lock().await;
-        *slot = None;
-        drop(slot);
+        let mut running = self.inner.running.lock().await;
+        *running = None;
+        drop(running);
         self.end_with(ExitReason::Normal).await
     }
 
@@ -905,28 +711,19 @@ impl<B: Send + 'static> Plugin<B> {
         }
     }
 
-    /// Replace the instance in `slot` with a fresh one of the component's current
+    /// Replace the instance in `running` with a fresh one of the component's current
     /// version, under the same process (context, policy, extensions).
-    async fn renew(&self, slot: &mut Option<Live<B>>) -> Result<(), PluginError> {
+    async fn renew(&self, running: &mut Option<Running<B>>) -> Result<(), PluginError> {
         let inner = &*self.inner;
-        let Some(old) = slot.take() else {
+        let Some(old) = running.take() else {
             return Err(self.ended_error().await);
         };
         let fail = async |reason: ExitReason| PluginError::Start {
             component: inner.component.to_string(),
             reason: self.end_with(reason).await,
         };
-        let Live { store, _permit, .. } = old;
-        let fuel = store.get_fuel().ok();
-        let ProcessState {
-            ctx,
-            policy,
-            children,
-            _child_slot,
-            extensions,
-            ..
-        } = store.into_data();
-        let component = match inner.node.component(&inner.component) {
+        let Running { store, .. } = old;
+        let component = match inner.backend.registry.component(&inner.component) {
             Ok(component) if component.kind == ComponentKind::Plugin => component,
             Ok(_) => {
                 return Err(fail(ExitReason::crashed(format!(
@@ -937,22 +734,14 @@ impl<B: Send + 'static> Plugin<B> {
             }
             Err(err) => return Err(fail(ExitReason::crashed(err.to_string())).await),
         };
-        let mut store = match process_store(&inner.node, &inner.component, ctx, policy, _child_slot)
-        {
+        let store = match inner.backend.stores.renew(&inner.component, store) {
             Ok(store) => store,
             Err(reason) => return Err(fail(reason).await),
         };
-        store.data_mut().children = children;
-        store.data_mut().extensions = extensions;
-        if inner.node.fuel_metering()
-            && let Some(fuel) = fuel
-        {
-            let _ = store.set_fuel(fuel);
-        }
-        match instantiate(&inner.node, &component, store, inner.bind, _permit).await {
+        match instantiate(&inner.backend, &component, store, inner.bind).await {
             Ok(live) => {
                 tracing::debug!(pid = %inner.pid, component = %inner.component, version = live.version, "plugin on a fresh instance");
-                *slot = Some(live);
+                *running = Some(live);
                 Ok(())
             }
             Err(reason) => Err(fail(reason).await),

@@ -19,56 +19,38 @@
 
 use std::sync::Arc;
 
-use rusm_otp::{Context, ExitReason};
-use rusm_policy::Policy;
+use rusm_otp::ExitReason;
 use wasmtime::Store;
 
 use crate::arena::{StackLease, StackScope};
-use crate::host::{message_to_wit, reason_from_wit, reason_to_wit};
-use crate::node::{
-    ComponentKind, LoadedComponent, NodeShared, Prepared, exit_reason, next_instance, process_store,
+use crate::bindings::{
+    HandlerActor, Next, message_to_wit, reason_from_wit, reason_text, reason_to_wit,
 };
-use crate::state::{ChildSlot, ProcessState};
+use crate::kind::ComponentKind;
+use crate::kinds::{Backend, Started};
+use crate::registry::{LoadedComponent, Prepared};
+use crate::state::ProcessState;
+use crate::store::{ProcessSetup, ProcessStore, exit_reason};
 use crate::upgrade::{self, HandOver, LiveGuard};
 
-wasmtime::component::bindgen!({
-    path: "../../wit/rusm-runtime",
-    world: "handler-actor",
-    exports: { default: async },
-    with: {
-        "rusm:runtime/types": crate::host::rusm::runtime::types,
-        "rusm:runtime/process": crate::host::rusm::runtime::process,
-    },
-});
-
-use exports::rusm::runtime::handler::Next;
-
 /// The body of a handler-style process.
-pub(crate) async fn run_handler(
-    node: Arc<NodeShared>,
+pub(crate) async fn run(
+    backend: Arc<Backend>,
     component: Arc<LoadedComponent>,
-    ctx: Context,
+    setup: ProcessSetup,
     init: Vec<u8>,
-    policy: Arc<Policy>,
-    child_slot: Option<ChildSlot>,
 ) -> ExitReason {
-    let deadline = policy
-        .limits
-        .deadline
-        .map(|limit| tokio::time::Instant::now() + limit);
-    let live = LiveGuard::track(&node, &component, ctx.pid());
-    // Declared before the store, so dropped after it: the slot is free first.
-    let _slot = match node.instance_slot(&component.name).await {
-        Ok(permit) => permit,
+    let Started {
+        store,
+        live,
+        deadline,
+    } = match backend.start(&component, setup).await {
+        Ok(started) => started,
         Err(reason) => return reason,
     };
-    let store = match process_store(&node, &component.name, ctx, policy, child_slot) {
-        Ok(store) => store,
-        Err(reason) => return reason,
-    };
-    let pid = store.data().ctx.pid();
+    let pid = store.store.data().ctx.pid();
     let name = component.name.clone();
-    let body = serve(node, component, store, init, live.as_ref());
+    let body = serve(&backend, component, store, init, live.as_ref());
     let limited = async {
         match deadline {
             None => body.await,
@@ -85,7 +67,7 @@ pub(crate) async fn run_handler(
             biased;
             reason = limited => reason,
             () = live.overdue() => {
-                live.timed_out();
+                backend.timed_out(live, &name);
                 ExitReason::UpgradeTimeout
             }
         },
@@ -157,44 +139,47 @@ async fn start(
     .await;
     match started {
         Ok(Ok(())) => Ok(actor),
-        Ok(Err(text)) => Err(ExitReason::custom(text)),
+        Ok(Err(text)) => Err(ExitReason::custom(reason_text(text))),
         Err(failure) => Err(failure.reason(store)),
     }
 }
 
 /// The host's loop: the next message, then `handle`, until the guest stops or fails.
 async fn serve(
-    node: Arc<NodeShared>,
+    backend: &Backend,
     mut component: Arc<LoadedComponent>,
-    mut store: Store<ProcessState>,
+    mut store: ProcessStore,
     init: Vec<u8>,
     live: Option<&LiveGuard>,
 ) -> ExitReason {
     let mut lease = Arc::new(StackLease::default());
-    let mut actor = match start(&component, &mut store, &lease, &init, None).await {
+    let mut actor = match start(&component, &mut store.store, &lease, &init, None).await {
         Ok(actor) => actor,
         Err(reason) => return reason,
     };
     loop {
-        let msg = store.data().ctx.recv().await;
+        let msg = store.store.data().ctx.recv().await;
         if let Some(signal) = upgrade::signal_of(&msg) {
-            let pid = store.data().ctx.pid();
-            let (Some(live), Some(_)) = (live, node.upgrades.deliverable(pid, signal)) else {
+            let pid = store.store.data().ctx.pid();
+            let upgrades = &backend.upgrades;
+            let (Some(live), Some(_)) = (live, upgrades.deliverable(pid, signal)) else {
                 // Already answered.
                 continue;
             };
-            let generation = node.upgrades.pending(pid).unwrap_or_default();
+            let generation = upgrades.pending(pid).unwrap_or_default();
             let state = match scoped(
                 &lease,
-                actor.rusm_runtime_handler().call_upgrade_state(&mut store),
+                actor
+                    .rusm_runtime_handler()
+                    .call_upgrade_state(&mut store.store),
             )
             .await
             {
                 Ok(state) => state,
-                Err(failure) => return failure.reason(&store),
+                Err(failure) => return failure.reason(&store.store),
             };
             let (next, next_store) =
-                match next_instance(&node, &component.name, store, ComponentKind::Handler) {
+                match backend.next_instance(&component.name, store, ComponentKind::Handler) {
                     Ok(next) => next,
                     Err(reason) => return reason,
                 };
@@ -208,7 +193,7 @@ async fn serve(
             component = next;
             store = next_store;
             lease = Arc::new(StackLease::default());
-            actor = match start(&component, &mut store, &lease, &init, Some(&state)).await {
+            actor = match start(&component, &mut store.store, &lease, &init, Some(&state)).await {
                 Ok(actor) => actor,
                 Err(reason) => return reason,
             };
@@ -219,7 +204,9 @@ async fn serve(
         };
         let handled = scoped(
             &lease,
-            actor.rusm_runtime_handler().call_handle(&mut store, &msg),
+            actor
+                .rusm_runtime_handler()
+                .call_handle(&mut store.store, &msg),
         )
         .await;
         match handled {
@@ -231,15 +218,15 @@ async fn serve(
                     &lease,
                     actor
                         .rusm_runtime_handler()
-                        .call_terminate(&mut store, &wit),
+                        .call_terminate(&mut store.store, &wit),
                 )
                 .await
                 {
                     Ok(()) => ending,
-                    Err(failure) => failure.reason(&store),
+                    Err(failure) => failure.reason(&store.store),
                 };
             }
-            Err(failure) => return failure.reason(&store),
+            Err(failure) => return failure.reason(&store.store),
         }
     }
 }

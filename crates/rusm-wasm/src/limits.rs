@@ -1,0 +1,242 @@
+//! Every limit a process runs under, resolved once — from its policy's `[limits]` and
+//! the node's configuration — when the process is spawned: the one place `[limits]`
+//! is interpreted. Every kind of process (actor, handler, HTTP request, plugin) gets
+//! its [`Limits`] here and applies them the same way.
+
+use std::time::Duration;
+
+use rusm_otp::{MailboxConfig, Overflow};
+use rusm_policy::Policy;
+use wasmtime::ResourceLimiter;
+
+use crate::engine::WasmConfig;
+use crate::error::SpawnError;
+
+/// The limits of one process, as numbers the host applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// Bytes of linear memory the instance may hold, all its memories together (the
+    /// policy's `memory`, else the node's default, never above what one memory of the
+    /// allocator can hold).
+    pub(crate) memory: usize,
+    /// Elements any table may grow to.
+    pub(crate) table_elements: usize,
+    /// Fuel for the whole run, when the node meters fuel (`u64::MAX` when the policy
+    /// sets none); `None` when it does not.
+    pub(crate) fuel: Option<u64>,
+    /// How long the whole run may take.
+    pub(crate) deadline: Option<Duration>,
+    /// Messages that may wait in the mailbox.
+    pub(crate) mailbox: Option<usize>,
+    /// The largest payload the process may send.
+    pub(crate) message_size: Option<usize>,
+    /// Live children the process may have at once.
+    pub(crate) children: Option<u64>,
+}
+
+fn size(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+impl Limits {
+    /// The limits of a process under `policy` on a node configured by `config`.
+    ///
+    /// # Errors
+    /// [`SpawnError::NotPermitted`] when the node cannot honour the policy (a fuel limit
+    /// on a node that does not meter fuel).
+    pub(crate) fn resolve(policy: &Policy, config: &WasmConfig) -> Result<Limits, SpawnError> {
+        let limits = &policy.limits;
+        if limits.fuel.is_some() && !config.fuel_metering {
+            return Err(SpawnError::NotPermitted(
+                "the policy sets a fuel limit but this node runs without fuel metering (WasmConfig::fuel_metering)".into(),
+            ));
+        }
+        Ok(Limits {
+            memory: limits
+                .memory
+                .map_or(config.default_memory_limit, size)
+                .min(config.max_memory_size()),
+            table_elements: limits
+                .table_elements
+                .map_or(config.pool.table_elements, size)
+                .min(config.pool.table_elements),
+            fuel: config
+                .fuel_metering
+                .then(|| limits.fuel.unwrap_or(u64::MAX)),
+            deadline: limits.deadline,
+            mailbox: limits.mailbox.map(size),
+            message_size: limits.message_size.map(size),
+            children: limits.children,
+        })
+    }
+
+    /// The same limits with the run also ending by `deadline`, whichever is earlier
+    /// (an HTTP request's own deadline, say).
+    pub(crate) fn with_deadline(mut self, deadline: Option<Duration>) -> Limits {
+        self.deadline = match (self.deadline, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self
+    }
+
+    /// The instant the run must end by, counted from now (the process's start).
+    pub(crate) fn deadline_from_now(&self) -> Option<tokio::time::Instant> {
+        self.deadline
+            .map(|limit| tokio::time::Instant::now() + limit)
+    }
+
+    /// The mailbox a process gets when `requested` is asked for: the policy's bound
+    /// wins when it is smaller (messages past it are dropped).
+    pub(crate) fn mailbox(&self, requested: MailboxConfig) -> MailboxConfig {
+        match self.mailbox {
+            Some(limit) if requested.capacity.is_none_or(|cap| cap > limit) => MailboxConfig {
+                capacity: Some(limit),
+                overflow: Overflow::DropNewest,
+            },
+            _ => requested,
+        }
+    }
+
+    /// What the store's resource limiter enforces.
+    pub(crate) fn limiter(&self) -> StoreLimiter {
+        StoreLimiter {
+            memory: self.memory,
+            memory_used: 0,
+            table_elements: self.table_elements,
+            hit_memory_limit: false,
+        }
+    }
+}
+
+/// The store's resource limiter: memory (all of the store's linear memories counted
+/// together, so a component with many memories gets no more than one with one) and
+/// table growth, and a record of whether the memory limit was hit (so the process
+/// ends with `out-of-memory`).
+pub(crate) struct StoreLimiter {
+    memory: usize,
+    /// Bytes held by all the store's memories (a growth that wasmtime then fails to
+    /// carry out stays counted: the count errs on the safe side).
+    memory_used: usize,
+    table_elements: usize,
+    pub(crate) hit_memory_limit: bool,
+}
+
+impl ResourceLimiter for StoreLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let others = self.memory_used.saturating_sub(current);
+        let total = others.saturating_add(desired);
+        if total > self.memory {
+            // Trap at once: the process ends with an out-of-memory reason instead of
+            // limping on with a failed allocation.
+            self.hit_memory_limit = true;
+            return Err(wasmtime::Error::msg(format!(
+                "linear memory limit of {} bytes reached (wanted {total} for all memories together)",
+                self.memory
+            )));
+        }
+        self.memory_used = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= self.table_elements)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(text: &str) -> Policy {
+        Policy::parse(text, std::path::Path::new("test.toml")).expect("a valid policy")
+    }
+
+    #[test]
+    fn all_memories_count_against_one_limit() {
+        let mut limiter = Limits::resolve(
+            &policy("[limits]\nmemory = \"64 MiB\"\n"),
+            &WasmConfig::default(),
+        )
+        .unwrap()
+        .limiter();
+        const MIB: usize = 1 << 20;
+        // Two memories created at 16 MiB each, then the first grown to 40 MiB.
+        assert!(limiter.memory_growing(0, 16 * MIB, None).unwrap());
+        assert!(limiter.memory_growing(0, 16 * MIB, None).unwrap());
+        assert!(limiter.memory_growing(16 * MIB, 40 * MIB, None).unwrap());
+        // A third memory of 16 MiB would make 72 MiB.
+        assert!(limiter.memory_growing(0, 16 * MIB, None).is_err());
+        assert!(limiter.hit_memory_limit);
+    }
+
+    #[test]
+    fn a_policy_without_limits_gets_the_node_defaults() {
+        let config = WasmConfig::default();
+        let limits = Limits::resolve(&policy(""), &config).unwrap();
+        assert_eq!(limits.memory, config.default_memory_limit);
+        assert_eq!(limits.table_elements, config.pool.table_elements);
+        assert_eq!(limits.fuel, None);
+        assert_eq!(limits.deadline, None);
+        assert_eq!(limits.mailbox, None);
+    }
+
+    #[test]
+    fn memory_is_capped_by_what_the_allocator_can_hold() {
+        let config = WasmConfig::default();
+        let limits = Limits::resolve(&policy("[limits]\nmemory = \"64 GiB\"\n"), &config).unwrap();
+        assert_eq!(limits.memory, config.max_memory_size());
+    }
+
+    #[test]
+    fn fuel_needs_a_metering_node() {
+        let text = "[limits]\nfuel = 1000\n";
+        let err = Limits::resolve(&policy(text), &WasmConfig::default()).unwrap_err();
+        assert!(matches!(err, SpawnError::NotPermitted(_)), "{err}");
+        let metering = WasmConfig {
+            fuel_metering: true,
+            ..WasmConfig::default()
+        };
+        assert_eq!(
+            Limits::resolve(&policy(text), &metering).unwrap().fuel,
+            Some(1000)
+        );
+        assert_eq!(
+            Limits::resolve(&policy(""), &metering).unwrap().fuel,
+            Some(u64::MAX)
+        );
+    }
+
+    #[test]
+    fn the_earlier_deadline_wins_and_the_smaller_mailbox() {
+        let limits = Limits::resolve(
+            &policy("[limits]\ndeadline = \"2s\"\nmailbox = 10\n"),
+            &WasmConfig::default(),
+        )
+        .unwrap();
+        let short = limits.with_deadline(Some(Duration::from_secs(1)));
+        assert_eq!(short.deadline, Some(Duration::from_secs(1)));
+        let long = limits.with_deadline(Some(Duration::from_secs(5)));
+        assert_eq!(long.deadline, Some(Duration::from_secs(2)));
+        let asked = MailboxConfig {
+            capacity: Some(100),
+            overflow: Overflow::DropNewest,
+        };
+        assert_eq!(limits.mailbox(asked).capacity, Some(10));
+        let small = MailboxConfig {
+            capacity: Some(5),
+            overflow: Overflow::DropNewest,
+        };
+        assert_eq!(limits.mailbox(small).capacity, Some(5));
+    }
+}

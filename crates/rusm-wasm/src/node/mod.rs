@@ -1,0 +1,422 @@
+//! The top of the wasm backend: [`WasmNode`] — loading components, choosing the policy
+//! and limits of each spawn, and spawning the process kinds of [`crate::kinds`] — with
+//! its HTTP, plugin and reload entry points in the submodules. A guest's `spawn`
+//! reaches the node only through the [`Spawner`] it implements.
+
+mod http;
+mod plugins;
+mod reload;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use rusm_otp::{Context, MailboxConfig, Pid, Runtime, SpawnOptions, Spawned, Watch};
+use rusm_policy::{Policy, PolicyLibrary, SpawnGrant, SpawnRefusal};
+use wasmtime::Engine;
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::bindings::{Actor, WitError, WitSpawnOptions, WitSpawned};
+use crate::broker;
+use crate::engine::{EpochTicker, WasmConfig, build_engine};
+use crate::error::{LoadError, SpawnError};
+use crate::extensions::Extensions;
+use crate::kind::ComponentKind;
+use crate::kinds::{self, Backend, BodyFuture, Granted};
+use crate::limits::Limits;
+use crate::registry::{ComponentInfo, ComponentRegistry, LoadedComponent};
+use crate::state::{ChildToken, NodeView, ProcessState, Spawner};
+use crate::store::StoreFactory;
+use crate::upgrade::Upgrades;
+
+/// How to spawn a wasm process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WasmSpawnOptions {
+    /// Bytes handed to the actor's entry point.
+    pub init: Vec<u8>,
+    /// Link to the spawning process.
+    pub link: bool,
+    /// Monitor from the spawning process.
+    pub monitor: bool,
+    /// Start trapping exits.
+    pub trap_exit: bool,
+    /// Mailbox capacity and overflow (a policy's `mailbox` limit, when smaller, wins).
+    pub mailbox: MailboxConfig,
+    /// The policy to run under; `None` means the node's default policy. Host code is
+    /// trusted to choose any policy; guests go through their own spawn rights.
+    pub policy: Option<Arc<Policy>>,
+}
+
+/// The named policies of a node, shared by reference with the processes using them.
+struct Policies {
+    library: PolicyLibrary,
+    default: Arc<Policy>,
+}
+
+impl Policies {
+    fn new(library: PolicyLibrary) -> Policies {
+        let default = library
+            .get("default")
+            .cloned()
+            .unwrap_or_else(|_| Arc::new(Policy::embedded_default()));
+        Policies { library, default }
+    }
+}
+
+/// State shared by a node and every wasm process on it: the layers below (in
+/// [`Backend`]) and the node's policies.
+pub(crate) struct NodeShared {
+    backend: Arc<Backend>,
+    policies: RwLock<Policies>,
+}
+
+/// means to run them as rusm processes.
+///
+/// Cheap to clone. Every wasm process keeps the node's shared state alive, so the epoch
+/// thread keeps ticking while any of them runs.
+#[derive(Clone)]
+pub struct WasmNode {
+    pub(crate) shared: Arc<NodeShared>,
+}
+
+impl std::fmt::Debug for WasmNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WasmNode")
+            .field("components", &self.component_names())
+            .finish()
+    }
+}
+
+impl WasmNode {
+    /// Create the wasm side of the node `rt`: the engine, the linker with WASI preview 2
+    /// and `rusm:runtime`, and the epoch thread.
+    ///
+    /// # Errors
+    /// When the engine configuration is rejected (for example a pool larger than the
+    /// address space) or the epoch thread cannot start.
+    pub fn new(rt: Runtime, config: WasmConfig) -> anyhow::Result<WasmNode> {
+        WasmNode::with_linker(rt, config, |_| Ok(()))
+    }
+
+    /// [`WasmNode::new`], with `extend` adding the embedder's own host functions to the
+    /// linker after WASI and `rusm:runtime` (for example a `bindgen!` world's
+    /// `add_to_linker`, reaching its per-plugin state through
+    /// [`ProcessState::extension_mut`]). The linker is fixed once the node is built.
+    ///
+    /// # Errors
+    /// As [`WasmNode::new`]; also what `extend` returns (a name defined twice, say).
+    pub fn with_linker(
+        rt: Runtime,
+        config: WasmConfig,
+        extend: impl FnOnce(&mut Linker<ProcessState>) -> wasmtime::Result<()>,
+    ) -> anyhow::Result<WasmNode> {
+        let engine = build_engine(&config).map_err(anyhow::Error::from)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        broker::link_clock_checks(&mut linker).map_err(anyhow::Error::from)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)?;
+        Actor::add_to_linker::<ProcessState, HasSelf<ProcessState>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)?;
+        extend(&mut linker).map_err(anyhow::Error::from)?;
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
+        let backend = Backend {
+            registry: ComponentRegistry::new(engine.clone(), linker),
+            stores: StoreFactory::new(engine, config, ticker),
+            upgrades: Arc::new(Upgrades::new()),
+            rt,
+        };
+        Ok(WasmNode {
+            shared: Arc::new(NodeShared {
+                backend: Arc::new(backend),
+                policies: RwLock::new(Policies::new(PolicyLibrary::new())),
+            }),
+        })
+    }
+
+    /// The node's actor runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.shared.backend.rt
+    }
+
+    /// The node's one wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        self.shared.backend.registry.engine()
+    }
+
+    /// Use these named policies (for example `PolicyLibrary::load_dir("capabilities")`).
+    /// Its `default` policy becomes what processes run under when nothing else is
+    /// named; guests name the others in their spawn options. Processes already running
+    /// keep the policy they started with.
+    pub fn set_policies(&self, library: PolicyLibrary) {
+        *self.shared.policies.write() = Policies::new(library);
+    }
+
+    /// The node's default policy.
+    pub fn default_policy(&self) -> Arc<Policy> {
+        self.shared.policies.read().default.clone()
+    }
+
+    /// The names of the loaded components, sorted.
+    pub fn component_names(&self) -> Vec<String> {
+        self.shared.backend.registry.names()
+    }
+
+    /// Compile a component file and register it under `name`.
+    ///
+    /// # Errors
+    /// See [`WasmNode::load_bytes`]; also when the file cannot be read.
+    pub fn load_file(&self, name: &str, path: &Path) -> Result<ComponentInfo, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.load_bytes(name, &bytes)
+    }
+
+    /// Compile a component and register it under `name`, replacing any previous
+    /// component of that name only once the new one compiled and linked.
+    ///
+    /// # Errors
+    /// When the bytes are not wasm, are a core module rather than a component, do not
+    /// validate, import something the host does not provide, or export neither the
+    /// `rusm:runtime/entry` actor entry point nor `wasi:cli/run`. Nothing else is
+    /// affected by a failed load.
+    pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
+        let loaded = self.shared.backend.registry.compile(name, bytes, None)?;
+        let info = ComponentInfo {
+            name: name.to_owned(),
+            kind: loaded.kind,
+        };
+        // Processes already running keep their version; `reload` upgrades them.
+        let version = self
+            .shared
+            .backend
+            .registry
+            .install(loaded, |_, _| Ok::<(), LoadError>(()))?;
+        tracing::info!(component = name, kind = ?info.kind, version, "component loaded");
+        Ok(info)
+    }
+
+    /// Spawn a wasm process with no parent.
+    ///
+    /// # Errors
+    /// [`SpawnError::UnknownComponent`] when no component of that name is loaded.
+    pub fn spawn(&self, component: &str, init: Vec<u8>) -> Result<Pid, SpawnError> {
+        let options = WasmSpawnOptions {
+            init,
+            ..WasmSpawnOptions::default()
+        };
+        Ok(self.spawn_with(None, component, options)?.pid)
+    }
+
+    /// Spawn a wasm process with no parent and a [`Watch`] on its exit.
+    ///
+    /// # Errors
+    /// [`SpawnError::UnknownComponent`] when no component of that name is loaded.
+    pub fn spawn_watched(
+        &self,
+        component: &str,
+        options: WasmSpawnOptions,
+    ) -> Result<(Pid, Watch), SpawnError> {
+        let (core, body) = self.shared.spawn_parts(component, options, None, None)?;
+        Ok(self.shared.backend.rt.spawn_watched(core, body))
+    }
+
+    /// Spawn a wasm process, as a child of `parent` when given (then `link`/`monitor`
+    /// apply to it).
+    ///
+    /// # Errors
+    /// [`SpawnError::UnknownComponent`] when no component of that name is loaded.
+    pub fn spawn_with(
+        &self,
+        parent: Option<&Context>,
+        component: &str,
+        options: WasmSpawnOptions,
+    ) -> Result<Spawned, SpawnError> {
+        self.shared
+            .spawn_child(parent, component, options, None, None)
+    }
+}
+
+impl NodeShared {
+    /// What a process under `policy` is granted on this node; its run ends within
+    /// `budget` when that is given (what is left of its parent's).
+    fn grant(
+        self: &Arc<Self>,
+        policy: Arc<Policy>,
+        child_token: Option<ChildToken>,
+        budget: Option<Duration>,
+    ) -> Result<Granted, SpawnError> {
+        let limits = Limits::resolve(&policy, self.backend.stores.config())?.with_deadline(budget);
+        Ok(Granted {
+            policy,
+            limits,
+            node: NodeView {
+                spawner: Arc::clone(self) as Arc<dyn Spawner>,
+                upgrades: Arc::clone(&self.backend.upgrades),
+            },
+            child_token,
+        })
+    }
+
+    /// The core spawn options of a process of `component` that asked for `mailbox`
+    /// (and `link`, `monitor`, `trap_exit`), bounded by its limits.
+    fn core_options(
+        component: &LoadedComponent,
+        granted: &Granted,
+        mailbox: MailboxConfig,
+        link: bool,
+        monitor: bool,
+        trap_exit: bool,
+    ) -> SpawnOptions {
+        SpawnOptions {
+            link,
+            monitor,
+            trap_exit,
+            mailbox: granted.limits.mailbox(mailbox),
+            label: Some(component.name.clone()),
+        }
+    }
+
+    /// The node's default policy.
+    fn default_policy(&self) -> Arc<Policy> {
+        self.policies.read().default.clone()
+    }
+
+    /// Everything a spawn needs before it starts the process: the component, the policy
+    /// (the node default when none is given), its limits, the core options and the body.
+    fn spawn_parts(
+        self: &Arc<Self>,
+        component: &str,
+        options: WasmSpawnOptions,
+        child_token: Option<ChildToken>,
+        budget: Option<Duration>,
+    ) -> Result<
+        (
+            SpawnOptions,
+            impl FnOnce(Context) -> BodyFuture + Send + 'static,
+        ),
+        SpawnError,
+    > {
+        let loaded = self.backend.registry.component(component)?;
+        if loaded.kind == ComponentKind::Http {
+            return Err(SpawnError::HttpHandler(loaded.name.to_string()));
+        }
+        if loaded.kind == ComponentKind::Plugin {
+            return Err(SpawnError::Plugin(loaded.name.to_string()));
+        }
+        let policy = options
+            .policy
+            .clone()
+            .unwrap_or_else(|| self.default_policy());
+        let granted = self.grant(policy, child_token, budget)?;
+        let core = Self::core_options(
+            &loaded,
+            &granted,
+            options.mailbox,
+            options.link,
+            options.monitor,
+            options.trap_exit,
+        );
+        let init = options.init;
+        let backend = Arc::clone(&self.backend);
+        let body = move |ctx: Context| -> BodyFuture {
+            let setup = granted.setup(ctx, Extensions::new());
+            // A handler's body is its own, smaller future: a live actor keeps it boxed
+            // for its whole life, and an actor's holds the entry-point call inline.
+            if loaded.kind == ComponentKind::Handler {
+                Box::pin(kinds::handler::run(backend, loaded, setup, init))
+            } else {
+                Box::pin(kinds::actor::run(backend, loaded, setup, init))
+            }
+        };
+        Ok((core, body))
+    }
+
+    fn spawn_child(
+        self: &Arc<Self>,
+        parent: Option<&Context>,
+        component: &str,
+        options: WasmSpawnOptions,
+        child_token: Option<ChildToken>,
+        budget: Option<Duration>,
+    ) -> Result<Spawned, SpawnError> {
+        let (core, body) = self.spawn_parts(component, options, child_token, budget)?;
+        Ok(match parent {
+            Some(ctx) => ctx.spawn_with(core, body),
+            None => Spawned {
+                pid: self.backend.rt.spawn_with(core, body),
+                monitor: None,
+            },
+        })
+    }
+
+    /// The policy a guest under `parent` may give the child it spawns: its own, or the
+    /// named one when that is a subset of its own.
+    fn child_policy(
+        &self,
+        parent: &Arc<Policy>,
+        component: &str,
+        named: Option<&str>,
+    ) -> Result<Arc<Policy>, WitError> {
+        let policies = self.policies.read();
+        match policies.library.policy_for_spawn(parent, component, named) {
+            Ok(SpawnGrant::Own) => Ok(parent.clone()),
+            Ok(SpawnGrant::Named(policy)) => Ok(policy),
+            Err(refusal @ SpawnRefusal::NotFound { .. }) => {
+                Err(WitError::NotFound(refusal.to_string()))
+            }
+            Err(refusal) => Err(WitError::NotPermitted(refusal.to_string())),
+        }
+    }
+}
+
+impl Spawner for NodeShared {
+    fn spawn_from_guest(
+        self: Arc<Self>,
+        state: &ProcessState,
+        component: &str,
+        options: WitSpawnOptions,
+    ) -> Result<WitSpawned, WitError> {
+        let child_policy =
+            self.child_policy(&state.policy, component, options.policy.as_deref())?;
+        if let Some(max) = state.limits.children
+            && state.children.load(Ordering::Acquire) as u64 >= max
+        {
+            return Err(WitError::NotPermitted(format!(
+                "the policy allows at most {max} live children"
+            )));
+        }
+        state.children.fetch_add(1, Ordering::AcqRel);
+        let token = ChildToken(state.children.clone());
+        let opts = WasmSpawnOptions {
+            init: options.init,
+            link: options.link,
+            monitor: options.monitor,
+            policy: Some(child_policy),
+            ..WasmSpawnOptions::default()
+        };
+        // A child's run ends by its parent's deadline: a chain of successors cannot
+        // outlive the budget of the process that started it.
+        let budget = state.remaining();
+        match self.spawn_child(Some(&state.ctx), component, opts, Some(token), budget) {
+            Ok(spawned) => Ok(WitSpawned {
+                pid: spawned.pid.as_raw(),
+                monitor: spawned.monitor.map(|m| m.as_raw()),
+            }),
+            Err(SpawnError::UnknownComponent(name)) => {
+                Err(WitError::NotFound(format!("no component named {name:?}")))
+            }
+            Err(SpawnError::NotPermitted(why)) => Err(WitError::NotPermitted(why)),
+            Err(
+                err @ (SpawnError::HttpHandler(_)
+                | SpawnError::NotHttpHandler(_)
+                | SpawnError::Plugin(_)
+                | SpawnError::NotPlugin(_)),
+            ) => Err(WitError::Invalid(err.to_string())),
+        }
+    }
+}

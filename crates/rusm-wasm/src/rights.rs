@@ -1,0 +1,47 @@
+//! The process rights a policy grants besides WASI: ending other processes (`kill`,
+//! `exit`, and `link`, which can end the other side), registering names, and the size
+//! of what the process may send. Each check returns the error the guest sees.
+
+use rusm_otp::{Context, Pid};
+use rusm_policy::Policy;
+
+use crate::bindings::WitError;
+use crate::limits::Limits;
+
+/// May the process of `ctx` end `target`? Itself always; others as its policy's kill
+/// right says (its own children, or anyone).
+pub(crate) fn check_kill(policy: &Policy, ctx: &Context, target: Pid) -> Result<(), WitError> {
+    let me = ctx.pid();
+    if target == me {
+        return Ok(());
+    }
+    let is_child = ctx.runtime().parent_of(target) == Some(me);
+    if policy.process.may_kill(is_child) {
+        Ok(())
+    } else {
+        Err(WitError::NotPermitted(format!(
+            "the policy does not allow ending {target}"
+        )))
+    }
+}
+
+/// May the process register `name`?
+pub(crate) fn check_register(policy: &Policy, name: &str) -> Result<(), WitError> {
+    if policy.process.may_register(name) {
+        Ok(())
+    } else {
+        Err(WitError::NotPermitted(format!(
+            "the policy does not allow registering {name:?}"
+        )))
+    }
+}
+
+/// May the process send a payload of `len` bytes?
+pub(crate) fn check_message_size(limits: &Limits, len: usize) -> Result<(), WitError> {
+    match limits.message_size {
+        Some(max) if len > max => Err(WitError::Invalid(format!(
+            "message of {len} bytes is larger than the {max} bytes allowed"
+        ))),
+        _ => Ok(()),
+    }
+}
