@@ -258,6 +258,17 @@ async fn run_app(
     files: BTreeMap<String, PathBuf>,
     options: AppOptions,
 ) -> anyhow::Result<ExitCode> {
+    // One Ctrl-C listener for the whole run, listening from now on: a signal that
+    // comes between the end of the steps and the wait after them is not lost.
+    let (interrupt, mut interrupted) = oneshot::channel::<()>();
+    let _ctrl_c = AbortOnDrop(tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = interrupt.send(());
+        } else {
+            // No way to listen: never report a Ctrl-C.
+            std::future::pending::<()>().await;
+        }
+    }));
     let rt = Runtime::new();
     let config = manifest.node.apply(rusm_wasm::WasmConfig::default());
     tracing::info!(
@@ -391,12 +402,12 @@ async fn run_app(
             }
             if outcome.is_ok() && stays {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => eprintln!("rusm: Ctrl-C; stopping"),
+                    _ = &mut interrupted => eprintln!("rusm: Ctrl-C; stopping"),
                     reason = &mut app_ended => root_reason = Some(reason),
                 }
             }
         }
-        _ = tokio::signal::ctrl_c() => eprintln!("rusm: Ctrl-C; stopping"),
+        _ = &mut interrupted => eprintln!("rusm: Ctrl-C; stopping"),
         reason = &mut app_ended => root_reason = Some(reason),
     }
 

@@ -58,6 +58,21 @@ pub fn render(sources: &Sources) -> String {
     let _ = writeln!(out, "rusm_supervisor_restarts_total {}", stats.restarts);
     header(
         &mut out,
+        "rusm_supervisor_child_restarts_total",
+        "counter",
+        "Children restarted by each live supervisor, by its pid and label.",
+    );
+    for counted in sources.rt.supervisor_restarts() {
+        let _ = writeln!(
+            out,
+            "rusm_supervisor_child_restarts_total{{supervisor=\"{}\",label=\"{}\"}} {}",
+            counted.supervisor,
+            label_value(counted.label.as_deref().unwrap_or("")),
+            counted.restarts
+        );
+    }
+    header(
+        &mut out,
         "rusm_mailbox_high_water_messages",
         "gauge",
         "The most messages that ever waited at once in any one mailbox.",
@@ -69,6 +84,13 @@ pub fn render(sources: &Sources) -> String {
     );
     crate::http::render_metrics(&mut out, &sources.http);
     out
+}
+
+/// `text` as a label value: backslash, double quote and line feed escaped.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Write the `# HELP` and `# TYPE` lines of a metric.
@@ -157,4 +179,15 @@ async fn answer(mut stream: TcpStream, sources: &Sources) -> std::io::Result<()>
     );
     stream.write_all(response.as_bytes()).await?;
     stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label_value;
+
+    #[test]
+    fn label_values_escape_backslash_quote_and_line_feed() {
+        assert_eq!(label_value("supervisor root"), "supervisor root");
+        assert_eq!(label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
 }

@@ -59,4 +59,6 @@ pub use mailbox::{MailboxConfig, MailboxStats, Overflow};
 pub use message::{Data, Down, ExitSignal, Inline, Message, Payload, Tag};
 pub use pid::{MonitorRef, Pid, TimerRef};
 pub use reason::{ExitReason, IntoExitReason};
-pub use runtime::{ExitCounts, Runtime, RuntimeStats, SpawnOptions, Spawned, Watch};
+pub use runtime::{
+    ExitCounts, Runtime, RuntimeStats, SpawnOptions, Spawned, SupervisorRestarts, Watch,
+};

@@ -74,6 +74,19 @@ pub struct RuntimeStats {
     pub mailbox_high_water: usize,
 }
 
+/// The restarts of one live supervisor; see [`Runtime::supervisor_restarts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SupervisorRestarts {
+    /// The supervisor.
+    pub supervisor: Pid,
+    /// Its label ([`SpawnOptions::label`]), if it was given one.
+    pub label: Option<Arc<str>>,
+    /// Children it has started again since it started (as [`RuntimeStats::restarts`]
+    /// counts them: a `one_for_all` restart of three children counts three).
+    pub restarts: u64,
+}
+
 /// Exits counted by the kind of their reason ([`ExitReason::kind`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExitCounts([u64; ExitReason::KINDS.len()]);
@@ -129,7 +142,7 @@ impl Future for Watch {
 pub(crate) struct Slot {
     pub(crate) pid: Pid,
     pub(crate) parent: Option<Pid>,
-    label: Option<Arc<str>>,
+    pub(crate) label: Option<Arc<str>>,
     pub(crate) state: Mutex<SlotState>,
     exiting: AtomicBool,
     task_waker: AtomicWaker,
@@ -222,6 +235,8 @@ struct Inner {
     draining: AtomicUsize,
     all_exited: Notify,
     restarts: AtomicU64,
+    /// The live supervisors and their restart counts.
+    supervisors: DashMap<Pid, SupervisorRestarts, FxBuildHasher>,
     /// The largest mailbox high-water mark of the processes that have ended.
     mailbox_high_water: AtomicUsize,
     /// Set once an observer is added, so that nodes without one pay a single load.
@@ -269,6 +284,7 @@ impl Runtime {
                 draining: AtomicUsize::new(0),
                 all_exited: Notify::new(),
                 restarts: AtomicU64::new(0),
+                supervisors: DashMap::with_hasher(FxBuildHasher),
                 mailbox_high_water: AtomicUsize::new(0),
                 observed: AtomicBool::new(false),
                 observers: parking_lot::RwLock::new(Vec::new()),
@@ -407,6 +423,9 @@ impl Runtime {
     /// A supervisor started `child` again as `pid`.
     pub(crate) fn note_restart(&self, supervisor: Pid, child: &str, pid: Pid) {
         self.inner.restarts.fetch_add(1, Ordering::Relaxed);
+        if let Some(mut counted) = self.inner.supervisors.get_mut(&supervisor) {
+            counted.restarts += 1;
+        }
         if self.inner.observed.load(Ordering::Acquire) {
             self.tell(&Event::Restarted {
                 supervisor,
@@ -414,6 +433,33 @@ impl Runtime {
                 pid,
             });
         }
+    }
+
+    /// Count the restarts of the supervisor `ctx` until the returned guard is dropped
+    /// (when the supervisor's body ends).
+    pub(crate) fn count_supervisor<'a>(&'a self, ctx: &Context) -> CountedSupervisor<'a> {
+        let pid = ctx.pid();
+        self.inner.supervisors.insert(
+            pid,
+            SupervisorRestarts {
+                supervisor: pid,
+                label: ctx.slot.label.clone(),
+                restarts: 0,
+            },
+        );
+        CountedSupervisor { rt: self, pid }
+    }
+
+    /// The restart count of every live supervisor, by pid.
+    pub fn supervisor_restarts(&self) -> Vec<SupervisorRestarts> {
+        let mut all: Vec<SupervisorRestarts> = self
+            .inner
+            .supervisors
+            .iter()
+            .map(|entry| entry.value().clone())
+            .collect();
+        all.sort_unstable_by_key(|s| s.supervisor);
+        all
     }
 
     pub(crate) fn new_monitor_ref(&self) -> MonitorRef {
@@ -917,6 +963,18 @@ impl Runtime {
 impl Default for Runtime {
     fn default() -> Runtime {
         Runtime::new()
+    }
+}
+
+/// A supervisor counted in [`Runtime::supervisor_restarts`] while it lives.
+pub(crate) struct CountedSupervisor<'a> {
+    rt: &'a Runtime,
+    pid: Pid,
+}
+
+impl Drop for CountedSupervisor<'_> {
+    fn drop(&mut self) {
+        self.rt.inner.supervisors.remove(&self.pid);
     }
 }
 

@@ -6,6 +6,15 @@
 //! `period`, the supervisor stops every child (in reverse start order) and exits with
 //! [`ExitReason::MaxRestartIntensity`], leaving the decision to its own supervisor.
 //!
+//! Stopping always wins over restarting, whatever the intensity allows: while the node
+//! is shutting down a supervisor restarts nothing (the node would refuse the spawn),
+//! and before each restart it takes a waiting stop signal from its parent or the node.
+//! A supervisor making 10 or more restarts within a second logs a `restart storm`
+//! warning, at most once a second; [`Runtime::supervisor_restarts`] counts each live
+//! supervisor's restarts.
+//!
+//! [`Runtime::supervisor_restarts`]: crate::Runtime::supervisor_restarts
+//!
 //! ```
 //! use std::time::Duration;
 //! use rusm_otp::{Runtime, supervisor::{ChildSpec, Strategy, SupervisorSpec, supervise}};
@@ -243,7 +252,10 @@ pub async fn supervise(ctx: Context, spec: SupervisorSpec) -> ExitReason {
         max_restarts: spec.max_restarts,
         period: spec.period,
         restarts: VecDeque::new(),
+        storm: StormWatch::new(),
     };
+    // Counted per supervisor while it lives ([`Runtime::supervisor_restarts`]).
+    let _counted = ctx.runtime().count_supervisor(&ctx);
     let all = 0..sup.children.len();
     let mut failed: VecDeque<(usize, ExitReason)> = VecDeque::new();
     match sup.start_range(&ctx, all).await {
@@ -257,7 +269,15 @@ pub async fn supervise(ctx: Context, spec: SupervisorSpec) -> ExitReason {
     init_done(&ctx);
     loop {
         let (idx, reason) = match failed.pop_front() {
-            Some(event) => event,
+            Some(event) => {
+                // Children that end as they start never leave the mailbox a chance:
+                // look for the signal to stop before restarting again.
+                if let Some(reason) = stop_requested(&ctx) {
+                    sup.stop_range(&ctx, 0..sup.children.len()).await;
+                    return reason;
+                }
+                event
+            }
             None => {
                 let Message::Exit(signal) = ctx.recv().await else {
                     continue;
@@ -286,7 +306,17 @@ pub async fn supervise(ctx: Context, spec: SupervisorSpec) -> ExitReason {
             }
             continue;
         }
+        if ctx.runtime().is_shutting_down() {
+            // The node starts nothing any more, and this supervisor's own stop signal
+            // is on its way: restarting would only be refused, again and again.
+            tracing::debug!(supervisor = %ctx.pid(), child = %child.id, %reason, "child ended; not restarted: the node is stopping");
+            continue;
+        }
         tracing::info!(supervisor = %ctx.pid(), child = %child.id, %reason, "child ended; restarting");
+        sup.storm.note(&ctx);
+        // A storm of restarts must not hold the worker thread: give the scheduler (and
+        // a kill of this supervisor) its turn once the task's budget is spent.
+        tokio::task::consume_budget().await;
         if !sup.note_restart() {
             tracing::error!(supervisor = %ctx.pid(), "reached max restart intensity; giving up");
             sup.stop_range(&ctx, 0..sup.children.len()).await;
@@ -324,12 +354,67 @@ pub async fn supervise(ctx: Context, spec: SupervisorSpec) -> ExitReason {
     }
 }
 
+/// Take a stop signal (an exit signal from the parent or the node) if one is waiting.
+fn stop_requested(ctx: &Context) -> Option<ExitReason> {
+    let parent = ctx.parent();
+    let is_stop = |m: &Message| matches!(m, Message::Exit(sig) if Some(sig.from) == parent || sig.from == Pid::NODE);
+    match ctx.try_recv_match(is_stop) {
+        Some(Message::Exit(signal)) => Some(signal.reason),
+        _ => None,
+    }
+}
+
+/// Restarts within one second at which a supervisor warns of a restart storm.
+const STORM_RESTARTS: u64 = 10;
+
+/// Counts restarts in windows of a second, to warn (at most once a window) of storms.
+struct StormWatch {
+    window_start: Instant,
+    in_window: u64,
+    total: u64,
+}
+
+impl StormWatch {
+    fn new() -> StormWatch {
+        StormWatch {
+            window_start: Instant::now(),
+            in_window: 0,
+            total: 0,
+        }
+    }
+
+    /// Count a restart; warn when the window that just ended (a second or more long)
+    /// had restarts at a storm's rate.
+    fn note(&mut self, ctx: &Context) {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.window_start);
+        if elapsed >= Duration::from_secs(1) {
+            let per_second = self.in_window as f64 / elapsed.as_secs_f64();
+            if per_second >= STORM_RESTARTS as f64 {
+                tracing::warn!(
+                    supervisor = %ctx.pid(),
+                    restarts = self.in_window,
+                    total = self.total,
+                    "restart storm: {} restarts in the last {:.1}s",
+                    self.in_window,
+                    elapsed.as_secs_f64()
+                );
+            }
+            self.window_start = now;
+            self.in_window = 0;
+        }
+        self.in_window += 1;
+        self.total += 1;
+    }
+}
+
 struct Supervisor {
     children: Vec<Child>,
     strategy: Strategy,
     max_restarts: u32,
     period: Duration,
     restarts: VecDeque<Instant>,
+    storm: StormWatch,
 }
 
 impl Supervisor {

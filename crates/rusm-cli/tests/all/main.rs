@@ -8,6 +8,7 @@ mod new;
 mod policy;
 mod run;
 mod serve;
+mod storm;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@ mod links;
 mod mailbox;
 mod registry_timers;
 mod spawn;
+mod storm;
 mod supervisor;
 
 use std::future::Future;
