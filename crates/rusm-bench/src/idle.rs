@@ -350,7 +350,7 @@ fn ping(ctx: &Context, to: rusm_otp::Pid) {
 }
 
 /// The process's resident set, in bytes (`VmRSS` in `/proc/self/status`).
-fn rss_bytes() -> Result<u64> {
+pub(crate) fn rss_bytes() -> Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status")?;
     let kib = status
         .lines()

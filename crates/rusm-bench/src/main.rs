@@ -18,6 +18,7 @@ mod plugin;
 use native::testing;
 mod reload;
 mod report;
+mod storm;
 mod wasm;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,7 +37,7 @@ struct Cli {
     scenario: Scenario,
     /// Main size: processes (spawn-native, spawn-component, ring), round trips
     /// (ping-pong, ping-pong-wasm, ping-pong-handler, each fairness bystander), receivers (fan-out), kills
-    /// per run (kill-latency), requests per run (http), busy actors (reload), calls (plugin-call), idle actors (idle-actors). Defaults per scenario; not allowed with `all`.
+    /// per run (kill-latency), requests per run (http), busy actors (reload), calls (plugin-call), idle actors (idle-actors), restarts (crash-storm). Defaults per scenario; not allowed with `all`.
     n: Option<u64>,
     /// Second size: laps (ring), messages per receiver (fan-out), processes alive at
     /// once (spawn-component), spinners (fairness, kill-latency's busy side; 0 means
@@ -89,12 +90,14 @@ enum Scenario {
     PluginCall,
     /// n idle wasm actors, every one answering once: resident bytes and mappings each.
     IdleActors,
+    /// n restarts of a crashing wasm child under a supervisor, then a shutdown mid-storm.
+    CrashStorm,
     /// Every scenario above with its default sizes.
     All,
 }
 
 impl Scenario {
-    const EACH: [Scenario; 13] = [
+    const EACH: [Scenario; 14] = [
         Scenario::SpawnNative,
         Scenario::PingPong,
         Scenario::Ring,
@@ -108,6 +111,7 @@ impl Scenario {
         Scenario::Reload,
         Scenario::PluginCall,
         Scenario::IdleActors,
+        Scenario::CrashStorm,
     ];
 
     /// Default (n, m).
@@ -126,6 +130,7 @@ impl Scenario {
             Scenario::Reload => (1_000, 0),
             Scenario::PluginCall => (200_000, 0),
             Scenario::IdleActors => (10_000, 0),
+            Scenario::CrashStorm => (20_000, 0),
             Scenario::All => (0, 0),
         }
     }
@@ -144,7 +149,9 @@ impl Scenario {
             Scenario::Http => http::http(p).await,
             Scenario::Reload => reload::reload(p).await,
             Scenario::PluginCall => plugin::plugin_call(p).await,
-            Scenario::IdleActors => unreachable!("idle-actors reports measures and runs apart"),
+            Scenario::IdleActors | Scenario::CrashStorm => {
+                unreachable!("idle-actors and crash-storm report measures and run apart")
+            }
             Scenario::All => unreachable!("`all` is expanded before running"),
         }
     }
@@ -188,8 +195,12 @@ fn main() -> Result<()> {
             workers: cli.workers,
             epoch_tick: Duration::from_micros(cli.epoch_tick_us),
         };
-        if scenario == Scenario::IdleActors {
-            let found = runtime.block_on(idle::idle_actors(params))?;
+        if matches!(scenario, Scenario::IdleActors | Scenario::CrashStorm) {
+            let found = if scenario == Scenario::IdleActors {
+                runtime.block_on(idle::idle_actors(params))?
+            } else {
+                runtime.block_on(storm::crash_storm(params))?
+            };
             if !cli.json {
                 for measure in &found {
                     println!("{}", measure.line());

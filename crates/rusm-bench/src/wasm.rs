@@ -56,7 +56,7 @@ const KILL_LIMIT: Duration = Duration::from_secs(10);
 
 /// A wasm node (on a fresh rusm runtime) with these components of `components/`
 /// loaded, its engine caching compiled code next to this binary.
-fn wasm_node(p: &Params, components: &[&str]) -> Result<WasmNode> {
+pub(crate) fn wasm_node(p: &Params, components: &[&str]) -> Result<WasmNode> {
     let config = WasmConfig {
         cache_dir: Some(cache_dir()),
         epoch_tick: p.epoch_tick,

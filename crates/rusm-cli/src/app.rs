@@ -56,7 +56,7 @@ fn prepare_components(manifest: &Manifest) -> anyhow::Result<BTreeMap<String, Pa
                     build::ensure_target()?;
                     target_checked = true;
                 }
-                eprintln!(
+                note!(
                     "rusm: building component {name} from {} (cargo build --release --target {})",
                     dir.display(),
                     build::TARGET
@@ -313,7 +313,7 @@ async fn run_app(
         Ok(Ok(_root)) => {}
         Ok(Err(reason)) => {
             rt.shutdown(GRACE).await;
-            eprintln!(
+            note!(
                 "rusm: the supervision tree of {} failed to start: {}",
                 manifest.name,
                 lifecycle::first_line(&reason)
@@ -396,18 +396,18 @@ async fn run_app(
             match result {
                 Err(e) => outcome = Err(e),
                 Ok(()) if !manifest.steps.is_empty() => {
-                    println!("all {} steps done", manifest.steps.len());
+                    outln!("all {} steps done", manifest.steps.len());
                 }
                 Ok(()) => {}
             }
             if outcome.is_ok() && stays {
                 tokio::select! {
-                    _ = &mut interrupted => eprintln!("rusm: Ctrl-C; stopping"),
+                    _ = &mut interrupted => note!("rusm: Ctrl-C; stopping"),
                     reason = &mut app_ended => root_reason = Some(reason),
                 }
             }
         }
-        _ = &mut interrupted => eprintln!("rusm: Ctrl-C; stopping"),
+        _ = &mut interrupted => note!("rusm: Ctrl-C; stopping"),
         reason = &mut app_ended => root_reason = Some(reason),
     }
 
@@ -422,7 +422,7 @@ async fn run_app(
         .filter(|(_, n)| *n > 0)
         .map(|(kind, n)| format!("{n} {kind}"))
         .collect();
-    println!(
+    outln!(
         "stopped {}: {} processes spawned, {} restarts; exits: {}",
         manifest.name,
         stats.spawned,
@@ -434,7 +434,7 @@ async fn run_app(
         }
     );
     if let Some(reason) = root_reason {
-        eprintln!(
+        note!(
             "rusm: the root supervisor of {} ended: {}",
             manifest.name,
             lifecycle::first_line(&reason)
@@ -442,7 +442,7 @@ async fn run_app(
         return Ok(ExitCode::FAILURE);
     }
     if let Err(e) = outcome {
-        eprintln!("rusm: {e}");
+        note!("rusm: {e}");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
@@ -489,9 +489,9 @@ async fn run_steps(
         let n = i + 1;
         let fail = |what: String| format!("step {n}/{total} ({}) failed: {what}", step.describe());
         match step {
-            Step::Say(text) => println!("[{n}/{total}] {text}"),
+            Step::Say(text) => outln!("[{n}/{total}] {text}"),
             Step::Sleep(d) => {
-                println!("[{n}/{total}] {}", step.describe());
+                outln!("[{n}/{total}] {}", step.describe());
                 tokio::time::sleep(*d).await;
             }
             Step::Http {
@@ -505,7 +505,7 @@ async fn run_steps(
                 let response = http::request(addr, method, path, body.as_deref())
                     .await
                     .map_err(|e| fail(format!("{e:#}")))?;
-                println!(
+                outln!(
                     "[{n}/{total}] {} -> {} {}",
                     step.describe(),
                     response.status,
@@ -530,7 +530,7 @@ async fn run_steps(
                 }
             }
             Step::Exit { child, reason } => {
-                println!("[{n}/{total}] {}", step.describe());
+                outln!("[{n}/{total}] {}", step.describe());
                 let Some(state) = tree.get(child).filter(|s| s.ended.is_none()) else {
                     return Err(fail(format!("{child} is not running")));
                 };
@@ -564,16 +564,16 @@ async fn run_steps(
                                 tokio::time::sleep(Duration::from_millis(2)).await;
                             }
                         }
-                        println!(
+                        outln!(
                             "[{n}/{total}] {child} {old} ended; its supervisor restarted it as {}",
                             new.pid
                         );
                     }
-                    None => println!("[{n}/{total}] {child} {old} ended and was not restarted"),
+                    None => outln!("[{n}/{total}] {child} {old} ended and was not restarted"),
                 }
             }
             Step::AwaitName(name) => {
-                println!("[{n}/{total}] {}", step.describe());
+                outln!("[{n}/{total}] {}", step.describe());
                 let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
                 let pid = loop {
                     if let Some(pid) = rt.whereis(name) {
@@ -586,13 +586,13 @@ async fn run_steps(
                     }
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 };
-                println!("[{n}/{total}] {name:?} is {pid}");
+                outln!("[{n}/{total}] {name:?} is {pid}");
             }
             Step::AwaitExit {
                 child,
                 expect_reason,
             } => {
-                println!("[{n}/{total}] {}", step.describe());
+                outln!("[{n}/{total}] {}", step.describe());
                 let Some(state) = tree
                     .wait_for(child, STEP_TIMEOUT, |s| {
                         s.is_some_and(|s| s.ended.is_some())
@@ -602,7 +602,7 @@ async fn run_steps(
                     return Err(fail(format!("{child} did not end within {STEP_TIMEOUT:?}")));
                 };
                 let reason = state.ended.expect("waited for it to end");
-                println!(
+                outln!(
                     "[{n}/{total}] {child} {} ended: {}",
                     state.pid,
                     lifecycle::first_line(&reason)

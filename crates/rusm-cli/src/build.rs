@@ -19,7 +19,7 @@ pub fn ensure_target() -> anyhow::Result<()> {
     if target_installed() {
         return Ok(());
     }
-    eprintln!(
+    note!(
         "rusm: the {TARGET} target is not installed; installing it with `rustup target add {TARGET}`"
     );
     let status = Command::new("rustup")

@@ -130,7 +130,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         let reason = tokio::select! {
             reason = &mut ended => reason,
             _ = tokio::signal::ctrl_c() => {
-                eprintln!("rusm: Ctrl-C; stopping {name} {pid}");
+                note!("rusm: Ctrl-C; stopping {name} {pid}");
                 rt.shutdown(GRACE).await;
                 return Ok(ExitCode::SUCCESS);
             }
@@ -159,7 +159,7 @@ fn exit_code(name: &str, kind: ComponentKind, reason: &ExitReason) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    eprintln!("rusm: {name} ended: {}", lifecycle::first_line(reason));
+    note!("rusm: {name} ended: {}", lifecycle::first_line(reason));
     ExitCode::FAILURE
 }
 
@@ -208,7 +208,7 @@ pub fn serve(options: ServeOptions) -> anyhow::Result<ExitCode> {
         tokio::signal::ctrl_c()
             .await
             .context("cannot wait for Ctrl-C")?;
-        eprintln!("rusm: Ctrl-C; stopping");
+        note!("rusm: Ctrl-C; stopping");
         crate::http::shutdown(server).await;
         rt.shutdown(GRACE).await;
         Ok(ExitCode::SUCCESS)

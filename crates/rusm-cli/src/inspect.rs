@@ -77,7 +77,7 @@ pub fn inspect(path: &Path, policy_file: Option<&Path>) -> anyhow::Result<ExitCo
             &imports,
         ))
     })?;
-    print!("{report}");
+    out!("{report}");
     Ok(ExitCode::SUCCESS)
 }
 

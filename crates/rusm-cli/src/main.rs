@@ -7,6 +7,10 @@
 //! a root supervisor giving up, a failed client step) exits with 1; a WASI command's
 //! own exit code is passed through.
 
+// First, so that its `out!`, `outln!` and `note!` are in scope in every module.
+#[macro_use]
+mod output;
+
 mod app;
 mod build;
 mod component;
@@ -153,11 +157,11 @@ fn main() -> ExitCode {
             metrics: args.metrics,
         }),
         Command::Policy(PolicyCommand::Check { file }) => load_policy(&file).map(|_| {
-            println!("{}: ok", file.display());
+            outln!("{}: ok", file.display());
             ExitCode::SUCCESS
         }),
         Command::Policy(PolicyCommand::Explain { file }) => load_policy(&file).map(|policy| {
-            print!("{}", policy.explain());
+            out!("{}", policy.explain());
             ExitCode::SUCCESS
         }),
         Command::Inspect(args) => inspect::inspect(&args.component, args.policy.as_deref()),
@@ -166,7 +170,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("rusm: error: {}", one_line(&format!("{e:#}")));
+            note!("rusm: error: {}", one_line(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
@@ -250,7 +254,10 @@ fn init_logging() {
         .with_target(false)
         .with_timer(tracing_subscriber::fmt::time::uptime())
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
+        // A closed stderr drops log lines (and the subscriber must not report that on
+        // the same stderr); see `output`.
+        .with_writer(output::LogWriter)
+        .log_internal_errors(false)
         .init();
 }
 

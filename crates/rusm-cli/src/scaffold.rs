@@ -66,11 +66,11 @@ pub fn new_crate(name: &str, dir: &Path, guest: Option<&Path>) -> anyhow::Result
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let snake = name.replace('-', "_");
-    println!("created the actor crate {}", root.display());
-    println!("build and run it:");
-    println!("  cd {}", root.display());
-    println!("  cargo build --release --target wasm32-wasip2");
-    println!("  rusm run target/wasm32-wasip2/release/{snake}.wasm --init world");
+    outln!("created the actor crate {}", root.display());
+    outln!("build and run it:");
+    outln!("  cd {}", root.display());
+    outln!("  cargo build --release --target wasm32-wasip2");
+    outln!("  rusm run target/wasm32-wasip2/release/{snake}.wasm --init world");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -5,6 +5,7 @@
 mod apps;
 mod errors;
 mod new;
+mod pipes;
 mod policy;
 mod run;
 mod serve;
