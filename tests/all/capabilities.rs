@@ -1055,6 +1055,10 @@ const RIGHTS_ALLOC: u8 = 7;
 const RIGHTS_SEND_AFTER: u8 = 8;
 const RIGHTS_LINK_EXIT: u8 = 9;
 const RIGHTS_SUCCEED: u8 = 10;
+const RIGHTS_CANCEL_TIMER: u8 = 11;
+const RIGHTS_TIMERS: u8 = 12;
+const RIGHTS_MONITORS: u8 = 13;
+const RIGHTS_LINK_MANY: u8 = 14;
 
 /// The init of a `rights-probe` that waits for `stop`.
 fn waiting_child() -> Vec<u8> {
@@ -1511,4 +1515,122 @@ async fn a_chain_of_successors_ends_with_the_deadline_of_its_root() {
         successors > 0,
         "the root spawned successors before its deadline"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_cannot_cancel_another_processs_timer() {
+    let node = node(&["rights-probe"]);
+    // A native victim sets itself a timer and waits for its message.
+    let (timer_tx, timer_rx) = tokio::sync::oneshot::channel();
+    let (victim, arrived) = node.runtime().spawn_watched(
+        rusm_otp::SpawnOptions::default(),
+        move |ctx: rusm_otp::Context| async move {
+            let me = ctx.pid();
+            let timer = ctx.send_after(me, 5, vec![1_u8], Duration::from_millis(500));
+            timer_tx.send(timer.as_raw()).unwrap();
+            match ctx.recv_timeout(WAIT).await {
+                Some(rusm_otp::Message::Data(data)) if data.tag == 5 => ExitReason::Normal,
+                other => ExitReason::custom(format!("the timer's message was lost: {other:?}")),
+            }
+        },
+    );
+    let timer = timer_rx.await.unwrap();
+    // A guest under the empty policy guesses the id (ids are node-wide) and cancels.
+    let cancelled = ask(
+        &node,
+        "rights-probe",
+        &policy(""),
+        Wire::op(RIGHTS_CANCEL_TIMER).u64(timer),
+    )
+    .await
+    .ok();
+    assert_eq!(cancelled, [0], "the guest cancelled {victim}'s timer");
+    assert_eq!(ended(arrived).await, ExitReason::Normal);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_are_capped_per_process_by_the_policy_and_by_default() {
+    let node = node(&["rights-probe"]);
+    let set = |outcome: Vec<u8>| {
+        let count = u32::from_le_bytes(outcome[..4].try_into().unwrap());
+        (count, String::from_utf8(outcome[4..].to_vec()).unwrap())
+    };
+    let capped = policy("[limits]\ntimers = 10\n");
+    let (count, error) = set(ask(
+        &node,
+        "rights-probe",
+        &capped,
+        Wire::op(RIGHTS_TIMERS).u32(20),
+    )
+    .await
+    .ok());
+    assert_eq!(count, 10);
+    assert!(error.contains("at most 10 waiting timers"), "{error}");
+    // The default policy sets no `timers` limit: the node's default holds.
+    let (count, error) = set(ask(
+        &node,
+        "rights-probe",
+        &policy(""),
+        Wire::op(RIGHTS_TIMERS).u32(5_000),
+    )
+    .await
+    .ok());
+    assert_eq!(count, 1_000);
+    assert!(error.contains("at most 1000 waiting timers"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitoring_a_dead_process_in_a_loop_stops_at_the_monitor_limit() {
+    let node = node(&["rights-probe"]);
+    // A pid that has ended: every monitor of it is a `down` waiting in the mailbox.
+    let dead = node.runtime().spawn(|_ctx| async {});
+    ended(node.runtime().watch(dead)).await;
+    let few = policy("[limits]\nmonitors = 100\n");
+    let within = ask(
+        &node,
+        "rights-probe",
+        &few,
+        Wire::op(RIGHTS_MONITORS).pid(dead).u32(100),
+    )
+    .await
+    .ok();
+    assert_eq!(within, 100_u32.to_le_bytes());
+    for (limits, count, bound) in [(&few, 101, 100), (&policy(""), 1_000_000, 10_000)] {
+        let reason = end_of(
+            &node,
+            "rights-probe",
+            limits,
+            Wire::op(RIGHTS_MONITORS).pid(dead).u32(count),
+        )
+        .await;
+        let ExitReason::Crashed(text) = &reason else {
+            panic!("{count} monitors end the guest with a crash, not {reason}")
+        };
+        assert!(
+            text.contains(&format!("the policy allows at most {bound} monitors")),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_stop_at_the_link_limit() {
+    let node = node(&["rights-probe"]);
+    let targets: Vec<Pid> = (0..5).map(|_| bystander(&node)).collect();
+    let linker = policy("[process]\nkill = \"any\"\n[limits]\nlinks = 3\n");
+    let mut request = Wire::op(RIGHTS_LINK_MANY).u32(5);
+    for pid in &targets {
+        request = request.pid(*pid);
+    }
+    let outcome = ask(&node, "rights-probe", &linker, request).await.ok();
+    assert_eq!(outcome[..4], 3_u32.to_le_bytes());
+    let error = String::from_utf8_lossy(&outcome[4..]);
+    assert!(
+        error.contains("the policy allows at most 3 links"),
+        "{error}"
+    );
+    // The probe ended normally: its links took no bystander with it.
+    for pid in targets {
+        assert!(node.runtime().is_alive(pid));
+    }
 }

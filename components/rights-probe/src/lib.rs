@@ -21,6 +21,10 @@
 //! | 7 | alloc | `size` `u64` | allocates `size` bytes and writes every one | `size`, `u64` |
 //! | 8 | send-after | `size` `u32` | `send_after(self, tag 8, size bytes of 0xab, 0 ms)`, then waits up to 10 s for it | the size of the payload that arrived, `u32` |
 //! | 9 | link-exit | `target` pid | `link(target)`, then ends with `custom:rights-probe: linked exit` (no report unless the link fails) | — |
+//! | 11 | cancel-timer | `timer` `u64` | `cancel-timer(timer)` | one byte: 1 if it cancelled a timer, else 0 |
+//! | 12 | timers | `count` `u32` | sets up to `count` one-hour `send-after` timers for itself (tag 12, 16 bytes each), stopping at the first error, then returns (its timers end with it) | how many it set, `u32`, then the first error as text (empty when none) |
+//! | 13 | monitors | `target` pid, `count` `u32` | `monitor(target)` `count` times (a dead target makes each a waiting `down`), then reports | how many, `u32` (past the policy's `monitors` limit the process traps instead) |
+//! | 14 | link-many | `count` `u32`, then `count` pids | `link` to each, stopping at the first error | how many it linked, `u32`, then the first error as text (empty when none) |
 //! | 10 | succeed | — | spawns a successor: `rights-probe` with this same init under its own policy, then returns (a chain of successors, each replacing the last) | the successor's pid |
 //!
 //! # Reports to `reporter`
@@ -43,8 +47,9 @@ use std::time::Duration;
 
 use rusm_guest::wire::Reader;
 use rusm_guest::{
-    ExitReason, Message, Pid, Selector, SpawnOptions, Tag, exit, kill, link, receive,
-    receive_tag_timeout, register, self_pid, send, send_after, spawn, whereis,
+    ExitReason, Message, Pid, Selector, SpawnOptions, Tag, TimerRef, cancel_timer, exit, kill,
+    link, monitor, receive, receive_tag_timeout, register, self_pid, send, send_after, spawn,
+    whereis,
 };
 
 const OK: Tag = 1;
@@ -64,6 +69,10 @@ const ALLOC: u8 = 7;
 const SEND_AFTER: u8 = 8;
 const LINK_EXIT: u8 = 9;
 const SUCCEED: u8 = 10;
+const CANCEL_TIMER: u8 = 11;
+const TIMERS: u8 = 12;
+const MONITORS: u8 = 13;
+const LINK_MANY: u8 = 14;
 
 /// How long spawn-kill waits for the killed child's `down`, and send-after for its
 /// message.
@@ -132,6 +141,23 @@ fn send_after_self(size: u32) -> Result<Vec<u8>, String> {
     Ok(len.to_le_bytes().to_vec())
 }
 
+fn timers(count: u32) -> Vec<u8> {
+    let mut set: u32 = 0;
+    let mut error = String::new();
+    for _ in 0..count {
+        match send_after(self_pid(), 12, [0xcd_u8; 16], Duration::from_secs(3600)) {
+            Ok(_) => set += 1,
+            Err(e) => {
+                error = e.to_string();
+                break;
+            }
+        }
+    }
+    let mut out = set.to_le_bytes().to_vec();
+    out.extend_from_slice(error.as_bytes());
+    out
+}
+
 fn alloc(size: u64) -> Result<Vec<u8>, String> {
     let len = usize::try_from(size).map_err(|_| format!("cannot address {size} bytes"))?;
     // A non-zero fill writes every page, so the memory is really taken.
@@ -153,6 +179,10 @@ enum Op<'a> {
     SendAfter(u32),
     LinkExit(Pid),
     Succeed,
+    CancelTimer(u64),
+    Timers(u32),
+    Monitors(Pid, u32),
+    LinkMany(Vec<Pid>),
 }
 
 fn decode(init: &[u8]) -> Result<(Pid, Op<'_>), rusm_guest::wire::DecodeError> {
@@ -170,6 +200,17 @@ fn decode(init: &[u8]) -> Result<(Pid, Op<'_>), rusm_guest::wire::DecodeError> {
         SEND_AFTER => Op::SendAfter(reader.u32()?),
         LINK_EXIT => Op::LinkExit(reader.pid()?),
         SUCCEED => Op::Succeed,
+        CANCEL_TIMER => Op::CancelTimer(reader.u64()?),
+        TIMERS => Op::Timers(reader.u32()?),
+        MONITORS => Op::Monitors(reader.pid()?, reader.u32()?),
+        LINK_MANY => {
+            let count = reader.u32()?;
+            let mut pids = Vec::new();
+            for _ in 0..count {
+                pids.push(reader.pid()?);
+            }
+            Op::LinkMany(pids)
+        }
         other => {
             return Err(rusm_guest::wire::DecodeError::new(format!(
                 "unknown op {other}"
@@ -199,6 +240,30 @@ fn run(init: Vec<u8>) -> Result<(), String> {
             })
             .map_err(|e| e.to_string()),
         Op::SpawnKill(component, child_init) => spawn_kill(component, child_init),
+        Op::CancelTimer(timer) => Ok(vec![u8::from(cancel_timer(TimerRef::from_raw(timer)))]),
+        Op::Timers(count) => Ok(timers(count)),
+        Op::Monitors(target, count) => {
+            for _ in 0..count {
+                monitor(target);
+            }
+            Ok(count.to_le_bytes().to_vec())
+        }
+        Op::LinkMany(pids) => {
+            let mut linked: u32 = 0;
+            let mut error = String::new();
+            for pid in pids {
+                match link(pid) {
+                    Ok(()) => linked += 1,
+                    Err(e) => {
+                        error = e.to_string();
+                        break;
+                    }
+                }
+            }
+            let mut out = linked.to_le_bytes().to_vec();
+            out.extend_from_slice(error.as_bytes());
+            Ok(out)
+        }
         Op::Succeed => spawn("rights-probe", SpawnOptions::new().init(init.as_slice()))
             .map(|child| child.pid.to_le_bytes().to_vec())
             .map_err(|e| e.to_string()),

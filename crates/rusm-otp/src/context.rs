@@ -130,7 +130,8 @@ impl Context {
         self.rt.try_send_tagged(to, tag, payload.into())
     }
 
-    /// Send a data message to `to` after `delay`; see [`Runtime::send_after`].
+    /// Send a data message to `to` after `delay`. The timer is this process's: it ends
+    /// with this process (and with `to`), and only this process can cancel it.
     pub fn send_after(
         &self,
         to: Pid,
@@ -138,12 +139,32 @@ impl Context {
         payload: impl Into<Payload>,
         delay: Duration,
     ) -> TimerRef {
-        self.rt.send_after(to, tag, payload, delay)
+        self.rt
+            .start_timer(Some(self.pid()), to, tag, payload.into(), delay)
     }
 
-    /// Cancel a timer; true if it had not fired.
+    /// Cancel one of this process's timers; true if it had not fired. A timer another
+    /// process set is left alone (false).
     pub fn cancel_timer(&self, timer: TimerRef) -> bool {
-        self.rt.cancel_timer(timer)
+        self.rt.cancel_timer_of(Some(self.pid()), timer)
+    }
+
+    /// How many monitors this process holds: those still watching, plus the system
+    /// messages (each `down`, and any `exit`) waiting in its mailbox, which a monitor
+    /// of a dead process turns into at once.
+    pub fn monitor_count(&self) -> usize {
+        let st = self.slot.state.lock();
+        st.monitoring.len() + st.mailbox.system_len()
+    }
+
+    /// How many processes this process is linked to.
+    pub fn link_count(&self) -> usize {
+        self.slot.state.lock().links.len()
+    }
+
+    /// How many of this process's timers have not fired yet.
+    pub fn timer_count(&self) -> usize {
+        self.rt.timer_count(self.pid())
     }
 
     // ---- receiving ------------------------------------------------------------------

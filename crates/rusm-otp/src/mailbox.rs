@@ -112,6 +112,11 @@ impl Mailbox {
         self.queue.len() - self.tombstones
     }
 
+    /// System messages (`down`, `exit`) waiting: these never count against the bound.
+    pub(crate) fn system_len(&self) -> usize {
+        self.len() - self.data_len
+    }
+
     pub(crate) fn stats(&self) -> MailboxStats {
         MailboxStats {
             len: self.len(),

@@ -159,6 +159,9 @@ pub(crate) struct SlotState {
     watchers: Vec<oneshot::Sender<ExitReason>>,
     pending_exit: Option<ExitReason>,
     name: Option<Arc<str>>,
+    /// Timers this process set that have not fired, and timers set for it.
+    timers: FxHashSet<u64>,
+    timers_in: FxHashSet<u64>,
 }
 
 impl SlotState {
@@ -174,6 +177,8 @@ impl SlotState {
             watchers: Vec::new(),
             pending_exit: None,
             name: None,
+            timers: FxHashSet::default(),
+            timers_in: FxHashSet::default(),
         }
     }
 
@@ -222,13 +227,21 @@ enum SignalKind {
     Kill,
 }
 
+/// A timer that has not fired: who set it (a process's timers end with it, and only it
+/// may cancel them), whom it is for (it ends when that process does), its task.
+struct TimerEntry {
+    owner: Option<Pid>,
+    target: Pid,
+    task: Option<AbortHandle>,
+}
+
 struct Inner {
     handle: Handle,
     table: ProcessTable,
     next_pid: AtomicU64,
     next_ref: AtomicU64,
     registry: DashMap<Arc<str>, Pid>,
-    timers: DashMap<u64, Option<AbortHandle>, FxBuildHasher>,
+    timers: DashMap<u64, TimerEntry, FxBuildHasher>,
     shutting_down: AtomicBool,
     /// Tasks waiting for every process to end (so exits only look at the node-wide
     /// count while someone waits for it to reach zero).
@@ -732,7 +745,7 @@ impl Runtime {
     }
 
     /// Send a data message to `to` after `delay`. The timer lives on the node, not on
-    /// the caller: it fires even if the caller has ended.
+    /// any process: only the end of `to` (or [`Runtime::cancel_timer`]) stops it.
     pub fn send_after(
         &self,
         to: Pid,
@@ -740,32 +753,120 @@ impl Runtime {
         payload: impl Into<Payload>,
         delay: Duration,
     ) -> TimerRef {
+        self.start_timer(None, to, tag, payload.into(), delay)
+    }
+
+    /// A timer set by `owner` (a process's own, which ends with it) or by the host.
+    pub(crate) fn start_timer(
+        &self,
+        owner: Option<Pid>,
+        to: Pid,
+        tag: Tag,
+        payload: Payload,
+        delay: Duration,
+    ) -> TimerRef {
         let id = self.inner.next_ref.fetch_add(1, Ordering::Relaxed);
-        let payload = payload.into();
-        self.inner.timers.insert(id, None);
+        let timer = TimerRef::from_raw(id);
+        self.inner.timers.insert(
+            id,
+            TimerEntry {
+                owner,
+                target: to,
+                task: None,
+            },
+        );
+        // Recorded with its target and its owner: a timer for a process that has ended,
+        // or set by one, never starts (its message could only be dropped). Either's end
+        // from now on removes the entry.
+        let recorded = self.inner.table.get(to).is_some_and(|slot| {
+            let mut st = slot.state.lock();
+            st.alive && st.timers_in.insert(id)
+        }) && owner.is_none_or(|owner| {
+            self.inner.table.get(owner).is_some_and(|slot| {
+                let mut st = slot.state.lock();
+                st.alive && st.timers.insert(id)
+            })
+        });
+        if !recorded {
+            if let Some((_, entry)) = self.inner.timers.remove(&id) {
+                self.forget_timer(id, &entry);
+            }
+            return timer;
+        }
         let rt = self.clone();
         let task = self.inner.handle.spawn(async move {
             tokio::time::sleep(delay).await;
-            if rt.inner.timers.remove(&id).is_some() {
+            if let Some((_, entry)) = rt.inner.timers.remove(&id) {
+                rt.forget_timer(id, &entry);
                 rt.send_tagged(to, tag, payload);
             }
         });
-        if let Some(mut entry) = self.inner.timers.get_mut(&id) {
-            *entry = Some(task.abort_handle());
+        match self.inner.timers.get_mut(&id) {
+            Some(mut entry) => entry.task = Some(task.abort_handle()),
+            // Its owner or target ended meanwhile: the payload goes now.
+            None => task.abort(),
         }
-        TimerRef::from_raw(id)
+        timer
+    }
+
+    /// Take a fired or cancelled timer out of its owner's and its target's records.
+    fn forget_timer(&self, id: u64, entry: &TimerEntry) {
+        if let Some(owner) = entry.owner
+            && let Some(slot) = self.inner.table.get(owner)
+        {
+            slot.state.lock().timers.remove(&id);
+        }
+        if let Some(slot) = self.inner.table.get(entry.target) {
+            slot.state.lock().timers_in.remove(&id);
+        }
     }
 
     /// Cancel a timer. Returns true if it had not fired (its message will never arrive).
+    /// The host may cancel any timer; a process cancels only its own
+    /// ([`Context::cancel_timer`](crate::Context::cancel_timer)).
     pub fn cancel_timer(&self, timer: TimerRef) -> bool {
-        match self.inner.timers.remove(&timer.as_raw()) {
-            Some((_, handle)) => {
-                if let Some(handle) = handle {
-                    handle.abort();
+        self.cancel_timer_of(None, timer)
+    }
+
+    /// Cancel `timer` if `owner` set it (any timer when `owner` is `None`).
+    pub(crate) fn cancel_timer_of(&self, owner: Option<Pid>, timer: TimerRef) -> bool {
+        let id = timer.as_raw();
+        let removed = match owner {
+            None => self.inner.timers.remove(&id),
+            Some(owner) => self
+                .inner
+                .timers
+                .remove_if(&id, |_, entry| entry.owner == Some(owner)),
+        };
+        match removed {
+            Some((_, entry)) => {
+                if let Some(task) = &entry.task {
+                    task.abort();
                 }
+                self.forget_timer(id, &entry);
                 true
             }
             None => false,
+        }
+    }
+
+    /// How many of its timers `pid` has waiting.
+    pub(crate) fn timer_count(&self, pid: Pid) -> usize {
+        self.inner
+            .table
+            .get(pid)
+            .map_or(0, |slot| slot.state.lock().timers.len())
+    }
+
+    /// End the timers in `ids` (those of a process that has ended).
+    fn end_timers(&self, ids: FxHashSet<u64>) {
+        for id in ids {
+            if let Some((_, entry)) = self.inner.timers.remove(&id) {
+                if let Some(task) = &entry.task {
+                    task.abort();
+                }
+                self.forget_timer(id, &entry);
+            }
         }
     }
 
@@ -901,11 +1002,13 @@ impl Runtime {
 
     fn finish(&self, slot: &Slot, reason: ExitReason) {
         let pid = slot.pid;
-        let (links, monitored_by, monitoring, watchers, name, leftovers, high_water) = {
+        let (links, monitored_by, monitoring, watchers, name, leftovers, high_water, timers) = {
             let mut st = slot.state.lock();
             st.alive = false;
             st.recv_waker = None;
             let high_water = st.mailbox.stats().high_water;
+            let mut timers = std::mem::take(&mut st.timers);
+            timers.extend(st.timers_in.drain());
             (
                 std::mem::take(&mut st.links),
                 std::mem::take(&mut st.monitored_by),
@@ -914,9 +1017,14 @@ impl Runtime {
                 st.name.take(),
                 st.mailbox.clear(),
                 high_water,
+                timers,
             )
         };
         drop(leftovers);
+        // Its own timers end with it, and so do those set for it (as in Erlang).
+        if !timers.is_empty() {
+            self.end_timers(timers);
+        }
         self.inner.table.remove(pid, reason.kind_index());
         if let Some(name) = name {
             self.inner

@@ -147,6 +147,15 @@ pub(crate) fn explain(policy: &Policy) -> String {
             Some(v @ LimitValue::Count(_)) if name == "children" => {
                 format!("{} live children", v.describe())
             }
+            Some(v @ LimitValue::Count(_)) if name == "timers" => {
+                format!("{} waiting timers", v.describe())
+            }
+            Some(v @ LimitValue::Count(_)) if name == "monitors" => {
+                format!("{} monitors", v.describe())
+            }
+            Some(v @ LimitValue::Count(_)) if name == "links" => {
+                format!("{} links", v.describe())
+            }
             Some(v) => v.describe(),
         };
         lines.push(format!("limits: {name} {value}"));

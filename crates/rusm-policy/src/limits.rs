@@ -27,10 +27,17 @@ pub struct Limits {
     pub message_size: Option<u64>,
     /// `children`: the most live child processes the process may have at once.
     pub children: Option<u64>,
+    /// `timers`: the most `send-after` timers the process may have waiting at once.
+    pub timers: Option<u64>,
+    /// `monitors`: the most monitors the process may hold at once (counting the `down`
+    /// messages waiting in its mailbox).
+    pub monitors: Option<u64>,
+    /// `links`: the most processes it may be linked to at once.
+    pub links: Option<u64>,
 }
 
 /// The keys of `[limits]`, in the order they are documented.
-pub(crate) const LIMIT_KEYS: [&str; 7] = [
+pub(crate) const LIMIT_KEYS: [&str; 10] = [
     "memory",
     "table_elements",
     "fuel",
@@ -38,6 +45,9 @@ pub(crate) const LIMIT_KEYS: [&str; 7] = [
     "mailbox",
     "message_size",
     "children",
+    "timers",
+    "monitors",
+    "links",
 ];
 
 /// One limit's value, for comparing and printing limits of every kind alike.
@@ -66,7 +76,7 @@ impl Limits {
     }
 
     /// Every limit by key, in the documented order.
-    pub(crate) fn entries(&self) -> [(&'static str, Option<LimitValue>); 7] {
+    pub(crate) fn entries(&self) -> [(&'static str, Option<LimitValue>); 10] {
         let [
             memory,
             table_elements,
@@ -75,6 +85,9 @@ impl Limits {
             mailbox,
             message_size,
             children,
+            timers,
+            monitors,
+            links,
         ] = LIMIT_KEYS;
         [
             (memory, self.memory.map(LimitValue::Bytes)),
@@ -84,6 +97,9 @@ impl Limits {
             (mailbox, self.mailbox.map(LimitValue::Count)),
             (message_size, self.message_size.map(LimitValue::Bytes)),
             (children, self.children.map(LimitValue::Count)),
+            (timers, self.timers.map(LimitValue::Count)),
+            (monitors, self.monitors.map(LimitValue::Count)),
+            (links, self.links.map(LimitValue::Count)),
         ]
     }
 }

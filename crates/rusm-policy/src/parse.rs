@@ -624,6 +624,9 @@ impl<'s> Parser<'s> {
                 "mailbox" => limits.mailbox = Some(self.count(key, value, place, integer)?),
                 "message_size" => limits.message_size = Some(self.size(key, value, place)?),
                 "children" => limits.children = Some(self.count(key, value, place, integer)?),
+                "timers" => limits.timers = Some(self.count(key, value, place, integer)?),
+                "monitors" => limits.monitors = Some(self.count(key, value, place, integer)?),
+                "links" => limits.links = Some(self.count(key, value, place, integer)?),
                 other => return Err(self.unknown_key(key, other, place, &LIMIT_KEYS)),
             }
         }

@@ -200,6 +200,9 @@ impl rusm::runtime::process::Host for ProcessState {
         if let Err(e) = self.check_kill(target) {
             return Ok(Err(e));
         }
+        if let Err(e) = rights::check_links(&self.limits, self.ctx.link_count()) {
+            return Ok(Err(e));
+        }
         Ok(self.ctx.link(target).map_err(|_| WitError::Noproc))
     }
 
@@ -209,6 +212,7 @@ impl rusm::runtime::process::Host for ProcessState {
     }
 
     fn monitor(&mut self, pid: u64) -> wasmtime::Result<u64> {
+        rights::check_monitors(&self.limits, self.ctx.monitor_count())?;
         Ok(self.ctx.monitor(Pid::from_raw(pid)).as_raw())
     }
 
@@ -284,6 +288,9 @@ impl rusm::runtime::process::Host for ProcessState {
         delay_ms: u64,
     ) -> wasmtime::Result<Result<u64, WitError>> {
         if let Err(e) = self.check_message_size(&payload) {
+            return Ok(Err(e));
+        }
+        if let Err(e) = rights::check_timers(&self.limits, self.ctx.timer_count()) {
             return Ok(Err(e));
         }
         let delay = Duration::from_millis(delay_ms);

@@ -32,7 +32,22 @@ pub(crate) struct Limits {
     pub(crate) message_size: Option<usize>,
     /// Live children the process may have at once.
     pub(crate) children: Option<u64>,
+    /// `send-after` timers the process may have waiting at once.
+    pub(crate) timers: usize,
+    /// Monitors it may hold at once (with their waiting `down` messages).
+    pub(crate) monitors: usize,
+    /// Processes it may be linked to at once.
+    pub(crate) links: usize,
 }
+
+/// The `timers` limit of a policy that sets none: enough for any honest actor, few
+/// enough that a guest setting timers in a loop holds the host to a bounded amount.
+pub(crate) const DEFAULT_TIMERS: usize = 1_000;
+
+/// The `monitors` and `links` limits of a policy that sets none.
+pub(crate) const DEFAULT_MONITORS: usize = 10_000;
+/// See [`DEFAULT_MONITORS`].
+pub(crate) const DEFAULT_LINKS: usize = 10_000;
 
 fn size(value: u64) -> usize {
     usize::try_from(value).unwrap_or(usize::MAX)
@@ -67,6 +82,9 @@ impl Limits {
             mailbox: limits.mailbox.map(size),
             message_size: limits.message_size.map(size),
             children: limits.children,
+            timers: limits.timers.map_or(DEFAULT_TIMERS, size),
+            monitors: limits.monitors.map_or(DEFAULT_MONITORS, size),
+            links: limits.links.map_or(DEFAULT_LINKS, size),
         })
     }
 

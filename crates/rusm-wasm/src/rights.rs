@@ -45,3 +45,40 @@ pub(crate) fn check_message_size(limits: &Limits, len: usize) -> Result<(), WitE
         _ => Ok(()),
     }
 }
+
+/// May the process set one more timer, with `waiting` of its timers not yet fired?
+pub(crate) fn check_timers(limits: &Limits, waiting: usize) -> Result<(), WitError> {
+    if waiting >= limits.timers {
+        Err(WitError::NotPermitted(format!(
+            "the policy allows at most {} waiting timers",
+            limits.timers
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// May the process link to one more process, linked to `linked` already?
+pub(crate) fn check_links(limits: &Limits, linked: usize) -> Result<(), WitError> {
+    if linked >= limits.links {
+        Err(WitError::NotPermitted(format!(
+            "the policy allows at most {} links",
+            limits.links
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// May the process make one more monitor, holding `held` already? `monitor` has no
+/// error channel, so past the limit the guest traps with this reason.
+pub(crate) fn check_monitors(limits: &Limits, held: usize) -> wasmtime::Result<()> {
+    if held >= limits.monitors {
+        Err(wasmtime::Error::msg(format!(
+            "the policy allows at most {} monitors (down messages waiting count too)",
+            limits.monitors
+        )))
+    } else {
+        Ok(())
+    }
+}

@@ -98,3 +98,67 @@ async fn send_after_delivers_and_cancel_prevents_delivery() {
     .await;
     assert_eq!(reason, ExitReason::Normal);
 }
+
+#[tokio::test(start_paused = true)]
+async fn only_the_process_that_set_a_timer_can_cancel_it() {
+    let rt = Runtime::new();
+    let (timer_tx, timer_rx) = tokio::sync::oneshot::channel();
+    let owner = rt.spawn(|ctx| async move {
+        let me = ctx.pid();
+        let timer = ctx.send_after(me, 7, Payload::value(7u32), Duration::from_secs(5));
+        timer_tx.send(timer).unwrap();
+        // The timer still fires: the other process's cancel was refused.
+        let got = ctx.recv().await.into_data().unwrap();
+        assert_eq!(got.tag, 7);
+        assert_eq!(ctx.timer_count(), 0, "a fired timer is no longer counted");
+    });
+    let watch = rt.watch(owner);
+    let timer = timer_rx.await.unwrap();
+    let thief = run_process(&rt, move |ctx| async move {
+        assert!(
+            !ctx.cancel_timer(timer),
+            "another process cancelled the timer"
+        );
+    })
+    .await;
+    assert_eq!(thief, ExitReason::Normal);
+    assert_eq!(watch.await, ExitReason::Normal);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_processs_timers_end_with_it_and_with_their_target() {
+    let rt = Runtime::new();
+    let (probe_tx, mut probe_rx) = tokio::sync::mpsc::unbounded_channel();
+    let probe = rt.spawn(move |ctx| async move {
+        loop {
+            let _ = probe_tx.send(ctx.recv().await);
+        }
+    });
+    // A process that sets an hour-long timer for the probe and ends: the timer goes
+    // with it, so nothing ever arrives.
+    let setter = run_process(&rt, move |ctx| async move {
+        ctx.send_after(probe, 1, Payload::value(1u32), Duration::from_secs(3600));
+        assert_eq!(ctx.timer_count(), 1);
+    })
+    .await;
+    assert_eq!(setter, ExitReason::Normal);
+    // A timer set by the host for a process that then ends is gone too: cancelling it
+    // finds nothing.
+    let (target_tx, target_rx) = tokio::sync::oneshot::channel::<()>();
+    let target = rt.spawn(|_ctx| async move {
+        let _ = target_rx.await;
+    });
+    let for_target = rt.send_after(target, 2, Payload::value(2u32), Duration::from_secs(3600));
+    let watch = rt.watch(target);
+    drop(target_tx);
+    assert_eq!(watch.await, ExitReason::Normal);
+    assert!(
+        !rt.cancel_timer(for_target),
+        "the target's timer outlived it"
+    );
+    tokio::time::sleep(Duration::from_secs(7200)).await;
+    assert!(
+        probe_rx.try_recv().is_err(),
+        "an ended process's timer fired"
+    );
+}

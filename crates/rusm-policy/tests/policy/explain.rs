@@ -24,6 +24,9 @@ limits: deadline node default
 limits: mailbox node default
 limits: message_size node default
 limits: children node default
+limits: timers node default
+limits: monitors node default
+limits: links node default
 process: may not spawn
 process: may not kill or link to other processes
 process: may not register names

@@ -27,6 +27,7 @@ use crate::kind::ComponentKind;
 use crate::kinds::{self, Backend, BodyFuture, Granted};
 use crate::limits::Limits;
 use crate::registry::{ComponentInfo, ComponentRegistry, LoadedComponent};
+use crate::rights;
 use crate::state::{ChildToken, NodeView, ProcessState, Spawner};
 use crate::store::StoreFactory;
 use crate::upgrade::Upgrades;
@@ -388,6 +389,17 @@ impl Spawner for NodeShared {
         {
             return Err(WitError::NotPermitted(format!(
                 "the policy allows at most {max} live children"
+            )));
+        }
+        if options.link {
+            rights::check_links(&state.limits, state.ctx.link_count())?;
+        }
+        if options.monitor
+            && rights::check_monitors(&state.limits, state.ctx.monitor_count()).is_err()
+        {
+            return Err(WitError::NotPermitted(format!(
+                "the policy allows at most {} monitors",
+                state.limits.monitors
             )));
         }
         state.children.fetch_add(1, Ordering::AcqRel);
