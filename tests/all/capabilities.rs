@@ -1059,6 +1059,8 @@ const RIGHTS_CANCEL_TIMER: u8 = 11;
 const RIGHTS_TIMERS: u8 = 12;
 const RIGHTS_MONITORS: u8 = 13;
 const RIGHTS_LINK_MANY: u8 = 14;
+const RIGHTS_HOARD: u8 = 15;
+const RIGHTS_SEND_TO: u8 = 16;
 
 /// The init of a `rights-probe` that waits for `stop`.
 fn waiting_child() -> Vec<u8> {
@@ -1633,4 +1635,129 @@ async fn links_stop_at_the_link_limit() {
     for pid in targets {
         assert!(node.runtime().is_alive(pid));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_a_guest_sends_itself_are_bounded_in_bytes() {
+    let node = node(&["rights-probe"]);
+    const MIB: u32 = 1 << 20;
+    // 100 messages of 1 MiB to itself: a mailbox holds its memory limit's worth by
+    // default (64 MiB), or what the policy's mailbox_bytes says; the rest are dropped.
+    let got = |outcome: Vec<u8>| u32::from_le_bytes(outcome[..].try_into().unwrap());
+    let hoard = Wire::op(RIGHTS_HOARD).u32(MIB).u32(100);
+    let by_default = ask(&node, "rights-probe", &policy(""), hoard.clone())
+        .await
+        .ok();
+    assert_eq!(got(by_default), 64);
+    let small = policy("[limits]\nmailbox_bytes = \"8 MiB\"\n");
+    assert_eq!(got(ask(&node, "rights-probe", &small, hoard).await.ok()), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_larger_than_the_receiver_takes_is_refused_at_the_send() {
+    let node = node(&["rights-probe"]);
+    // The victim, with 16 MiB of memory, accepts up to 4 MiB; a 20 MiB message would
+    // end it while being copied into its memory.
+    let (victim_reporter, _victim_reports) = probe(node.runtime());
+    let mut init = pid_bytes(victim_reporter);
+    init.extend(Wire::op(RIGHTS_WAIT).0);
+    let (victim, end) = node
+        .spawn_watched(
+            "rights-probe",
+            options(init, &policy("[limits]\nmemory = \"16 MiB\"\n")),
+        )
+        .unwrap();
+    let refused = ask(
+        &node,
+        "rights-probe",
+        &policy(""),
+        Wire::op(RIGHTS_SEND_TO).pid(victim).u32(20 << 20),
+    )
+    .await
+    .err();
+    assert!(
+        refused.contains(&format!(
+            "a message of 20971520 bytes is larger than the 4194304 bytes {victim} accepts"
+        )),
+        "{refused}"
+    );
+    // A message it can take still arrives, and the victim ends as asked.
+    let fits = ask(
+        &node,
+        "rights-probe",
+        &policy(""),
+        Wire::op(RIGHTS_SEND_TO).pid(victim).u32(1 << 20),
+    )
+    .await
+    .ok();
+    assert!(fits.is_empty());
+    node.runtime().send_tagged(victim, 0, b"stop".to_vec());
+    assert_eq!(ended(end).await, ExitReason::Normal);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spawn_tree_cannot_have_more_live_processes_than_its_root_was_granted() {
+    let node = node(&["spawner", "rights-probe"]);
+    // The root may spawn waiting children and grandchildren, three alive at once in
+    // its whole tree, whatever each child's own count of children.
+    let tree = policy(
+        "[process]\nspawn = [{ component = \"rights-probe\" }]\n[limits]\ndescendants = 3\n",
+    );
+    let (outcomes, _reports, spawner_pid) = spawn_reports(
+        &node,
+        &tree,
+        spawner(5, SPAWNER_STAY, "rights-probe", "", &waiting_child()),
+    )
+    .await;
+    assert!(
+        matches!(
+            outcomes[..3],
+            [Outcome::Ok(_), Outcome::Ok(_), Outcome::Ok(_)]
+        ),
+        "{outcomes:?}"
+    );
+    for refused in &outcomes[3..] {
+        let Outcome::Err(error) = refused else {
+            panic!("{outcomes:?}")
+        };
+        assert!(
+            error.contains("the spawn tree may have at most 3 live processes"),
+            "{error}"
+        );
+    }
+    let children: Vec<Pid> = outcomes[..3]
+        .iter()
+        .map(|o| match o {
+            Outcome::Ok(pid) => pid_of(pid),
+            Outcome::Err(e) => panic!("{e}"),
+        })
+        .collect();
+    for child in children {
+        node.runtime().send_tagged(child, 0, b"stop".to_vec());
+    }
+    node.runtime().send_tagged(spawner_pid, 0, b"stop".to_vec());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_successors_stops_at_its_roots_spawn_budget() {
+    let node = node(&["rights-probe"]);
+    let chain =
+        policy("[process]\nspawn = [{ component = \"rights-probe\" }]\n[limits]\nspawns = 5\n");
+    let (reporter, mut reports) = probe(node.runtime());
+    let mut init = pid_bytes(reporter);
+    init.extend(Wire::op(RIGHTS_SUCCEED).0);
+    node.spawn_with(None, "rights-probe", options(init, &chain))
+        .expect("the root spawns");
+    // Each link of the chain reports its successor; the sixth spawn is refused.
+    for _ in 0..5 {
+        let (tag, _) = reports.data().await;
+        assert_eq!(tag, 1, "a successor was spawned");
+    }
+    let (tag, payload) = reports.data().await;
+    assert_eq!(tag, 2, "the sixth spawn is refused");
+    let error = String::from_utf8(payload).unwrap();
+    assert!(
+        error.contains("the spawn tree may spawn at most 5 processes"),
+        "{error}"
+    );
 }

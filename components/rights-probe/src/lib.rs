@@ -25,6 +25,8 @@
 //! | 12 | timers | `count` `u32` | sets up to `count` one-hour `send-after` timers for itself (tag 12, 16 bytes each), stopping at the first error, then returns (its timers end with it) | how many it set, `u32`, then the first error as text (empty when none) |
 //! | 13 | monitors | `target` pid, `count` `u32` | `monitor(target)` `count` times (a dead target makes each a waiting `down`), then reports | how many, `u32` (past the policy's `monitors` limit the process traps instead) |
 //! | 14 | link-many | `count` `u32`, then `count` pids | `link` to each, stopping at the first error | how many it linked, `u32`, then the first error as text (empty when none) |
+//! | 15 | hoard | `size` `u32`, `count` `u32` | sends itself `count` messages of `size` bytes (tag 15) without receiving, then takes back what was queued without waiting | how many it got back, `u32` |
+//! | 16 | send-to | `target` pid, `size` `u32` | sends `target` one message (tag 16) of `size` bytes of `0xab` | empty |
 //! | 10 | succeed | — | spawns a successor: `rights-probe` with this same init under its own policy, then returns (a chain of successors, each replacing the last) | the successor's pid |
 //!
 //! # Reports to `reporter`
@@ -73,6 +75,8 @@ const CANCEL_TIMER: u8 = 11;
 const TIMERS: u8 = 12;
 const MONITORS: u8 = 13;
 const LINK_MANY: u8 = 14;
+const HOARD: u8 = 15;
+const SEND_TO: u8 = 16;
 
 /// How long spawn-kill waits for the killed child's `down`, and send-after for its
 /// message.
@@ -122,6 +126,19 @@ fn flood(count: u32) -> Result<Vec<u8>, String> {
     }
     let mut got: u32 = 0;
     while receive_tag_timeout(FLOOD_TAG, Duration::ZERO).is_some() {
+        got += 1;
+    }
+    Ok(got.to_le_bytes().to_vec())
+}
+
+fn hoard(size: u32, count: u32) -> Result<Vec<u8>, String> {
+    let me = self_pid();
+    let payload = vec![0xee_u8; size as usize];
+    for _ in 0..count {
+        send(me, 15, &payload).map_err(|e| e.to_string())?;
+    }
+    let mut got: u32 = 0;
+    while receive_tag_timeout(15, Duration::ZERO).is_some() {
         got += 1;
     }
     Ok(got.to_le_bytes().to_vec())
@@ -183,6 +200,8 @@ enum Op<'a> {
     Timers(u32),
     Monitors(Pid, u32),
     LinkMany(Vec<Pid>),
+    Hoard(u32, u32),
+    SendTo(Pid, u32),
 }
 
 fn decode(init: &[u8]) -> Result<(Pid, Op<'_>), rusm_guest::wire::DecodeError> {
@@ -203,6 +222,8 @@ fn decode(init: &[u8]) -> Result<(Pid, Op<'_>), rusm_guest::wire::DecodeError> {
         CANCEL_TIMER => Op::CancelTimer(reader.u64()?),
         TIMERS => Op::Timers(reader.u32()?),
         MONITORS => Op::Monitors(reader.pid()?, reader.u32()?),
+        HOARD => Op::Hoard(reader.u32()?, reader.u32()?),
+        SEND_TO => Op::SendTo(reader.pid()?, reader.u32()?),
         LINK_MANY => {
             let count = reader.u32()?;
             let mut pids = Vec::new();
@@ -248,6 +269,10 @@ fn run(init: Vec<u8>) -> Result<(), String> {
             }
             Ok(count.to_le_bytes().to_vec())
         }
+        Op::Hoard(size, count) => hoard(size, count),
+        Op::SendTo(target, size) => send(target, 16, vec![0xab_u8; size as usize])
+            .map(|()| Vec::new())
+            .map_err(|e| e.to_string()),
         Op::LinkMany(pids) => {
             let mut linked: u32 = 0;
             let mut error = String::new();

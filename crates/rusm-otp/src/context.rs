@@ -164,7 +164,12 @@ impl Context {
 
     /// How many of this process's timers have not fired yet.
     pub fn timer_count(&self) -> usize {
-        self.rt.timer_count(self.pid())
+        self.rt.timer_load(self.pid()).0
+    }
+
+    /// The payload bytes this process's waiting timers hold.
+    pub fn timer_bytes(&self) -> usize {
+        self.rt.timer_load(self.pid()).1
     }
 
     // ---- receiving ------------------------------------------------------------------

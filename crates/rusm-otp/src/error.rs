@@ -44,8 +44,16 @@ pub struct SendError {
 pub enum SendErrorKind {
     /// The receiver does not exist.
     NoProc,
-    /// The receiver's bounded mailbox is full.
+    /// The receiver's bounded mailbox is full (in messages or in bytes).
     Full,
+    /// The payload is larger than the receiver accepts
+    /// ([`MailboxConfig::max_message`](crate::MailboxConfig::max_message)).
+    TooLarge {
+        /// The payload's size in bytes.
+        size: usize,
+        /// The most the receiver accepts.
+        limit: usize,
+    },
 }
 
 impl std::fmt::Display for SendError {
@@ -53,6 +61,10 @@ impl std::fmt::Display for SendError {
         match self.kind {
             SendErrorKind::NoProc => f.write_str("the receiver does not exist"),
             SendErrorKind::Full => f.write_str("the receiver's mailbox is full"),
+            SendErrorKind::TooLarge { size, limit } => write!(
+                f,
+                "a message of {size} bytes is larger than the {limit} bytes the receiver accepts"
+            ),
         }
     }
 }

@@ -26,6 +26,7 @@ use std::collections::VecDeque;
 
 use rustc_hash::FxHashMap;
 
+use crate::error::SendErrorKind;
 use crate::message::{Message, Tag};
 
 /// What happens when a message arrives at a full bounded mailbox.
@@ -50,6 +51,31 @@ pub struct MailboxConfig {
     pub capacity: Option<usize>,
     /// What to do when a data message arrives at a full mailbox.
     pub overflow: Overflow,
+    /// The most bytes of data payloads ([`Payload::Bytes`](crate::Payload::Bytes)) the
+    /// mailbox holds at once; a message that would pass it meets a full mailbox.
+    /// `None` means unbounded.
+    pub max_bytes: Option<usize>,
+    /// The largest data payload the process accepts, in bytes: a larger message is
+    /// refused at the send ([`SendErrorKind::TooLarge`](crate::SendErrorKind::TooLarge)
+    /// for `try_send`) and never queued. `None` means any.
+    pub max_message: Option<usize>,
+}
+
+impl MailboxConfig {
+    /// Why a data message of `size` payload bytes cannot be queued in a mailbox with
+    /// `len` data messages and `bytes` payload bytes waiting, if it cannot.
+    fn refusal(&self, size: usize, len: usize, bytes: usize) -> Option<SendErrorKind> {
+        if let Some(limit) = self.max_message
+            && size > limit
+        {
+            return Some(SendErrorKind::TooLarge { size, limit });
+        }
+        let full_count = self.capacity.is_some_and(|cap| len >= cap);
+        let full_bytes = self
+            .max_bytes
+            .is_some_and(|max| bytes.saturating_add(size) > max);
+        (full_count || full_bytes).then_some(SendErrorKind::Full)
+    }
 }
 
 /// Counters a mailbox keeps about itself.
@@ -76,6 +102,8 @@ pub(crate) struct Mailbox {
     next_seq: u64,
     tombstones: usize,
     data_len: usize,
+    /// Payload bytes of the data messages waiting.
+    data_bytes: usize,
     by_tag: FxHashMap<Tag, VecDeque<u64>>,
     /// Whether `by_tag` is maintained (see the module docs).
     indexed: bool,
@@ -99,6 +127,7 @@ impl Mailbox {
             next_seq: 0,
             tombstones: 0,
             data_len: 0,
+            data_bytes: 0,
             by_tag: FxHashMap::default(),
             indexed: false,
             config,
@@ -126,27 +155,44 @@ impl Mailbox {
         }
     }
 
+    /// Count a data message refused at the send.
+    pub(crate) fn count_dropped(&mut self) {
+        self.dropped += 1;
+    }
+
+    /// Why a data message of `size` payload bytes would not be queued now, if it would
+    /// not (with [`Overflow::DropOldest`] a full mailbox makes room instead).
+    pub(crate) fn refusal(&self, size: usize) -> Option<SendErrorKind> {
+        match self.config.refusal(size, self.data_len, self.data_bytes)? {
+            SendErrorKind::Full if self.config.overflow == Overflow::DropOldest => {
+                let never_fits = self.config.capacity == Some(0)
+                    || self.config.max_bytes.is_some_and(|max| size > max);
+                never_fits.then_some(SendErrorKind::Full)
+            }
+            why => Some(why),
+        }
+    }
+
     /// Append a message. A data message that does not fit is handed back.
     pub(crate) fn push(&mut self, msg: Message) -> Result<(), Message> {
         if let Message::Data(data) = &msg {
-            if let Some(cap) = self.config.capacity
-                && self.data_len >= cap
+            let size = data.payload.byte_len();
+            if self.refusal(size).is_some() {
+                self.dropped += 1;
+                return Err(msg);
+            }
+            // Room is made by dropping the oldest data messages (DropOldest), or there
+            // is room already.
+            while self
+                .config
+                .refusal(size, self.data_len, self.data_bytes)
+                .is_some()
             {
-                match self.config.overflow {
-                    Overflow::DropNewest => {
-                        self.dropped += 1;
-                        return Err(msg);
-                    }
-                    Overflow::DropOldest => {
-                        self.dropped += 1;
-                        if cap == 0 {
-                            return Err(msg);
-                        }
-                        self.drop_oldest_data();
-                    }
-                }
+                self.dropped += 1;
+                self.drop_oldest_data();
             }
             self.data_len += 1;
+            self.data_bytes += size;
             if self.indexed {
                 self.by_tag
                     .entry(data.tag)
@@ -262,6 +308,7 @@ impl Mailbox {
         self.indexed = false;
         self.tombstones = 0;
         self.data_len = 0;
+        self.data_bytes = 0;
         std::mem::take(&mut self.queue)
     }
 
@@ -284,6 +331,7 @@ impl Mailbox {
     fn unindex(&mut self, seq: u64, msg: &Message) {
         let Message::Data(data) = msg else { return };
         self.data_len -= 1;
+        self.data_bytes -= data.payload.byte_len();
         if !self.indexed {
             return;
         }
@@ -413,6 +461,7 @@ mod tests {
         let cfg = MailboxConfig {
             capacity: Some(2),
             overflow: Overflow::DropNewest,
+            ..MailboxConfig::default()
         };
         let mut mb = Mailbox::new(cfg);
         mb.push(data(0, 1)).unwrap();
@@ -424,6 +473,7 @@ mod tests {
         let cfg = MailboxConfig {
             capacity: Some(2),
             overflow: Overflow::DropOldest,
+            ..MailboxConfig::default()
         };
         let mut mb = Mailbox::new(cfg);
         for i in 1..=3 {
@@ -433,6 +483,55 @@ mod tests {
             .map(|m| num(m).1)
             .collect();
         assert_eq!(rest, vec![2, 3]);
+    }
+
+    fn bytes(tag: Tag, len: usize) -> Message {
+        Message::Data(crate::message::Data {
+            tag,
+            payload: crate::Payload::Bytes(vec![0; len]),
+        })
+    }
+
+    #[test]
+    fn payload_bytes_are_bounded_and_large_messages_refused() {
+        let cfg = MailboxConfig {
+            max_bytes: Some(100),
+            max_message: Some(60),
+            ..MailboxConfig::default()
+        };
+        let mut mb = Mailbox::new(cfg);
+        assert_eq!(
+            mb.refusal(61),
+            Some(SendErrorKind::TooLarge {
+                size: 61,
+                limit: 60
+            })
+        );
+        mb.push(bytes(1, 60)).unwrap();
+        mb.push(bytes(1, 40)).unwrap();
+        assert_eq!(mb.refusal(1), Some(SendErrorKind::Full));
+        assert!(
+            mb.push(bytes(1, 1)).is_err(),
+            "a full mailbox in bytes refuses"
+        );
+        // Native values count no bytes; taking a message frees its bytes.
+        mb.push(data(2, 7)).unwrap();
+        mb.take_tag(1).unwrap();
+        mb.push(bytes(1, 60)).unwrap();
+        assert_eq!(mb.stats().dropped, 1);
+
+        let cfg = MailboxConfig {
+            max_bytes: Some(100),
+            overflow: Overflow::DropOldest,
+            ..MailboxConfig::default()
+        };
+        let mut mb = Mailbox::new(cfg);
+        for len in [50, 30, 40] {
+            mb.push(bytes(u64::try_from(len).unwrap(), len)).unwrap();
+        }
+        // 50 went to make room for 40.
+        assert_eq!(mb.take_any().map(|m| m.into_data().unwrap().tag), Some(30));
+        assert!(mb.push(bytes(9, 101)).is_err(), "never fits, even emptied");
     }
 
     #[test]

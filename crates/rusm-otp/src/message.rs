@@ -24,6 +24,17 @@ pub enum Payload {
     Inline(Inline),
 }
 
+impl Payload {
+    /// The bytes a mailbox counts for this payload: the length of [`Payload::Bytes`];
+    /// native values count nothing (they are the host's own).
+    pub fn byte_len(&self) -> usize {
+        match self {
+            Payload::Bytes(bytes) => bytes.len(),
+            Payload::Value(_) | Payload::Inline(_) => 0,
+        }
+    }
+}
+
 /// Declares [`Inline`] and the conversions between it and the types it holds.
 macro_rules! inline_values {
     ($($variant:ident($ty:ty)),* $(,)?) => {

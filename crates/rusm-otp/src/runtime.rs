@@ -159,8 +159,10 @@ pub(crate) struct SlotState {
     watchers: Vec<oneshot::Sender<ExitReason>>,
     pending_exit: Option<ExitReason>,
     name: Option<Arc<str>>,
-    /// Timers this process set that have not fired, and timers set for it.
+    /// Timers this process set that have not fired (and their payload bytes), and
+    /// timers set for it.
     timers: FxHashSet<u64>,
+    timer_bytes: usize,
     timers_in: FxHashSet<u64>,
 }
 
@@ -178,6 +180,7 @@ impl SlotState {
             pending_exit: None,
             name: None,
             timers: FxHashSet::default(),
+            timer_bytes: 0,
             timers_in: FxHashSet::default(),
         }
     }
@@ -232,6 +235,8 @@ enum SignalKind {
 struct TimerEntry {
     owner: Option<Pid>,
     target: Pid,
+    /// The payload's bytes, charged to the owner while the timer waits.
+    bytes: usize,
     task: Option<AbortHandle>,
 }
 
@@ -502,6 +507,11 @@ impl Runtime {
             if !st.alive {
                 return Err(SendErrorKind::NoProc);
             }
+            let size = payload.as_ref().map_or(0, Payload::byte_len);
+            if let Some(why) = st.mailbox.refusal(size) {
+                st.mailbox.count_dropped();
+                return Err(why);
+            }
             let data = Data {
                 tag,
                 payload: payload.take().expect("the payload is sent once"),
@@ -767,11 +777,13 @@ impl Runtime {
     ) -> TimerRef {
         let id = self.inner.next_ref.fetch_add(1, Ordering::Relaxed);
         let timer = TimerRef::from_raw(id);
+        let bytes = payload.byte_len();
         self.inner.timers.insert(
             id,
             TimerEntry {
                 owner,
                 target: to,
+                bytes,
                 task: None,
             },
         );
@@ -784,7 +796,11 @@ impl Runtime {
         }) && owner.is_none_or(|owner| {
             self.inner.table.get(owner).is_some_and(|slot| {
                 let mut st = slot.state.lock();
-                st.alive && st.timers.insert(id)
+                let recorded = st.alive && st.timers.insert(id);
+                if recorded {
+                    st.timer_bytes += bytes;
+                }
+                recorded
             })
         });
         if !recorded {
@@ -814,7 +830,10 @@ impl Runtime {
         if let Some(owner) = entry.owner
             && let Some(slot) = self.inner.table.get(owner)
         {
-            slot.state.lock().timers.remove(&id);
+            let mut st = slot.state.lock();
+            if st.timers.remove(&id) {
+                st.timer_bytes -= entry.bytes;
+            }
         }
         if let Some(slot) = self.inner.table.get(entry.target) {
             slot.state.lock().timers_in.remove(&id);
@@ -850,12 +869,12 @@ impl Runtime {
         }
     }
 
-    /// How many of its timers `pid` has waiting.
-    pub(crate) fn timer_count(&self, pid: Pid) -> usize {
-        self.inner
-            .table
-            .get(pid)
-            .map_or(0, |slot| slot.state.lock().timers.len())
+    /// How many of its timers `pid` has waiting, and their payload bytes.
+    pub(crate) fn timer_load(&self, pid: Pid) -> (usize, usize) {
+        self.inner.table.get(pid).map_or((0, 0), |slot| {
+            let st = slot.state.lock();
+            (st.timers.len(), st.timer_bytes)
+        })
     }
 
     /// End the timers in `ids` (those of a process that has ended).

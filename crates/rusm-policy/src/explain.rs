@@ -156,6 +156,12 @@ pub(crate) fn explain(policy: &Policy) -> String {
             Some(v @ LimitValue::Count(_)) if name == "links" => {
                 format!("{} links", v.describe())
             }
+            Some(v @ LimitValue::Count(_)) if name == "descendants" => {
+                format!("{} live processes in its spawn tree", v.describe())
+            }
+            Some(v @ LimitValue::Count(_)) if name == "spawns" => {
+                format!("{} spawns in its whole spawn tree", v.describe())
+            }
             Some(v) => v.describe(),
         };
         lines.push(format!("limits: {name} {value}"));

@@ -34,10 +34,20 @@ pub struct Limits {
     pub monitors: Option<u64>,
     /// `links`: the most processes it may be linked to at once.
     pub links: Option<u64>,
+    /// `mailbox_bytes`: the most bytes of message payloads that may wait in its
+    /// mailbox, and, separately, in its timers.
+    pub mailbox_bytes: Option<u64>,
+    /// `max_receive`: the largest message payload it accepts; larger sends to it fail.
+    pub max_receive: Option<u64>,
+    /// `descendants`: the most processes its whole spawn tree (children, their
+    /// children, ...) may have alive at once.
+    pub descendants: Option<u64>,
+    /// `spawns`: the most processes its whole spawn tree may ever spawn.
+    pub spawns: Option<u64>,
 }
 
 /// The keys of `[limits]`, in the order they are documented.
-pub(crate) const LIMIT_KEYS: [&str; 10] = [
+pub(crate) const LIMIT_KEYS: [&str; 14] = [
     "memory",
     "table_elements",
     "fuel",
@@ -48,6 +58,10 @@ pub(crate) const LIMIT_KEYS: [&str; 10] = [
     "timers",
     "monitors",
     "links",
+    "mailbox_bytes",
+    "max_receive",
+    "descendants",
+    "spawns",
 ];
 
 /// One limit's value, for comparing and printing limits of every kind alike.
@@ -76,7 +90,7 @@ impl Limits {
     }
 
     /// Every limit by key, in the documented order.
-    pub(crate) fn entries(&self) -> [(&'static str, Option<LimitValue>); 10] {
+    pub(crate) fn entries(&self) -> [(&'static str, Option<LimitValue>); 14] {
         let [
             memory,
             table_elements,
@@ -88,6 +102,10 @@ impl Limits {
             timers,
             monitors,
             links,
+            mailbox_bytes,
+            max_receive,
+            descendants,
+            spawns,
         ] = LIMIT_KEYS;
         [
             (memory, self.memory.map(LimitValue::Bytes)),
@@ -100,6 +118,10 @@ impl Limits {
             (timers, self.timers.map(LimitValue::Count)),
             (monitors, self.monitors.map(LimitValue::Count)),
             (links, self.links.map(LimitValue::Count)),
+            (mailbox_bytes, self.mailbox_bytes.map(LimitValue::Bytes)),
+            (max_receive, self.max_receive.map(LimitValue::Bytes)),
+            (descendants, self.descendants.map(LimitValue::Count)),
+            (spawns, self.spawns.map(LimitValue::Count)),
         ]
     }
 }

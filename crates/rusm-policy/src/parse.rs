@@ -627,6 +627,12 @@ impl<'s> Parser<'s> {
                 "timers" => limits.timers = Some(self.count(key, value, place, integer)?),
                 "monitors" => limits.monitors = Some(self.count(key, value, place, integer)?),
                 "links" => limits.links = Some(self.count(key, value, place, integer)?),
+                "mailbox_bytes" => limits.mailbox_bytes = Some(self.size(key, value, place)?),
+                "max_receive" => limits.max_receive = Some(self.size(key, value, place)?),
+                "descendants" => {
+                    limits.descendants = Some(self.count(key, value, place, integer)?);
+                }
+                "spawns" => limits.spawns = Some(self.count(key, value, place, integer)?),
                 other => return Err(self.unknown_key(key, other, place, &LIMIT_KEYS)),
             }
         }

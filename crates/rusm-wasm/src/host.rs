@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rusm_otp::{MonitorRef, Payload, Pid, TimerRef};
+use rusm_otp::{MonitorRef, Payload, Pid, SendError, SendErrorKind, TimerRef};
 
 use crate::bindings::{
     Selector, SelfExit, WitError, WitExitReason, WitMessage, WitSpawnOptions, WitSpawned,
@@ -120,6 +120,22 @@ impl ProcessState {
         rights::check_message_size(&self.limits, payload.len())
     }
 
+    /// Queue a guest's message. A message to a process that has ended, or to a full
+    /// mailbox, is dropped (as Erlang's send never fails); one larger than the
+    /// receiver accepts is refused, so that what a process is sent cannot end it.
+    fn deliver(&self, to: u64, tag: u64, payload: Vec<u8>) -> Result<(), WitError> {
+        let to = Pid::from_raw(to);
+        match self.ctx.try_send(to, tag, Payload::Bytes(payload)) {
+            Err(SendError {
+                kind: SendErrorKind::TooLarge { size, limit },
+                ..
+            }) => Err(WitError::Invalid(format!(
+                "a message of {size} bytes is larger than the {limit} bytes {to} accepts"
+            ))),
+            Ok(()) | Err(_) => Ok(()),
+        }
+    }
+
     fn check_kill(&self, target: Pid) -> Result<(), WitError> {
         rights::check_kill(&self.policy, &self.ctx, target)
     }
@@ -148,9 +164,7 @@ impl rusm::runtime::process::Host for ProcessState {
         if let Err(e) = self.check_message_size(&payload) {
             return Ok(Err(e));
         }
-        self.ctx
-            .send_tagged(Pid::from_raw(to), tag, Payload::Bytes(payload));
-        Ok(Ok(()))
+        Ok(self.deliver(to, tag, payload))
     }
 
     async fn receive(
@@ -174,8 +188,9 @@ impl rusm::runtime::process::Host for ProcessState {
         if let Err(e) = self.check_message_size(&payload) {
             return Ok(Err(e));
         }
-        self.ctx
-            .send_tagged(Pid::from_raw(to), tag, Payload::Bytes(payload));
+        if let Err(e) = self.deliver(to, tag, payload) {
+            return Ok(Err(e));
+        }
         Ok(Ok(self
             .receive_message(timeout_ms, selector.as_ref())
             .await))
@@ -291,6 +306,11 @@ impl rusm::runtime::process::Host for ProcessState {
             return Ok(Err(e));
         }
         if let Err(e) = rights::check_timers(&self.limits, self.ctx.timer_count()) {
+            return Ok(Err(e));
+        }
+        if let Err(e) =
+            rights::check_timer_bytes(&self.limits, self.ctx.timer_bytes(), payload.len())
+        {
             return Ok(Err(e));
         }
         let delay = Duration::from_millis(delay_ms);

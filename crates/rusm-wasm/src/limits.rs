@@ -3,6 +3,8 @@
 //! is interpreted. Every kind of process (actor, handler, HTTP request, plugin) gets
 //! its [`Limits`] here and applies them the same way.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rusm_otp::{MailboxConfig, Overflow};
@@ -38,11 +40,25 @@ pub(crate) struct Limits {
     pub(crate) monitors: usize,
     /// Processes it may be linked to at once.
     pub(crate) links: usize,
+    /// Payload bytes that may wait in its mailbox, and separately in its timers (the
+    /// policy's `mailbox_bytes`, by default its memory limit).
+    pub(crate) mailbox_bytes: usize,
+    /// The largest payload it accepts (the policy's `max_receive`, by default a
+    /// quarter of its memory limit: a message must fit in the guest's memory beside
+    /// what it already holds, or receiving it would end the guest).
+    pub(crate) max_receive: usize,
+    /// Processes its spawn tree may have alive at once (when it is a tree's root).
+    pub(crate) descendants: u64,
+    /// Processes its spawn tree may ever spawn (when it is a tree's root).
+    pub(crate) spawns: Option<u64>,
 }
 
 /// The `timers` limit of a policy that sets none: enough for any honest actor, few
 /// enough that a guest setting timers in a loop holds the host to a bounded amount.
 pub(crate) const DEFAULT_TIMERS: usize = 1_000;
+
+/// The `descendants` limit of a policy that sets none.
+pub(crate) const DEFAULT_DESCENDANTS: u64 = 10_000;
 
 /// The `monitors` and `links` limits of a policy that sets none.
 pub(crate) const DEFAULT_MONITORS: usize = 10_000;
@@ -66,11 +82,14 @@ impl Limits {
                 "the policy sets a fuel limit but this node runs without fuel metering (WasmConfig::fuel_metering)".into(),
             ));
         }
+        let memory = limits
+            .memory
+            .map_or(config.default_memory_limit, size)
+            .min(config.max_memory_size());
         Ok(Limits {
-            memory: limits
-                .memory
-                .map_or(config.default_memory_limit, size)
-                .min(config.max_memory_size()),
+            memory,
+            mailbox_bytes: limits.mailbox_bytes.map_or(memory, size),
+            max_receive: limits.max_receive.map_or(memory / 4, size),
             table_elements: limits
                 .table_elements
                 .map_or(config.pool.table_elements, size)
@@ -85,6 +104,8 @@ impl Limits {
             timers: limits.timers.map_or(DEFAULT_TIMERS, size),
             monitors: limits.monitors.map_or(DEFAULT_MONITORS, size),
             links: limits.links.map_or(DEFAULT_LINKS, size),
+            descendants: limits.descendants.unwrap_or(DEFAULT_DESCENDANTS),
+            spawns: limits.spawns,
         })
     }
 
@@ -104,16 +125,24 @@ impl Limits {
             .map(|limit| tokio::time::Instant::now() + limit)
     }
 
-    /// The mailbox a process gets when `requested` is asked for: the policy's bound
-    /// wins when it is smaller (messages past it are dropped).
+    /// The mailbox a process gets when `requested` is asked for: the policy's bounds
+    /// win where they are smaller (messages past a full mailbox are dropped and
+    /// counted; a message larger than `max_receive` is refused at the send).
     pub(crate) fn mailbox(&self, requested: MailboxConfig) -> MailboxConfig {
-        match self.mailbox {
-            Some(limit) if requested.capacity.is_none_or(|cap| cap > limit) => MailboxConfig {
-                capacity: Some(limit),
-                overflow: Overflow::DropNewest,
-            },
-            _ => requested,
+        let smaller =
+            |asked: Option<usize>, limit: usize| Some(asked.map_or(limit, |a| a.min(limit)));
+        let mut config = MailboxConfig {
+            max_bytes: smaller(requested.max_bytes, self.mailbox_bytes),
+            max_message: smaller(requested.max_message, self.max_receive),
+            ..requested
+        };
+        if let Some(limit) = self.mailbox
+            && requested.capacity.is_none_or(|cap| cap > limit)
+        {
+            config.capacity = Some(limit);
+            config.overflow = Overflow::DropNewest;
         }
+        config
     }
 
     /// What the store's resource limiter enforces.
@@ -124,6 +153,66 @@ impl Limits {
             table_elements: self.table_elements,
             hit_memory_limit: false,
         }
+    }
+}
+
+/// What a whole spawn tree may still spawn: the budget its root's policy sets
+/// (`descendants` alive at once, `spawns` ever), shared by every process in the tree,
+/// so no chain or fan of children outgrows what the root was granted.
+pub(crate) struct TreeBudget {
+    live: AtomicU64,
+    total: AtomicU64,
+    max_live: u64,
+    max_total: Option<u64>,
+}
+
+impl TreeBudget {
+    /// The budget of a tree whose root has `limits`.
+    pub(crate) fn new(limits: &Limits) -> TreeBudget {
+        TreeBudget {
+            live: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            max_live: limits.descendants,
+            max_total: limits.spawns,
+        }
+    }
+
+    /// Count one more process in the tree, while its token lives.
+    ///
+    /// # Errors
+    /// What ran out, as the refusal the spawning guest sees.
+    pub(crate) fn admit(self: &Arc<Self>) -> Result<TreeToken, String> {
+        if self.live.fetch_add(1, Ordering::AcqRel) >= self.max_live {
+            self.live.fetch_sub(1, Ordering::AcqRel);
+            return Err(format!(
+                "the spawn tree may have at most {} live processes",
+                self.max_live
+            ));
+        }
+        if let Some(max) = self.max_total
+            && self.total.fetch_add(1, Ordering::AcqRel) >= max
+        {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            self.live.fetch_sub(1, Ordering::AcqRel);
+            return Err(format!("the spawn tree may spawn at most {max} processes"));
+        }
+        Ok(TreeToken(Arc::clone(self)))
+    }
+}
+
+/// A process's place in its tree's budget; dropping it frees the place.
+pub(crate) struct TreeToken(Arc<TreeBudget>);
+
+impl TreeToken {
+    /// The budget this token counts against.
+    pub(crate) fn budget(&self) -> &Arc<TreeBudget> {
+        &self.0
+    }
+}
+
+impl Drop for TreeToken {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -249,11 +338,13 @@ mod tests {
         let asked = MailboxConfig {
             capacity: Some(100),
             overflow: Overflow::DropNewest,
+            ..MailboxConfig::default()
         };
         assert_eq!(limits.mailbox(asked).capacity, Some(10));
         let small = MailboxConfig {
             capacity: Some(5),
             overflow: Overflow::DropNewest,
+            ..MailboxConfig::default()
         };
         assert_eq!(limits.mailbox(small).capacity, Some(5));
     }

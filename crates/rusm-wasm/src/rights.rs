@@ -82,3 +82,16 @@ pub(crate) fn check_monitors(limits: &Limits, held: usize) -> wasmtime::Result<(
         Ok(())
     }
 }
+
+/// May the process set one more timer holding `len` payload bytes, with `held` bytes
+/// in its waiting timers already?
+pub(crate) fn check_timer_bytes(limits: &Limits, held: usize, len: usize) -> Result<(), WitError> {
+    if held.saturating_add(len) > limits.mailbox_bytes {
+        Err(WitError::NotPermitted(format!(
+            "the policy allows at most {} bytes in waiting timers",
+            limits.mailbox_bytes
+        )))
+    } else {
+        Ok(())
+    }
+}

@@ -14,7 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::bindings::{WitError, WitSpawnOptions, WitSpawned};
 use crate::broker::{ClockView, HttpGrant};
 use crate::extensions::Extensions;
-use crate::limits::{Limits, StoreLimiter};
+use crate::limits::{Limits, StoreLimiter, TreeBudget, TreeToken};
 use crate::upgrade::Upgrades;
 
 /// How a guest's `spawn` reaches the node: the node implements it (policy library,
@@ -73,6 +73,11 @@ pub struct ProcessState {
     /// When the process's run must end: what is left of it bounds the deadline of
     /// every child it spawns.
     pub(crate) ends_at: Option<tokio::time::Instant>,
+    /// The spawn budget of the tree this process belongs to: its parent's, or (for a
+    /// root) its own, made when it first spawns.
+    pub(crate) tree: std::sync::OnceLock<Arc<TreeBudget>>,
+    /// Its place in its tree's budget (none for a root).
+    pub(crate) _tree_token: Option<TreeToken>,
 }
 
 impl ProcessState {
@@ -126,6 +131,12 @@ impl WasiHttpView for ProcessState {
 }
 
 impl ProcessState {
+    /// The budget of this process's spawn tree.
+    pub(crate) fn tree_budget(&self) -> &Arc<TreeBudget> {
+        self.tree
+            .get_or_init(|| Arc::new(TreeBudget::new(&self.limits)))
+    }
+
     /// What is left of this process's run, when it has a deadline.
     pub(crate) fn remaining(&self) -> Option<std::time::Duration> {
         self.ends_at

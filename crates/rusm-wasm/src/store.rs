@@ -23,7 +23,7 @@ use crate::bindings::{SelfExit, reason_text};
 use crate::broker;
 use crate::engine::{EpochTicker, WasmConfig};
 use crate::extensions::Extensions;
-use crate::limits::Limits;
+use crate::limits::{Limits, TreeToken};
 use crate::state::{ChildToken, NodeView, ProcessState};
 
 /// A process's store and the instance permit it holds. The store is dropped first.
@@ -49,6 +49,8 @@ pub(crate) struct ProcessSetup {
     pub(crate) extensions: Extensions,
     /// When its run must end (its deadline, counted from its start).
     pub(crate) ends_at: Option<tokio::time::Instant>,
+    /// Its place in its spawn tree's budget, when a guest spawned it.
+    pub(crate) tree: Option<TreeToken>,
 }
 
 /// Builds the stores of a node's processes: the engine, the instance permits, and the
@@ -130,6 +132,8 @@ impl StoreFactory {
             _child_token,
             extensions,
             ends_at,
+            tree,
+            _tree_token,
             ..
         } = store.into_data();
         let setup = ProcessSetup {
@@ -140,9 +144,11 @@ impl StoreFactory {
             child_token: _child_token,
             extensions,
             ends_at,
+            tree: _tree_token,
         };
         let mut store = self.build(component, setup, fuel)?;
         store.data_mut().children = children;
+        store.data_mut().tree = tree;
         Ok(ProcessStore { store, permit })
     }
 
@@ -161,13 +167,14 @@ impl StoreFactory {
             child_token,
             extensions,
             ends_at,
+            tree,
         } = setup;
         let started = Instant::now();
         let wasi = broker::wasi_ctx(&policy, ctx.pid(), started).map_err(|e| {
             ExitReason::crashed(format!("cannot start component {component:?}: {e}"))
         })?;
         let http_hooks = broker::HttpGrant::new(&policy, ctx.pid());
-        let state = ProcessState {
+        let mut state = ProcessState {
             ctx,
             node,
             policy,
@@ -182,7 +189,13 @@ impl StoreFactory {
             _child_token: child_token,
             extensions,
             ends_at,
+            tree: std::sync::OnceLock::new(),
+            _tree_token: None,
         };
+        if let Some(token) = tree {
+            let _ = state.tree.set(Arc::clone(token.budget()));
+            state._tree_token = Some(token);
+        }
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         store.set_epoch_deadline(1);

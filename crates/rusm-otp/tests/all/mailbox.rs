@@ -190,6 +190,7 @@ async fn bounded_mailbox_drops_newest_but_never_system_messages() {
         mailbox: MailboxConfig {
             capacity: Some(3),
             overflow: Overflow::DropNewest,
+            ..MailboxConfig::default()
         },
         trap_exit: true,
         ..SpawnOptions::default()
@@ -239,6 +240,7 @@ async fn bounded_mailbox_drop_oldest_keeps_the_latest() {
         mailbox: MailboxConfig {
             capacity: Some(2),
             overflow: Overflow::DropOldest,
+            ..MailboxConfig::default()
         },
         trap_exit: true,
         ..SpawnOptions::default()

@@ -27,6 +27,10 @@ limits: children node default
 limits: timers node default
 limits: monitors node default
 limits: links node default
+limits: mailbox_bytes node default
+limits: max_receive node default
+limits: descendants node default
+limits: spawns node default
 process: may not spawn
 process: may not kill or link to other processes
 process: may not register names

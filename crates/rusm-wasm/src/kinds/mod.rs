@@ -16,7 +16,7 @@ use rusm_policy::Policy;
 
 use crate::extensions::Extensions;
 use crate::kind::ComponentKind;
-use crate::limits::Limits;
+use crate::limits::{Limits, TreeToken};
 use crate::registry::{ComponentRegistry, LoadedComponent};
 use crate::state::{ChildToken, NodeView};
 use crate::store::{ProcessSetup, ProcessStore, StoreFactory};
@@ -35,6 +35,8 @@ pub(crate) struct Granted {
     pub(crate) node: NodeView,
     /// Its place among its parent's children, when a guest spawned it.
     pub(crate) child_token: Option<ChildToken>,
+    /// Its place in its spawn tree's budget, when a guest spawned it.
+    pub(crate) tree: Option<TreeToken>,
 }
 
 impl Granted {
@@ -49,6 +51,7 @@ impl Granted {
             child_token: self.child_token,
             extensions,
             ends_at: self.limits.deadline_from_now(),
+            tree: self.tree,
         }
     }
 }

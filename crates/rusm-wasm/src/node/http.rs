@@ -46,7 +46,7 @@ impl WasmNode {
             return Err(SpawnError::NotHttpHandler(component.to_owned()));
         }
         let policy = options.policy.unwrap_or_else(|| node.default_policy());
-        let mut granted = node.grant(policy, None, None)?;
+        let mut granted = node.grant(policy, None)?;
         granted.limits = granted.limits.with_deadline(options.deadline);
         let core = NodeShared::core_options(
             &loaded,

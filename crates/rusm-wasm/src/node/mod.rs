@@ -25,7 +25,7 @@ use crate::error::{LoadError, SpawnError};
 use crate::extensions::Extensions;
 use crate::kind::ComponentKind;
 use crate::kinds::{self, Backend, BodyFuture, Granted};
-use crate::limits::Limits;
+use crate::limits::{Limits, TreeToken};
 use crate::registry::{ComponentInfo, ComponentRegistry, LoadedComponent};
 use crate::rights;
 use crate::state::{ChildToken, NodeView, ProcessState, Spawner};
@@ -64,6 +64,15 @@ impl Policies {
             .unwrap_or_else(|_| Arc::new(Policy::embedded_default()));
         Policies { library, default }
     }
+}
+
+/// What a spawn from inside a guest carries beyond its options: the child's places
+/// among its parent's children and in its spawn tree's budget, and what is left of
+/// its parent's run.
+struct FromGuest {
+    child_token: ChildToken,
+    tree: TreeToken,
+    budget: Option<Duration>,
 }
 
 /// State shared by a node and every wasm process on it: the layers below (in
@@ -222,7 +231,7 @@ impl WasmNode {
         component: &str,
         options: WasmSpawnOptions,
     ) -> Result<(Pid, Watch), SpawnError> {
-        let (core, body) = self.shared.spawn_parts(component, options, None, None)?;
+        let (core, body) = self.shared.spawn_parts(component, options, None)?;
         Ok(self.shared.backend.rt.spawn_watched(core, body))
     }
 
@@ -237,20 +246,22 @@ impl WasmNode {
         component: &str,
         options: WasmSpawnOptions,
     ) -> Result<Spawned, SpawnError> {
-        self.shared
-            .spawn_child(parent, component, options, None, None)
+        self.shared.spawn_child(parent, component, options, None)
     }
 }
 
 impl NodeShared {
-    /// What a process under `policy` is granted on this node; its run ends within
-    /// `budget` when that is given (what is left of its parent's).
+    /// What a process under `policy` is granted on this node; a guest's child's run
+    /// ends within what is left of its parent's.
     fn grant(
         self: &Arc<Self>,
         policy: Arc<Policy>,
-        child_token: Option<ChildToken>,
-        budget: Option<Duration>,
+        from_guest: Option<FromGuest>,
     ) -> Result<Granted, SpawnError> {
+        let (child_token, tree, budget) = match from_guest {
+            Some(g) => (Some(g.child_token), Some(g.tree), g.budget),
+            None => (None, None, None),
+        };
         let limits = Limits::resolve(&policy, self.backend.stores.config())?.with_deadline(budget);
         Ok(Granted {
             policy,
@@ -260,6 +271,7 @@ impl NodeShared {
                 upgrades: Arc::clone(&self.backend.upgrades),
             },
             child_token,
+            tree,
         })
     }
 
@@ -293,8 +305,7 @@ impl NodeShared {
         self: &Arc<Self>,
         component: &str,
         options: WasmSpawnOptions,
-        child_token: Option<ChildToken>,
-        budget: Option<Duration>,
+        from_guest: Option<FromGuest>,
     ) -> Result<
         (
             SpawnOptions,
@@ -313,7 +324,7 @@ impl NodeShared {
             .policy
             .clone()
             .unwrap_or_else(|| self.default_policy());
-        let granted = self.grant(policy, child_token, budget)?;
+        let granted = self.grant(policy, from_guest)?;
         let core = Self::core_options(
             &loaded,
             &granted,
@@ -342,10 +353,9 @@ impl NodeShared {
         parent: Option<&Context>,
         component: &str,
         options: WasmSpawnOptions,
-        child_token: Option<ChildToken>,
-        budget: Option<Duration>,
+        from_guest: Option<FromGuest>,
     ) -> Result<Spawned, SpawnError> {
-        let (core, body) = self.spawn_parts(component, options, child_token, budget)?;
+        let (core, body) = self.spawn_parts(component, options, from_guest)?;
         Ok(match parent {
             Some(ctx) => ctx.spawn_with(core, body),
             None => Spawned {
@@ -402,8 +412,12 @@ impl Spawner for NodeShared {
                 state.limits.monitors
             )));
         }
+        let tree = state
+            .tree_budget()
+            .admit()
+            .map_err(WitError::NotPermitted)?;
         state.children.fetch_add(1, Ordering::AcqRel);
-        let token = ChildToken(state.children.clone());
+        let child_token = ChildToken(state.children.clone());
         let opts = WasmSpawnOptions {
             init: options.init,
             link: options.link,
@@ -413,8 +427,12 @@ impl Spawner for NodeShared {
         };
         // A child's run ends by its parent's deadline: a chain of successors cannot
         // outlive the budget of the process that started it.
-        let budget = state.remaining();
-        match self.spawn_child(Some(&state.ctx), component, opts, Some(token), budget) {
+        let from_guest = FromGuest {
+            child_token,
+            tree,
+            budget: state.remaining(),
+        };
+        match self.spawn_child(Some(&state.ctx), component, opts, Some(from_guest)) {
             Ok(spawned) => Ok(WitSpawned {
                 pid: spawned.pid.as_raw(),
                 monitor: spawned.monitor.map(|m| m.as_raw()),

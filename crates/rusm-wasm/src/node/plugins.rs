@@ -90,7 +90,7 @@ impl WasmNode {
             return Err(SpawnError::NotPlugin(component.to_owned()).into());
         }
         let policy = options.policy.unwrap_or_else(|| node.default_policy());
-        let granted = node.grant(policy, None, None)?;
+        let granted = node.grant(policy, None)?;
         let core =
             NodeShared::core_options(&loaded, &granted, options.mailbox, false, false, false);
         let (plugin, started) = kinds::plugin::begin(
