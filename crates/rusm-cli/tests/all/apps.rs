@@ -1,12 +1,11 @@
 //! `rusm run APP.toml`: the README's demo, a root supervisor giving up, Ctrl-C and the
 //! metrics endpoint.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::{component, finish, lines, root, run, rusm, temp_dir, wait};
+use crate::{component, finish, http_get, lines, root, run, rusm, temp_dir, wait};
 
 /// The README's quick start: its first command runs the demo through `rusm run`, its
 /// second runs the whole test suite.
@@ -136,21 +135,6 @@ say = "up"
         "{}",
         out.stderr
     );
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
 }
 
 #[test]

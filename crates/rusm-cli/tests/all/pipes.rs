@@ -2,15 +2,14 @@
 //! ends promptly and quietly, by `SIGPIPE` once its stdout is gone, and a closed stderr
 //! only drops log lines, so long-running commands keep serving.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::{component, root, rusm, temp_dir, wait};
+use crate::{component, http_get, root, rusm, temp_dir, wait};
 
 /// How long a command may take once its reader is gone.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -244,21 +243,6 @@ fn the_demo_app_ends_when_both_readers_close() {
     )
     .finish();
     assert_eq!(status.signal(), Some(SIGPIPE), "{status}\n{out}\n{err}");
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
 }
 
 /// The address after `marker` in `log` (up to the next `/`).

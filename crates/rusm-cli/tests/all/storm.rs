@@ -2,14 +2,12 @@
 //! limit restarting the crasher, which traps as soon as it starts. The app must still
 //! stop after its steps and on Ctrl-C, and the storm shows in the log and the metrics.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use crate::{component, finish, lines, rusm, temp_dir, wait};
+use crate::{component, finish, http_get, lines, rusm, temp_dir, wait};
 
 /// How long a stopping app may take before the test fails.
 const STOP_LIMIT: Duration = Duration::from_secs(30);
@@ -192,21 +190,6 @@ fn ctrl_c_stops_an_app_in_a_restart_storm() {
         .unwrap_or_else(|| panic!("no summary in:\n{}", rest.join("\n")));
     // The slow child was killed once its shutdown timeout ran out.
     assert!(summary.contains(" killed"), "{summary}");
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer
 }
 
 #[test]

@@ -125,14 +125,17 @@ async fn node_shutdown_stops_everything() {
             }
         });
     }
-    // A process that ignores shutdown is killed after the grace period.
-    let stubborn = rt.spawn(|ctx| async move {
+    // A process that ignores shutdown is killed after the grace period. It says when
+    // it traps exits, so the shutdown cannot reach it before.
+    let trapping = tx.clone();
+    let stubborn = rt.spawn(move |ctx| async move {
         ctx.trap_exit(true);
+        trapping.send(u32::MAX).unwrap();
         loop {
             ctx.recv().await;
         }
     });
-    for _ in 0..50 {
+    for _ in 0..51 {
         rx.recv().await.unwrap();
     }
     let stubborn_end = rt.watch(stubborn);
