@@ -744,6 +744,8 @@ async fn args_are_exactly_the_policy_args() {
 const CLOCK_WALL: u8 = 1;
 const CLOCK_MONOTONIC: u8 = 2;
 const CLOCK_SLEEP: u8 = 3;
+const CLOCK_WAIT_UNTIL: u8 = 4;
+const CLOCK_WAIT_FOR: u8 = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wall_clock_reads_only_when_granted() {
@@ -805,6 +807,54 @@ async fn sleeping_reads_no_clock() {
     )
     .await;
     assert_eq!(slept.ok(), b"");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_an_instant_needs_the_monotonic_clock() {
+    // A pollable for an instant is ready at once when the instant has passed: asking
+    // for ever closer instants reads the clock, so it needs the grant.
+    let node = node(&["clock-probe"]);
+    let wall_only = policy("[clocks]\nwall = true\n");
+    for instant in [0, u64::MAX / 2] {
+        let reason = end_of(
+            &node,
+            "clock-probe",
+            &wall_only,
+            Wire::op(CLOCK_WAIT_UNTIL).u64(instant),
+        )
+        .await;
+        assert_eq!(
+            reason,
+            ExitReason::CapabilityDenied("wasi:clocks/monotonic-clock".into()),
+            "waiting until {instant}"
+        );
+    }
+
+    let monotonic = policy("[clocks]\nmonotonic = true\n");
+    let waited = ask(
+        &node,
+        "clock-probe",
+        &monotonic,
+        Wire::op(CLOCK_WAIT_UNTIL).u64(0),
+    )
+    .await;
+    assert_eq!(waited.ok(), b"");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_duration_reads_no_clock() {
+    let node = node(&["clock-probe"]);
+    let no_clocks = policy("[env]\nvars = { A = \"1\" }\n");
+    for ns in [0, 1_000_000] {
+        let waited = ask(
+            &node,
+            "clock-probe",
+            &no_clocks,
+            Wire::op(CLOCK_WAIT_FOR).u64(ns),
+        )
+        .await;
+        assert_eq!(waited.ok(), b"", "waiting for {ns} ns");
+    }
 }
 
 // ---------------------------------------------------------------------------------

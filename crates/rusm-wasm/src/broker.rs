@@ -10,9 +10,11 @@
 //!   fail when `dns` is off;
 //! - environment and arguments: only what the policy names exists;
 //! - clocks (no error channel in WASI): reading a denied clock (`now`/`resolution`)
-//!   ends the process with `capability-denied: wasi:clocks/...`. Waiting on the
-//!   monotonic clock (`subscribe-*`, used by sleeps and timeouts) stays available: it
-//!   reveals no reading;
+//!   ends the process with `capability-denied: wasi:clocks/...`, and so does waiting
+//!   for an instant of the monotonic clock (`subscribe-instant`): a pollable that is
+//!   ready at once for every instant up to now would let a guest search for the
+//!   reading. Waiting for a duration (`subscribe-duration`, used by sleeps and
+//!   timeouts) stays available: it reveals no reading;
 //! - outbound HTTP (`wasi:http/outgoing-handler`): a request to an origin the
 //!   policy's `[http]` section does not grant fails with `HttpRequestDenied` (when the
 //!   guest awaits the response) and never leaves the host;
@@ -31,6 +33,8 @@ use tokio::io::AsyncWrite;
 use wasmtime::StoreContextMut;
 use wasmtime::component::Linker;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::clocks::WasiClocksView;
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
@@ -320,8 +324,12 @@ pub(crate) trait ClockView: 'static {
 }
 
 /// Replace the clock readings wasmtime-wasi links with ones that consult the process's
-/// policy first.
-pub(crate) fn link_clock_checks<T: ClockView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+/// policy first: `now` and `resolution` of both clocks, and the monotonic clock's
+/// `subscribe-instant` (which answers "is it past `t` yet?" for any `t`, a reading by
+/// bisection). `subscribe-duration` is left as wasmtime-wasi links it.
+pub(crate) fn link_clock_checks<T: ClockView + WasiClocksView>(
+    linker: &mut Linker<T>,
+) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let wall = format!("wasi:clocks/wall-clock@{WASI_CLOCKS}");
     let mut inst = linker.instance(&wall)?;
@@ -358,6 +366,18 @@ pub(crate) fn link_clock_checks<T: ClockView>(linker: &mut Linker<T>) -> wasmtim
         )?;
         Ok((1u64,))
     })?;
+    inst.func_wrap(
+        "subscribe-instant",
+        |mut store: StoreContextMut<'_, T>, (when,): (u64,)| {
+            require(
+                store.data().clock_grant().0.monotonic,
+                "wasi:clocks/monotonic-clock",
+            )?;
+            let pollable =
+                monotonic_clock::Host::subscribe_instant(&mut store.data_mut().clocks(), when)?;
+            Ok((pollable,))
+        },
+    )?;
     linker.allow_shadowing(false);
     Ok(())
 }
