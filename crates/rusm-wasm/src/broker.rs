@@ -3,8 +3,10 @@
 //! and validated by `rusm-policy`, with no engine involved.
 //!
 //! What a denial looks like to the guest:
-//! - filesystem: only the preopened directories exist; cap-std confines every path to
-//!   them (`..`, absolute paths and symlinks leading outside fail with `access`/
+//! - filesystem: only the preopened directories exist, each opened without following a
+//!   symbolic link anywhere on its host path (one that is or contains a link, or does
+//!   not exist, ends the process at start with a reason naming the policy and the
+//!   path); cap-std confines every path to them (`..`, absolute paths and symlinks leading outside fail with `access`/
 //!   `not-permitted`), and a read-only preopen refuses writes;
 //! - sockets: a denied bind, listen or connect fails with `access-denied`; DNS lookups
 //!   fail when `dns` is off;
@@ -22,13 +24,17 @@
 //!   `not-permitted`.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Component, Path};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusm_otp::Pid;
-use rusm_policy::{FsMode, Policy, StdioMode};
+use rusm_policy::{FsMode, HostPathError, HostPathProblem, Policy, Preopen, StdioMode};
+use rustix::fs::{CWD, Mode, OFlags, ResolveFlags, openat, openat2};
+use rustix::io::Errno;
 use tokio::io::AsyncWrite;
 use wasmtime::StoreContextMut;
 use wasmtime::component::Linker;
@@ -70,18 +76,68 @@ fn grant_filesystem(builder: &mut WasiCtxBuilder, policy: &Policy) -> Result<(),
             FsMode::ReadOnly => FsPerms::ReadOnly,
             FsMode::ReadWrite => FsPerms::ReadWrite,
         };
+        let refused = |detail: String| GrantError {
+            what: format!(
+                "preopen {} at {}",
+                preopen.host_resolved.display(),
+                preopen.guest
+            ),
+            detail,
+        };
+        let dir = open_preopen(preopen).map_err(|e| refused(e.to_string()))?;
+        // wasmtime-wasi opens preopens by path, following symbolic links. Handing it
+        // the descriptor's own /proc entry (a link the kernel resolves to the open
+        // directory itself, not by name) makes it open exactly the directory opened
+        // above, whatever has been renamed or replaced since.
+        let by_descriptor = format!("/proc/self/fd/{}", dir.as_raw_fd());
         builder
-            .preopened_dir(&preopen.host_resolved, &preopen.guest, perms)
-            .map_err(|e| GrantError {
-                what: format!(
-                    "preopen {} at {}",
-                    preopen.host_resolved.display(),
-                    preopen.guest
-                ),
-                detail: format!("{e:#}"),
-            })?;
+            .preopened_dir(&by_descriptor, &preopen.guest, perms)
+            .map_err(|e| refused(format!("cannot reopen it through {by_descriptor}: {e:#}")))?;
     }
     Ok(())
+}
+
+/// Opens a preopen's host directory without following a symbolic link anywhere on
+/// its path: `openat2` with `RESOLVE_NO_SYMLINKS` where the kernel has it, else a walk
+/// from `/` opening one component at a time with `O_NOFOLLOW`. So the directory opened
+/// is the one the policy's resolved host path names (which the subset rule compares),
+/// never one a guest with `rw` above it redirected with a link.
+///
+/// # Errors
+/// The preopen's [`HostPathError`]: the path is missing, not a directory, reached
+/// through a symbolic link, or cannot be opened.
+pub(crate) fn open_preopen(preopen: &Preopen) -> Result<OwnedFd, HostPathError> {
+    let path = std::path::absolute(&preopen.host_resolved)
+        .unwrap_or_else(|_| preopen.host_resolved.clone());
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let opened = match openat2(CWD, &path, flags, Mode::empty(), ResolveFlags::NO_SYMLINKS) {
+        // No openat2 (before Linux 5.6, or refused by a seccomp filter).
+        Err(Errno::NOSYS | Errno::PERM) => open_without_links(&path, flags),
+        other => other,
+    };
+    opened.map_err(|errno| {
+        // Name the component at fault; the kernel only says ELOOP or ENOENT.
+        let problem = preopen.host_problem().unwrap_or_else(|| {
+            HostPathProblem::Inaccessible(path.clone(), std::io::Error::from(errno).to_string())
+        });
+        preopen.error(problem)
+    })
+}
+
+/// The fallback of [`open_preopen`]: from `/`, each component with `O_NOFOLLOW`.
+fn open_without_links(path: &Path, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    let mut dir = openat(CWD, "/", flags, Mode::empty())?;
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(name) => {
+                dir = openat(&dir, name, flags | OFlags::NOFOLLOW, Mode::empty())?;
+            }
+            // An absolute, lexically resolved path has neither.
+            Component::ParentDir | Component::Prefix(_) => return Err(Errno::INVAL),
+        }
+    }
+    Ok(dir)
 }
 
 fn grant_network(builder: &mut WasiCtxBuilder, policy: &Policy) {
@@ -387,5 +443,33 @@ fn require(granted: bool, what: &'static str) -> wasmtime::Result<()> {
         Ok(())
     } else {
         Err(wasmtime::Error::new(CapabilityDenied(what)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fallback_walk_opens_directories_and_refuses_links() {
+        let root = std::env::temp_dir().join(format!("rusm-broker-walk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("real/sub")).unwrap();
+        std::os::unix::fs::symlink("real", root.join("link")).unwrap();
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        assert!(open_without_links(&root.join("real/sub"), flags).is_ok());
+        assert_eq!(
+            open_without_links(&root.join("link/sub"), flags).err(),
+            Some(Errno::NOTDIR)
+        );
+        assert_eq!(
+            open_without_links(&root.join("link"), flags).err(),
+            Some(Errno::NOTDIR)
+        );
+        assert_eq!(
+            open_without_links(&root.join("missing"), flags).err(),
+            Some(Errno::NOENT)
+        );
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
