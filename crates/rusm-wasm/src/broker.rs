@@ -302,10 +302,27 @@ struct LogWriter {
 
 impl LogWriter {
     fn emit(&mut self) {
-        let text = String::from_utf8_lossy(&self.line);
-        tracing::info!(target: "rusm::guest", pid = %self.stream.pid, stream = self.stream.stream, "{}", text.trim_end());
+        let text = log_text(&self.line);
+        tracing::info!(target: "rusm::guest", pid = %self.stream.pid, stream = self.stream.stream, "{text}");
         self.line.clear();
     }
+}
+
+/// A guest's output line as the host logs it: UTF-8 (invalid bytes replaced), trailing
+/// white space removed, and every control character left escaped as Rust writes it
+/// (`\r`, `\u{1b}`, ...), so a guest can neither rewrite earlier log lines with a
+/// carriage return nor send terminal escape sequences to whoever reads the log.
+fn log_text(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    let mut out = String::with_capacity(text.len());
+    for c in text.trim_end().chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Lines longer than this are logged in pieces.
@@ -449,6 +466,21 @@ fn require(granted: bool, what: &'static str) -> wasmtime::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guest_log_lines_carry_no_control_characters() {
+        assert_eq!(log_text(b"plain text, caf\xc3\xa9\r"), "plain text, café");
+        assert_eq!(
+            log_text(b"fake\rWARN host: all good"),
+            "fake\\rWARN host: all good"
+        );
+        assert_eq!(
+            log_text(b"\x1b[31mred\x1b[0m \x1b]0;title\x07 tab\there"),
+            "\\u{1b}[31mred\\u{1b}[0m \\u{1b}]0;title\\u{7} tab\\there"
+        );
+        assert_eq!(log_text(b"\xff\x00 \xc2\x9b"), "\u{fffd}\\u{0} \\u{9b}");
+        assert!(!log_text(b"\x08\x7f\x1b").chars().any(char::is_control));
+    }
 
     #[test]
     fn the_fallback_walk_opens_directories_and_refuses_links() {
