@@ -218,6 +218,7 @@ fn bystander(node: &WasmNode) -> Pid {
 const FS_READ: u8 = 1;
 const FS_WRITE: u8 = 2;
 const FS_LIST: u8 = 3;
+const FS_SWAP_AND_SPAWN: u8 = 4;
 
 const HELLO: &[u8] = b"hello from the preopen";
 const SECRET: &[u8] = b"outside the preopen";
@@ -392,6 +393,155 @@ async fn fs_symlinks_cannot_leave_the_preopen() {
     let listed = ask(&node, "fs-probe", &rw, list("/data/escape-dir")).await;
     assert_permission_denied(&listed.err());
     assert_eq!(std::fs::read(scratch.secret()).unwrap(), SECRET);
+}
+
+/// A policy preopening `host` at `/job`, read-only, as if read from `origin`.
+fn job_policy(host: &Path, origin: &str) -> Policy {
+    Policy::parse(
+        &format!(
+            "[[fs.preopen]]\nhost = '{}'\nguest = \"/job\"\n",
+            host.display()
+        ),
+        Path::new(origin),
+    )
+    .unwrap()
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fs_a_child_preopen_swapped_for_a_symlink_is_not_opened() {
+    // The parent has `rw` on inside/ and may spawn fs-probe under `job`, which
+    // preopens inside/job: a subset, compared by path. It replaces job/ with a link
+    // climbing to `/` and spawns; the child must not get `/`.
+    let scratch = Scratch::new("fs-swap-child-preopen");
+    let job_dir = scratch.inside().join("job");
+    std::fs::create_dir(&job_dir).unwrap();
+    let node = node(&["fs-probe"]);
+    let mut library = PolicyLibrary::new();
+    library
+        .insert("job", job_policy(&job_dir, "policies/job.toml"))
+        .unwrap();
+    node.set_policies(library);
+    let parent = policy(&format!(
+        "[[fs.preopen]]\nhost = '{}'\nguest = \"/data\"\nmode = \"rw\"\n\
+         [process]\nspawn = [{{ component = \"fs-probe\", policy = \"job\" }}]\n",
+        scratch.inside().display()
+    ));
+    let up = "../".repeat(job_dir.components().count() + 4);
+    // Both report to one probe: the child (listing its /job) before it ends, the
+    // parent (the child's exit reason) after, so the first report tells which ran.
+    let (reporter, mut reports) = probe(node.runtime());
+    let child_init = [pid_bytes(reporter), list("/job").0].concat();
+    let request = Wire::op(FS_SWAP_AND_SPAWN)
+        .str("/data/job")
+        .str(&up)
+        .str("job")
+        .bytes(&child_init);
+    let init = [pid_bytes(reporter), request.0].concat();
+    let (_pid, end) = node
+        .spawn_watched("fs-probe", options(init, &parent))
+        .unwrap();
+    let (tag, payload) = reports.data().await;
+    assert_eq!(ended(end).await, ExitReason::Normal);
+    assert!(
+        std::fs::symlink_metadata(&job_dir)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the parent made job/ a link"
+    );
+    let report = Outcome::from_report(tag, payload).ok_text();
+    assert!(
+        report.starts_with("crashed:") && report.contains("symbolic link"),
+        "the child ran instead of being refused: {report:?}"
+    );
+    assert!(
+        report.contains("policies/job.toml") && report.contains(&job_dir.display().to_string()),
+        "the reason names the policy and the path: {report}"
+    );
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fs_a_preopen_through_a_symlink_is_refused_at_load_and_at_spawn() {
+    use std::os::unix::fs::symlink;
+    let scratch = Scratch::new("fs-preopen-symlink");
+    symlink("inside", scratch.root.join("alias")).unwrap();
+    symlink("sub", scratch.inside().join("sub-link")).unwrap();
+    let node = node(&["fs-probe"]);
+    for (host, link) in [
+        // The directory itself is a link.
+        (
+            scratch.inside().join("sub-link"),
+            scratch.inside().join("sub-link"),
+        ),
+        // An ancestor is.
+        (scratch.root.join("alias/sub"), scratch.root.join("alias")),
+    ] {
+        let job = job_policy(&host, "policies/job.toml");
+        let error = job.fs.check_host_paths().unwrap_err();
+        assert_eq!(
+            error.problem,
+            rusm_policy::HostPathProblem::Symlink(link.clone())
+        );
+        let text = error.to_string();
+        assert!(
+            text.starts_with("policies/job.toml:2:8: preopen ") && text.contains("symbolic link"),
+            "{text}"
+        );
+
+        // A policy library holding it is refused as a whole.
+        let dir = scratch.root.join("policies");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("job.toml"),
+            format!(
+                "[[fs.preopen]]\nhost = '{}'\nguest = \"/job\"\n",
+                host.display()
+            ),
+        )
+        .unwrap();
+        let refused = PolicyLibrary::load_dir(&dir).unwrap_err().to_string();
+        assert!(
+            refused.contains("job.toml:2:8: preopen")
+                && refused.contains(&link.display().to_string()),
+            "{refused}"
+        );
+
+        // Given one anyway, the process ends at start, naming the policy and the link.
+        let reason = end_of(&node, "fs-probe", &Arc::new(job), list("/job")).await;
+        let ExitReason::Crashed(text) = &reason else {
+            panic!("expected a crash, got {reason}")
+        };
+        assert!(
+            text.contains("policies/job.toml")
+                && text.contains(&link.display().to_string())
+                && text.contains("symbolic link"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fs_a_missing_preopen_is_refused_at_load_and_at_spawn() {
+    let scratch = Scratch::new("fs-preopen-missing");
+    let missing = scratch.inside().join("missing");
+    let job = job_policy(&missing.join("deeper"), "policies/job.toml");
+    let error = job.fs.check_host_paths().unwrap_err();
+    assert_eq!(
+        error.problem,
+        rusm_policy::HostPathProblem::Missing(missing.clone())
+    );
+    let node = node(&["fs-probe"]);
+    let reason = end_of(&node, "fs-probe", &Arc::new(job), list("/job")).await;
+    let ExitReason::Crashed(text) = &reason else {
+        panic!("expected a crash, got {reason}")
+    };
+    assert!(
+        text.contains("policies/job.toml")
+            && text.contains(&format!("{} does not exist", missing.display())),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -744,6 +894,8 @@ async fn args_are_exactly_the_policy_args() {
 const CLOCK_WALL: u8 = 1;
 const CLOCK_MONOTONIC: u8 = 2;
 const CLOCK_SLEEP: u8 = 3;
+const CLOCK_WAIT_UNTIL: u8 = 4;
+const CLOCK_WAIT_FOR: u8 = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wall_clock_reads_only_when_granted() {
@@ -805,6 +957,54 @@ async fn sleeping_reads_no_clock() {
     )
     .await;
     assert_eq!(slept.ok(), b"");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_an_instant_needs_the_monotonic_clock() {
+    // A pollable for an instant is ready at once when the instant has passed: asking
+    // for ever closer instants reads the clock, so it needs the grant.
+    let node = node(&["clock-probe"]);
+    let wall_only = policy("[clocks]\nwall = true\n");
+    for instant in [0, u64::MAX / 2] {
+        let reason = end_of(
+            &node,
+            "clock-probe",
+            &wall_only,
+            Wire::op(CLOCK_WAIT_UNTIL).u64(instant),
+        )
+        .await;
+        assert_eq!(
+            reason,
+            ExitReason::CapabilityDenied("wasi:clocks/monotonic-clock".into()),
+            "waiting until {instant}"
+        );
+    }
+
+    let monotonic = policy("[clocks]\nmonotonic = true\n");
+    let waited = ask(
+        &node,
+        "clock-probe",
+        &monotonic,
+        Wire::op(CLOCK_WAIT_UNTIL).u64(0),
+    )
+    .await;
+    assert_eq!(waited.ok(), b"");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_a_duration_reads_no_clock() {
+    let node = node(&["clock-probe"]);
+    let no_clocks = policy("[env]\nvars = { A = \"1\" }\n");
+    for ns in [0, 1_000_000] {
+        let waited = ask(
+            &node,
+            "clock-probe",
+            &no_clocks,
+            Wire::op(CLOCK_WAIT_FOR).u64(ns),
+        )
+        .await;
+        assert_eq!(waited.ok(), b"", "waiting for {ns} ns");
+    }
 }
 
 // ---------------------------------------------------------------------------------

@@ -245,7 +245,7 @@ pub fn verdict(name: &str, funcs: &[String], policy: &Policy) -> Verdict {
             if policy.clocks.monotonic {
                 Verdict::Granted("[clocks] monotonic".into())
             } else {
-                Verdict::Denied("[clocks] monotonic is off: reading it ends the process with capability-denied (waiting stays allowed)".into())
+                Verdict::Denied("[clocks] monotonic is off: reading it or waiting for an instant ends the process with capability-denied (waiting for a duration stays allowed)".into())
             }
         }
         "wasi:cli/environment" => {

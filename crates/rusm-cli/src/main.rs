@@ -112,7 +112,8 @@ struct ServeArgs {
 
 #[derive(Subcommand)]
 enum PolicyCommand {
-    /// Check a policy file; prints "ok" or the first error with its line and column.
+    /// Check a policy file, and that each preopened host directory exists with no
+    /// symbolic link on its path; prints "ok" or the first error with its line and column.
     Check {
         /// The policy file.
         file: PathBuf,
@@ -156,7 +157,7 @@ fn main() -> ExitCode {
             policy: args.policy,
             metrics: args.metrics,
         }),
-        Command::Policy(PolicyCommand::Check { file }) => load_policy(&file).map(|_| {
+        Command::Policy(PolicyCommand::Check { file }) => load_checked_policy(&file).map(|_| {
             outln!("{}: ok", file.display());
             ExitCode::SUCCESS
         }),
@@ -244,6 +245,14 @@ fn load_policy(file: &std::path::Path) -> anyhow::Result<rusm_policy::Policy> {
         ),
         other => anyhow::anyhow!("{other}"),
     })
+}
+
+/// [`load_policy`], also refusing a preopen whose host directory is missing or
+/// reached through a symbolic link (the runtime would refuse to open it).
+fn load_checked_policy(file: &std::path::Path) -> anyhow::Result<rusm_policy::Policy> {
+    let policy = load_policy(file)?;
+    policy.fs.check_host_paths()?;
+    Ok(policy)
 }
 
 fn init_logging() {

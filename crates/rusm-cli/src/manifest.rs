@@ -622,6 +622,10 @@ fn component_decl(
                     ),
                     other => anyhow::anyhow!("{other}"),
                 })?;
+                policy
+                    .fs
+                    .check_host_paths()
+                    .map_err(|e| src.at(value.span(), e.to_string()))?;
                 (Arc::new(policy), format!("policy file {}", path.display()))
             }
             toml::Value::String(s) => {
@@ -647,6 +651,17 @@ fn component_decl(
                         format!("inline policy of component {:?}: {message}", name.get_ref()),
                     ),
                     other => anyhow::anyhow!("{other}"),
+                })?;
+                policy.fs.check_host_paths().map_err(|e| {
+                    src.at(
+                        value.span(),
+                        format!(
+                            "inline policy of component {:?}: preopen {} cannot be opened: {}",
+                            name.get_ref(),
+                            e.host.display(),
+                            e.problem
+                        ),
+                    )
                 })?;
                 (Arc::new(policy), "an inline policy".to_owned())
             }

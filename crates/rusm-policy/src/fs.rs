@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
 
+use crate::error::Location;
+
 /// What a preopened directory lets the guest do.
 ///
 /// The order is by power: `ReadOnly < ReadWrite`.
@@ -33,8 +35,9 @@ impl fmt::Display for FsMode {
     }
 }
 
-/// One preopened directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One preopened directory. Two are equal when they grant the same: where they were
+/// written (`origin`, `location`) is not compared.
+#[derive(Debug, Clone)]
 pub struct Preopen {
     /// The host directory as written in the policy.
     pub host: PathBuf,
@@ -46,6 +49,115 @@ pub struct Preopen {
     pub guest: String,
     /// What the guest may do there.
     pub mode: FsMode,
+    /// The policy this entry was read from (its file, or the origin given to
+    /// [`crate::Policy::parse`]), for error messages.
+    pub origin: PathBuf,
+    /// Where its `host` key is in that source, when known.
+    pub location: Option<Location>,
+}
+
+impl PartialEq for Preopen {
+    fn eq(&self, other: &Self) -> bool {
+        self.host == other.host
+            && self.host_resolved == other.host_resolved
+            && self.guest == other.guest
+            && self.mode == other.mode
+    }
+}
+
+impl Eq for Preopen {}
+
+impl Preopen {
+    /// Checks that the host directory can be preopened as the runtime opens it: it
+    /// exists, is a directory, and no component of [`Preopen::host_resolved`] (made
+    /// absolute against the working directory) is a symbolic link. The runtime opens
+    /// preopens without following any symbolic link, so that the directory compared by
+    /// the subset rule is the one opened; this check finds such a path before anything
+    /// runs.
+    ///
+    /// # Errors
+    ///
+    /// A [`HostPathError`] naming the policy, the entry and the first component that
+    /// is missing, a symbolic link, not a directory or cannot be inspected.
+    pub fn check_host(&self) -> Result<(), HostPathError> {
+        self.host_problem()
+            .map_or(Ok(()), |problem| Err(self.error(problem)))
+    }
+
+    /// The first thing wrong with the host path, if any.
+    #[must_use]
+    pub fn host_problem(&self) -> Option<HostPathProblem> {
+        let path = std::path::absolute(&self.host_resolved).unwrap_or(self.host_resolved.clone());
+        let mut prefix = PathBuf::new();
+        for component in path.components() {
+            prefix.push(component.as_os_str());
+            if !matches!(component, Component::Normal(_) | Component::ParentDir) {
+                continue;
+            }
+            match std::fs::symlink_metadata(&prefix) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Some(HostPathProblem::Symlink(prefix));
+                }
+                Ok(meta) if !meta.is_dir() => return Some(HostPathProblem::NotDirectory(prefix)),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Some(HostPathProblem::Missing(prefix));
+                }
+                Err(e) => return Some(HostPathProblem::Inaccessible(prefix, e.to_string())),
+            }
+        }
+        None
+    }
+
+    /// The error for this entry and `problem`.
+    #[must_use]
+    pub fn error(&self, problem: HostPathProblem) -> HostPathError {
+        HostPathError {
+            origin: self.origin.clone(),
+            location: self.location,
+            host: self.host_resolved.clone(),
+            problem,
+        }
+    }
+}
+
+/// What is wrong with a preopen's host path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostPathProblem {
+    /// A component (the directory itself or one of its ancestors) is a symbolic link.
+    #[error(
+        "{} is a symbolic link, and preopens are opened without following symbolic links; name the directory it leads to",
+        .0.display()
+    )]
+    Symlink(PathBuf),
+    /// A component does not exist.
+    #[error("{} does not exist", .0.display())]
+    Missing(PathBuf),
+    /// A component is not a directory.
+    #[error("{} is not a directory", .0.display())]
+    NotDirectory(PathBuf),
+    /// A component could not be inspected.
+    #[error("cannot inspect {}: {}", .0.display(), .1)]
+    Inaccessible(PathBuf, String),
+}
+
+/// A preopen whose host directory cannot be opened as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{}{}: preopen {} cannot be opened: {problem}",
+    origin.display(),
+    location.map(|l| format!(":{l}")).unwrap_or_default(),
+    host.display()
+)]
+pub struct HostPathError {
+    /// The policy the preopen is in.
+    pub origin: PathBuf,
+    /// Where its `host` key is.
+    pub location: Option<Location>,
+    /// The resolved host directory.
+    pub host: PathBuf,
+    /// What is wrong with it.
+    pub problem: HostPathProblem,
 }
 
 /// The `fs` section: the preopened directories. With none, the guest has no file
@@ -57,6 +169,15 @@ pub struct FsPolicy {
 }
 
 impl FsPolicy {
+    /// [`Preopen::check_host`] for every preopen, in order.
+    ///
+    /// # Errors
+    ///
+    /// The first preopen whose host directory cannot be opened as written.
+    pub fn check_host_paths(&self) -> Result<(), HostPathError> {
+        self.preopens.iter().try_for_each(Preopen::check_host)
+    }
+
     /// Whether the section grants nothing.
     #[must_use]
     pub fn is_empty(&self) -> bool {
@@ -179,6 +300,8 @@ mod tests {
                 host_resolved: "/x/d".into(),
                 guest: "/data".into(),
                 mode: FsMode::ReadOnly,
+                origin: "p.toml".into(),
+                location: None,
             }],
         };
         assert!(fs.preopen_at("/data/").is_some());

@@ -59,7 +59,7 @@ use std::path::Path;
 
 pub use env::EnvPolicy;
 pub use error::{Location, PolicyError};
-pub use fs::{FsMode, FsPolicy, Preopen};
+pub use fs::{FsMode, FsPolicy, HostPathError, HostPathProblem, Preopen};
 pub use http::{HttpHost, HttpPattern, HttpPolicy, Scheme};
 pub use library::{LibraryError, LibraryProblem, PolicyLibrary, SpawnGrant, SpawnRefusal};
 pub use limits::{Limits, format_duration, format_size, parse_duration, parse_size};

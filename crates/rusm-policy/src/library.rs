@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::Policy;
 use crate::error::{Location, PolicyError};
+use crate::fs::HostPathError;
 use crate::process::{PolicyRef, is_policy_name};
 use crate::subset::Escalation;
 
@@ -16,6 +17,10 @@ pub enum LibraryProblem {
     /// A file that is not a valid policy.
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// A preopen whose host directory is missing, not a directory, or reached
+    /// through a symbolic link.
+    #[error(transparent)]
+    HostPath(#[from] HostPathError),
     /// A file whose stem cannot name a policy.
     #[error(
         "{}: {name:?} is not a valid policy name; use lowercase letters, digits, - and _, starting with a letter or digit",
@@ -179,13 +184,15 @@ impl PolicyLibrary {
 
     /// Loads every `*.toml` file directly inside `dir` (subdirectories and other
     /// files are ignored), each under its file stem, and checks that every spawn
-    /// rule names `self` or a policy of the library.
+    /// rule names `self` or a policy of the library and that every preopen's host
+    /// directory exists with no symbolic link on its path
+    /// ([`crate::FsPolicy::check_host_paths`]).
     ///
     /// # Errors
     ///
     /// [`LibraryError::ReadDir`] if the directory cannot be listed, and
-    /// [`LibraryError::Invalid`] listing every invalid file, invalid name and
-    /// unknown spawn policy at once.
+    /// [`LibraryError::Invalid`] listing every invalid file, invalid name,
+    /// unusable preopen and unknown spawn policy at once.
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<Self, LibraryError> {
         let dir = dir.as_ref();
         let read_err = |source| LibraryError::ReadDir {
@@ -219,6 +226,9 @@ impl PolicyLibrary {
             }
             match Policy::from_file(&path) {
                 Ok(policy) => {
+                    if let Err(e) = policy.fs.check_host_paths() {
+                        problems.push(LibraryProblem::HostPath(e));
+                    }
                     library.policies.insert(name.clone(), Arc::new(policy));
                     origins.insert(name, path);
                 }

@@ -325,6 +325,7 @@ impl<'s> Parser<'s> {
                     return Err(self.wrong_element_type(key, item, place, "a table"));
                 };
                 let (mut host, mut guest, mut mode) = (None, None, FsMode::ReadOnly);
+                let mut location = None;
                 for (k, v) in entries(entry) {
                     match k.get_ref().as_ref() {
                         "host" => {
@@ -337,6 +338,7 @@ impl<'s> Parser<'s> {
                                 ));
                             }
                             host = Some(PathBuf::from(text));
+                            location = Some(self.location(&v.span()));
                         }
                         "guest" => {
                             let text = self.string(
@@ -404,6 +406,8 @@ impl<'s> Parser<'s> {
                     host,
                     guest,
                     mode,
+                    origin: self.origin.to_path_buf(),
+                    location,
                 });
             }
         }

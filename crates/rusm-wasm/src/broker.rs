@@ -3,16 +3,20 @@
 //! and validated by `rusm-policy`, with no engine involved.
 //!
 //! What a denial looks like to the guest:
-//! - filesystem: only the preopened directories exist; cap-std confines every path to
-//!   them (`..`, absolute paths and symlinks leading outside fail with `access`/
+//! - filesystem: only the preopened directories exist, each opened without following a
+//!   symbolic link anywhere on its host path (one that is or contains a link, or does
+//!   not exist, ends the process at start with a reason naming the policy and the
+//!   path); cap-std confines every path to them (`..`, absolute paths and symlinks leading outside fail with `access`/
 //!   `not-permitted`), and a read-only preopen refuses writes;
 //! - sockets: a denied bind, listen or connect fails with `access-denied`; DNS lookups
 //!   fail when `dns` is off;
 //! - environment and arguments: only what the policy names exists;
 //! - clocks (no error channel in WASI): reading a denied clock (`now`/`resolution`)
-//!   ends the process with `capability-denied: wasi:clocks/...`. Waiting on the
-//!   monotonic clock (`subscribe-*`, used by sleeps and timeouts) stays available: it
-//!   reveals no reading;
+//!   ends the process with `capability-denied: wasi:clocks/...`, and so does waiting
+//!   for an instant of the monotonic clock (`subscribe-instant`): a pollable that is
+//!   ready at once for every instant up to now would let a guest search for the
+//!   reading. Waiting for a duration (`subscribe-duration`, used by sleeps and
+//!   timeouts) stays available: it reveals no reading;
 //! - outbound HTTP (`wasi:http/outgoing-handler`): a request to an origin the
 //!   policy's `[http]` section does not grant fails with `HttpRequestDenied` (when the
 //!   guest awaits the response) and never leaves the host;
@@ -20,17 +24,23 @@
 //!   `not-permitted`.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Component, Path};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusm_otp::Pid;
-use rusm_policy::{FsMode, Policy, StdioMode};
+use rusm_policy::{FsMode, HostPathError, HostPathProblem, Policy, Preopen, StdioMode};
+use rustix::fs::{CWD, Mode, OFlags, ResolveFlags, openat, openat2};
+use rustix::io::Errno;
 use tokio::io::AsyncWrite;
 use wasmtime::StoreContextMut;
 use wasmtime::component::Linker;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::clocks::WasiClocksView;
+use wasmtime_wasi::p2::bindings::clocks::monotonic_clock;
 use wasmtime_wasi::p2::bindings::clocks::wall_clock::Datetime;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
@@ -66,18 +76,68 @@ fn grant_filesystem(builder: &mut WasiCtxBuilder, policy: &Policy) -> Result<(),
             FsMode::ReadOnly => FsPerms::ReadOnly,
             FsMode::ReadWrite => FsPerms::ReadWrite,
         };
+        let refused = |detail: String| GrantError {
+            what: format!(
+                "preopen {} at {}",
+                preopen.host_resolved.display(),
+                preopen.guest
+            ),
+            detail,
+        };
+        let dir = open_preopen(preopen).map_err(|e| refused(e.to_string()))?;
+        // wasmtime-wasi opens preopens by path, following symbolic links. Handing it
+        // the descriptor's own /proc entry (a link the kernel resolves to the open
+        // directory itself, not by name) makes it open exactly the directory opened
+        // above, whatever has been renamed or replaced since.
+        let by_descriptor = format!("/proc/self/fd/{}", dir.as_raw_fd());
         builder
-            .preopened_dir(&preopen.host_resolved, &preopen.guest, perms)
-            .map_err(|e| GrantError {
-                what: format!(
-                    "preopen {} at {}",
-                    preopen.host_resolved.display(),
-                    preopen.guest
-                ),
-                detail: format!("{e:#}"),
-            })?;
+            .preopened_dir(&by_descriptor, &preopen.guest, perms)
+            .map_err(|e| refused(format!("cannot reopen it through {by_descriptor}: {e:#}")))?;
     }
     Ok(())
+}
+
+/// Opens a preopen's host directory without following a symbolic link anywhere on
+/// its path: `openat2` with `RESOLVE_NO_SYMLINKS` where the kernel has it, else a walk
+/// from `/` opening one component at a time with `O_NOFOLLOW`. So the directory opened
+/// is the one the policy's resolved host path names (which the subset rule compares),
+/// never one a guest with `rw` above it redirected with a link.
+///
+/// # Errors
+/// The preopen's [`HostPathError`]: the path is missing, not a directory, reached
+/// through a symbolic link, or cannot be opened.
+pub(crate) fn open_preopen(preopen: &Preopen) -> Result<OwnedFd, HostPathError> {
+    let path = std::path::absolute(&preopen.host_resolved)
+        .unwrap_or_else(|_| preopen.host_resolved.clone());
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let opened = match openat2(CWD, &path, flags, Mode::empty(), ResolveFlags::NO_SYMLINKS) {
+        // No openat2 (before Linux 5.6, or refused by a seccomp filter).
+        Err(Errno::NOSYS | Errno::PERM) => open_without_links(&path, flags),
+        other => other,
+    };
+    opened.map_err(|errno| {
+        // Name the component at fault; the kernel only says ELOOP or ENOENT.
+        let problem = preopen.host_problem().unwrap_or_else(|| {
+            HostPathProblem::Inaccessible(path.clone(), std::io::Error::from(errno).to_string())
+        });
+        preopen.error(problem)
+    })
+}
+
+/// The fallback of [`open_preopen`]: from `/`, each component with `O_NOFOLLOW`.
+fn open_without_links(path: &Path, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    let mut dir = openat(CWD, "/", flags, Mode::empty())?;
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(name) => {
+                dir = openat(&dir, name, flags | OFlags::NOFOLLOW, Mode::empty())?;
+            }
+            // An absolute, lexically resolved path has neither.
+            Component::ParentDir | Component::Prefix(_) => return Err(Errno::INVAL),
+        }
+    }
+    Ok(dir)
 }
 
 fn grant_network(builder: &mut WasiCtxBuilder, policy: &Policy) {
@@ -242,10 +302,27 @@ struct LogWriter {
 
 impl LogWriter {
     fn emit(&mut self) {
-        let text = String::from_utf8_lossy(&self.line);
-        tracing::info!(target: "rusm::guest", pid = %self.stream.pid, stream = self.stream.stream, "{}", text.trim_end());
+        let text = log_text(&self.line);
+        tracing::info!(target: "rusm::guest", pid = %self.stream.pid, stream = self.stream.stream, "{text}");
         self.line.clear();
     }
+}
+
+/// A guest's output line as the host logs it: UTF-8 (invalid bytes replaced), trailing
+/// white space removed, and every control character left escaped as Rust writes it
+/// (`\r`, `\u{1b}`, ...), so a guest can neither rewrite earlier log lines with a
+/// carriage return nor send terminal escape sequences to whoever reads the log.
+fn log_text(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    let mut out = String::with_capacity(text.len());
+    for c in text.trim_end().chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Lines longer than this are logged in pieces.
@@ -320,8 +397,12 @@ pub(crate) trait ClockView: 'static {
 }
 
 /// Replace the clock readings wasmtime-wasi links with ones that consult the process's
-/// policy first.
-pub(crate) fn link_clock_checks<T: ClockView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+/// policy first: `now` and `resolution` of both clocks, and the monotonic clock's
+/// `subscribe-instant` (which answers "is it past `t` yet?" for any `t`, a reading by
+/// bisection). `subscribe-duration` is left as wasmtime-wasi links it.
+pub(crate) fn link_clock_checks<T: ClockView + WasiClocksView>(
+    linker: &mut Linker<T>,
+) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
     let wall = format!("wasi:clocks/wall-clock@{WASI_CLOCKS}");
     let mut inst = linker.instance(&wall)?;
@@ -358,6 +439,18 @@ pub(crate) fn link_clock_checks<T: ClockView>(linker: &mut Linker<T>) -> wasmtim
         )?;
         Ok((1u64,))
     })?;
+    inst.func_wrap(
+        "subscribe-instant",
+        |mut store: StoreContextMut<'_, T>, (when,): (u64,)| {
+            require(
+                store.data().clock_grant().0.monotonic,
+                "wasi:clocks/monotonic-clock",
+            )?;
+            let pollable =
+                monotonic_clock::Host::subscribe_instant(&mut store.data_mut().clocks(), when)?;
+            Ok((pollable,))
+        },
+    )?;
     linker.allow_shadowing(false);
     Ok(())
 }
@@ -367,5 +460,48 @@ fn require(granted: bool, what: &'static str) -> wasmtime::Result<()> {
         Ok(())
     } else {
         Err(wasmtime::Error::new(CapabilityDenied(what)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_log_lines_carry_no_control_characters() {
+        assert_eq!(log_text(b"plain text, caf\xc3\xa9\r"), "plain text, café");
+        assert_eq!(
+            log_text(b"fake\rWARN host: all good"),
+            "fake\\rWARN host: all good"
+        );
+        assert_eq!(
+            log_text(b"\x1b[31mred\x1b[0m \x1b]0;title\x07 tab\there"),
+            "\\u{1b}[31mred\\u{1b}[0m \\u{1b}]0;title\\u{7} tab\\there"
+        );
+        assert_eq!(log_text(b"\xff\x00 \xc2\x9b"), "\u{fffd}\\u{0} \\u{9b}");
+        assert!(!log_text(b"\x08\x7f\x1b").chars().any(char::is_control));
+    }
+
+    #[test]
+    fn the_fallback_walk_opens_directories_and_refuses_links() {
+        let root = std::env::temp_dir().join(format!("rusm-broker-walk-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("real/sub")).unwrap();
+        std::os::unix::fs::symlink("real", root.join("link")).unwrap();
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        assert!(open_without_links(&root.join("real/sub"), flags).is_ok());
+        assert_eq!(
+            open_without_links(&root.join("link/sub"), flags).err(),
+            Some(Errno::NOTDIR)
+        );
+        assert_eq!(
+            open_without_links(&root.join("link"), flags).err(),
+            Some(Errno::NOTDIR)
+        );
+        assert_eq!(
+            open_without_links(&root.join("missing"), flags).err(),
+            Some(Errno::NOENT)
+        );
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

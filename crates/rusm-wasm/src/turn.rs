@@ -26,7 +26,9 @@ pub(crate) struct TurnLock<T> {
 
 // SAFETY: the lock gives one holder at a time access to the value (`locked` is set by
 // a successful compare-and-swap and cleared by the guard's drop), so sharing the lock
-// between threads is sound when the value may move between threads.
+// between threads is sound when the value may move between threads: each holder in
+// turn has it exclusively, as if it had been sent to the holder's thread. (Shared
+// access from several threads at once is a guard's business: see `TurnGuard`.)
 unsafe impl<T: Send> Sync for TurnLock<T> {}
 // SAFETY: as above; the lock owns the value.
 unsafe impl<T: Send> Send for TurnLock<T> {}
@@ -84,9 +86,18 @@ impl Drop for Waiting<'_> {
 }
 
 /// Access to a [`TurnLock`]'s value; dropping it releases the lock.
+///
+/// `Send` when `T` is (a call holds it across awaits on any worker), but `Sync` only
+/// when `T` is `Send + Sync`: a `&TurnGuard` shared between threads gives each of them
+/// `&T` at the same time, as `std::sync::MutexGuard` and tokio's guard have it.
 pub(crate) struct TurnGuard<'a, T> {
     lock: &'a TurnLock<T>,
 }
+
+// SAFETY: shared references to the guard only hand out `&T`, which is sound to use
+// from several threads at once when `T: Sync`. (This impl replaces the automatic one,
+// which would follow `&TurnLock<T>` and so hold for any `T: Send`.)
+unsafe impl<T: Send + Sync> Sync for TurnGuard<'_, T> {}
 
 impl<T> Deref for TurnGuard<'_, T> {
     type Target = T;
@@ -117,6 +128,8 @@ impl<T> Drop for TurnGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+    use std::marker::PhantomData;
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -145,6 +158,36 @@ mod tests {
                 .unwrap();
         }
         assert_eq!(*lock.lock().await, 16_000);
+    }
+
+    /// Whether `T` is `Sync`, decided at compile time: the inherent method applies
+    /// only when its bound holds, else the trait's is found.
+    struct Probe<T>(PhantomData<T>);
+
+    trait NotSync {
+        fn is_sync(&self) -> bool {
+            false
+        }
+    }
+
+    impl<T> NotSync for Probe<T> {}
+
+    impl<T: Sync> Probe<T> {
+        fn is_sync(&self) -> bool {
+            true
+        }
+    }
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn a_guard_is_shared_between_threads_only_when_the_value_may_be() {
+        // `Cell` is `Send` but not `Sync`: a lock around it may be shared (one holder
+        // at a time), a guard may not (it hands `&Cell` to every thread holding it).
+        assert!(Probe::<TurnLock<Cell<u8>>>(PhantomData).is_sync());
+        assert!(!Probe::<TurnGuard<'static, Cell<u8>>>(PhantomData).is_sync());
+        assert!(Probe::<TurnGuard<'static, u8>>(PhantomData).is_sync());
+        assert_send::<TurnGuard<'static, Cell<u8>>>();
     }
 
     #[tokio::test]

@@ -131,3 +131,39 @@ fn inspect_tells_handler_actors_and_plugins_apart() {
         "{host}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn check_refuses_a_preopen_through_a_symlink_or_missing() {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("policy-check-preopen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("real")).unwrap();
+    std::os::unix::fs::symlink("real", dir.join("link")).unwrap();
+    for (host, why) in [
+        ("real", None),
+        ("link", Some("link is a symbolic link")),
+        ("gone", Some("gone does not exist")),
+    ] {
+        let file = dir.join(format!("{host}.toml"));
+        std::fs::write(
+            &file,
+            format!("[[fs.preopen]]\nhost = \"{host}\"\nguest = \"/data\"\n"),
+        )
+        .unwrap();
+        let out = run(&["policy", "check", file.to_str().unwrap()]);
+        match why {
+            None => assert_eq!(out.code(), 0, "{}", out.stderr),
+            Some(why) => {
+                assert_eq!(out.code(), 2, "{host}: {}", out.stdout);
+                let expected = format!("rusm: error: {}:2:8: preopen ", file.display());
+                assert!(
+                    out.stderr.starts_with(&expected) && out.stderr.contains(why),
+                    "{}",
+                    out.stderr
+                );
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

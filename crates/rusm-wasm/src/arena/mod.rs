@@ -12,7 +12,8 @@
 //!   of a memory, so the engine is configured without guard regions and compiled code
 //!   checks every access against the memory's current length; growth stays inside the
 //!   span, never moves, and a freed span is returned to the kernel
-//!   (`MADV_DONTNEED`), so the next memory carved from it starts zeroed.
+//!   (`MADV_DONTNEED`), so the next memory carved from it starts zeroed; if the kernel
+//!   refuses, the span is zeroed by hand before it is reused.
 //! - **Fiber stacks** are slots of a `PROT_NONE` chunk: a guard region then the stack.
 //!   A stack is read-write while a guest call runs on it (the [`StackScope`] around the
 //!   call opens it) and, after the call, while it is among the node's recently used
@@ -239,14 +240,40 @@ fn map(len: usize, prot: libc::c_int) -> std::io::Result<usize> {
     }
 }
 
-/// Drop the pages of `[start, start + len)` (they read as zero afterwards).
+/// Drop the pages of `[start, start + len)`; `Ok` means they read as zero afterwards.
+/// The kernel may refuse (`madvise` fails, say with `EAGAIN` or `ENOMEM`): then the
+/// pages keep what was written to them, and the caller must not hand the range to
+/// anyone else as it is.
 ///
 /// # Safety
 /// The range must be owned by the caller and not in use.
-unsafe fn discard(start: usize, len: usize) {
-    if len > 0 {
-        // SAFETY: per the caller; advice on an owned anonymous range.
-        unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+unsafe fn discard(start: usize, len: usize) -> std::io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    #[cfg(test)]
+    if tests::FAIL_DISCARD.with(|fail| fail.replace(false)) {
+        return Err(std::io::Error::from_raw_os_error(libc::EAGAIN));
+    }
+    // SAFETY: per the caller; advice on an owned anonymous range.
+    if unsafe { libc::madvise(start as *mut libc::c_void, len, libc::MADV_DONTNEED) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// [`discard`] a read-write range, or, if the kernel refuses, zero it by hand: either
+/// way it reads as zero afterwards (the pages stay resident in the second case).
+///
+/// # Safety
+/// The range must be owned by the caller, read-write, and not in use.
+unsafe fn discard_or_zero(start: usize, len: usize) {
+    // SAFETY: per the caller.
+    if let Err(e) = unsafe { discard(start, len) } {
+        tracing::debug!(error = %e, len, "madvise(MADV_DONTNEED) failed; zeroing the range instead");
+        // SAFETY: per the caller: ours, read-write, unused.
+        unsafe { std::ptr::write_bytes(start as *mut u8, 0, len) };
     }
 }
 
@@ -339,7 +366,7 @@ fn map_chunk(len: usize, prot: libc::c_int, align: usize) -> std::io::Result<usi
     // SAFETY: a fresh mapping of ours, read-write; nothing uses it yet.
     unsafe {
         (base as *mut u8).write_volatile(0);
-        discard(base, page_size());
+        discard_or_zero(base, page_size());
         if let Err(e) = protect(base, len, libc::PROT_NONE) {
             libc::munmap(base as *mut libc::c_void, len);
             return Err(e);
@@ -409,8 +436,9 @@ unsafe impl LinearMemory for ArenaMemory {
 
 impl Drop for ArenaMemory {
     fn drop(&mut self) {
-        // SAFETY: the span is ours and its instance is gone.
-        unsafe { discard(self.base, round_up(self.high_water, page_size())) };
+        // SAFETY: the span is ours, read-write up to its high-water mark, and its
+        // instance is gone. The next tenant must read zeros, discarded or not.
+        unsafe { discard_or_zero(self.base, round_up(self.high_water, page_size())) };
         self.arena.slots.lock().free.push(self.base);
     }
 }
@@ -645,10 +673,12 @@ impl Lease {
         if self.open {
             // SAFETY: per the caller.
             unsafe {
-                // The whole slot, so the kernel frees its page table too.
-                discard(self.slot, self.stride);
-                // If this fails the stack simply stays open (and zeroed).
-                if protect(self.start, self.len, libc::PROT_NONE).is_ok() {
+                // The whole slot, so the kernel frees its page table too. If the
+                // kernel refuses, or the protection fails, the stack simply stays
+                // open: it is still this store's, and its drop decides its future.
+                if discard(self.slot, self.stride).is_ok()
+                    && protect(self.start, self.len, libc::PROT_NONE).is_ok()
+                {
                     self.open = false;
                 }
             }
@@ -759,9 +789,11 @@ impl Drop for ArenaStack {
         }
         // SAFETY: the fiber that used this stack is gone with its store.
         unsafe {
-            discard(self.slot, self.stride);
-            if protect(start, len, libc::PROT_NONE).is_err() {
-                // Never hand out a slot whose state is unknown.
+            // Never hand out a slot that may hold this stack's data or whose state is
+            // unknown: it is retired instead (its address range stays reserved).
+            if discard(self.slot, self.stride).is_err()
+                || protect(start, len, libc::PROT_NONE).is_err()
+            {
                 return;
             }
         }
@@ -882,6 +914,61 @@ impl<F> Drop for StackScope<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Makes the next [`discard`] on this thread fail as a refused `madvise` would.
+        pub(super) static FAIL_DISCARD: Cell<bool> = const { Cell::new(false) };
+    }
+
+    #[test]
+    fn a_reused_span_is_zeroed_even_when_the_kernel_refuses_to_discard() {
+        let arena = Arc::new(MemoryArena::new(&config()));
+        let creator = MemoryArenaCreator(arena.clone());
+        let ty = MemoryType::new(1, None);
+        let mut a = creator
+            .new_memory(ty.clone(), 65536, None, None, 0)
+            .unwrap();
+        a.grow_to(3 * 65536).unwrap();
+        let base = a.as_ptr();
+        // SAFETY: the memory is ours and 192 KiB long.
+        unsafe {
+            base.write(0xA5);
+            base.add(100_000).write(0x5A);
+            base.add(3 * 65536 - 1).write(0xFF);
+        }
+        FAIL_DISCARD.with(|fail| fail.set(true));
+        drop(a);
+        assert!(!FAIL_DISCARD.with(Cell::get), "the drop tried to discard");
+        let b = creator.new_memory(ty, 3 * 65536, None, None, 0).unwrap();
+        assert_eq!(b.as_ptr(), base, "the span is reused");
+        // SAFETY: as above, the next tenant's now.
+        let seen = unsafe { std::slice::from_raw_parts(base, 3 * 65536) };
+        assert!(
+            seen.iter().all(|&byte| byte == 0),
+            "the next tenant reads what the previous one wrote"
+        );
+    }
+
+    #[test]
+    fn a_stack_whose_discard_fails_is_not_handed_out_again() {
+        let creator = StackArenaCreator(StackArena::new(&stack_config(0), 64 << 10).unwrap());
+        // Without a failure, a dropped stack's slot is the next one handed out.
+        let (_lease, stack) = leased_stack(&creator);
+        let slot = stack.range().start;
+        drop(stack);
+        let (_lease, stack) = leased_stack(&creator);
+        assert_eq!(stack.range().start, slot, "a freed slot is reused");
+        write_top(&*stack);
+        FAIL_DISCARD.with(|fail| fail.set(true));
+        drop(stack);
+        let (_lease, next) = leased_stack(&creator);
+        assert_ne!(
+            next.range().start,
+            slot,
+            "a slot that kept its data is retired"
+        );
+    }
 
     fn config() -> ArenaConfig {
         ArenaConfig {
