@@ -740,3 +740,181 @@ fn spawn_get(
         get(&mut client, path).await
     })
 }
+
+/// A raw connection that has sent `head_and_part` (a request head and the start of
+/// its body) and then holds the socket without sending more.
+async fn stalled_client(addr: SocketAddr, head_and_part: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(head_and_part.as_bytes())
+        .await
+        .expect("write the partial request");
+    stream
+}
+
+/// Everything the server sends on `stream` until it closes it, as text.
+async fn read_until_closed(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let _ = bounded("the server to close", stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+async fn until(what: &str, server: &HttpServer, done: impl Fn(&rusm_http::HttpStats) -> bool) {
+    bounded(what, async {
+        while !done(&server.stats()) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
+const SLOW_BODY: &str = "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\nabc";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_hold_no_instance_and_get_408() {
+    let node = node(&["http-echo", "http-hello"]);
+    let config = HttpConfig {
+        max_concurrent: 2,
+        max_connections: 4,
+        queue_timeout: Duration::from_millis(100),
+        body_read_timeout: Duration::from_millis(300),
+        ..HttpConfig::default()
+    };
+    let server = serve(&node, all_routes_for(&["http-echo", "http-hello"]), config).await;
+    let addr = server.local_addr();
+    // As many slow uploads as there are instance slots, both arrived.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        slow.push(stalled_client(addr, SLOW_BODY).await);
+    }
+    until("both slow requests to arrive", &server, |s| {
+        s.in_flight == 2
+    })
+    .await;
+    // A normal client is served at once: the slow ones hold no instance slot.
+    let mut client = connect(addr).await;
+    let (status, body) = get(&mut client, "/hello").await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (StatusCode::OK, &b"hello from rusm\n"[..])
+    );
+    // The slow ones get 408 once their body time is up, and are closed.
+    for stream in &mut slow {
+        let answer = read_until_closed(stream).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    let stats = server.stats();
+    assert_eq!(stats.status(503), 0);
+    assert_eq!(stats.status(408), 2);
+    assert_eq!(stats.body_read_timeouts, 2);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_streamed_body_is_cut_at_the_body_timeout() {
+    let node = node(&["http-echo"]);
+    let config = HttpConfig {
+        body_read_timeout: Duration::from_millis(300),
+        request_deadline: Duration::from_secs(120),
+        ..HttpConfig::default()
+    };
+    let server = serve(&node, all_routes_for(&["http-echo"]), config).await;
+    // No length: the body streams into the instance, which answers at once.
+    let mut stream = stalled_client(
+        server.local_addr(),
+        "POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n",
+    )
+    .await;
+    // Within the body timeout, not the two-minute deadline, the connection ends.
+    let answer = read_until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("abc"), "{answer}");
+    until("the timeout to be counted", &server, |s| {
+        s.body_read_timeouts == 1
+    })
+    .await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_counts_from_the_request_s_arrival() {
+    let node = node(&["http-echo"]);
+    let config = HttpConfig {
+        request_deadline: Duration::from_millis(300),
+        body_read_timeout: Duration::from_secs(20),
+        ..HttpConfig::default()
+    };
+    let server = serve(&node, all_routes_for(&["http-echo"]), config).await;
+    // The head arrives; the body never finishes. The deadline runs from the head, so
+    // the client gets 504 without the request ever reaching an instance.
+    let mut stream = stalled_client(server.local_addr(), SLOW_BODY).await;
+    let answer = read_until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert_eq!(node.runtime().stats().spawned, 0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_wait_in_the_backlog() {
+    let node = node(&["http-hello"]);
+    let config = HttpConfig {
+        max_connections: 4,
+        ..HttpConfig::default()
+    };
+    let server = serve(&node, vec![Route::new("/", "http-hello")], config).await;
+    let addr = server.local_addr();
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    until("the cap to be reached", &server, |s| {
+        s.connections_open == 4 && s.connection_cap_reached >= 1
+    })
+    .await;
+    // A fifth client connects (the kernel completes the handshake) and asks; it is
+    // not accepted while four are open.
+    let fifth = spawn_get(addr, "/");
+    assert_eq!(server.stats().connections_accepted, 4);
+    // One idle connection goes away: the fifth is accepted and served.
+    drop(idle.pop());
+    let (status, _) = bounded("the fifth client", fifth).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let stats = server.stats();
+    assert_eq!(stats.connections_accepted, 5);
+    assert!(stats.connections_open <= 4, "{stats:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_does_not_starve_a_normal_client() {
+    let node = node(&["http-hello", "http-echo"]);
+    let config = HttpConfig {
+        max_concurrent: 2,
+        max_connections: 4,
+        header_read_timeout: Duration::from_millis(300),
+        body_read_timeout: Duration::from_millis(300),
+        ..HttpConfig::default()
+    };
+    let server = serve(&node, all_routes_for(&["http-hello", "http-echo"]), config).await;
+    let addr = server.local_addr();
+    // Twice the cap in connections that never finish a head, and two slow uploads.
+    let mut flood = Vec::new();
+    for _ in 0..8 {
+        flood.push(stalled_client(addr, "GET /hello HTTP/1.1\r\nhost").await);
+    }
+    for _ in 0..2 {
+        flood.push(stalled_client(addr, SLOW_BODY).await);
+    }
+    let mut client = connect(addr).await;
+    let (status, body) = get(&mut client, "/hello").await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (StatusCode::OK, &b"hello from rusm\n"[..])
+    );
+    let stats = server.stats();
+    assert!(stats.connections_open <= 4, "{stats:?}");
+    assert!(stats.connection_cap_reached >= 1, "{stats:?}");
+    assert!(stats.header_read_timeouts >= 1, "{stats:?}");
+    assert_eq!(stats.status(503), 0);
+    server.shutdown().await;
+}

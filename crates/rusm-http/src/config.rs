@@ -21,10 +21,26 @@ pub struct HttpConfig {
     pub request_deadline: Duration,
     /// How many request instances may run at once.
     pub max_concurrent: usize,
-    /// How long a request waits for a free instance slot before it gets 503.
+    /// How long a request waits for a free instance slot before it gets 503 (or 504,
+    /// when its deadline passes first).
     pub queue_timeout: Duration,
-    /// How long a client may take to send a request head on a connection.
+    /// How many connections may be open at once. At the cap the listener stops
+    /// accepting: further connections wait in the kernel's accept backlog until one
+    /// closes (they are not refused).
+    pub max_connections: usize,
+    /// How long a client may take to send a request head on a connection (counted
+    /// from the connection's start, or from the previous response on a kept-alive
+    /// one); past it the connection is closed.
     pub header_read_timeout: Duration,
+    /// How long after the request's arrival its whole body must have been received.
+    /// A body not in by then fails: the client gets 408 (or, when the handler had
+    /// already started its response, the connection is closed).
+    pub body_read_timeout: Duration,
+    /// Request bodies whose `Content-Length` is at most this are read whole before
+    /// the request waits for an instance slot, so a client that is slow to send one
+    /// holds no instance. Longer bodies, and those without a length, stream into the
+    /// instance as they arrive (still bounded by `body_read_timeout`).
+    pub buffered_body_bytes: u64,
     /// On [`HttpServer::shutdown`](crate::HttpServer::shutdown), how long in-flight
     /// requests may take to finish before their instances are killed and their
     /// connections closed.
@@ -40,7 +56,10 @@ impl Default for HttpConfig {
             request_deadline: Duration::from_secs(30),
             max_concurrent: 1024,
             queue_timeout: Duration::from_secs(1),
+            max_connections: 1024,
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            buffered_body_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
         }
     }

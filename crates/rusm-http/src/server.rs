@@ -3,11 +3,11 @@
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -16,10 +16,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use rusm_otp::{ExitReason, Pid};
 use rusm_wasm::{ComponentKind, HttpFailure, HttpRequestOptions, WasmNode};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::body::{BoxError, LimitedBody, ResponseBody, full};
+use crate::body::{BodyOutcome, BoxError, LimitedBody, RequestBody, ResponseBody, buffered, full};
 use crate::config::HttpConfig;
 use crate::error::HttpError;
 use crate::route::{Route, Routed, Router};
@@ -48,6 +48,8 @@ struct Shared {
     router: Router,
     config: HttpConfig,
     slots: Arc<Semaphore>,
+    /// One permit per open connection (`max_connections`).
+    connections: Arc<Semaphore>,
     stats: StatsRecorder,
     /// Pids of the request processes alive now.
     in_flight: Mutex<HashSet<Pid>>,
@@ -61,7 +63,7 @@ impl HttpServer {
     /// # Errors
     /// [`HttpError::Route`] when a route's prefix does not start with `/` or its
     /// component is not loaded or is not an HTTP handler; [`HttpError::Config`] when
-    /// `max_concurrent` is 0; [`HttpError::Bind`] when the address cannot be bound.
+    /// `max_concurrent` or `max_connections` is 0; [`HttpError::Bind`] when the address cannot be bound.
     pub async fn bind(
         node: WasmNode,
         addr: SocketAddr,
@@ -71,6 +73,11 @@ impl HttpServer {
         if config.max_concurrent == 0 {
             return Err(HttpError::Config(
                 "max_concurrent must be at least 1".into(),
+            ));
+        }
+        if config.max_connections == 0 {
+            return Err(HttpError::Config(
+                "max_connections must be at least 1".into(),
             ));
         }
         for route in &routes {
@@ -104,6 +111,7 @@ impl HttpServer {
             node,
             router: Router::new(routes),
             slots: Arc::new(Semaphore::new(config.max_concurrent)),
+            connections: Arc::new(Semaphore::new(config.max_connections)),
             config,
             stats: StatsRecorder::new(),
             in_flight: Mutex::new(HashSet::new()),
@@ -146,11 +154,34 @@ impl HttpServer {
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut conns = JoinSet::new();
+    // The connection slot the next accepted connection takes. At the cap nothing is
+    // accepted: new clients wait in the kernel's backlog rather than being refused.
+    let mut slot: Option<OwnedSemaphorePermit> = None;
     loop {
+        if slot.is_none() {
+            match shared.connections.clone().try_acquire_owned() {
+                Ok(permit) => slot = Some(permit),
+                Err(_) => {
+                    shared.stats.connection_cap_reached();
+                    tracing::debug!(
+                        max_connections = shared.config.max_connections,
+                        "http connection cap reached; not accepting until one closes"
+                    );
+                    tokio::select! {
+                        permit = shared.connections.clone().acquire_owned() => slot = permit.ok(),
+                        _ = stop.changed() => break,
+                        Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                    }
+                    continue;
+                }
+            }
+        }
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
-                    conns.spawn(serve_connection(shared.clone(), stream, stop.clone()));
+                    let permit = slot.take();
+                    shared.stats.connection_opened();
+                    conns.spawn(serve_connection(shared.clone(), stream, stop.clone(), permit));
                 }
                 Err(e) => {
                     // Out of descriptors and the like: back off instead of spinning.
@@ -180,7 +211,28 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
     }
 }
 
-async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, mut stop: watch::Receiver<bool>) {
+/// Counts a connection closed when dropped (however its task ends).
+struct OpenConnection {
+    shared: Arc<Shared>,
+    _slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.shared.stats.connection_closed();
+    }
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    mut stop: watch::Receiver<bool>,
+    slot: Option<OwnedSemaphorePermit>,
+) {
+    let _open = OpenConnection {
+        shared: shared.clone(),
+        _slot: slot,
+    };
     let _ = stream.set_nodelay(true);
     let config = &shared.config;
     let mut builder = http1::Builder::new();
@@ -205,6 +257,9 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, mut stop: watc
         }
     };
     if let Err(e) = result {
+        if e.is_timeout() {
+            shared.stats.header_read_timeout();
+        }
         tracing::debug!(error = %e, "http connection ended with an error");
     }
 }
@@ -219,7 +274,7 @@ async fn handle(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     shared.stats.started();
-    let (response, pid) = dispatch(shared, request).await;
+    let (response, pid) = dispatch(shared, request, started).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     shared.stats.finished(status, elapsed);
@@ -256,10 +311,40 @@ fn declared_length(request: &Request<Incoming>) -> Option<u64> {
         .ok()
 }
 
+fn busy() -> Response<ResponseBody> {
+    let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "server busy\n");
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+fn deadline_passed() -> Response<ResponseBody> {
+    plain(StatusCode::GATEWAY_TIMEOUT, "request deadline exceeded\n")
+}
+
+fn body_timed_out() -> Response<ResponseBody> {
+    let mut response = plain(
+        StatusCode::REQUEST_TIMEOUT,
+        "request body not received in time\n",
+    );
+    // The rest of the body is not read: the connection cannot be reused.
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn too_large() -> Response<ResponseBody> {
+    plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n")
+}
+
 /// Route, check the limits, run the handler: the response and the pid that made it.
+/// `arrived` is when the request head was read; the deadline counts from it.
 async fn dispatch(
     shared: &Arc<Shared>,
     request: Request<Incoming>,
+    arrived: Instant,
 ) -> (Response<ResponseBody>, Option<Pid>) {
     let config = &shared.config;
     let route = match shared.router.route(request.method(), request.uri().path()) {
@@ -278,37 +363,67 @@ async fn dispatch(
             return (response, None);
         }
     };
-    if declared_length(&request).is_some_and(|len| len > config.max_body_bytes) {
-        return (
-            plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
-            None,
-        );
+    let declared = declared_length(&request);
+    if declared.is_some_and(|len| len > config.max_body_bytes) {
+        return (too_large(), None);
     }
-    // Backpressure: wait a bounded time for an instance slot.
-    let permit = match tokio::time::timeout(
-        config.queue_timeout,
-        shared.slots.clone().acquire_owned(),
-    )
-    .await
-    {
-        Ok(Ok(permit)) => permit,
-        _ => {
-            let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "server busy\n");
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            return (response, None);
-        }
+    let (mut parts, incoming) = request.into_parts();
+    let outcome = Arc::new(BodyOutcome::default());
+    // A short declared body is read whole before an instance slot is taken, so a
+    // client trickling it holds nothing but its connection; the wait ends with the
+    // body read timeout or the request deadline, whichever comes first.
+    let prebuffer =
+        incoming.is_end_stream() || declared.is_some_and(|len| len <= config.buffered_body_bytes);
+    let deadline_first = config.request_deadline < config.body_read_timeout;
+    let body_time = if prebuffer && deadline_first {
+        config.request_deadline
+    } else {
+        config.body_read_timeout
     };
-    let (mut parts, body) = request.into_parts();
+    let limited = LimitedBody::new(
+        incoming,
+        config.max_body_bytes,
+        Some(arrived + body_time),
+        outcome.clone(),
+    );
+    let body: RequestBody = if prebuffer {
+        match limited.collect().await {
+            Ok(collected) => buffered(collected.to_bytes()),
+            Err(_) if outcome.timed_out() && deadline_first => {
+                return (deadline_passed(), None);
+            }
+            Err(_) if outcome.timed_out() => {
+                shared.stats.body_read_timeout();
+                return (body_timed_out(), None);
+            }
+            Err(_) if outcome.too_large() => return (too_large(), None),
+            Err(e) => {
+                tracing::debug!(error = ?e, "request body failed");
+                return (plain(StatusCode::BAD_REQUEST, "bad request body\n"), None);
+            }
+        }
+    } else {
+        limited.boxed_unsync()
+    };
+    // Backpressure: wait a bounded time for an instance slot, never past the deadline.
+    let remaining = config.request_deadline.saturating_sub(arrived.elapsed());
+    let wait = config.queue_timeout.min(remaining);
+    let permit = match tokio::time::timeout(wait, shared.slots.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => return (busy(), None),
+        Err(_) if wait < config.queue_timeout => return (deadline_passed(), None),
+        Err(_) => return (busy(), None),
+    };
+    let remaining = config.request_deadline.saturating_sub(arrived.elapsed());
+    if remaining.is_zero() {
+        return (deadline_passed(), None);
+    }
     if parts.uri.authority().is_none() && !parts.headers.contains_key(header::HOST) {
         parts.headers.insert(header::HOST, shared.host.clone());
     }
-    let exceeded = Arc::new(AtomicBool::new(false));
-    let body = LimitedBody::new(body, config.max_body_bytes, exceeded.clone());
     let options = HttpRequestOptions {
         policy: route.policy_ref().cloned(),
-        deadline: Some(config.request_deadline),
+        deadline: Some(remaining),
         https: false,
     };
     let mut invocation =
@@ -332,22 +447,27 @@ async fn dispatch(
     // (a streamed body) or never be reached by this future (a dropped connection).
     let exit = invocation.exit();
     let releaser = shared.clone();
+    let body_outcome = outcome.clone();
     tokio::spawn(async move {
         let _ = exit.await;
         lock(&releaser.in_flight).remove(&pid);
         drop(permit);
+        if body_outcome.timed_out() {
+            releaser.stats.body_read_timeout();
+        }
     });
-    let too_large = exceeded.load(Ordering::Acquire);
     let response = match result {
-        Ok(_) if too_large => plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+        Ok(_) if outcome.too_large() => too_large(),
+        Ok(_) if outcome.timed_out() => body_timed_out(),
         Ok(response) => response.map(|body| {
             body.map_err(|code| -> BoxError { format!("response body failed: {code:?}").into() })
                 .boxed_unsync()
         }),
-        Err(_) if too_large => plain(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+        Err(_) if outcome.too_large() => too_large(),
+        Err(_) if outcome.timed_out() => body_timed_out(),
         Err(HttpFailure::Ended(ExitReason::DeadlineExceeded)) => {
             tracing::warn!(%pid, component = route.component(), "request deadline passed; instance killed");
-            plain(StatusCode::GATEWAY_TIMEOUT, "request deadline exceeded\n")
+            deadline_passed()
         }
         Err(failure) => {
             tracing::warn!(%pid, component = route.component(), "{failure}");

@@ -24,6 +24,19 @@ pub struct HttpStats {
     pub latency_sum_seconds: f64,
     /// Requests being handled now.
     pub in_flight: u64,
+    /// Connections open now.
+    pub connections_open: u64,
+    /// Connections accepted since the server started.
+    pub connections_accepted: u64,
+    /// How many times the listener stopped accepting because `max_connections`
+    /// connections were open (further clients waited in the accept backlog).
+    pub connection_cap_reached: u64,
+    /// Connections closed because a request head did not arrive within
+    /// `header_read_timeout`.
+    pub header_read_timeouts: u64,
+    /// Requests whose body did not arrive within `body_read_timeout` (answered 408,
+    /// or their connection closed).
+    pub body_read_timeouts: u64,
 }
 
 impl HttpStats {
@@ -75,6 +88,29 @@ impl StatsRecorder {
             s.latency_buckets[bucket] += 1;
             s.latency_sum_seconds += secs;
         });
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.with(|s| {
+            s.connections_open += 1;
+            s.connections_accepted += 1;
+        });
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.with(|s| s.connections_open = s.connections_open.saturating_sub(1));
+    }
+
+    pub(crate) fn connection_cap_reached(&self) {
+        self.with(|s| s.connection_cap_reached += 1);
+    }
+
+    pub(crate) fn header_read_timeout(&self) {
+        self.with(|s| s.header_read_timeouts += 1);
+    }
+
+    pub(crate) fn body_read_timeout(&self) {
+        self.with(|s| s.body_read_timeouts += 1);
     }
 
     pub(crate) fn snapshot(&self) -> HttpStats {
