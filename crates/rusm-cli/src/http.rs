@@ -71,10 +71,15 @@ pub async fn bind(
         }
         routes.push(route);
     }
-    HttpServer::bind(node.clone(), listener.listen, routes, HttpConfig::default())
-        .await
-        .map(Server::new)
-        .map_err(bind_error)
+    HttpServer::bind(
+        node.clone(),
+        listener.listen,
+        routes,
+        listener.config.clone(),
+    )
+    .await
+    .map(Server::new)
+    .map_err(bind_error)
 }
 
 /// Bind one listener serving `component` on every path under `policy`.
@@ -162,6 +167,44 @@ pub fn render_metrics(out: &mut String, sources: &[HttpStatsSource]) {
             "rusm_http_requests_in_flight{{listener=\"{listener}\"}} {}",
             stats.in_flight
         );
+    }
+    let gauges: [(&str, &str, &str, fn(&HttpStats) -> u64); 5] = [
+        (
+            "rusm_http_connections_open",
+            "gauge",
+            "HTTP connections open now.",
+            |s| s.connections_open,
+        ),
+        (
+            "rusm_http_connections_accepted_total",
+            "counter",
+            "HTTP connections accepted.",
+            |s| s.connections_accepted,
+        ),
+        (
+            "rusm_http_connection_cap_reached_total",
+            "counter",
+            "Times the listener stopped accepting at max_connections (clients waited in the backlog).",
+            |s| s.connection_cap_reached,
+        ),
+        (
+            "rusm_http_header_read_timeouts_total",
+            "counter",
+            "Connections closed because a request head did not arrive within header_read_timeout.",
+            |s| s.header_read_timeouts,
+        ),
+        (
+            "rusm_http_body_read_timeouts_total",
+            "counter",
+            "Requests whose body did not arrive within body_read_timeout (408 or closed).",
+            |s| s.body_read_timeouts,
+        ),
+    ];
+    for (name, kind, help, value) in gauges {
+        header(out, name, kind, help);
+        for (listener, stats) in &snapshots {
+            let _ = writeln!(out, "{name}{{listener=\"{listener}\"}} {}", value(stats));
+        }
     }
     header(
         out,

@@ -160,6 +160,8 @@ pub struct ListenerDecl {
     pub listen: SocketAddr,
     /// Its routes, matched by longest path prefix.
     pub routes: Vec<RouteDecl>,
+    /// Its limits: `rusm-http`'s defaults with the listener's own settings applied.
+    pub config: rusm_http::HttpConfig,
 }
 
 /// A route of a listener.
@@ -304,6 +306,13 @@ struct RawListener {
     listen: Spanned<String>,
     #[serde(default)]
     routes: Vec<Spanned<RawRoute>>,
+    max_connections: Option<Spanned<i64>>,
+    max_concurrent: Option<Spanned<i64>>,
+    max_body_bytes: Option<Spanned<String>>,
+    queue_timeout: Option<Spanned<String>>,
+    header_read_timeout: Option<Spanned<String>>,
+    body_read_timeout: Option<Spanned<String>>,
+    request_deadline: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -456,7 +465,12 @@ pub fn parse(text: &str, file: &Path) -> anyhow::Result<Manifest> {
                 component: r.component.get_ref().clone(),
             });
         }
-        listeners.push(ListenerDecl { listen, routes });
+        let config = listener_config(&src, l)?;
+        listeners.push(ListenerDecl {
+            listen,
+            routes,
+            config,
+        });
     }
 
     let mut steps = Vec::new();
@@ -482,6 +496,63 @@ pub fn parse(text: &str, file: &Path) -> anyhow::Result<Manifest> {
         steps,
         node,
     })
+}
+
+/// A listener's limits: the defaults, with what the manifest sets.
+fn listener_config(src: &Text<'_>, raw: &RawListener) -> anyhow::Result<rusm_http::HttpConfig> {
+    let mut config = rusm_http::HttpConfig::default();
+    let count = |value: &Option<Spanned<i64>>, key: &str, default: usize| match value {
+        None => Ok(default),
+        Some(value) => usize::try_from(*value.get_ref())
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                src.at(
+                    value.span(),
+                    format!(
+                        "{key} must be a whole number of at least 1, not {}",
+                        value.get_ref()
+                    ),
+                )
+            }),
+    };
+    config.max_connections = count(
+        &raw.max_connections,
+        "max_connections",
+        config.max_connections,
+    )?;
+    config.max_concurrent = count(&raw.max_concurrent, "max_concurrent", config.max_concurrent)?;
+    if let Some(value) = &raw.max_body_bytes {
+        config.max_body_bytes = rusm_policy::parse_size(value.get_ref())
+            .map_err(|e| src.at(value.span(), format!("{e}; write a size such as \"10MiB\"")))?;
+    }
+    let positive = |value: &Option<Spanned<String>>, key: &str, default: Duration| {
+        let d = duration(src, value, default)?;
+        match value {
+            Some(value) if d.is_zero() => Err(src.at(
+                value.span(),
+                format!("{key} must be more than 0, not {}", value.get_ref()),
+            )),
+            _ => Ok(d),
+        }
+    };
+    config.queue_timeout = duration(src, &raw.queue_timeout, config.queue_timeout)?;
+    config.header_read_timeout = positive(
+        &raw.header_read_timeout,
+        "header_read_timeout",
+        config.header_read_timeout,
+    )?;
+    config.body_read_timeout = positive(
+        &raw.body_read_timeout,
+        "body_read_timeout",
+        config.body_read_timeout,
+    )?;
+    config.request_deadline = positive(
+        &raw.request_deadline,
+        "request_deadline",
+        config.request_deadline,
+    )?;
+    Ok(config)
 }
 
 /// The slowest epoch tick `[node]` accepts: a kill or a fair share waits a tick or two.
@@ -1027,4 +1098,60 @@ fn step_decl(
         &Some(sleep.clone()),
         Duration::ZERO,
     )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const APP: &str = r#"
+[components.web]
+path = "web.wasm"
+
+[supervisor]
+
+[[listeners]]
+listen = "127.0.0.1:0"
+routes = [{ path = "/", component = "web" }]
+"#;
+
+    #[test]
+    fn listener_limits_default_and_can_be_set() {
+        let m = parse(APP, Path::new("app.toml")).unwrap();
+        assert_eq!(m.listeners[0].config, rusm_http::HttpConfig::default());
+        let text = format!(
+            "{APP}max_connections = 4\nmax_concurrent = 2\nbody_read_timeout = \"300ms\"\nheader_read_timeout = \"2s\"\nrequest_deadline = \"5s\"\nqueue_timeout = \"0s\"\nmax_body_bytes = \"1KiB\"\n"
+        );
+        let c = parse(&text, Path::new("app.toml")).unwrap().listeners[0]
+            .config
+            .clone();
+        assert_eq!(c.max_connections, 4);
+        assert_eq!(c.max_concurrent, 2);
+        assert_eq!(c.body_read_timeout, Duration::from_millis(300));
+        assert_eq!(c.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(c.request_deadline, Duration::from_secs(5));
+        assert_eq!(c.queue_timeout, Duration::ZERO);
+        assert_eq!(c.max_body_bytes, 1024);
+    }
+
+    #[test]
+    fn bad_listener_limits_name_the_line() {
+        for (line, expect) in [
+            (
+                "max_connections = 0",
+                "max_connections must be a whole number of at least 1",
+            ),
+            (
+                "body_read_timeout = \"0s\"",
+                "body_read_timeout must be more than 0",
+            ),
+            ("header_read_timeout = \"soon\"", "write a duration"),
+        ] {
+            let err = parse(&format!("{APP}{line}\n"), Path::new("app.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("app.toml:10:"), "{err}");
+            assert!(err.contains(expect), "{err}");
+        }
+    }
 }

@@ -17,8 +17,16 @@
 //! | a route for the path, none for the method | 405 (with `Allow`) |
 //! | request body larger than `max_body_bytes` | 413 |
 //! | request head larger than `max_header_bytes` | 431 (from hyper) |
+//! | request body not all in within `body_read_timeout` of the head | 408 (or the connection is closed, if the handler had answered) |
+//! | request head not in within `header_read_timeout` | the connection is closed |
 //! | no instance slot free within `queue_timeout` | 503 (with `Retry-After`) |
-//! | no response within `request_deadline` | 504; the instance is killed |
+//! | no response within `request_deadline` of the head's arrival | 504; the instance is killed |
+//!
+//! At most `max_connections` connections are open at once; at the cap the listener
+//! stops accepting and further clients wait in the kernel's accept backlog. A body
+//! with a `Content-Length` of at most `buffered_body_bytes` is read whole before the
+//! request takes one of the `max_concurrent` instance slots, so slow clients do not
+//! hold instances.
 //! | the handler trapped, or returned without a response | 500 |
 //!
 //! Every request is logged through `tracing` (target `rusm::http::access`) with its
