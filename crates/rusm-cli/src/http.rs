@@ -132,6 +132,14 @@ pub fn stats_source(server: &Server) -> HttpStatsSource {
     }
 }
 
+/// A per-listener metric read from `HttpStats`: name, type, help, value.
+type ConnectionMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&HttpStats) -> u64,
+);
+
 /// Append the HTTP metrics of `sources` to `out`: requests by listener and status,
 /// and a latency histogram per listener.
 pub fn render_metrics(out: &mut String, sources: &[HttpStatsSource]) {
@@ -168,7 +176,7 @@ pub fn render_metrics(out: &mut String, sources: &[HttpStatsSource]) {
             stats.in_flight
         );
     }
-    let gauges: [(&str, &str, &str, fn(&HttpStats) -> u64); 5] = [
+    let gauges: [ConnectionMetric; 5] = [
         (
             "rusm_http_connections_open",
             "gauge",
