@@ -4,7 +4,8 @@
 //! The components are found by reading the `members` of `components/Cargo.toml`.
 //! The nested build runs with `$CARGO`, its own target directory under `OUT_DIR`, and
 //! an environment cleaned of the settings the outer build hands to build scripts.
-//! `RUSM_COMPONENT_JOBS` sets its job count (default 2).
+//! `RUSM_COMPONENT_JOBS` sets its job count (default 2). A missing `wasm32-wasip2`
+//! target is installed with `rustup target add` first.
 
 use std::collections::BTreeMap;
 use std::env;
@@ -48,7 +49,7 @@ fn run() -> Result<(), String> {
 
     let components = read_members(&components_dir, &workspace_manifest)?;
     emit_rerun_triggers(&root, &components_dir, &components);
-    check_target_installed()?;
+    ensure_target_installed()?;
 
     let target_dir = out_dir.join("components-target");
     let built = build(&workspace_manifest, &target_dir)?;
@@ -170,7 +171,39 @@ fn emit_rerun_triggers(root: &Path, components_dir: &Path, components: &[Compone
     println!("cargo::rerun-if-env-changed={JOBS_VAR}");
 }
 
-fn check_target_installed() -> Result<(), String> {
+/// Makes sure the target's standard library is there, installing it with rustup (as
+/// `rusm run` does) when it is missing.
+fn ensure_target_installed() -> Result<(), String> {
+    if target_installed()? {
+        return Ok(());
+    }
+    eprintln!(
+        "the {TARGET} target is not installed; installing it with `rustup target add {TARGET}`"
+    );
+    let status = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status();
+    match status {
+        Ok(status) if status.success() && target_installed()? => {
+            println!(
+                "cargo::warning=installed the {TARGET} target with `rustup target add {TARGET}`"
+            );
+            Ok(())
+        }
+        Ok(status) => Err(format!(
+            "the {TARGET} target is not installed, so the test components cannot be built, \
+             and `rustup target add {TARGET}` failed ({status}); install the target and try again"
+        )),
+        Err(e) => Err(format!(
+            "the {TARGET} target is not installed, so the test components cannot be built, \
+             and rustup cannot be run ({e}); install the target for your Rust toolchain"
+        )),
+    }
+}
+
+fn target_installed() -> Result<bool, String> {
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
     let output = Command::new(&rustc)
         .args(["--print", "target-libdir", "--target", TARGET])
@@ -179,14 +212,7 @@ fn check_target_installed() -> Result<(), String> {
     let libdir = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     let installed = output.status.success()
         && fs::read_dir(&libdir).is_ok_and(|mut entries| entries.next().is_some());
-    if installed {
-        Ok(())
-    } else {
-        Err(format!(
-            "the {TARGET} target is not installed, so the test components cannot be built; \
-             run `rustup target add {TARGET}`"
-        ))
-    }
+    Ok(installed)
 }
 
 /// Runs the nested build and returns the `.wasm` file of each package, keyed by the

@@ -2,7 +2,6 @@
 //! wasm32-wasip2) runs in the host like any other.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::{node, pid_bytes, probe};
 
@@ -10,17 +9,13 @@ use crate::{node, pid_bytes, probe};
 async fn a_cargo_component_build_runs_in_the_host() {
     let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cargo-component-target");
     let manifest = rusm_e2e::components_dir().join("Cargo.toml");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(cargo)
-            .args([
-                "component",
-                "build",
-                "--release",
-                "-p",
-                "trivial",
-                "--manifest-path",
-            ])
+        // Installed into the target directory when it is missing.
+        let target_root = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .parent()
+            .expect("the tests' temporary directory is inside the target directory");
+        rusm_e2e::cargo_component(target_root)
+            .args(["build", "--release", "-p", "trivial", "--manifest-path"])
             .arg(&manifest)
             .arg("--target-dir")
             .arg(&target_dir)
@@ -37,7 +32,7 @@ async fn a_cargo_component_build_runs_in_the_host() {
     let (out, target_dir) = out;
     assert!(
         out.status.success(),
-        "cargo component build failed (is cargo-component installed? `cargo install cargo-component --locked`):\n{}",
+        "cargo component build failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let wasm = target_dir.join("wasm32-wasip1/release/trivial.wasm");

@@ -13,7 +13,9 @@
 
 #![deny(missing_docs)]
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 include!(concat!(env!("OUT_DIR"), "/components.rs"));
 
@@ -23,6 +25,108 @@ pub fn components_dir() -> PathBuf {
         .parent()
         .expect("the rusm-e2e crate lives inside the repository")
         .join("components")
+}
+
+/// The version of `cargo-component` the tests install when none is installed.
+pub const CARGO_COMPONENT_VERSION: &str = "0.21.1";
+
+/// The variable naming the directory [`cargo_component`] installs into.
+pub const TOOLS_DIR_VAR: &str = "RUSM_TOOLS_DIR";
+
+/// A `cargo component` command, for the tests that build with cargo-component.
+///
+/// Uses the `cargo-component` cargo finds (on `PATH` or in cargo's own `bin`
+/// directory) when there is one. Otherwise installs version
+/// [`CARGO_COMPONENT_VERSION`] once into a tools directory with `cargo install
+/// --locked --root` (saying so on stderr first: the build takes about 11 minutes) and
+/// puts its `bin` directory first on the command's `PATH`. The tools directory is
+/// `$RUSM_TOOLS_DIR` when that is set (CI keeps it outside its fresh clone), otherwise
+/// `target_dir/tools`. A lock file in it keeps test binaries run at the same time from
+/// installing it twice.
+///
+/// # Panics
+/// When the install fails or the tools directory cannot be created: the tests that
+/// call it cannot run without it.
+pub fn cargo_component(target_dir: &Path) -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(&cargo);
+    command.arg("component");
+    let installed = |command: &Command| {
+        let mut probe = Command::new(command.get_program());
+        probe.args(["component", "--version"]);
+        for (key, value) in command.get_envs() {
+            match value {
+                Some(value) => probe.env(key, value),
+                None => probe.env_remove(key),
+            };
+        }
+        probe
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if installed(&command) {
+        return command;
+    }
+
+    let tools = std::env::var_os(TOOLS_DIR_VAR)
+        .filter(|dir| !dir.is_empty())
+        .map_or_else(|| target_dir.join("tools"), PathBuf::from);
+    let bin = tools.join("bin");
+    let mut path = vec![bin.clone()];
+    path.extend(std::env::var_os("PATH").map_or_else(Vec::new, |p| {
+        std::env::split_paths(&p).collect::<Vec<PathBuf>>()
+    }));
+    command.env(
+        "PATH",
+        std::env::join_paths(path).expect("the PATH entries join"),
+    );
+    std::fs::create_dir_all(&tools)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", tools.display()));
+    let lock = std::fs::File::create(tools.join(".install-lock"))
+        .unwrap_or_else(|e| panic!("cannot create the lock in {}: {e}", tools.display()));
+    lock.lock()
+        .unwrap_or_else(|e| panic!("cannot lock {}: {e}", tools.display()));
+    if installed(&command) {
+        return command;
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "rusm-e2e: cargo-component is not installed; installing cargo-component \
+         {CARGO_COMPONENT_VERSION} into {} (once; it takes about 11 minutes)",
+        tools.display()
+    );
+    let mut install = Command::new(&cargo);
+    install
+        .args(["install", "--locked", "--root"])
+        .arg(&tools)
+        .args(["--version", CARGO_COMPONENT_VERSION, "cargo-component"])
+        .stdin(Stdio::null());
+    for key in [
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_TARGET_DIR",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+    ] {
+        install.env_remove(key);
+    }
+    let status = install
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run cargo install: {e}"));
+    assert!(
+        status.success(),
+        "installing cargo-component into {} failed ({status}); see the output above",
+        tools.display()
+    );
+    assert!(
+        installed(&command),
+        "cargo-component was installed into {} but `cargo component --version` fails",
+        tools.display()
+    );
+    command
 }
 
 /// The `.wasm` file of the component whose package is called `name`.

@@ -13,6 +13,7 @@ use rusm_otp::{ExitReason, Runtime};
 use rusm_policy::Policy;
 use rusm_wasm::{ComponentKind, WasmNode, WasmSpawnOptions};
 
+use crate::grants::GrantArgs;
 use crate::{lifecycle, metrics};
 
 const GRACE: Duration = Duration::from_secs(5);
@@ -29,6 +30,8 @@ pub struct RunOptions {
     pub args: Vec<String>,
     /// Serve metrics here.
     pub metrics: Option<SocketAddr>,
+    /// Grants on top of the policy.
+    pub grants: GrantArgs,
 }
 
 /// The name a component file is registered under: its file stem.
@@ -52,16 +55,29 @@ pub fn kind_name(kind: ComponentKind) -> &'static str {
 
 /// Read a component file and load it into `node`; errors are one line.
 pub fn load(node: &WasmNode, name: &str, path: &Path) -> anyhow::Result<ComponentKind> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot read component {}: {e}; check the path",
-            path.display()
-        )
-    })?;
+    let bytes = read(path)?;
     let info = node
         .load_bytes(name, &bytes)
         .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::one_line(&e.to_string())))?;
     Ok(info.kind)
+}
+
+/// Read a component file and load it into `node` as an HTTP handler, whatever else
+/// it exports; errors are one line.
+pub fn load_http(node: &WasmNode, name: &str, path: &Path) -> anyhow::Result<()> {
+    let bytes = read(path)?;
+    node.load_http_bytes(name, &bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::one_line(&e.to_string())))?;
+    Ok(())
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read component {}: {e}; check the path",
+            path.display()
+        )
+    })
 }
 
 /// The policy in `file`, or the default one.
@@ -79,6 +95,7 @@ pub fn policy_or_default(file: Option<&Path>) -> anyhow::Result<Policy> {
 pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     let name = component_name(&options.component);
     let mut policy = policy_or_default(options.policy.as_deref())?;
+    options.grants.apply(&mut policy)?;
     crate::runtime()?.block_on(async move {
         let rt = Runtime::new();
         let node = crate::new_node(&rt)?;
@@ -173,19 +190,24 @@ pub struct ServeOptions {
     pub policy: Option<PathBuf>,
     /// Serve metrics here.
     pub metrics: Option<SocketAddr>,
+    /// Grants on top of the policy.
+    pub grants: GrantArgs,
 }
 
-/// Serve one HTTP component until Ctrl-C.
+/// Serve one HTTP component until Ctrl-C: any component exporting
+/// `wasi:http/incoming-handler`, whatever else it exports.
 ///
 /// # Errors
 /// Bad input: the component, the policy, an address in use.
 pub fn serve(options: ServeOptions) -> anyhow::Result<ExitCode> {
     let name = component_name(&options.component);
-    let policy = Arc::new(policy_or_default(options.policy.as_deref())?);
+    let mut policy = policy_or_default(options.policy.as_deref())?;
+    options.grants.apply(&mut policy)?;
+    let policy = Arc::new(policy);
     crate::runtime()?.block_on(async move {
         let rt = Runtime::new();
         let node = crate::new_node(&rt)?;
-        load(&node, &name, &options.component)?;
+        load_http(&node, &name, &options.component)?;
         lifecycle::log_lifecycle(&rt, HashSet::from([name.clone()]));
         let server = crate::http::bind_one(&node, &name, policy, options.listen).await?;
         let _metrics = match options.metrics {

@@ -42,6 +42,13 @@ pub fn root() -> PathBuf {
         .expect("the repository root exists")
 }
 
+/// The target directory the tests were built in.
+pub fn target_root() -> &'static Path {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the tests' temporary directory is inside the target directory")
+}
+
 /// A fresh, empty directory for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}"));

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::{finish, run, temp_dir};
+use crate::{finish, run, target_root, temp_dir};
 
 #[test]
 fn a_new_actor_builds_and_runs() {
@@ -44,11 +44,11 @@ fn a_new_actor_builds_and_runs() {
         out.stderr
     );
 
-    // And with cargo-component (which CI installs), as its README says too.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
+    // And with cargo-component, as its README says too (installed into the target
+    // directory when it is missing).
+    let mut build = rusm_e2e::cargo_component(target_root());
     build
-        .args(["component", "build", "--release"])
+        .args(["build", "--release"])
         .current_dir(&crate_dir)
         .env("CARGO_TARGET_DIR", &target)
         .env_remove("RUSTFLAGS")
@@ -57,7 +57,7 @@ fn a_new_actor_builds_and_runs() {
     let built = finish(&mut build, Duration::from_secs(600));
     assert!(
         built.status.success(),
-        "cargo component build failed (is cargo-component installed? `cargo install cargo-component --locked`):\n{}",
+        "cargo component build failed:\n{}",
         built.stderr
     );
     let wasm = target.join("wasm32-wasip1/release/hello_actor.wasm");
