@@ -90,9 +90,9 @@ fn contains_word(text: &str, word: &str) -> bool {
 /// test module of `tests/all` or of an example.
 #[test]
 fn every_component_has_a_test() {
-    // The end-to-end suites: this one, and each example's own tests.
+    // The end-to-end suites: this one, the `rusm` command's, and each example's own.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut dirs = vec![root.join("all")];
+    let mut dirs = vec![root.join("all"), root.join("../crates/rusm-cli/tests/all")];
     for example in std::fs::read_dir(root.join("../examples")).unwrap() {
         dirs.push(example.unwrap().path().join("tests"));
     }
