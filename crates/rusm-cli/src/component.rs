@@ -52,16 +52,29 @@ pub fn kind_name(kind: ComponentKind) -> &'static str {
 
 /// Read a component file and load it into `node`; errors are one line.
 pub fn load(node: &WasmNode, name: &str, path: &Path) -> anyhow::Result<ComponentKind> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot read component {}: {e}; check the path",
-            path.display()
-        )
-    })?;
+    let bytes = read(path)?;
     let info = node
         .load_bytes(name, &bytes)
         .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::one_line(&e.to_string())))?;
     Ok(info.kind)
+}
+
+/// Read a component file and load it into `node` as an HTTP handler, whatever else
+/// it exports; errors are one line.
+pub fn load_http(node: &WasmNode, name: &str, path: &Path) -> anyhow::Result<()> {
+    let bytes = read(path)?;
+    node.load_http_bytes(name, &bytes)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::one_line(&e.to_string())))?;
+    Ok(())
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read component {}: {e}; check the path",
+            path.display()
+        )
+    })
 }
 
 /// The policy in `file`, or the default one.
@@ -175,7 +188,8 @@ pub struct ServeOptions {
     pub metrics: Option<SocketAddr>,
 }
 
-/// Serve one HTTP component until Ctrl-C.
+/// Serve one HTTP component until Ctrl-C: any component exporting
+/// `wasi:http/incoming-handler`, whatever else it exports.
 ///
 /// # Errors
 /// Bad input: the component, the policy, an address in use.
@@ -185,7 +199,7 @@ pub fn serve(options: ServeOptions) -> anyhow::Result<ExitCode> {
     crate::runtime()?.block_on(async move {
         let rt = Runtime::new();
         let node = crate::new_node(&rt)?;
-        load(&node, &name, &options.component)?;
+        load_http(&node, &name, &options.component)?;
         lifecycle::log_lifecycle(&rt, HashSet::from([name.clone()]));
         let server = crate::http::bind_one(&node, &name, policy, options.listen).await?;
         let _metrics = match options.metrics {

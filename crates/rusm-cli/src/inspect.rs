@@ -87,6 +87,8 @@ fn world(exports: &[String]) -> &'static str {
         "rusm:runtime/actor (a rusm actor)"
     } else if has("rusm:runtime/handler") {
         "rusm:runtime/handler-actor (a handler-style rusm actor)"
+    } else if has("wasi:http/incoming-handler") && has("wasi:cli/run") {
+        "wasi:http/proxy and wasi:cli/command (an HTTP handler that is also a plain WASI command)"
     } else if has("wasi:http/incoming-handler") {
         "wasi:http/proxy (an HTTP handler)"
     } else if has("wasi:cli/run") {
@@ -109,14 +111,23 @@ fn render(
     let _ = writeln!(out, "world: {} (inferred from its exports)", world(exports));
     match &runnable {
         Ok(kind) => {
+            let serves = *kind != rusm_wasm::ComponentKind::Http
+                && exports
+                    .iter()
+                    .any(|e| e.starts_with("wasi:http/incoming-handler@0.2"));
             let _ = writeln!(
                 out,
-                "runs in rusm: yes, as {}",
+                "runs in rusm: yes, as {}{}",
                 match kind {
                     rusm_wasm::ComponentKind::Command => "a command (rusm run)",
                     rusm_wasm::ComponentKind::Http => "an HTTP handler (rusm serve)",
                     rusm_wasm::ComponentKind::Handler => "a handler-style actor (rusm run)",
                     _ => "an actor (rusm run)",
+                },
+                if serves {
+                    " and as an HTTP handler (rusm serve)"
+                } else {
+                    ""
                 }
             );
         }

@@ -63,6 +63,19 @@ pub enum LoadError {
         /// What did not match.
         detail: String,
     },
+    /// It was loaded as an HTTP handler
+    /// ([`WasmNode::load_http_bytes`](crate::WasmNode::load_http_bytes)) but does not
+    /// export `wasi:http/incoming-handler`.
+    #[error(
+        "component {component:?} is not an HTTP handler: it does not export wasi:http/incoming-handler; it exports: {}",
+        if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
+    )]
+    NotHttpHandler {
+        /// The component name.
+        component: String,
+        /// What it does export.
+        exports: Vec<String>,
+    },
 }
 
 /// Why a wasm process could not be spawned.

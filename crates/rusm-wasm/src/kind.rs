@@ -8,8 +8,12 @@ pub enum ComponentKind {
     /// Exports `wasi:cli/run`: a plain WASI command run as a process; its exit code
     /// becomes the exit reason (0 is `normal`).
     Command,
-    /// Exports `wasi:http/incoming-handler@0.2.x`: an HTTP handler, run once per
-    /// request (see [`WasmNode::serve_http`](crate::WasmNode::serve_http)); it cannot be spawned as an actor.
+    /// Exports `wasi:http/incoming-handler@0.2.x` (and neither actor entry point nor
+    /// `wasi:cli/run`, unless loaded with
+    /// [`WasmNode::load_http_bytes`](crate::WasmNode::load_http_bytes)): an HTTP
+    /// handler, run once per request (see
+    /// [`WasmNode::serve_http`](crate::WasmNode::serve_http)); it cannot be spawned as
+    /// an actor.
     Http,
     /// Exports `rusm:runtime/handler` (world `handler-actor`): a long-running actor
     /// whose `handle` the host calls once per message; idle, it holds no fiber stack.

@@ -108,20 +108,15 @@ impl ComponentRegistry {
     /// Compile and link-check a component (no registration), as `kind` when given
     /// (otherwise by what it exports). Blocking: compiling takes a while, so reloads
     /// call it off the scheduler threads. A name loaded as a plugin stays a
-    /// plugin (its new versions need no entry point).
+    /// plugin (its new versions need no entry point), and one loaded as an HTTP
+    /// handler stays one while it exports the handler, whatever else it exports.
     pub(crate) fn compile(
         &self,
         name: &str,
         bytes: &[u8],
         kind: Option<ComponentKind>,
     ) -> Result<LoadedComponent, LoadError> {
-        let kind = kind.or_else(|| {
-            self.components
-                .read()
-                .get(name)
-                .map(|c| c.kind)
-                .filter(|k| *k == ComponentKind::Plugin)
-        });
+        let live = self.components.read().get(name).map(|c| c.kind);
         let name_owned = name.to_owned();
         if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
             return Err(LoadError::NotWasm {
@@ -142,8 +137,21 @@ impl ComponentRegistry {
             .exports(&self.engine)
             .map(|(export, _)| export.to_owned())
             .collect();
+        let exports_handler = exports
+            .iter()
+            .any(|e| e.starts_with("wasi:http/incoming-handler@0.2"));
         let kind = if let Some(kind) = kind {
+            if kind == ComponentKind::Http && !exports_handler {
+                return Err(LoadError::NotHttpHandler {
+                    component: name_owned,
+                    exports,
+                });
+            }
             kind
+        } else if live == Some(ComponentKind::Plugin) {
+            ComponentKind::Plugin
+        } else if live == Some(ComponentKind::Http) && exports_handler {
+            ComponentKind::Http
         } else if exports.iter().any(|e| e.starts_with("rusm:runtime/entry@")) {
             ComponentKind::Actor
         } else if exports
@@ -153,10 +161,7 @@ impl ComponentRegistry {
             ComponentKind::Handler
         } else if exports.iter().any(|e| e.starts_with("wasi:cli/run@0.2")) {
             ComponentKind::Command
-        } else if exports
-            .iter()
-            .any(|e| e.starts_with("wasi:http/incoming-handler@0.2"))
-        {
+        } else if exports_handler {
             ComponentKind::Http
         } else {
             return Err(LoadError::NoEntryPoint {

@@ -169,3 +169,120 @@ fn an_http_handler_cannot_be_a_supervised_child() {
         out.stderr
     );
 }
+
+/// Start `rusm serve COMPONENT --listen 127.0.0.1:0` and return it with the address it
+/// serves on.
+fn start_serving(component: &str) -> (std::process::Child, String) {
+    let mut child = rusm()
+        .args(["serve", component, "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = lines(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let Ok(line) = stderr.recv_timeout(Duration::from_secs(60)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("rusm serve did not come up:\n{seen}");
+        };
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(rest) = line.split(" on http://").nth(1) {
+            return (child, rest.split('/').next().unwrap().to_owned());
+        }
+    }
+}
+
+#[test]
+fn serve_serves_a_command_that_also_exports_the_http_handler() {
+    // http-cli is a wasm32-wasip2 binary of the wasi:http/proxy world: it exports
+    // wasi:cli/run too, which `rusm run` runs.
+    let wasm = component("http-cli").to_str().unwrap();
+    let (child, addr) = start_serving(wasm);
+    let answer = http(&addr, "GET /");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("http-cli: served over http\n"), "{answer}");
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    assert_eq!(wait(child, Duration::from_secs(30)).code(), Some(0));
+
+    let out = run(&["run", wasm]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("http-cli: run as a command"),
+        "{}",
+        out.stderr
+    );
+
+    let out = run(&["inspect", wasm]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(
+            "runs in rusm: yes, as a command (rusm run) and as an HTTP handler (rusm serve)"
+        ),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("world: wasi:http/proxy and wasi:cli/command"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn an_app_listener_routes_to_a_command_that_also_exports_the_http_handler() {
+    let dir = temp_dir("listener-http-cli");
+    let file = dir.join("app.toml");
+    let manifest = format!(
+        r#"[components.counter]
+path = {:?}
+
+[components.web]
+path = {:?}
+
+[supervisor]
+children = [{{ id = "counter", component = "counter" }}]
+
+[[listeners]]
+listen = "127.0.0.1:0"
+routes = [{{ path = "/", component = "web" }}]
+"#,
+        component("counter"),
+        component("http-cli")
+    );
+    std::fs::write(&file, manifest).unwrap();
+    let mut child = rusm()
+        .args(["run", file.to_str().unwrap(), "--keep-running"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = lines(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let addr = loop {
+        let line = stderr
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the app did not come up:\n{seen}"));
+        seen.push_str(&line);
+        seen.push('\n');
+        if let Some(rest) = line.split("http://").nth(1) {
+            break rest.split('/').next().unwrap().to_owned();
+        }
+    };
+    let answer = http(&addr, "GET /");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}\n{seen}");
+    assert!(answer.contains("http-cli: served over http\n"), "{answer}");
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    assert_eq!(wait(child, Duration::from_secs(30)).code(), Some(0));
+}

@@ -1,14 +1,50 @@
 //! [`WasmNode::serve_http`]: one HTTP request as a process of [`crate::kinds::http`].
 
+use std::path::Path;
+
 use bytes::Bytes;
 use rusm_otp::MailboxConfig;
 
 use super::{NodeShared, WasmNode};
-use crate::error::SpawnError;
+use crate::error::{LoadError, SpawnError};
 use crate::kind::ComponentKind;
 use crate::kinds::http::{HttpBodyError, HttpInvocation, HttpRequestOptions};
+use crate::registry::ComponentInfo;
 
 impl WasmNode {
+    /// Compile a component and register it under `name` as an HTTP handler, whatever
+    /// else it exports: a component exporting both `wasi:http/incoming-handler` and
+    /// `wasi:cli/run` (a `wasm32-wasip2` binary built for the `wasi:http/proxy` world)
+    /// is a command when loaded with [`WasmNode::load_bytes`], and an HTTP handler
+    /// served by [`WasmNode::serve_http`] when loaded this way. Its later versions
+    /// stay HTTP handlers (see [`WasmNode::reload`]).
+    ///
+    /// # Errors
+    /// As [`WasmNode::load_bytes`]; [`LoadError::NotHttpHandler`] when it does not
+    /// export `wasi:http/incoming-handler`.
+    pub fn load_http_bytes(&self, name: &str, bytes: &[u8]) -> Result<ComponentInfo, LoadError> {
+        let registry = &self.shared.backend.registry;
+        let loaded = registry.compile(name, bytes, Some(ComponentKind::Http))?;
+        let version = registry.install(loaded, |_, _| Ok::<(), LoadError>(()))?;
+        tracing::info!(component = name, version, "HTTP handler loaded");
+        Ok(ComponentInfo {
+            name: name.to_owned(),
+            kind: ComponentKind::Http,
+        })
+    }
+
+    /// [`WasmNode::load_http_bytes`] from a file.
+    ///
+    /// # Errors
+    /// As [`WasmNode::load_http_bytes`]; also when the file cannot be read.
+    pub fn load_http_file(&self, name: &str, path: &Path) -> Result<ComponentInfo, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.load_http_bytes(name, &bytes)
+    }
+
     /// What kind of component is loaded under `name`, if any.
     pub fn component_kind(&self, name: &str) -> Option<ComponentKind> {
         self.shared
