@@ -147,3 +147,12 @@ async fn a_command_that_exports_the_http_handler_loads_in_either_role() {
     assert!(matches!(err, LoadError::NotHttpHandler { .. }), "{err}");
     assert!(err.to_string().contains("is not an HTTP handler"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_calling_exit_with_code_ends_with_its_code() {
+    let node = node(&["exit-code"]);
+    let (_, exit) = node
+        .spawn_watched("exit-code", rusm_wasm::WasmSpawnOptions::default())
+        .unwrap();
+    assert_eq!(exit.await, rusm_otp::ExitReason::custom("exit code 3"));
+}

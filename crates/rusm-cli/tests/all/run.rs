@@ -10,8 +10,9 @@ fn a_wasi_command_runs_and_its_exit_code_is_rusms() {
     // Under the default policy stdout goes to the host log, tagged with the pid.
     assert!(out.stderr.contains("hello from rusm"), "{}", out.stderr);
 
-    // Arguments after -- reach the program; WASI preview 2 tells only failure, so a
-    // non-zero code is 1.
+    // Arguments after -- reach the program. Rust's std (through wasi-libc) ends a
+    // program with WASI's `exit`, which carries only success or failure, so a non-zero
+    // code is 1 here, as under `wasmtime run`; `exit-with-code` carries the code (below).
     let out = run(&["run", hello, "--", "7"]);
     assert_eq!(out.code(), 1, "{}", out.stderr);
     let out = run(&["run", hello, "--", "0"]);
@@ -75,3 +76,20 @@ fn an_actor_runs_with_init_data_and_its_exit_reason_sets_the_code() {
         out.stderr
     );
 }
+
+#[test]
+fn a_command_calling_exit_with_code_passes_its_code_through() {
+    let wasm = component("exit-code").to_str().unwrap();
+    let out = run(&["run", wasm]);
+    assert_eq!(out.code(), 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("exit-code: exiting with 3"),
+        "{}",
+        out.stderr
+    );
+    let out = run(&["run", wasm, "--", "42"]);
+    assert_eq!(out.code(), 42, "{}", out.stderr);
+    let out = run(&["run", wasm, "--", "0"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+}
+
