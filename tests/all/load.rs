@@ -156,3 +156,29 @@ async fn a_command_calling_exit_with_code_ends_with_its_code() {
         .unwrap();
     assert_eq!(exit.await, rusm_otp::ExitReason::custom("exit code 3"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_probe_succeeds_only_with_its_grant() {
+    let node = node(&["cli-probe"]);
+    // cli-probe reads a variable: granted, it ends normally; denied, with failure
+    // (Rust's std tells the host only that it failed).
+    for (env, granted) in [("vars = { A = \"b\" }\n", true), ("", false)] {
+        let policy = crate::policy(&format!(
+            "[env]\nargs = [\"cli-probe\", \"env\", \"A\"]\n{env}"
+        ));
+        let options = rusm_wasm::WasmSpawnOptions {
+            policy: Some(policy),
+            ..rusm_wasm::WasmSpawnOptions::default()
+        };
+        let (_, exit) = node.spawn_watched("cli-probe", options).unwrap();
+        let reason = exit.await;
+        assert_eq!(reason.is_normal(), granted, "{env}: {reason}");
+        assert!(
+            matches!(
+                reason,
+                rusm_otp::ExitReason::Normal | rusm_otp::ExitReason::Custom(_)
+            ),
+            "{env}: {reason}"
+        );
+    }
+}

@@ -13,6 +13,7 @@ use rusm_otp::{ExitReason, Runtime};
 use rusm_policy::Policy;
 use rusm_wasm::{ComponentKind, WasmNode, WasmSpawnOptions};
 
+use crate::grants::GrantArgs;
 use crate::{lifecycle, metrics};
 
 const GRACE: Duration = Duration::from_secs(5);
@@ -29,6 +30,8 @@ pub struct RunOptions {
     pub args: Vec<String>,
     /// Serve metrics here.
     pub metrics: Option<SocketAddr>,
+    /// Grants on top of the policy.
+    pub grants: GrantArgs,
 }
 
 /// The name a component file is registered under: its file stem.
@@ -92,6 +95,7 @@ pub fn policy_or_default(file: Option<&Path>) -> anyhow::Result<Policy> {
 pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     let name = component_name(&options.component);
     let mut policy = policy_or_default(options.policy.as_deref())?;
+    options.grants.apply(&mut policy)?;
     crate::runtime()?.block_on(async move {
         let rt = Runtime::new();
         let node = crate::new_node(&rt)?;
@@ -186,6 +190,8 @@ pub struct ServeOptions {
     pub policy: Option<PathBuf>,
     /// Serve metrics here.
     pub metrics: Option<SocketAddr>,
+    /// Grants on top of the policy.
+    pub grants: GrantArgs,
 }
 
 /// Serve one HTTP component until Ctrl-C: any component exporting
@@ -195,7 +201,9 @@ pub struct ServeOptions {
 /// Bad input: the component, the policy, an address in use.
 pub fn serve(options: ServeOptions) -> anyhow::Result<ExitCode> {
     let name = component_name(&options.component);
-    let policy = Arc::new(policy_or_default(options.policy.as_deref())?);
+    let mut policy = policy_or_default(options.policy.as_deref())?;
+    options.grants.apply(&mut policy)?;
+    let policy = Arc::new(policy);
     crate::runtime()?.block_on(async move {
         let rt = Runtime::new();
         let node = crate::new_node(&rt)?;

@@ -14,6 +14,7 @@ mod output;
 mod app;
 mod build;
 mod component;
+mod grants;
 mod http;
 mod inspect;
 mod lifecycle;
@@ -89,6 +90,9 @@ struct RunArgs {
     /// Cargo.toml and src/ (rebuilt with cargo).
     #[arg(long)]
     watch: bool,
+    /// Grants for this run on top of the policy (components only).
+    #[command(flatten)]
+    grants: grants::GrantArgs,
     /// Arguments for a WASI command component (after --); they replace the policy's
     /// [env] args, after the program name.
     #[arg(last = true, value_name = "ARGS")]
@@ -108,6 +112,9 @@ struct ServeArgs {
     /// Serve Prometheus metrics on this address (for example 127.0.0.1:9100).
     #[arg(long, value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Grants for each request's process on top of the policy.
+    #[command(flatten)]
+    grants: grants::GrantArgs,
 }
 
 #[derive(Subcommand)]
@@ -155,6 +162,7 @@ fn main() -> ExitCode {
             listen: args.listen,
             policy: args.policy,
             metrics: args.metrics,
+            grants: args.grants,
         }),
         Command::Policy(PolicyCommand::Check { file }) => load_policy(&file).map(|_| {
             outln!("{}: ok", file.display());
@@ -187,6 +195,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             (args.init.is_some(), "--init"),
             (args.init_hex.is_some(), "--init-hex"),
             (!args.args.is_empty(), "arguments after --"),
+            (!args.grants.dirs.is_empty(), "--dir"),
+            (!args.grants.env.is_empty(), "--env"),
+            (args.grants.inherit_network, "--inherit-network"),
+            (args.grants.wall_clock, "--wall-clock"),
+            (args.grants.monotonic_clock, "--monotonic-clock"),
         ];
         if let Some((_, what)) = component_only.iter().find(|(given, _)| *given) {
             anyhow::bail!(
@@ -217,6 +230,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         init,
         args: args.args,
         metrics: args.metrics,
+        grants: args.grants,
     })
 }
 

@@ -93,3 +93,170 @@ fn a_command_calling_exit_with_code_passes_its_code_through() {
     assert_eq!(out.code(), 0, "{}", out.stderr);
 }
 
+/// `rusm run cli-probe.wasm FLAGS -- ARGS`.
+fn probe(flags: &[&str], args: &[&str]) -> crate::Output {
+    let wasm = component("cli-probe").to_str().unwrap();
+    let all: Vec<&str> = ["run", wasm]
+        .into_iter()
+        .chain(flags.iter().copied())
+        .chain(["--"])
+        .chain(args.iter().copied())
+        .collect();
+    run(&all)
+}
+
+#[test]
+fn dir_preopens_a_directory_for_one_run_only() {
+    let dir = temp_dir("grant-dir");
+    std::fs::write(dir.join("note.txt"), "granted by --dir").unwrap();
+    let host = dir.to_str().unwrap();
+
+    let denied = probe(&[], &["read", "/data/note.txt"]);
+    assert_eq!(denied.code(), 1, "{}", denied.stderr);
+    assert!(
+        denied.stderr.contains("cli-probe: failed: "),
+        "{}",
+        denied.stderr
+    );
+
+    let flag = format!("{host}::/data");
+    let granted = probe(&["--dir", &flag, "-v"], &["read", "/data/note.txt"]);
+    assert_eq!(granted.code(), 0, "{}", granted.stderr);
+    assert!(
+        granted.stderr.contains("cli-probe: read: granted by --dir"),
+        "{}",
+        granted.stderr
+    );
+    assert!(
+        granted.stderr.contains(&format!(
+            "rusm: --dir {flag} grants: [[fs.preopen]] host = \"{host}\" guest = \"/data\" mode = \"rw\""
+        )),
+        "{}",
+        granted.stderr
+    );
+    // Read-write, as wasmtime's --dir; without GUEST the guest sees HOST's own path.
+    let file = format!("{host}/written.txt");
+    let wrote = probe(&["--dir", host], &["write", &file, "by the guest"]);
+    assert_eq!(wrote.code(), 0, "{}", wrote.stderr);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "by the guest");
+
+    let bad = probe(&["--dir", &format!("{host}::/a/../b")], &["read", "/b"]);
+    assert_eq!(bad.code(), 2, "{}", bad.stderr);
+    assert!(bad.errors()[0].contains("--dir "), "{}", bad.stderr);
+}
+
+#[test]
+fn env_sets_or_passes_a_variable_for_one_run_only() {
+    let denied = probe(&[], &["env", "GREETING"]);
+    assert_eq!(denied.code(), 1, "{}", denied.stderr);
+    assert!(
+        denied.stderr.contains("cli-probe: failed: NotPresent"),
+        "{}",
+        denied.stderr
+    );
+
+    let set = probe(&["--env", "GREETING=hi there", "-v"], &["env", "GREETING"]);
+    assert_eq!(set.code(), 0, "{}", set.stderr);
+    assert!(
+        set.stderr.contains("cli-probe: env: GREETING=hi there"),
+        "{}",
+        set.stderr
+    );
+    assert!(
+        set.stderr.contains(
+            "rusm: --env GREETING=hi there grants: [env] vars = { \"GREETING\" = \"hi there\" }"
+        ),
+        "{}",
+        set.stderr
+    );
+
+    // Without a value, rusm's own value is passed through; never without the flag.
+    let wasm = component("cli-probe").to_str().unwrap();
+    let args = [
+        "run",
+        wasm,
+        "--env",
+        "RUSM_GRANT_TEST",
+        "--",
+        "env",
+        "RUSM_GRANT_TEST",
+    ];
+    let out = crate::finish(
+        crate::rusm().args(args).env("RUSM_GRANT_TEST", "from rusm"),
+        std::time::Duration::from_secs(120),
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("cli-probe: env: RUSM_GRANT_TEST=from rusm"),
+        "{}",
+        out.stderr
+    );
+    let out = crate::finish(
+        crate::rusm()
+            .args(["run", wasm, "--", "env", "RUSM_GRANT_TEST"])
+            .env("RUSM_GRANT_TEST", "from rusm"),
+        std::time::Duration::from_secs(120),
+    );
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+}
+
+#[test]
+fn inherit_network_grants_sockets_for_one_run_only() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let denied = probe(&[], &["connect", &addr]);
+    assert_eq!(denied.code(), 1, "{}", denied.stderr);
+    assert!(
+        denied
+            .stderr
+            .contains("cli-probe: failed: PermissionDenied"),
+        "{}",
+        denied.stderr
+    );
+    let granted = probe(&["--inherit-network"], &["connect", &addr]);
+    assert_eq!(granted.code(), 0, "{}", granted.stderr);
+    assert!(
+        granted
+            .stderr
+            .contains(&format!("cli-probe: connected to {addr}")),
+        "{}",
+        granted.stderr
+    );
+}
+
+#[test]
+fn clock_flags_grant_reading_a_clock_for_one_run_only() {
+    for (which, flag) in [("wall", "--wall-clock"), ("monotonic", "--monotonic-clock")] {
+        let denied = probe(&[], &["clock", which]);
+        assert_eq!(denied.code(), 1, "{which}: {}", denied.stderr);
+        assert!(
+            denied.stderr.contains("capability denied: wasi:clocks"),
+            "{which}: {}",
+            denied.stderr
+        );
+        let granted = probe(&[flag, "-v"], &["clock", which]);
+        assert_eq!(granted.code(), 0, "{which}: {}", granted.stderr);
+        assert!(
+            granted
+                .stderr
+                .contains(&format!("cli-probe: {which} clock read")),
+            "{which}: {}",
+            granted.stderr
+        );
+        assert!(
+            granted
+                .stderr
+                .contains(&format!("rusm: {flag} grants: [clocks] {which} = true")),
+            "{which}: {}",
+            granted.stderr
+        );
+    }
+}
+
+#[test]
+fn grant_flags_do_not_apply_to_an_app() {
+    let out = run(&["run", "apps/demo/app.toml", "--env", "A=b"]);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(out.errors()[0].contains("--env"), "{}", out.stderr);
+}
