@@ -118,3 +118,67 @@ fn every_component_has_a_test() {
         "components without an end-to-end test: {untested:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_exports_the_http_handler_loads_in_either_role() {
+    let node = node(&["counter"]);
+    let path = rusm_e2e::component("http-cli").unwrap();
+    let command = node.load_file("as-command", path).unwrap();
+    assert_eq!(command.kind, ComponentKind::Command);
+    let handler = node.load_http_file("as-handler", path).unwrap();
+    assert_eq!(handler.kind, ComponentKind::Http);
+
+    // A new version of a name loaded as a handler stays a handler.
+    node.reload("as-handler", std::fs::read(path).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(node.component_kind("as-handler"), Some(ComponentKind::Http));
+
+    // As a command it runs its main.
+    let (_, exit) = node
+        .spawn_watched("as-command", rusm_wasm::WasmSpawnOptions::default())
+        .unwrap();
+    assert_eq!(exit.await, rusm_otp::ExitReason::Normal);
+
+    // A component without the handler cannot be loaded as one.
+    let err = node
+        .load_http_file("not-http", rusm_e2e::component("counter").unwrap())
+        .unwrap_err();
+    assert!(matches!(err, LoadError::NotHttpHandler { .. }), "{err}");
+    assert!(err.to_string().contains("is not an HTTP handler"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_calling_exit_with_code_ends_with_its_code() {
+    let node = node(&["exit-code"]);
+    let (_, exit) = node
+        .spawn_watched("exit-code", rusm_wasm::WasmSpawnOptions::default())
+        .unwrap();
+    assert_eq!(exit.await, rusm_otp::ExitReason::custom("exit code 3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_probe_succeeds_only_with_its_grant() {
+    let node = node(&["cli-probe"]);
+    // cli-probe reads a variable: granted, it ends normally; denied, with failure
+    // (Rust's std tells the host only that it failed).
+    for (env, granted) in [("vars = { A = \"b\" }\n", true), ("", false)] {
+        let policy = crate::policy(&format!(
+            "[env]\nargs = [\"cli-probe\", \"env\", \"A\"]\n{env}"
+        ));
+        let options = rusm_wasm::WasmSpawnOptions {
+            policy: Some(policy),
+            ..rusm_wasm::WasmSpawnOptions::default()
+        };
+        let (_, exit) = node.spawn_watched("cli-probe", options).unwrap();
+        let reason = exit.await;
+        assert_eq!(reason.is_normal(), granted, "{env}: {reason}");
+        assert!(
+            matches!(
+                reason,
+                rusm_otp::ExitReason::Normal | rusm_otp::ExitReason::Custom(_)
+            ),
+            "{env}: {reason}"
+        );
+    }
+}
