@@ -112,11 +112,10 @@ fn serve_refuses_a_component_that_is_not_an_http_handler() {
     assert!(errors[0].contains("not an HTTP handler"), "{}", errors[0]);
 }
 
-#[test]
-fn an_app_listener_on_a_port_in_use_is_one_clear_error() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = taken.local_addr().unwrap();
-    let dir = temp_dir("listener-in-use");
+/// An app with a supervised counter and a listener on `listen` routing `/` to the
+/// component `web`; returns its manifest's path.
+fn listener_app(name: &str, listen: &str, web: &str) -> std::path::PathBuf {
+    let dir = temp_dir(name);
     let file = dir.join("app.toml");
     let manifest = format!(
         r#"[components.counter]
@@ -129,13 +128,21 @@ path = {:?}
 children = [{{ id = "counter", component = "counter" }}]
 
 [[listeners]]
-listen = "{addr}"
+listen = "{listen}"
 routes = [{{ path = "/", component = "web" }}]
 "#,
         component("counter"),
-        component("http-hello")
+        component(web)
     );
     std::fs::write(&file, manifest).unwrap();
+    file
+}
+
+#[test]
+fn an_app_listener_on_a_port_in_use_is_one_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let file = listener_app("listener-in-use", &addr.to_string(), "http-hello");
     let out = run(&["run", file.to_str().unwrap()]);
     assert_eq!(out.code(), 2, "{}", out.stderr);
     let errors = out.errors();
@@ -238,26 +245,7 @@ fn serve_serves_a_command_that_also_exports_the_http_handler() {
 
 #[test]
 fn an_app_listener_routes_to_a_command_that_also_exports_the_http_handler() {
-    let dir = temp_dir("listener-http-cli");
-    let file = dir.join("app.toml");
-    let manifest = format!(
-        r#"[components.counter]
-path = {:?}
-
-[components.web]
-path = {:?}
-
-[supervisor]
-children = [{{ id = "counter", component = "counter" }}]
-
-[[listeners]]
-listen = "127.0.0.1:0"
-routes = [{{ path = "/", component = "web" }}]
-"#,
-        component("counter"),
-        component("http-cli")
-    );
-    std::fs::write(&file, manifest).unwrap();
+    let file = listener_app("listener-http-cli", "127.0.0.1:0", "http-cli");
     let mut child = rusm()
         .args(["run", file.to_str().unwrap(), "--keep-running"])
         .stdout(Stdio::null())
