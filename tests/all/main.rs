@@ -6,6 +6,7 @@ mod capabilities;
 mod cargo_component;
 mod failures;
 mod handler;
+mod hostile;
 mod http;
 mod load;
 mod messaging;

@@ -48,6 +48,36 @@ fn selector_matches(selector: &Selector, msg: &rusm_otp::Message) -> bool {
 
 impl rusm::runtime::types::Host for ProcessState {}
 
+/// The interface whose `spawn` [`spawn_paying_fuel`] replaces on a node that meters
+/// fuel.
+pub(crate) const PROCESS_INTERFACE: &str = "rusm:runtime/process@0.1.0";
+
+/// `spawn` on a node that meters fuel, where the child's fuel comes out of its
+/// parent's: it needs the store (the fuel a process has left lives there, not in its
+/// state), so it is linked with the store in place of the generated binding. A parent
+/// whose policy sets a fuel limit gives the child at most half of what it has left
+/// (less when the child's own policy says less) and keeps the rest, so a tree never
+/// burns more than its root was granted and a chain of successors ends. A parent
+/// with no fuel limit gives what the child's policy says.
+pub(crate) fn spawn_paying_fuel(
+    mut store: wasmtime::StoreContextMut<'_, ProcessState>,
+    (component, options): (String, WitSpawnOptions),
+) -> wasmtime::Result<(Result<WitSpawned, WitError>,)> {
+    let left = store.get_fuel()?;
+    let state = store.data();
+    let share = (state.limits.fuel != Some(u64::MAX)).then_some(left / 2);
+    let spawner = state.node.spawner.clone();
+    match spawner.spawn_from_guest(state, &component, options, share) {
+        Ok((spawned, given)) => {
+            if share.is_some() {
+                store.set_fuel(left.saturating_sub(given))?;
+            }
+            Ok((Ok(spawned),))
+        }
+        Err(e) => Ok((Err(e),)),
+    }
+}
+
 /// The one tag a selector asks for, when it asks for nothing else (and not for
 /// upgrade requests): such a receive uses the mailbox's tag index.
 fn only_tag(sel: &Selector) -> Option<u64> {
@@ -152,7 +182,9 @@ impl rusm::runtime::process::Host for ProcessState {
         options: WitSpawnOptions,
     ) -> wasmtime::Result<Result<WitSpawned, WitError>> {
         let spawner = self.node.spawner.clone();
-        Ok(spawner.spawn_from_guest(self, &component, options))
+        Ok(spawner
+            .spawn_from_guest(self, &component, options, None)
+            .map(|(spawned, _)| spawned))
     }
 
     fn send(

@@ -22,13 +22,17 @@ use crate::upgrade::Upgrades;
 /// calls cannot reach anything else of the node.
 pub(crate) trait Spawner: Send + Sync {
     /// Spawn `component` as a child of the process whose store is `parent`, under
-    /// the policy its options name (checked against the parent's).
+    /// the policy its options name (checked against the parent's). With `fuel` (the
+    /// most the parent can give, on a node that meters fuel), the child runs on at
+    /// most that much; the spawn returns how much it was given, which the parent
+    /// no longer has.
     fn spawn_from_guest(
         self: Arc<Self>,
         parent: &ProcessState,
         component: &str,
         options: WitSpawnOptions,
-    ) -> Result<WitSpawned, WitError>;
+        fuel: Option<u64>,
+    ) -> Result<(WitSpawned, u64), WitError>;
 }
 
 /// What a process may reach of its node.

@@ -23,6 +23,7 @@ use crate::broker;
 use crate::engine::{EpochTicker, WasmConfig, build_engine};
 use crate::error::{LoadError, SpawnError};
 use crate::extensions::Extensions;
+use crate::host;
 use crate::kind::ComponentKind;
 use crate::kinds::{self, Backend, BodyFuture, Granted};
 use crate::limits::{Limits, TreeToken};
@@ -67,12 +68,13 @@ impl Policies {
 }
 
 /// What a spawn from inside a guest carries beyond its options: the child's places
-/// among its parent's children and in its spawn tree's budget, and what is left of
-/// its parent's run.
+/// among its parent's children and in its spawn tree's budget, what is left of its
+/// parent's run, and the fuel the parent gives it (on a node that meters fuel).
 struct FromGuest {
     child_token: ChildToken,
     tree: TreeToken,
     budget: Option<Duration>,
+    fuel: Option<u64>,
 }
 
 /// State shared by a node and every wasm process on it: the layers below (in
@@ -130,6 +132,15 @@ impl WasmNode {
             .map_err(anyhow::Error::from)?;
         Actor::add_to_linker::<ProcessState, HasSelf<ProcessState>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)?;
+        if config.fuel_metering {
+            // A child's fuel comes out of its parent's, which only the store knows.
+            linker.allow_shadowing(true);
+            linker
+                .instance(host::PROCESS_INTERFACE)
+                .and_then(|mut process| process.func_wrap("spawn", host::spawn_paying_fuel))
+                .map_err(anyhow::Error::from)?;
+            linker.allow_shadowing(false);
+        }
         extend(&mut linker).map_err(anyhow::Error::from)?;
         let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
         let backend = Backend {
@@ -258,11 +269,15 @@ impl NodeShared {
         policy: Arc<Policy>,
         from_guest: Option<FromGuest>,
     ) -> Result<Granted, SpawnError> {
-        let (child_token, tree, budget) = match from_guest {
-            Some(g) => (Some(g.child_token), Some(g.tree), g.budget),
-            None => (None, None, None),
+        let (child_token, tree, budget, fuel) = match from_guest {
+            Some(g) => (Some(g.child_token), Some(g.tree), g.budget, g.fuel),
+            None => (None, None, None, None),
         };
-        let limits = Limits::resolve(&policy, self.backend.stores.config())?.with_deadline(budget);
+        let mut limits =
+            Limits::resolve(&policy, self.backend.stores.config())?.with_deadline(budget);
+        if let Some(given) = fuel {
+            limits.fuel = limits.fuel.map(|own| own.min(given));
+        }
         Ok(Granted {
             policy,
             limits,
@@ -391,9 +406,21 @@ impl Spawner for NodeShared {
         state: &ProcessState,
         component: &str,
         options: WitSpawnOptions,
-    ) -> Result<WitSpawned, WitError> {
+        fuel: Option<u64>,
+    ) -> Result<(WitSpawned, u64), WitError> {
         let child_policy =
             self.child_policy(&state.policy, component, options.policy.as_deref())?;
+        // The child's fuel comes out of what its parent has left: its own policy's
+        // fuel, at most the share the parent can give.
+        let given = match fuel {
+            Some(0) => {
+                return Err(WitError::NotPermitted(
+                    "the spawning process has no fuel left to give a child".into(),
+                ));
+            }
+            Some(share) => Some(child_policy.limits.fuel.unwrap_or(u64::MAX).min(share)),
+            None => None,
+        };
         if let Some(max) = state.limits.children
             && state.children.load(Ordering::Acquire) as u64 >= max
         {
@@ -431,12 +458,16 @@ impl Spawner for NodeShared {
             child_token,
             tree,
             budget: state.remaining(),
+            fuel: given,
         };
         match self.spawn_child(Some(&state.ctx), component, opts, Some(from_guest)) {
-            Ok(spawned) => Ok(WitSpawned {
-                pid: spawned.pid.as_raw(),
-                monitor: spawned.monitor.map(|m| m.as_raw()),
-            }),
+            Ok(spawned) => Ok((
+                WitSpawned {
+                    pid: spawned.pid.as_raw(),
+                    monitor: spawned.monitor.map(|m| m.as_raw()),
+                },
+                given.unwrap_or(0),
+            )),
             Err(SpawnError::UnknownComponent(name)) => {
                 Err(WitError::NotFound(format!("no component named {name:?}")))
             }

@@ -1,0 +1,149 @@
+//! Hostile guests: what a process can make the host hold is charged to it and bounded.
+//! Each test is an attack a guest under some policy would try, run beside what it
+//! would hurt, asserting the documented refusal and that the victim (or the host) is
+//! unharmed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusm_otp::{Event, ExitReason, Runtime, Watch};
+use rusm_policy::Policy;
+use rusm_wasm::{WasmConfig, WasmNode, WasmSpawnOptions};
+
+use crate::{cache_dir, pid_bytes, policy, probe};
+
+/// The longest any step of these tests waits for something to happen.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// `rights-probe` ops (see `components/rights-probe`).
+const PROBE_SUCCEED: u8 = 10;
+
+/// A node configured by `config` (the cache set) with `components` loaded.
+fn node_with(config: WasmConfig, components: &[&str]) -> WasmNode {
+    let config = WasmConfig {
+        cache_dir: Some(cache_dir()),
+        ..config
+    };
+    let node = WasmNode::new(Runtime::new(), config).expect("the wasm node starts");
+    for name in components {
+        let path = rusm_e2e::component(name).unwrap_or_else(|| panic!("no component {name}"));
+        node.load_file(name, path)
+            .unwrap_or_else(|e| panic!("loading {name}: {e}"));
+    }
+    node
+}
+
+fn metering() -> WasmConfig {
+    WasmConfig {
+        fuel_metering: true,
+        ..WasmConfig::default()
+    }
+}
+
+fn options(init: Vec<u8>, policy: &Arc<Policy>) -> WasmSpawnOptions {
+    WasmSpawnOptions {
+        init,
+        policy: Some(policy.clone()),
+        ..WasmSpawnOptions::default()
+    }
+}
+
+async fn ended(end: Watch) -> ExitReason {
+    tokio::time::timeout(WAIT, end)
+        .await
+        .expect("the process ends in time")
+}
+
+/// Every exit of a process labelled `label` on `node`, in order.
+fn exits_of(
+    node: &WasmNode,
+    label: &'static str,
+) -> tokio::sync::mpsc::UnboundedReceiver<ExitReason> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    node.runtime().add_observer(move |event| {
+        if let Event::Exited {
+            label: Some(l),
+            reason,
+            ..
+        } = event
+            && *l == label
+        {
+            let _ = tx.send(ExitReason::clone(reason));
+        }
+    });
+    rx
+}
+
+// ---------------------------------------------------------------------------------
+// Fuel: a child's comes out of its parent's
+// ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_successors_ends_when_its_roots_fuel_is_spent() {
+    // Each rights-probe spawns a successor under its own policy and returns: no
+    // deadline and no spawn budget, only fuel. Were every successor's fuel fresh, the
+    // chain would never end.
+    let node = node_with(metering(), &["rights-probe"]);
+    let mut exits = exits_of(&node, "rights-probe");
+    let chain = policy(
+        "[process]\nspawn = [{ component = \"rights-probe\" }]\n[limits]\nfuel = 2000000000\n",
+    );
+    let (reporter, mut reports) = probe(node.runtime());
+    let mut init = pid_bytes(reporter);
+    init.push(PROBE_SUCCEED);
+    node.spawn_with(None, "rights-probe", options(init, &chain))
+        .expect("the root spawns");
+    let mut successors = 0_u32;
+    let end = tokio::time::timeout(WAIT, async {
+        loop {
+            tokio::select! {
+                (tag, payload) = reports.data() => match tag {
+                    1 => successors += 1,
+                    // A spawn refused for want of fuel: the chain stops here.
+                    _ => return String::from_utf8(payload).unwrap(),
+                },
+                reason = exits.recv() => match reason.expect("the observer stays") {
+                    ExitReason::Normal => {}
+                    // A successor ran out of fuel before it could spawn.
+                    ExitReason::Crashed(text) => return text.to_string(),
+                    other => panic!("a successor ended with {other}"),
+                },
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the chain still ran after {WAIT:?} ({successors} successors)"));
+    assert!(end.contains("fuel"), "{end}");
+    // Each successor has at most half of what its parent had left.
+    assert!(successors > 0, "the root spawned a successor");
+    assert!(successors <= 32, "{successors} successors");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_runs_on_fuel_its_parent_gives_and_a_parent_without_a_limit_gives_its_own() {
+    let node = node_with(metering(), &["spawner", "trivial"]);
+    // A parent with a fuel limit spawns a child that needs little: it runs.
+    for parent in [
+        "[process]\nspawn = [{ component = \"trivial\" }]\n[limits]\nfuel = 100000000\n",
+        "[process]\nspawn = [{ component = \"trivial\" }]\n",
+    ] {
+        let mut exits = exits_of(&node, "trivial");
+        let (reporter, mut reports) = probe(node.runtime());
+        let mut init = pid_bytes(reporter);
+        init.extend(1_u32.to_le_bytes());
+        init.push(0);
+        for text in ["trivial", ""] {
+            init.extend(u32::try_from(text.len()).unwrap().to_le_bytes());
+            init.extend(text.as_bytes());
+        }
+        init.extend(0_u32.to_le_bytes());
+        let (_pid, end) = node
+            .spawn_watched("spawner", options(init, &policy(parent)))
+            .unwrap();
+        let (tag, payload) = reports.data().await;
+        assert_eq!(tag, 1, "spawned: {}", String::from_utf8_lossy(&payload));
+        assert_eq!(ended(end).await, ExitReason::Normal);
+        let child = tokio::time::timeout(WAIT, exits.recv()).await.unwrap();
+        assert_eq!(child, Some(ExitReason::Normal), "under {parent:?}");
+    }
+}
