@@ -147,3 +147,103 @@ async fn a_child_runs_on_fuel_its_parent_gives_and_a_parent_without_a_limit_give
         assert_eq!(child, Some(ExitReason::Normal), "under {parent:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------
+// Admission by granted memory
+// ---------------------------------------------------------------------------------
+
+/// `spawner`'s init: spawn `count` children of `component` with `child_init`, under
+/// the spawner's own policy, and stay (forwarding downs) until `stop`.
+fn spawner_init(
+    reporter: rusm_otp::Pid,
+    count: u32,
+    component: &str,
+    child_init: &[u8],
+) -> Vec<u8> {
+    let mut init = pid_bytes(reporter);
+    init.extend(count.to_le_bytes());
+    init.push(1 << 3);
+    for text in [component.as_bytes(), b""] {
+        init.extend(u32::try_from(text.len()).unwrap().to_le_bytes());
+        init.extend(text);
+    }
+    init.extend(u32::try_from(child_init.len()).unwrap().to_le_bytes());
+    init.extend(child_init);
+    init
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_spawns_it_could_not_back_with_memory() {
+    const MIB: u64 = 1 << 20;
+    let node = node_with(
+        WasmConfig {
+            memory_budget: 64 * MIB,
+            ..WasmConfig::default()
+        },
+        &["spawner", "rights-probe"],
+    );
+    // A guest granted 16 MiB spawns waiting children, each granted 16 MiB too: the
+    // node can back itself and three of them, whatever the tree's own limits say.
+    let tree = policy(
+        "[process]\nspawn = [{ component = \"rights-probe\" }]\n[limits]\nmemory = \"16 MiB\"\n",
+    );
+    let (reporter, mut reports) = probe(node.runtime());
+    let mut waiting = pid_bytes(reporter);
+    waiting.push(0);
+    let (spawner, spawner_end) = node
+        .spawn_watched(
+            "spawner",
+            options(spawner_init(reporter, 5, "rights-probe", &waiting), &tree),
+        )
+        .unwrap();
+    let mut children = Vec::new();
+    let mut refusals = Vec::new();
+    loop {
+        let (tag, payload) = reports.data().await;
+        match tag {
+            1 => children.push(rusm_otp::Pid::from_raw(u64::from_le_bytes(
+                payload[4..12].try_into().unwrap(),
+            ))),
+            2 => refusals.push(String::from_utf8(payload[4..].to_vec()).unwrap()),
+            3 => break,
+            other => panic!("unexpected report {other}"),
+        }
+    }
+    assert_eq!(children.len(), 3, "{refusals:?}");
+    assert_eq!(refusals.len(), 2);
+    for refusal in &refusals {
+        assert!(
+            refusal.starts_with("unavailable: the node cannot back another process with memory"),
+            "{refusal}"
+        );
+        assert!(
+            refusal.contains("memory budget of 67108864 bytes"),
+            "{refusal}"
+        );
+    }
+    assert_eq!(node.granted_memory(), 64 * MIB);
+    // The host's own spawns meet the same budget.
+    let refused = node
+        .spawn_watched("rights-probe", options(waiting.clone(), &tree))
+        .unwrap_err();
+    assert!(
+        matches!(&refused, rusm_wasm::SpawnError::Unavailable(why) if why.contains("WasmConfig::memory_budget")),
+        "{refused}"
+    );
+    // What ended gives its grant back.
+    let ends: Vec<Watch> = children.iter().map(|&c| node.runtime().watch(c)).collect();
+    for &child in &children {
+        node.runtime().send_tagged(child, 0, b"stop".to_vec());
+    }
+    node.runtime().send_tagged(spawner, 0, b"stop".to_vec());
+    for end in ends {
+        assert_eq!(ended(end).await, ExitReason::Normal);
+    }
+    assert_eq!(ended(spawner_end).await, ExitReason::Normal);
+    assert_eq!(node.granted_memory(), 0);
+    let (again, end) = node
+        .spawn_watched("rights-probe", options(waiting, &tree))
+        .expect("the budget is free again");
+    node.runtime().send_tagged(again, 0, b"stop".to_vec());
+    assert_eq!(ended(end).await, ExitReason::Normal);
+}

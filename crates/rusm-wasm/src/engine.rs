@@ -123,6 +123,13 @@ pub struct WasmConfig {
     /// ([`WasmConfig::max_instances`]). A process still waiting after this ends
     /// with a reason that says so, instead of failing inside wasmtime.
     pub instance_wait: Duration,
+    /// Bytes of linear memory the node may grant its live wasm processes together:
+    /// the sum of their `memory` limits (each counted from its spawn until its store
+    /// is gone). A spawn that would pass it is refused with
+    /// [`SpawnError::Unavailable`](crate::SpawnError::Unavailable) (a guest's `spawn`
+    /// with `unavailable`), naming the budget. Default:
+    /// [`MachineLimits::memory_budget`].
+    pub memory_budget: u64,
 }
 
 impl Default for WasmConfig {
@@ -137,6 +144,7 @@ impl Default for WasmConfig {
             cache_dir: None,
             fuel_metering: false,
             instance_wait: Duration::from_secs(5),
+            memory_budget: MachineLimits::detect().memory_budget(),
         }
     }
 }

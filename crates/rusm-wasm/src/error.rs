@@ -88,6 +88,10 @@ pub enum SpawnError {
     /// The policy it would run under cannot be honoured, or does not allow it.
     #[error("not permitted: {0}")]
     NotPermitted(String),
+    /// The node cannot take it now: the text names what ran out (its memory budget,
+    /// [`WasmConfig::memory_budget`](crate::WasmConfig::memory_budget)).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// The component is an HTTP handler (it exports `wasi:http/incoming-handler`): it
     /// runs once per request through [`WasmNode::serve_http`](crate::WasmNode::serve_http),
     /// not as a spawned actor.

@@ -200,6 +200,62 @@ impl TreeBudget {
     }
 }
 
+/// The linear memory a node may grant its live processes together
+/// ([`WasmConfig::memory_budget`]): every process's `memory` limit is counted from its
+/// spawn until its store is gone, and a spawn that would pass the budget is refused,
+/// so the node never admits more than it could back.
+pub(crate) struct MemoryBudget {
+    granted: AtomicU64,
+    budget: u64,
+}
+
+impl MemoryBudget {
+    /// A budget of `budget` bytes, none of it granted.
+    pub(crate) fn new(budget: u64) -> MemoryBudget {
+        MemoryBudget {
+            granted: AtomicU64::new(0),
+            budget,
+        }
+    }
+
+    /// Bytes granted to live processes now.
+    pub(crate) fn granted(&self) -> u64 {
+        self.granted.load(Ordering::Acquire)
+    }
+
+    /// Grant `bytes` to one more process, while the returned grant lives.
+    ///
+    /// # Errors
+    /// What ran out, naming the budget, when the grant would pass it.
+    pub(crate) fn admit(self: &Arc<Self>, bytes: usize) -> Result<MemoryGrant, String> {
+        let bytes = bytes as u64;
+        let before = self.granted.fetch_add(bytes, Ordering::AcqRel);
+        if before.saturating_add(bytes) > self.budget {
+            self.granted.fetch_sub(bytes, Ordering::AcqRel);
+            return Err(format!(
+                "the node cannot back another process with memory: its live processes hold grants of {} bytes of linear memory, and {} more would pass its memory budget of {} bytes (WasmConfig::memory_budget; a smaller `memory` limit in the policy needs less)",
+                before, bytes, self.budget
+            ));
+        }
+        Ok(MemoryGrant {
+            budget: Arc::clone(self),
+            bytes,
+        })
+    }
+}
+
+/// One process's share of its node's [`MemoryBudget`]; dropping it returns the share.
+pub(crate) struct MemoryGrant {
+    budget: Arc<MemoryBudget>,
+    bytes: u64,
+}
+
+impl Drop for MemoryGrant {
+    fn drop(&mut self) {
+        self.budget.granted.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
 /// A process's place in its tree's budget; dropping it frees the place.
 pub(crate) struct TreeToken(Arc<TreeBudget>);
 
@@ -285,6 +341,22 @@ mod tests {
         // A third memory of 16 MiB would make 72 MiB.
         assert!(limiter.memory_growing(0, 16 * MIB, None).is_err());
         assert!(limiter.hit_memory_limit);
+    }
+
+    #[test]
+    fn the_memory_budget_admits_grants_up_to_its_size_and_takes_back_ended_ones() {
+        let budget = Arc::new(MemoryBudget::new(100));
+        let first = budget.admit(60).unwrap();
+        let why = budget.admit(41).err().unwrap();
+        assert!(why.contains("grants of 60 bytes"), "{why}");
+        assert!(why.contains("memory budget of 100 bytes"), "{why}");
+        let second = budget.admit(40).unwrap();
+        assert_eq!(budget.granted(), 100);
+        drop(first);
+        assert_eq!(budget.granted(), 40);
+        let _third = budget.admit(60).unwrap();
+        drop(second);
+        assert_eq!(budget.granted(), 60);
     }
 
     #[test]

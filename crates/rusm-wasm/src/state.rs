@@ -14,7 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::bindings::{WitError, WitSpawnOptions, WitSpawned};
 use crate::broker::{ClockView, HttpGrant};
 use crate::extensions::Extensions;
-use crate::limits::{Limits, StoreLimiter, TreeBudget, TreeToken};
+use crate::limits::{Limits, MemoryGrant, StoreLimiter, TreeBudget, TreeToken};
 use crate::upgrade::Upgrades;
 
 /// How a guest's `spawn` reaches the node: the node implements it (policy library,
@@ -82,6 +82,9 @@ pub struct ProcessState {
     pub(crate) tree: std::sync::OnceLock<Arc<TreeBudget>>,
     /// Its place in its tree's budget (none for a root).
     pub(crate) _tree_token: Option<TreeToken>,
+    /// Its `memory` limit's share of the node's memory budget, returned when the
+    /// store is dropped.
+    pub(crate) _memory: MemoryGrant,
 }
 
 impl ProcessState {

@@ -23,7 +23,7 @@ use crate::bindings::{SelfExit, reason_text};
 use crate::broker;
 use crate::engine::{EpochTicker, WasmConfig};
 use crate::extensions::Extensions;
-use crate::limits::{Limits, TreeToken};
+use crate::limits::{Limits, MemoryBudget, MemoryGrant, TreeToken};
 use crate::state::{ChildToken, NodeView, ProcessState};
 
 /// A process's store and the instance permit it holds. The store is dropped first.
@@ -51,6 +51,8 @@ pub(crate) struct ProcessSetup {
     pub(crate) ends_at: Option<tokio::time::Instant>,
     /// Its place in its spawn tree's budget, when a guest spawned it.
     pub(crate) tree: Option<TreeToken>,
+    /// Its share of the node's memory budget.
+    pub(crate) memory: MemoryGrant,
 }
 
 /// Builds the stores of a node's processes: the engine, the instance permits, and the
@@ -61,6 +63,8 @@ pub(crate) struct StoreFactory {
     config: WasmConfig,
     /// One permit per instance the allocator can hold at once.
     instance_permits: Arc<Semaphore>,
+    /// The linear memory granted to live processes, against the node's budget.
+    memory: Arc<MemoryBudget>,
     _ticker: EpochTicker,
 }
 
@@ -71,6 +75,7 @@ impl StoreFactory {
         let slots = config.max_instances() as usize;
         StoreFactory {
             engine,
+            memory: Arc::new(MemoryBudget::new(config.memory_budget)),
             config,
             instance_permits: Arc::new(Semaphore::new(slots)),
             _ticker: ticker,
@@ -80,6 +85,11 @@ impl StoreFactory {
     /// The node's configuration.
     pub(crate) fn config(&self) -> &WasmConfig {
         &self.config
+    }
+
+    /// The node's memory budget, which every process's `memory` limit is granted from.
+    pub(crate) fn memory(&self) -> &Arc<MemoryBudget> {
+        &self.memory
     }
 
     /// Wait (at most `WasmConfig::instance_wait`) for room for one more running
@@ -134,6 +144,7 @@ impl StoreFactory {
             ends_at,
             tree,
             _tree_token,
+            _memory,
             ..
         } = store.into_data();
         let setup = ProcessSetup {
@@ -145,6 +156,7 @@ impl StoreFactory {
             extensions,
             ends_at,
             tree: _tree_token,
+            memory: _memory,
         };
         let mut store = self.build(component, setup, fuel)?;
         store.data_mut().children = children;
@@ -168,6 +180,7 @@ impl StoreFactory {
             extensions,
             ends_at,
             tree,
+            memory,
         } = setup;
         let started = Instant::now();
         let wasi = broker::wasi_ctx(&policy, ctx.pid(), started).map_err(|e| {
@@ -191,6 +204,7 @@ impl StoreFactory {
             ends_at,
             tree: std::sync::OnceLock::new(),
             _tree_token: None,
+            _memory: memory,
         };
         if let Some(token) = tree {
             let _ = state.tree.set(Arc::clone(token.budget()));

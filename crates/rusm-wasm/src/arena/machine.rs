@@ -23,6 +23,21 @@ impl MachineLimits {
     /// divided by this, so a node never admits more actors than could ever fit.
     pub const MIN_ACTOR_BYTES: u64 = 16 << 10;
 
+    /// How many times physical memory a node grants its processes by default
+    /// ([`MachineLimits::memory_budget`]): 1,024, so that every process granted the
+    /// default 64 MiB can hold at least 64 KiB resident (an idle Rust actor holds
+    /// 20-45 KB).
+    pub const MEMORY_OVERCOMMIT: u64 = 1024;
+
+    /// The default [`WasmConfig::memory_budget`](crate::WasmConfig::memory_budget):
+    /// physical memory times [`MachineLimits::MEMORY_OVERCOMMIT`], so a node admits
+    /// processes by the memory their policies grant, not only by their number
+    /// (default-policy processes stop at a quarter of the default instance cap).
+    pub fn memory_budget(&self) -> u64 {
+        self.physical_memory
+            .saturating_mul(MachineLimits::MEMORY_OVERCOMMIT)
+    }
+
     /// The limits of this machine and process.
     pub fn detect() -> MachineLimits {
         let physical_memory = super::physical_memory().unwrap_or(8 << 30);

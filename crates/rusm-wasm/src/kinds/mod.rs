@@ -16,7 +16,7 @@ use rusm_policy::Policy;
 
 use crate::extensions::Extensions;
 use crate::kind::ComponentKind;
-use crate::limits::{Limits, TreeToken};
+use crate::limits::{Limits, MemoryGrant, TreeToken};
 use crate::registry::{ComponentRegistry, LoadedComponent};
 use crate::state::{ChildToken, NodeView};
 use crate::store::{ProcessSetup, ProcessStore, StoreFactory};
@@ -37,6 +37,8 @@ pub(crate) struct Granted {
     pub(crate) child_token: Option<ChildToken>,
     /// Its place in its spawn tree's budget, when a guest spawned it.
     pub(crate) tree: Option<TreeToken>,
+    /// Its share of the node's memory budget.
+    pub(crate) memory: MemoryGrant,
 }
 
 impl Granted {
@@ -52,6 +54,7 @@ impl Granted {
             extensions,
             ends_at: self.limits.deadline_from_now(),
             tree: self.tree,
+            memory: self.memory,
         }
     }
 }

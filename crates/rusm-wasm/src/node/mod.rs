@@ -180,6 +180,12 @@ impl WasmNode {
         self.shared.policies.read().default.clone()
     }
 
+    /// Bytes of linear memory granted to the node's live wasm processes together (the
+    /// sum of their `memory` limits), out of [`WasmConfig::memory_budget`].
+    pub fn granted_memory(&self) -> u64 {
+        self.shared.backend.stores.memory().granted()
+    }
+
     /// The names of the loaded components, sorted.
     pub fn component_names(&self) -> Vec<String> {
         self.shared.backend.registry.names()
@@ -278,6 +284,12 @@ impl NodeShared {
         if let Some(given) = fuel {
             limits.fuel = limits.fuel.map(|own| own.min(given));
         }
+        let memory = self
+            .backend
+            .stores
+            .memory()
+            .admit(limits.memory)
+            .map_err(SpawnError::Unavailable)?;
         Ok(Granted {
             policy,
             limits,
@@ -287,6 +299,7 @@ impl NodeShared {
             },
             child_token,
             tree,
+            memory,
         })
     }
 
@@ -472,6 +485,7 @@ impl Spawner for NodeShared {
                 Err(WitError::NotFound(format!("no component named {name:?}")))
             }
             Err(SpawnError::NotPermitted(why)) => Err(WitError::NotPermitted(why)),
+            Err(SpawnError::Unavailable(why)) => Err(WitError::Unavailable(why)),
             Err(
                 err @ (SpawnError::HttpHandler(_)
                 | SpawnError::NotHttpHandler(_)
