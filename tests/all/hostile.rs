@@ -247,3 +247,114 @@ async fn a_node_refuses_spawns_it_could_not_back_with_memory() {
     node.runtime().send_tagged(again, 0, b"stop".to_vec());
     assert_eq!(ended(end).await, ExitReason::Normal);
 }
+
+// ---------------------------------------------------------------------------------
+// Memories, tables and core instances per component
+// ---------------------------------------------------------------------------------
+
+/// A WASI command (its `run` returns `ok`) whose core module declares `memories`
+/// memories and `tables` tables, instantiated along with `extra` more instances of
+/// an empty module.
+fn command_wat(memories: usize, tables: usize, extra: usize) -> Vec<u8> {
+    let text = format!(
+        r#"(component
+          (core module $m
+            {}
+            {}
+            (func (export "run") (result i32) i32.const 0))
+          (core module $empty)
+          {}
+          (core instance $i (instantiate $m))
+          (func $run (result (result)) (canon lift (core func $i "run")))
+          (instance $r (export "run" (func $run)))
+          (export "wasi:cli/run@0.2.0" (instance $r)))"#,
+        "(memory 1) ".repeat(memories),
+        "(table 1 funcref) ".repeat(tables),
+        "(core instance (instantiate $empty)) ".repeat(extra),
+    );
+    wat::parse_str(text).expect("the component assembles")
+}
+
+/// How a process of `bytes` (loaded as `name`) under `limits` ends, or why its spawn
+/// was refused.
+async fn run_command(
+    node: &WasmNode,
+    name: &str,
+    bytes: &[u8],
+    limits: &str,
+) -> Result<ExitReason, String> {
+    node.load_bytes(name, bytes).expect("the component loads");
+    let under = policy(limits);
+    match node.spawn_watched(name, options(Vec::new(), &under)) {
+        Ok((_pid, end)) => Ok(ended(end).await),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_with_more_memories_or_tables_than_its_policy_allows_is_refused_at_spawn() {
+    let node = crate::node(&[]);
+    let many_memories = command_wat(11, 0, 0);
+    let refused = run_command(&node, "memories", &many_memories, "")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused,
+        "not permitted: component \"memories\" creates 11 linear memories, more than the 10 its policy allows (limit `memories`)"
+    );
+    let granted = run_command(
+        &node,
+        "memories",
+        &many_memories,
+        "[limits]\nmemories = 11\n",
+    )
+    .await;
+    assert_eq!(granted, Ok(ExitReason::Normal));
+
+    let many_tables = command_wat(1, 51, 0);
+    let refused = run_command(&node, "tables", &many_tables, "")
+        .await
+        .unwrap_err();
+    assert!(
+        refused.contains("creates 51 tables, more than the 50 its policy allows (limit `tables`)"),
+        "{refused}"
+    );
+    let refused = run_command(
+        &node,
+        "tables",
+        &command_wat(1, 3, 0),
+        "[limits]\ntables = 2\n",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        refused.contains("creates 3 tables, more than the 2"),
+        "{refused}"
+    );
+    let granted = run_command(&node, "tables", &many_tables, "[limits]\ntables = 51\n").await;
+    assert_eq!(granted, Ok(ExitReason::Normal));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_with_more_core_instances_than_its_policy_allows_ends_naming_the_limit() {
+    let node = crate::node(&[]);
+    // 60 instances of an empty module besides the one that runs: past the default 50.
+    let many_instances = command_wat(1, 0, 60);
+    let reason = run_command(&node, "instances", &many_instances, "")
+        .await
+        .unwrap();
+    assert_eq!(
+        reason,
+        ExitReason::crashed(
+            "the component needs more core instances than the 50 its policy allows (limit `instances`)"
+        )
+    );
+    let granted = run_command(
+        &node,
+        "instances",
+        &many_instances,
+        "[limits]\ninstances = 61\n",
+    )
+    .await;
+    assert_eq!(granted, Ok(ExitReason::Normal));
+}

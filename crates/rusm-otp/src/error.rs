@@ -46,6 +46,9 @@ pub enum SendErrorKind {
     NoProc,
     /// The receiver's bounded mailbox is full (in messages or in bytes).
     Full,
+    /// The receiver's bounded mailbox is full and refuses what arrives
+    /// ([`Overflow::Refuse`](crate::Overflow::Refuse)).
+    Refused,
     /// The payload is larger than the receiver accepts
     /// ([`MailboxConfig::max_message`](crate::MailboxConfig::max_message)).
     TooLarge {
@@ -61,6 +64,9 @@ impl std::fmt::Display for SendError {
         match self.kind {
             SendErrorKind::NoProc => f.write_str("the receiver does not exist"),
             SendErrorKind::Full => f.write_str("the receiver's mailbox is full"),
+            SendErrorKind::Refused => {
+                f.write_str("the receiver's mailbox is full and refuses more messages")
+            }
             SendErrorKind::TooLarge { size, limit } => write!(
                 f,
                 "a message of {size} bytes is larger than the {limit} bytes the receiver accepts"

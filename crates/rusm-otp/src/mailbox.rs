@@ -42,6 +42,11 @@ pub enum Overflow {
     DropNewest,
     /// Drop the oldest data message in the mailbox to make room for the new one.
     DropOldest,
+    /// Refuse the arriving message as [`Overflow::DropNewest`] drops it, and say so:
+    /// `try_send` reports [`SendErrorKind::Refused`] rather than
+    /// [`SendErrorKind::Full`], so a sender that can see errors is told the message
+    /// was not queued and why.
+    Refuse,
 }
 
 /// Mailbox settings for one process.
@@ -85,7 +90,7 @@ pub struct MailboxStats {
     pub len: usize,
     /// The most messages that ever waited at once.
     pub high_water: usize,
-    /// Data messages dropped because the mailbox was full.
+    /// Data messages dropped (or refused) because the mailbox was full.
     pub dropped: u64,
     /// Messages inspected by receives (a tag receive counts the one entry it takes;
     /// a predicate receive counts every message it shows the predicate).
@@ -168,6 +173,9 @@ impl Mailbox {
                 let never_fits = self.config.capacity == Some(0)
                     || self.config.max_bytes.is_some_and(|max| size > max);
                 never_fits.then_some(SendErrorKind::Full)
+            }
+            SendErrorKind::Full if self.config.overflow == Overflow::Refuse => {
+                Some(SendErrorKind::Refused)
             }
             why => Some(why),
         }

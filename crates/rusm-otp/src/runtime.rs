@@ -72,6 +72,9 @@ pub struct RuntimeStats {
     pub restarts: u64,
     /// The most messages that ever waited at once in any one mailbox of this node.
     pub mailbox_high_water: usize,
+    /// Data messages dropped or refused at full mailboxes, of live and ended
+    /// processes together ([`MailboxStats::dropped`](crate::MailboxStats::dropped)).
+    pub mailbox_dropped: u64,
 }
 
 /// The restarts of one live supervisor; see [`Runtime::supervisor_restarts`].
@@ -257,6 +260,8 @@ struct Inner {
     supervisors: DashMap<Pid, SupervisorRestarts, FxBuildHasher>,
     /// The largest mailbox high-water mark of the processes that have ended.
     mailbox_high_water: AtomicUsize,
+    /// Messages dropped at the mailboxes of processes that have ended.
+    mailbox_dropped: AtomicU64,
     /// Set once an observer is added, so that nodes without one pay a single load.
     observed: AtomicBool,
     observers: parking_lot::RwLock<Vec<Observer>>,
@@ -304,6 +309,7 @@ impl Runtime {
                 restarts: AtomicU64::new(0),
                 supervisors: DashMap::with_hasher(FxBuildHasher),
                 mailbox_high_water: AtomicUsize::new(0),
+                mailbox_dropped: AtomicU64::new(0),
                 observed: AtomicBool::new(false),
                 observers: parking_lot::RwLock::new(Vec::new()),
             }),
@@ -922,8 +928,11 @@ impl Runtime {
         let live = self.process_count();
         let exits = ExitCounts(self.inner.table.exits());
         let mut live_high_water = 0;
+        let mut live_dropped = 0;
         self.inner.table.for_each(|slot| {
-            live_high_water = live_high_water.max(slot.state.lock().mailbox.stats().high_water);
+            let stats = slot.state.lock().mailbox.stats();
+            live_high_water = live_high_water.max(stats.high_water);
+            live_dropped += stats.dropped;
         });
         RuntimeStats {
             spawned,
@@ -933,6 +942,7 @@ impl Runtime {
             restarts: self.inner.restarts.load(Ordering::Relaxed),
             mailbox_high_water: live_high_water
                 .max(self.inner.mailbox_high_water.load(Ordering::Relaxed)),
+            mailbox_dropped: live_dropped + self.inner.mailbox_dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -1025,7 +1035,13 @@ impl Runtime {
             let mut st = slot.state.lock();
             st.alive = false;
             st.recv_waker = None;
-            let high_water = st.mailbox.stats().high_water;
+            let stats = st.mailbox.stats();
+            let high_water = stats.high_water;
+            if stats.dropped > 0 {
+                self.inner
+                    .mailbox_dropped
+                    .fetch_add(stats.dropped, Ordering::Relaxed);
+            }
             let mut timers = std::mem::take(&mut st.timers);
             timers.extend(st.timers_in.drain());
             (

@@ -162,10 +162,29 @@ pub(crate) fn explain(policy: &Policy) -> String {
             Some(v @ LimitValue::Count(_)) if name == "spawns" => {
                 format!("{} spawns in its whole spawn tree", v.describe())
             }
+            Some(v @ LimitValue::Count(_)) if name == "memories" => {
+                format!("{} linear memories", v.describe())
+            }
+            Some(v @ LimitValue::Count(_)) if name == "tables" => {
+                format!("{} tables", v.describe())
+            }
+            Some(v @ LimitValue::Count(_)) if name == "instances" => {
+                format!("{} core instances", v.describe())
+            }
             Some(v) => v.describe(),
         };
         lines.push(format!("limits: {name} {value}"));
     }
+    lines.push(format!(
+        "limits: mailbox_overflow {}",
+        match policy.limits.mailbox_overflow {
+            None => "node default (drop)",
+            Some(crate::limits::MailboxOverflow::Drop) =>
+                "drop (a message to a full mailbox is dropped and counted)",
+            Some(crate::limits::MailboxOverflow::Refuse) =>
+                "refuse (a send to a full mailbox fails for the sender)",
+        }
+    ));
 
     let process = &policy.process;
     if process.spawn.is_empty() {

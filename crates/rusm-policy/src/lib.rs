@@ -62,7 +62,9 @@ pub use error::{Location, PolicyError};
 pub use fs::{FsMode, FsPolicy, HostPathError, HostPathProblem, Preopen};
 pub use http::{HttpHost, HttpPattern, HttpPolicy, Scheme};
 pub use library::{LibraryError, LibraryProblem, PolicyLibrary, SpawnGrant, SpawnRefusal};
-pub use limits::{Limits, format_duration, format_size, parse_duration, parse_size};
+pub use limits::{
+    Limits, MailboxOverflow, format_duration, format_size, parse_duration, parse_size,
+};
 pub use net::{HostPattern, IpRange, NetPolicy, PortRange, SocketKind, SocketPattern};
 pub use pattern::PatternError;
 pub use process::{KillRight, NamePattern, PolicyRef, ProcessPolicy, SpawnRule, is_policy_name};

@@ -44,10 +44,42 @@ pub struct Limits {
     pub descendants: Option<u64>,
     /// `spawns`: the most processes its whole spawn tree may ever spawn.
     pub spawns: Option<u64>,
+    /// `memories`: the most linear memories its component's instance may hold (all
+    /// its core instances together).
+    pub memories: Option<u64>,
+    /// `tables`: the most tables its component's instance may hold.
+    pub tables: Option<u64>,
+    /// `instances`: the most core instances its component may instantiate.
+    pub instances: Option<u64>,
+    /// `mailbox_overflow`: what a send to its full mailbox does. Not a ceiling: not
+    /// compared by the subset rule.
+    pub mailbox_overflow: Option<MailboxOverflow>,
 }
 
-/// The keys of `[limits]`, in the order they are documented.
-pub(crate) const LIMIT_KEYS: [&str; 14] = [
+/// What happens to a message sent to a full mailbox (`mailbox_overflow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailboxOverflow {
+    /// `"drop"`: the message is dropped and counted in the receiver's mailbox
+    /// statistics; the sender is not told (as Erlang's send never fails).
+    Drop,
+    /// `"refuse"`: the send fails for a sender that can see errors (a guest's `send`
+    /// returns `unavailable`); nothing is queued.
+    Refuse,
+}
+
+impl MailboxOverflow {
+    /// The policy word for it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            MailboxOverflow::Drop => "drop",
+            MailboxOverflow::Refuse => "refuse",
+        }
+    }
+}
+
+/// The keys of `[limits]` that are ceilings, in the order they are documented.
+pub(crate) const LIMIT_KEYS: [&str; 17] = [
     "memory",
     "table_elements",
     "fuel",
@@ -62,6 +94,31 @@ pub(crate) const LIMIT_KEYS: [&str; 14] = [
     "max_receive",
     "descendants",
     "spawns",
+    "memories",
+    "tables",
+    "instances",
+];
+
+/// Every key of `[limits]`: the ceilings, then `mailbox_overflow`.
+pub(crate) const ALL_LIMIT_KEYS: [&str; 18] = [
+    "memory",
+    "table_elements",
+    "fuel",
+    "deadline",
+    "mailbox",
+    "message_size",
+    "children",
+    "timers",
+    "monitors",
+    "links",
+    "mailbox_bytes",
+    "max_receive",
+    "descendants",
+    "spawns",
+    "memories",
+    "tables",
+    "instances",
+    "mailbox_overflow",
 ];
 
 /// One limit's value, for comparing and printing limits of every kind alike.
@@ -89,8 +146,8 @@ impl Limits {
         *self == Limits::default()
     }
 
-    /// Every limit by key, in the documented order.
-    pub(crate) fn entries(&self) -> [(&'static str, Option<LimitValue>); 14] {
+    /// Every ceiling by key, in the documented order.
+    pub(crate) fn entries(&self) -> [(&'static str, Option<LimitValue>); 17] {
         let [
             memory,
             table_elements,
@@ -106,6 +163,9 @@ impl Limits {
             max_receive,
             descendants,
             spawns,
+            memories,
+            tables,
+            instances,
         ] = LIMIT_KEYS;
         [
             (memory, self.memory.map(LimitValue::Bytes)),
@@ -122,6 +182,9 @@ impl Limits {
             (max_receive, self.max_receive.map(LimitValue::Bytes)),
             (descendants, self.descendants.map(LimitValue::Count)),
             (spawns, self.spawns.map(LimitValue::Count)),
+            (memories, self.memories.map(LimitValue::Count)),
+            (tables, self.tables.map(LimitValue::Count)),
+            (instances, self.instances.map(LimitValue::Count)),
         ]
     }
 }

@@ -15,7 +15,7 @@ use crate::env::{EnvPolicy, is_var_name};
 use crate::error::{Location, PolicyError};
 use crate::fs::{FsMode, FsPolicy, GuestPathError, Preopen, normalize_guest, resolve_host};
 use crate::http::HttpPolicy;
-use crate::limits::{LIMIT_KEYS, Limits, parse_duration, parse_size};
+use crate::limits::{ALL_LIMIT_KEYS, Limits, MailboxOverflow, parse_duration, parse_size};
 use crate::net::{NetPolicy, SocketKind};
 use crate::process::{KillRight, NamePattern, PolicyRef, ProcessPolicy, SpawnRule};
 use crate::stdio::{ClockPolicy, StdioMode, StdioPolicy};
@@ -637,7 +637,21 @@ impl<'s> Parser<'s> {
                     limits.descendants = Some(self.count(key, value, place, integer)?);
                 }
                 "spawns" => limits.spawns = Some(self.count(key, value, place, integer)?),
-                other => return Err(self.unknown_key(key, other, place, &LIMIT_KEYS)),
+                "memories" => limits.memories = Some(self.count(key, value, place, integer)?),
+                "tables" => limits.tables = Some(self.count(key, value, place, integer)?),
+                "instances" => limits.instances = Some(self.count(key, value, place, integer)?),
+                "mailbox_overflow" => {
+                    limits.mailbox_overflow = Some(self.choice(
+                        key,
+                        value,
+                        place,
+                        &[
+                            ("drop", MailboxOverflow::Drop),
+                            ("refuse", MailboxOverflow::Refuse),
+                        ],
+                    )?);
+                }
+                other => return Err(self.unknown_key(key, other, place, &ALL_LIMIT_KEYS)),
             }
         }
         Ok(limits)

@@ -151,8 +151,10 @@ impl ProcessState {
     }
 
     /// Queue a guest's message. A message to a process that has ended, or to a full
-    /// mailbox, is dropped (as Erlang's send never fails); one larger than the
-    /// receiver accepts is refused, so that what a process is sent cannot end it.
+    /// mailbox, is dropped (as Erlang's send never fails), unless the receiver's
+    /// policy has a full mailbox refuse it (`mailbox_overflow = "refuse"`: the send
+    /// fails with `unavailable`); one larger than the receiver accepts is refused, so
+    /// that what a process is sent cannot end it.
     fn deliver(&self, to: u64, tag: u64, payload: Vec<u8>) -> Result<(), WitError> {
         let to = Pid::from_raw(to);
         match self.ctx.try_send(to, tag, Payload::Bytes(payload)) {
@@ -161,6 +163,13 @@ impl ProcessState {
                 ..
             }) => Err(WitError::Invalid(format!(
                 "a message of {size} bytes is larger than the {limit} bytes {to} accepts"
+            ))),
+            // The receiver's policy says a full mailbox refuses rather than drops.
+            Err(SendError {
+                kind: SendErrorKind::Refused,
+                ..
+            }) => Err(WitError::Unavailable(format!(
+                "the mailbox of {to} is full and refuses more messages"
             ))),
             Ok(()) | Err(_) => Ok(()),
         }

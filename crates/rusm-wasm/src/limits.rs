@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rusm_otp::{MailboxConfig, Overflow};
-use rusm_policy::Policy;
+use rusm_policy::{MailboxOverflow, Policy};
 use wasmtime::ResourceLimiter;
 
 use crate::engine::WasmConfig;
@@ -51,6 +51,15 @@ pub(crate) struct Limits {
     pub(crate) descendants: u64,
     /// Processes its spawn tree may ever spawn (when it is a tree's root).
     pub(crate) spawns: Option<u64>,
+    /// Linear memories its instance may hold, all core instances together.
+    pub(crate) memories: usize,
+    /// Tables its instance may hold.
+    pub(crate) tables: usize,
+    /// Core instances its component may instantiate.
+    pub(crate) instances: usize,
+    /// Whether a send to its full mailbox is refused (the sender told) rather than
+    /// dropped.
+    pub(crate) refuse_when_full: bool,
 }
 
 /// The `timers` limit of a policy that sets none: enough for any honest actor, few
@@ -59,6 +68,17 @@ pub(crate) const DEFAULT_TIMERS: usize = 1_000;
 
 /// The `descendants` limit of a policy that sets none.
 pub(crate) const DEFAULT_DESCENDANTS: u64 = 10_000;
+
+/// The `memories` limit of a policy that sets none: what the pooling allocator holds
+/// per component. A Rust guest has one or two.
+pub(crate) const DEFAULT_MEMORIES: usize = 10;
+
+/// The `tables` limit of a policy that sets none. A Rust guest has a few.
+pub(crate) const DEFAULT_TABLES: usize = 50;
+
+/// The `instances` limit of a policy that sets none: core instances per component
+/// (a Rust guest has a handful: its module and the canonical-ABI shims).
+pub(crate) const DEFAULT_INSTANCES: usize = 50;
 
 /// The `monitors` and `links` limits of a policy that sets none.
 pub(crate) const DEFAULT_MONITORS: usize = 10_000;
@@ -106,6 +126,10 @@ impl Limits {
             links: limits.links.map_or(DEFAULT_LINKS, size),
             descendants: limits.descendants.unwrap_or(DEFAULT_DESCENDANTS),
             spawns: limits.spawns,
+            memories: limits.memories.map_or(DEFAULT_MEMORIES, size),
+            tables: limits.tables.map_or(DEFAULT_TABLES, size),
+            instances: limits.instances.map_or(DEFAULT_INSTANCES, size),
+            refuse_when_full: limits.mailbox_overflow == Some(MailboxOverflow::Refuse),
         })
     }
 
@@ -127,7 +151,8 @@ impl Limits {
 
     /// The mailbox a process gets when `requested` is asked for: the policy's bounds
     /// win where they are smaller (messages past a full mailbox are dropped and
-    /// counted; a message larger than `max_receive` is refused at the send).
+    /// counted, or refused when the policy's `mailbox_overflow` says so; a message
+    /// larger than `max_receive` is refused at the send).
     pub(crate) fn mailbox(&self, requested: MailboxConfig) -> MailboxConfig {
         let smaller =
             |asked: Option<usize>, limit: usize| Some(asked.map_or(limit, |a| a.min(limit)));
@@ -142,6 +167,9 @@ impl Limits {
             config.capacity = Some(limit);
             config.overflow = Overflow::DropNewest;
         }
+        if self.refuse_when_full {
+            config.overflow = Overflow::Refuse;
+        }
         config
     }
 
@@ -151,6 +179,9 @@ impl Limits {
             memory: self.memory,
             memory_used: 0,
             table_elements: self.table_elements,
+            memories: self.memories,
+            tables: self.tables,
+            instances: self.instances,
             hit_memory_limit: false,
         }
     }
@@ -282,6 +313,9 @@ pub(crate) struct StoreLimiter {
     /// carry out stays counted: the count errs on the safe side).
     memory_used: usize,
     table_elements: usize,
+    memories: usize,
+    tables: usize,
+    instances: usize,
     pub(crate) hit_memory_limit: bool,
 }
 
@@ -315,6 +349,37 @@ impl ResourceLimiter for StoreLimiter {
     ) -> wasmtime::Result<bool> {
         Ok(desired <= self.table_elements)
     }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.tables
+    }
+
+    fn memories(&self) -> usize {
+        self.memories
+    }
+}
+
+/// The counts of a component's instance that a policy caps, as the process's
+/// exit reason names them when instantiation passes one: wasmtime refuses the core
+/// instance, memory or table past the store's limit with this text.
+pub(crate) fn count_limit_hit(limits: &Limits, error: &str) -> Option<String> {
+    let rest = error.strip_prefix("resource limit exceeded: ")?;
+    let (what, key, limit) = if rest.starts_with("instance count") {
+        ("core instances", "instances", limits.instances)
+    } else if rest.starts_with("memory count") {
+        ("linear memories", "memories", limits.memories)
+    } else if rest.starts_with("table count") {
+        ("tables", "tables", limits.tables)
+    } else {
+        return None;
+    };
+    Some(format!(
+        "the component needs more {what} than the {limit} its policy allows (limit `{key}`)"
+    ))
 }
 
 #[cfg(test)]

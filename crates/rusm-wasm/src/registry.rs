@@ -34,6 +34,10 @@ pub(crate) struct LoadedComponent {
     pub(crate) prepared: Prepared,
     /// Its version under its name, counted from 1 (0 until it is installed).
     pub(crate) version: u64,
+    /// Linear memories its instance creates, all core instances together.
+    pub(crate) memories: u32,
+    /// Tables its instance creates.
+    pub(crate) tables: u32,
 }
 
 /// What [`WasmNode::load_bytes`](crate::WasmNode::load_bytes) reports about a component.
@@ -205,11 +209,16 @@ impl ComponentRegistry {
             }
             ComponentKind::Plugin => Prepared::Plugin(pre),
         };
+        // What every instance will create; a component importing core modules cannot
+        // say, and is held to its limits as it instantiates them.
+        let needs = component.resources_required();
         Ok(LoadedComponent {
             name: name_owned.as_str().into(),
             kind,
             prepared,
             version: 0,
+            memories: needs.as_ref().map_or(0, |n| n.num_memories),
+            tables: needs.as_ref().map_or(0, |n| n.num_tables),
         })
     }
 

@@ -23,7 +23,7 @@ use crate::bindings::{SelfExit, reason_text};
 use crate::broker;
 use crate::engine::{EpochTicker, WasmConfig};
 use crate::extensions::Extensions;
-use crate::limits::{Limits, MemoryBudget, MemoryGrant, TreeToken};
+use crate::limits::{self, Limits, MemoryBudget, MemoryGrant, TreeToken};
 use crate::state::{ChildToken, NodeView, ProcessState};
 
 /// A process's store and the instance permit it holds. The store is dropped first.
@@ -253,6 +253,14 @@ fn classify(err: &wasmtime::Error, state: &ProcessState) -> ExitReason {
     }
     if state.limiter.hit_memory_limit {
         return ExitReason::OutOfMemory;
+    }
+    // A component past its policy's count of core instances, memories or tables:
+    // wasmtime refuses the instantiation; the reason names the limit.
+    if let Some(text) = err
+        .chain()
+        .find_map(|cause| limits::count_limit_hit(&state.limits, &cause.to_string()))
+    {
+        return ExitReason::crashed(text);
     }
     if let Some(exit) = err.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return if exit.0 == 0 {

@@ -31,6 +31,10 @@ limits: mailbox_bytes node default
 limits: max_receive node default
 limits: descendants node default
 limits: spawns node default
+limits: memories node default
+limits: tables node default
+limits: instances node default
+limits: mailbox_overflow node default (drop)
 process: may not spawn
 process: may not kill or link to other processes
 process: may not register names

@@ -83,6 +83,7 @@ impl WasmNode {
         }
         let policy = options.policy.unwrap_or_else(|| node.default_policy());
         let mut granted = node.grant(policy, None)?;
+        super::check_counts(&loaded, &granted.limits)?;
         granted.limits = granted.limits.with_deadline(options.deadline);
         let core = NodeShared::core_options(
             &loaded,

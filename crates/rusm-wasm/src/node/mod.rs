@@ -267,6 +267,29 @@ impl WasmNode {
     }
 }
 
+/// Refuse a process of `component` whose policy allows fewer linear memories or
+/// tables than the component creates, naming the limit (core instances are counted
+/// as it instantiates them).
+fn check_counts(component: &LoadedComponent, limits: &Limits) -> Result<(), SpawnError> {
+    for (what, key, needs, limit) in [
+        (
+            "linear memories",
+            "memories",
+            component.memories,
+            limits.memories,
+        ),
+        ("tables", "tables", component.tables, limits.tables),
+    ] {
+        if needs as usize > limit {
+            return Err(SpawnError::NotPermitted(format!(
+                "component {:?} creates {needs} {what}, more than the {limit} its policy allows (limit `{key}`)",
+                component.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl NodeShared {
     /// What a process under `policy` is granted on this node; a guest's child's run
     /// ends within what is left of its parent's.
@@ -353,6 +376,7 @@ impl NodeShared {
             .clone()
             .unwrap_or_else(|| self.default_policy());
         let granted = self.grant(policy, from_guest)?;
+        check_counts(&loaded, &granted.limits)?;
         let core = Self::core_options(
             &loaded,
             &granted,

@@ -91,6 +91,7 @@ impl WasmNode {
         }
         let policy = options.policy.unwrap_or_else(|| node.default_policy());
         let granted = node.grant(policy, None)?;
+        super::check_counts(&loaded, &granted.limits)?;
         let core =
             NodeShared::core_options(&loaded, &granted, options.mailbox, false, false, false);
         let (plugin, started) = kinds::plugin::begin(
