@@ -358,3 +358,118 @@ async fn a_component_with_more_core_instances_than_its_policy_allows_ends_naming
     .await;
     assert_eq!(granted, Ok(ExitReason::Normal));
 }
+
+// ---------------------------------------------------------------------------------
+// What a full mailbox does: drop and count, or refuse
+// ---------------------------------------------------------------------------------
+
+/// `hostile` ops (see `components/hostile`).
+const HOSTILE_FLOOD: u8 = 1;
+const HOSTILE_SEND: u8 = 4;
+
+fn hostile_init(reporter: rusm_otp::Pid, op: u8, fields: &[&[u8]]) -> Vec<u8> {
+    let mut init = pid_bytes(reporter);
+    init.push(op);
+    for field in fields {
+        init.extend_from_slice(field);
+    }
+    init
+}
+
+/// The report's leading count and the error text after it.
+fn progress(payload: &[u8]) -> (u32, String) {
+    let count = u32::from_le_bytes(payload[..4].try_into().unwrap());
+    (count, String::from_utf8(payload[4..].to_vec()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_mailbox_drops_and_counts_or_refuses_as_its_policy_says() {
+    let node = crate::node(&["hostile"]);
+    let flood = |reporter| {
+        hostile_init(
+            reporter,
+            HOSTILE_FLOOD,
+            &[&16_u32.to_le_bytes(), &10_u32.to_le_bytes()],
+        )
+    };
+    // Dropping (the default): every send succeeds, five are kept, five counted.
+    let (reporter, mut reports) = probe(node.runtime());
+    let (pid, end) = node
+        .spawn_watched(
+            "hostile",
+            options(flood(reporter), &policy("[limits]\nmailbox = 5\n")),
+        )
+        .unwrap();
+    let (_, payload) = reports.data().await;
+    assert_eq!(progress(&payload), (10, String::new()));
+    let stats = node.runtime().mailbox_stats(pid).unwrap();
+    assert_eq!((stats.len, stats.dropped), (5, 5));
+    assert_eq!(node.runtime().stats().mailbox_dropped, 5);
+    node.runtime().kill(pid);
+    assert_eq!(ended(end).await, ExitReason::Killed);
+    assert_eq!(
+        node.runtime().stats().mailbox_dropped,
+        5,
+        "an ended process's drops stay counted"
+    );
+
+    // Refusing: the sixth send fails, and the sender is told why.
+    let refusing = policy("[limits]\nmailbox = 5\nmailbox_overflow = \"refuse\"\n");
+    let (pid, end) = node
+        .spawn_watched("hostile", options(flood(reporter), &refusing))
+        .unwrap();
+    let (_, payload) = reports.data().await;
+    assert_eq!(
+        progress(&payload),
+        (
+            5,
+            format!("unavailable: the mailbox of {pid} is full and refuses more messages")
+        )
+    );
+    node.runtime().kill(pid);
+    assert_eq!(ended(end).await, ExitReason::Killed);
+
+    // The receiver's policy decides, whoever sends: a byte bound refuses too.
+    let small = policy("[limits]\nmailbox_bytes = \"1 KiB\"\nmailbox_overflow = \"refuse\"\n");
+    let (victim, victim_end) = node
+        .spawn_watched(
+            "hostile",
+            options(
+                hostile_init(
+                    reporter,
+                    HOSTILE_FLOOD,
+                    &[&0_u32.to_le_bytes(), &0_u32.to_le_bytes()],
+                ),
+                &small,
+            ),
+        )
+        .unwrap();
+    assert_eq!(reports.data().await.0, 1, "the victim holds");
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        let (sender, end) = node
+            .spawn_watched(
+                "hostile",
+                options(
+                    hostile_init(
+                        reporter,
+                        HOSTILE_SEND,
+                        &[&pid_bytes(victim), &400_u32.to_le_bytes()],
+                    ),
+                    &policy(""),
+                ),
+            )
+            .unwrap();
+        let (_, payload) = reports.data().await;
+        outcomes.push(String::from_utf8(payload).unwrap());
+        node.runtime().send_tagged(sender, 0, b"stop".to_vec());
+        assert_eq!(ended(end).await, ExitReason::Normal);
+    }
+    assert_eq!(outcomes[..2], [String::new(), String::new()]);
+    assert_eq!(
+        outcomes[2],
+        format!("unavailable: the mailbox of {victim} is full and refuses more messages")
+    );
+    node.runtime().kill(victim);
+    assert_eq!(ended(victim_end).await, ExitReason::Killed);
+}
