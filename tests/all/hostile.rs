@@ -473,3 +473,37 @@ async fn a_full_mailbox_drops_and_counts_or_refuses_as_its_policy_says() {
     node.runtime().kill(victim);
     assert_eq!(ended(victim_end).await, ExitReason::Killed);
 }
+
+// ---------------------------------------------------------------------------------
+// Names a guest passes are bounded
+// ---------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_longer_than_the_bound_is_refused_before_the_host_keeps_or_echoes_it() {
+    let node = crate::node(&["rights-probe"]);
+    let anything = policy("[process]\nregister = [\"*\"]\n");
+    // `register` with a 100 KiB name (op 3): the refusal names the bound, not the name.
+    for (len, outcome) in [(255, "ok"), (100 * 1024, "invalid")] {
+        let (reporter, mut reports) = probe(node.runtime());
+        let name = "n".repeat(len);
+        let mut init = pid_bytes(reporter);
+        init.push(3);
+        init.extend(u32::try_from(len).unwrap().to_le_bytes());
+        init.extend(name.as_bytes());
+        let (_pid, end) = node
+            .spawn_watched("rights-probe", options(init, &anything))
+            .unwrap();
+        let (tag, payload) = reports.data().await;
+        assert_eq!(ended(end).await, ExitReason::Normal);
+        match outcome {
+            "ok" => assert_eq!(tag, 1, "{}", String::from_utf8_lossy(&payload)),
+            _ => {
+                assert_eq!(tag, 2);
+                assert_eq!(
+                    String::from_utf8(payload).unwrap(),
+                    "invalid request: a name of 102400 bytes is longer than the 255 allowed"
+                );
+            }
+        }
+    }
+}

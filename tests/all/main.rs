@@ -5,6 +5,7 @@ mod architecture;
 mod capabilities;
 mod cargo_component;
 mod failures;
+mod fuzz_runtime;
 mod handler;
 mod hostile;
 mod http;

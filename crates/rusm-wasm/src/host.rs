@@ -311,6 +311,9 @@ impl rusm::runtime::process::Host for ProcessState {
     }
 
     fn register(&mut self, name: String) -> wasmtime::Result<Result<(), WitError>> {
+        if let Err(e) = rights::check_name("name", &name) {
+            return Ok(Err(e));
+        }
         if let Err(e) = rights::check_register(&self.policy, &name) {
             return Ok(Err(e));
         }
@@ -326,6 +329,9 @@ impl rusm::runtime::process::Host for ProcessState {
     }
 
     fn unregister(&mut self, name: String) -> wasmtime::Result<Result<(), WitError>> {
+        if let Err(e) = rights::check_name("name", &name) {
+            return Ok(Err(e));
+        }
         Ok(self
             .ctx
             .unregister(&name)
@@ -333,6 +339,10 @@ impl rusm::runtime::process::Host for ProcessState {
     }
 
     fn whereis(&mut self, name: String) -> wasmtime::Result<Option<u64>> {
+        // No name that long is registered.
+        if name.len() > rights::MAX_NAME {
+            return Ok(None);
+        }
         Ok(self.ctx.whereis(&name).map(Pid::as_raw))
     }
 

@@ -25,6 +25,23 @@ pub(crate) fn check_kill(policy: &Policy, ctx: &Context, target: Pid) -> Result<
     }
 }
 
+/// The longest name a guest may pass for a registered name, a component or a policy,
+/// in bytes. Names are kept by the node (the registry) and echoed in the errors a
+/// refused call returns, so a guest must not choose their size.
+pub(crate) const MAX_NAME: usize = 255;
+
+/// Refuse a name longer than [`MAX_NAME`], saying what it names.
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), WitError> {
+    if name.len() > MAX_NAME {
+        Err(WitError::Invalid(format!(
+            "a {what} of {} bytes is longer than the {MAX_NAME} allowed",
+            name.len()
+        )))
+    } else {
+        Ok(())
+    }
+}
+
 /// May the process register `name`?
 pub(crate) fn check_register(policy: &Policy, name: &str) -> Result<(), WitError> {
     if policy.process.may_register(name) {

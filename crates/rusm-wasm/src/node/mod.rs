@@ -445,6 +445,10 @@ impl Spawner for NodeShared {
         options: WitSpawnOptions,
         fuel: Option<u64>,
     ) -> Result<(WitSpawned, u64), WitError> {
+        rights::check_name("component name", component)?;
+        if let Some(named) = &options.policy {
+            rights::check_name("policy name", named)?;
+        }
         let child_policy =
             self.child_policy(&state.policy, component, options.policy.as_deref())?;
         // The child's fuel comes out of what its parent has left: its own policy's
