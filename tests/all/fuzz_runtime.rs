@@ -367,7 +367,7 @@ impl Seeded {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arbitrary_sequences_of_runtime_calls_never_panic_the_host_and_hold_nothing_after() {
     let mut harness = Harness::new();
-    let mut rng = Seeded(0x5eed_0f_c0ffee);
+    let mut rng = Seeded(0x5eed_0fc0_ffee);
     for round in 0..300 {
         // Well-formed programs, and every tenth one arbitrary bytes throughout.
         let program = if round % 10 == 9 {

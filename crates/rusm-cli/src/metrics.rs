@@ -82,6 +82,17 @@ pub fn render(sources: &Sources) -> String {
         "rusm_mailbox_high_water_messages {}",
         stats.mailbox_high_water
     );
+    header(
+        &mut out,
+        "rusm_mailbox_dropped_messages_total",
+        "counter",
+        "Data messages dropped or refused at full mailboxes.",
+    );
+    let _ = writeln!(
+        out,
+        "rusm_mailbox_dropped_messages_total {}",
+        stats.mailbox_dropped
+    );
     crate::http::render_metrics(&mut out, &sources.http);
     out
 }

@@ -199,6 +199,10 @@ children = [{{ id = "counter", component = "counter", init = "counter" }}]
         "{answer}"
     );
     assert!(
+        answer.contains("\nrusm_mailbox_dropped_messages_total 0\n"),
+        "{answer}"
+    );
+    assert!(
         http_get(&addr, "/other").starts_with("HTTP/1.1 404"),
         "404 elsewhere"
     );

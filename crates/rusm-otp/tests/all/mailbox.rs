@@ -234,6 +234,45 @@ async fn bounded_mailbox_drops_newest_but_never_system_messages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_mailbox_tells_the_sender_and_counts_like_a_dropping_one() {
+    let rt = Runtime::new();
+    let options = SpawnOptions {
+        mailbox: MailboxConfig {
+            capacity: Some(2),
+            overflow: Overflow::Refuse,
+            ..MailboxConfig::default()
+        },
+        ..SpawnOptions::default()
+    };
+    let (gate_tx, gate_rx) = tokio::sync::oneshot::channel::<()>();
+    let (pid, end) = rt.spawn_watched(options, move |ctx| async move {
+        gate_rx.await.unwrap();
+        let got = (num(ctx.recv().await), num(ctx.recv().await));
+        if got == (0, 1) && ctx.try_recv().is_none() {
+            ExitReason::Normal
+        } else {
+            ExitReason::custom(format!("got {got:?}"))
+        }
+    });
+    for i in 0..2u32 {
+        rt.try_send_tagged(pid, 0, Payload::value(i)).unwrap();
+    }
+    let refused = rt
+        .try_send_tagged(pid, 0, Payload::value(2u32))
+        .unwrap_err();
+    assert_eq!(refused.kind, SendErrorKind::Refused);
+    assert_eq!(refused.payload.downcast::<u32>().unwrap(), 2);
+    // A plain send cannot be told: the message is dropped.
+    rt.send(pid, Payload::value(3u32));
+    assert_eq!(rt.mailbox_stats(pid).unwrap().dropped, 2);
+    assert_eq!(rt.stats().mailbox_dropped, 2);
+    gate_tx.send(()).unwrap();
+    assert_eq!(end.await, ExitReason::Normal);
+    // The node keeps counting what an ended process's mailbox dropped.
+    assert_eq!(rt.stats().mailbox_dropped, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounded_mailbox_drop_oldest_keeps_the_latest() {
     let rt = Runtime::new();
     let options = SpawnOptions {

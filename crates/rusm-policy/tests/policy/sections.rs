@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use rusm_policy::{FsMode, KillRight, Policy, StdioMode};
+use rusm_policy::{FsMode, KillRight, MailboxOverflow, Policy, StdioMode};
 
 use crate::policy;
 
@@ -258,6 +258,44 @@ fn limits_accept_integers_sizes_and_durations() {
         "absent limits are the node's default"
     );
     assert_eq!(p.limits.mailbox, None);
+}
+
+#[test]
+fn limits_on_component_counts_and_the_mailbox_overflow_choice() {
+    let p = policy(
+        "[limits]\nmemories = 2\ntables = 4\ninstances = 8\nmailbox_overflow = \"refuse\"\n",
+    );
+    assert_eq!(
+        (p.limits.memories, p.limits.tables, p.limits.instances),
+        (Some(2), Some(4), Some(8))
+    );
+    assert_eq!(p.limits.mailbox_overflow, Some(MailboxOverflow::Refuse));
+    let drop = policy("[limits]\nmailbox_overflow = \"drop\"\n");
+    assert_eq!(drop.limits.mailbox_overflow, Some(MailboxOverflow::Drop));
+    assert_eq!(policy("").limits.mailbox_overflow, None);
+    assert_eq!(
+        crate::error("[limits]\nmailbox_overflow = \"block\"\n"),
+        "capabilities/test.toml:2:20: invalid value \"block\" for \"mailbox_overflow\" in [limits]; expected one of: drop, refuse"
+    );
+    assert!(
+        crate::error("[limits]\nmemories = 0\n").starts_with("capabilities/test.toml:2:12: "),
+        "{}",
+        crate::error("[limits]\nmemories = 0\n")
+    );
+    // A child may not leave a count its parent caps to the node's default, and the
+    // overflow choice grants nothing.
+    let parent = policy("[limits]\ntables = 4\nmailbox_overflow = \"refuse\"\n");
+    assert!(
+        policy("[limits]\ntables = 4\n")
+            .is_subset_of(&parent)
+            .is_ok()
+    );
+    assert!(
+        policy("[limits]\ntables = 5\n")
+            .is_subset_of(&parent)
+            .is_err()
+    );
+    assert!(policy("").is_subset_of(&parent).is_err());
 }
 
 #[test]
