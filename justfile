@@ -26,6 +26,6 @@ ci:
 bench scenario="all":
     cargo run --release -p rusm-bench -- {{scenario}}
 
-# Fuzz the policy parser for a while (seconds); needs `cargo install cargo-fuzz`.
-fuzz seconds="60":
-    bash fuzz/run.sh {{seconds}}
+# Fuzz a target (policy_parse or runtime_calls) for a while (seconds); needs `cargo install cargo-fuzz`.
+fuzz seconds="60" target="policy_parse":
+    bash fuzz/run.sh {{seconds}} {{target}}
