@@ -273,13 +273,14 @@ async fn run_app(
     let config = manifest.node.apply(rusm_wasm::WasmConfig::default());
     tracing::info!(
         target: "rusm::app",
-        "node: {} allocator, at most {} instances, epoch tick {}",
+        "node: {} allocator, at most {} instances, epoch tick {}, memory budget {}",
         match config.allocator {
             rusm_wasm::Allocator::Pooling => "pooling",
             _ => "arena",
         },
         config.max_instances(),
-        rusm_policy::format_duration(config.epoch_tick)
+        rusm_policy::format_duration(config.epoch_tick),
+        rusm_policy::format_size(config.memory_budget)
     );
     let node = crate::new_node_with(&rt, config)?;
     if let Some(library) = &manifest.library {

@@ -50,6 +50,9 @@ pub struct NodeDecl {
     pub max_instances: Option<u32>,
     /// `epoch_tick`: how often running guests yield.
     pub epoch_tick: Option<Duration>,
+    /// `memory_budget`: bytes of linear memory the node may grant its live processes
+    /// together.
+    pub memory_budget: Option<u64>,
 }
 
 /// The allocator an app chooses.
@@ -86,6 +89,9 @@ impl NodeDecl {
         }
         if let Some(tick) = self.epoch_tick {
             config.epoch_tick = tick;
+        }
+        if let Some(budget) = self.memory_budget {
+            config.memory_budget = budget;
         }
         config
     }
@@ -259,6 +265,7 @@ struct RawNode {
     allocator: Option<Spanned<String>>,
     max_instances: Option<Spanned<i64>>,
     epoch_tick: Option<Spanned<String>>,
+    memory_budget: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -611,10 +618,29 @@ fn node_decl(src: &Text<'_>, raw: &RawNode) -> anyhow::Result<NodeDecl> {
             Some(tick)
         }
     };
+    let memory_budget = match &raw.memory_budget {
+        None => None,
+        Some(value) => {
+            let bytes = rusm_policy::parse_size(value.get_ref()).map_err(|e| {
+                src.at(
+                    value.span(),
+                    format!("{e}; write a size such as \"64 GiB\""),
+                )
+            })?;
+            if bytes == 0 {
+                return Err(src.at(
+                    value.span(),
+                    "memory_budget must be more than 0 bytes".to_owned(),
+                ));
+            }
+            Some(bytes)
+        }
+    };
     let node = NodeDecl {
         allocator,
         max_instances,
         epoch_tick,
+        memory_budget,
     };
     // What the machine can hold is checked here too, so the error points at the line.
     if let Err(why) = node

@@ -294,3 +294,41 @@ children = [{{ id = "counter", component = "counter", init = "counter" }}]
     // The counter was upgraded under its pid, not restarted.
     assert!(!seen.contains("restart counter"), "{seen}");
 }
+
+#[test]
+fn the_node_table_sets_the_memory_budget_spawns_are_admitted_by() {
+    let dir = temp_dir("memory-budget-table");
+    let file = dir.join("app.toml");
+    // Room for one counter under a 16 MiB policy, not for two.
+    let manifest = format!(
+        r#"name = "budgeted"
+
+[node]
+memory_budget = "24 MiB"
+
+[components.counter]
+path = {:?}
+policy = {{ limits = {{ memory = "16MiB" }} }}
+
+[supervisor]
+children = [{{ id = "a", component = "counter" }}, {{ id = "b", component = "counter" }}]
+
+[[steps]]
+say = "up"
+"#,
+        component("counter")
+    );
+    std::fs::write(&file, manifest).unwrap();
+    let out = run(&["run", file.to_str().unwrap()]);
+    assert!(
+        out.stderr.contains("memory budget 24 MiB"),
+        "{}",
+        out.stderr
+    );
+    assert_ne!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("memory budget of 25165824 bytes"),
+        "{}",
+        out.stderr
+    );
+}

@@ -207,3 +207,28 @@ fn a_bad_node_setting_names_file_line_and_column() {
     );
     assert!(e.contains("vm.max_map_count is"), "{e}");
 }
+
+#[test]
+fn a_memory_budget_that_is_no_size_names_its_line() {
+    let dir = temp_dir("memory-budget");
+    let file = dir.join("app.toml");
+    let app = |node: &str| {
+        format!(
+            "[components.counter]\npath = {:?}\n\n[node]\n{node}\n\n[supervisor]\nchildren = [{{ id = \"c\", component = \"counter\" }}]\n",
+            component("counter")
+        )
+    };
+    std::fs::write(&file, app("memory_budget = \"lots\"")).unwrap();
+    let e = error(&["run", file.to_str().unwrap()]);
+    assert!(e.starts_with(&format!("{}:5:17: ", file.display())), "{e}");
+    assert!(e.ends_with("write a size such as \"64 GiB\""), "{e}");
+    std::fs::write(&file, app("memory_budget = \"0 GiB\"")).unwrap();
+    let e = error(&["run", file.to_str().unwrap()]);
+    assert_eq!(
+        e,
+        format!(
+            "{}:5:17: memory_budget must be more than 0 bytes",
+            file.display()
+        )
+    );
+}
