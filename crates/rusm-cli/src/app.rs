@@ -280,7 +280,7 @@ async fn run_app(
         },
         config.max_instances(),
         rusm_policy::format_duration(config.epoch_tick),
-        rusm_policy::format_size(config.memory_budget)
+        budget_text(config.memory_budget)
     );
     let node = crate::new_node_with(&rt, config)?;
     if let Some(library) = &manifest.library {
@@ -630,4 +630,15 @@ async fn run_steps(
         }
     }
     Ok(())
+}
+
+/// A memory budget as the node line shows it: exactly when it is a whole number of
+/// some unit (as set in a manifest), else in whole GiB (as derived from the machine).
+fn budget_text(bytes: u64) -> String {
+    let exact = rusm_policy::format_size(bytes);
+    if bytes >= 1 << 30 && exact.ends_with("bytes") {
+        format!("about {} GiB", bytes >> 30)
+    } else {
+        exact
+    }
 }
