@@ -34,6 +34,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
+use crate::arena::StackScope;
 use crate::error::SpawnError;
 use crate::extensions::Extensions;
 use crate::kind::ComponentKind;
@@ -483,11 +484,13 @@ async fn instantiate<B>(
     // the lookup is seen at the next call.
     let installs = backend.registry.installs();
     let wasm = &mut store.store;
-    let bound = async {
+    // Unleased: a plugin may be started from inside another store's call.
+    let bound = StackScope::unleased(async {
         let instance = pre.instantiate_async(&mut *wasm).await?;
         bind(wasm, &instance)
-    }
-    .await;
+    })
+    .await
+    .unwrap_or_else(|why| Err(wasmtime::Error::msg(why)));
     match bound {
         Ok(bindings) => Ok(Running {
             bindings,
@@ -581,7 +584,10 @@ impl<B: Send + 'static> Plugin<B> {
         live.poisoned = true;
         let deadline = options.deadline.or(inner.deadline);
         let outcome = {
-            let run = f(&live.bindings, &mut live.store.store);
+            // Unleased: the caller may be a host function running inside another
+            // store's call (a handler's), whose stack lease must not take this
+            // plugin's stack.
+            let run = StackScope::unleased(f(&live.bindings, &mut live.store.store));
             let interrupted = async {
                 match deadline {
                     None => inner.signals.interrupted(cancels).await,
@@ -596,7 +602,7 @@ impl<B: Send + 'static> Plugin<B> {
             // waker or a timer.
             tokio::select! {
                 biased;
-                result = run => Ok(result),
+                result = run => Ok(result.unwrap_or_else(|why| Err(wasmtime::Error::msg(why)))),
                 why = interrupted => Err(why),
             }
         };
