@@ -164,10 +164,9 @@ impl Dirs {
                 if covers(id) {
                     break true;
                 }
-                let from = current.as_ref().map_or_else(
-                    || rustix::fd::AsFd::as_fd(&dir.fd),
-                    rustix::fd::AsFd::as_fd,
-                );
+                let from = current
+                    .as_ref()
+                    .map_or_else(|| rustix::fd::AsFd::as_fd(&dir.fd), rustix::fd::AsFd::as_fd);
                 let up = openat(
                     from,
                     "..",
@@ -651,13 +650,27 @@ mod tests {
         let read_only = Dirs::open(&preopen_policy(&[(&inside, "ro")])).unwrap();
         let child = |host: &Path, mode: &str| Dirs::open(&preopen_policy(&[(host, mode)])).unwrap();
 
-        assert!(child(&inside, "rw").within(&parent).is_ok(), "the same directory");
-        assert!(child(&inside.join("job/deeper"), "rw").within(&parent).is_ok());
+        assert!(
+            child(&inside, "rw").within(&parent).is_ok(),
+            "the same directory"
+        );
+        assert!(
+            child(&inside.join("job/deeper"), "rw")
+                .within(&parent)
+                .is_ok()
+        );
         assert!(child(&inside.join("job"), "ro").within(&read_only).is_ok());
-        let error = child(&inside.join("job"), "rw").within(&read_only).unwrap_err();
+        let error = child(&inside.join("job"), "rw")
+            .within(&read_only)
+            .unwrap_err();
         assert!(error.contains("read-write access"), "{error}");
-        let error = child(&root.join("beside"), "ro").within(&parent).unwrap_err();
-        assert!(error.contains("beside") && error.contains("not within"), "{error}");
+        let error = child(&root.join("beside"), "ro")
+            .within(&parent)
+            .unwrap_err();
+        assert!(
+            error.contains("beside") && error.contains("not within"),
+            "{error}"
+        );
         assert!(child(&inside, "ro").within(&Dirs::none()).is_err());
         assert!(Dirs::none().within(&Dirs::none()).is_ok());
 
@@ -666,7 +679,9 @@ mod tests {
         // `inside`, but it is not in the directory the parent was given.
         std::fs::rename(&inside, root.join("moved")).unwrap();
         std::fs::create_dir_all(inside.join("job")).unwrap();
-        let error = child(&inside.join("job"), "ro").within(&parent).unwrap_err();
+        let error = child(&inside.join("job"), "ro")
+            .within(&parent)
+            .unwrap_err();
         assert!(error.contains("not within"), "{error}");
         assert!(child(&root.join("moved/job"), "rw").within(&parent).is_ok());
         std::fs::remove_dir_all(&root).unwrap();

@@ -21,9 +21,10 @@ use wasmtime::{Engine, Store};
 
 use crate::bindings::{SelfExit, reason_text};
 use crate::broker::{self, Dirs};
-use crate::engine::{EpochTicker, WasmConfig};
+use crate::engine::WasmConfig;
 use crate::extensions::Extensions;
 use crate::limits::{Limits, TreeToken};
+use crate::preempt::EpochTicker;
 use crate::state::{ChildToken, NodeView, ProcessState};
 
 /// A process's store and the instance permit it holds. The store is dropped first.

@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-use tokio::sync::OnceCell;
 use std::time::Duration;
+use tokio::sync::OnceCell;
 
 use plugin_host::{Plugin, PluginHost};
 use rusm::wasmtime::component::HasSelf;
@@ -77,7 +77,9 @@ async fn a_plugin_called_from_a_handlers_host_function_keeps_its_own_stack() {
     node.load_file("hooked", Path::new(HOOK_HANDLER))
         .expect("hook-handler loads");
     assert!(started.set(node.clone()).is_ok());
-    let hooked = node.spawn("hooked", Vec::new()).expect("the handler spawns");
+    let hooked = node
+        .spawn("hooked", Vec::new())
+        .expect("the handler spawns");
 
     // The plugin starts (and so its store makes its fiber stack) inside the handler's
     // call.

@@ -39,6 +39,7 @@ use crate::error::SpawnError;
 use crate::extensions::Extensions;
 use crate::kind::ComponentKind;
 use crate::kinds::{Backend, BodyFuture, Granted};
+use crate::preempt::in_guest;
 use crate::registry::{LoadedComponent, Prepared};
 use crate::state::ProcessState;
 use crate::store::{ProcessSetup, ProcessStore, exit_reason};
@@ -485,10 +486,10 @@ async fn instantiate<B>(
     let installs = backend.registry.installs();
     let wasm = &mut store.store;
     // Unleased: a plugin may be started from inside another store's call.
-    let bound = StackScope::unleased(async {
+    let bound = StackScope::unleased(in_guest(async {
         let instance = pre.instantiate_async(&mut *wasm).await?;
         bind(wasm, &instance)
-    })
+    }))
     .await
     .unwrap_or_else(|why| Err(wasmtime::Error::msg(why)));
     match bound {
@@ -587,7 +588,7 @@ impl<B: Send + 'static> Plugin<B> {
             // Unleased: the caller may be a host function running inside another
             // store's call (a handler's), whose stack lease must not take this
             // plugin's stack.
-            let run = StackScope::unleased(f(&live.bindings, &mut live.store.store));
+            let run = StackScope::unleased(in_guest(f(&live.bindings, &mut live.store.store)));
             let interrupted = async {
                 match deadline {
                     None => inner.signals.interrupted(cancels).await,

@@ -20,12 +20,13 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::{Actor, WitError, WitSpawnOptions, WitSpawned};
 use crate::broker::{self, Dirs};
-use crate::engine::{EpochTicker, WasmConfig, build_engine};
+use crate::engine::{WasmConfig, build_engine};
 use crate::error::{LoadError, SpawnError};
 use crate::extensions::Extensions;
 use crate::kind::ComponentKind;
 use crate::kinds::{self, Backend, BodyFuture, Granted};
 use crate::limits::{Limits, TreeToken};
+use crate::preempt::EpochTicker;
 use crate::registry::{ComponentInfo, ComponentRegistry, LoadedComponent};
 use crate::rights;
 use crate::state::{ChildToken, NodeView, ProcessState, Spawner};
@@ -133,7 +134,7 @@ impl WasmNode {
         Actor::add_to_linker::<ProcessState, HasSelf<ProcessState>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)?;
         extend(&mut linker).map_err(anyhow::Error::from)?;
-        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
+        let ticker = EpochTicker::start(engine.clone(), config.preemption)?;
         let backend = Backend {
             registry: ComponentRegistry::new(engine.clone(), linker),
             stores: StoreFactory::new(engine, config, ticker),
