@@ -24,14 +24,16 @@
 
 // The modules, bottom up; each imports only from those above it in this list
 // (checked by the `layers` test below and described in ARCHITECTURE.md).
-// Foundation: the machine, the arena (all `unsafe`), preemption (the epoch thread),
-// the engine.
+// Foundation: the machine and the arena (all `unsafe`); preemption (the epoch thread
+// and the marks of guest polls); the engine.
 mod arena;
+
+mod preempt;
+
 mod engine;
 mod error;
 mod extensions;
 mod kind;
-mod preempt;
 mod turn;
 // The only `bindgen!` over `wit/rusm-runtime`, and the WIT conversions.
 mod bindings;
