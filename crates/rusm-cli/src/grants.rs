@@ -5,17 +5,16 @@
 //! it is checked exactly as a policy file is) and merged into the loaded policy before
 //! the run. No flag, no grant: the policy alone still decides.
 
-use std::path::Path;
-
 use anyhow::bail;
 use rusm_policy::Policy;
 
 /// The grant flags.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct GrantArgs {
-    /// Preopen the host directory HOST read-write at GUEST (an absolute guest path;
-    /// without it, HOST's own absolute path, or `/HOST` for a relative HOST), as
-    /// `wasmtime run --dir` does. Repeatable.
+    /// Preopen the host directory HOST read-write under the guest name GUEST (a path,
+    /// absolute or relative: `.`, `readonly`, `/data`); without it the guest name is
+    /// HOST as written (`--dir .` is the guest's `.`), as `wasmtime run --dir` does.
+    /// Repeatable.
     #[arg(long = "dir", value_name = "HOST[::GUEST]")]
     pub dirs: Vec<String>,
     /// Set the variable NAME to VALUE; without a value, pass rusm's own NAME through
@@ -79,8 +78,10 @@ impl GrantArgs {
         for dir in &self.dirs {
             let (host, guest) = match dir.split_once("::") {
                 Some((host, guest)) => (host.to_owned(), guest.to_owned()),
-                None if Path::new(dir).is_absolute() => (dir.clone(), dir.clone()),
-                None => (dir.clone(), format!("/{dir}")),
+                None if dir.split('/').any(|part| part == "..") => bail!(
+                    "--dir {dir}: the guest would see it as {dir:?}, and guest names cannot contain \"..\"; name it with --dir {dir}::GUEST"
+                ),
+                None => (dir.clone(), dir.clone()),
             };
             if host.is_empty() || guest.is_empty() {
                 bail!("--dir {dir}: expected HOST or HOST::GUEST");
