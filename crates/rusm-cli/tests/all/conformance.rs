@@ -472,3 +472,83 @@ fn sockets_and_dns_on_loopback_with_and_without_the_network() {
         ],
     );
 }
+
+#[test]
+fn wasmtime_s_options_grant_what_they_grant_there() {
+    let dir = case_dir("wasi-options");
+    // `-S inherit-network` as wasmtime users type it; `tcp` and `udp` grant nothing
+    // of their own.
+    let out = conformance(
+        &dir,
+        "stdio.toml",
+        &["-S", "inherit-network", "-S", "tcp,udp", "-v"],
+        &["tcp-loopback"],
+        None,
+    );
+    passes(&out, &["tcp: echoed \"ping\" over 127.0.0.1"]);
+    assert!(
+        out.stderr.contains(
+            "rusm: -S inherit-network grants: [net] tcp_connect = [\"0.0.0.0/0:*\", \"[::/0]:*\"]"
+        ),
+        "{}",
+        out.stderr
+    );
+    // `allow-ip-name-lookup` alone grants lookups, not sockets.
+    let lookups = ["-S", "allow-ip-name-lookup"];
+    let out = conformance(&dir, "stdio.toml", &lookups, &["dns"], None);
+    passes(&out, &["dns: localhost is loopback"]);
+    let out = conformance(&dir, "stdio.toml", &lookups, &["udp"], None);
+    fails(
+        &out,
+        &["udp bind 127.0.0.1:0 failed: PermissionDenied: Permission denied (os error 2)"],
+    );
+    // `KEY=n` grants nothing, and neither do the interfaces rusm always links.
+    for flags in [
+        ["-S", "inherit-network=n"],
+        ["-S", "cli-exit-with-code,tcp,udp,cli"],
+    ] {
+        let out = conformance(&dir, "stdio.toml", &flags, &["tcp-loopback"], None);
+        fails(
+            &out,
+            &["tcp bind 127.0.0.1:0 failed: PermissionDenied: Permission denied (os error 2)"],
+        );
+    }
+
+    // `inherit-env`: every variable of rusm's own.
+    let wasm = component("wasi-conformance").to_str().unwrap();
+    let out = finish(
+        rusm()
+            .current_dir(&dir)
+            .env_clear()
+            .env("ONLY_THIS", "one")
+            .args([
+                "run",
+                wasm,
+                "--policy",
+                "stdio.toml",
+                "-S",
+                "inherit-env",
+                "--",
+                "env",
+            ]),
+        Duration::from_secs(120),
+    );
+    passes(&out, &["env: ONLY_THIS=one"]);
+
+    // What rusm cannot honour is refused, naming the option.
+    let out = conformance(&dir, "stdio.toml", &["-S", "threads"], &["env"], None);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert!(
+        out.errors()[0].starts_with(
+            "rusm: error: -S threads: rusm does not take the WASI option \"threads\"; it takes inherit-network,"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = conformance(&dir, "stdio.toml", &["-S", "tcp=maybe"], &["env"], None);
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert_eq!(
+        out.errors(),
+        ["rusm: error: -S tcp=maybe: expected tcp, tcp=y or tcp=n, got the value \"maybe\""]
+    );
+}
