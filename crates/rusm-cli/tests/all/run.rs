@@ -278,6 +278,19 @@ fn the_policy_names_the_initial_working_directory() {
         out.stderr
     );
 
+    let inspected = run(&[
+        "inspect",
+        component("cli-probe").to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert!(
+        inspected.stdout.contains(
+            "granted: [env] 0 variables, 0 inherited, 0 arguments, working directory /data/sub"
+        ),
+        "{}",
+        inspected.stdout
+    );
     let explained = run(&["policy", "explain", policy.to_str().unwrap()]);
     assert!(
         explained
