@@ -552,3 +552,47 @@ fn wasmtime_s_options_grant_what_they_grant_there() {
         ["rusm: error: -S tcp=maybe: expected tcp, tcp=y or tcp=n, got the value \"maybe\""]
     );
 }
+
+#[test]
+fn a_policy_grants_each_socket_use_on_its_own() {
+    // Where wasmtime grants the whole network, a policy grants each use by address:
+    // the same cases pass with just what they use, and fail at the first use left out.
+    let dir = case_dir("net-policy");
+    let write = |name: &str, net: &str| {
+        std::fs::write(dir.join(name), format!("[net]\n{net}\n{STDIO}")).unwrap();
+    };
+    write(
+        "tcp.toml",
+        "tcp_bind = [\"127.0.0.1:*\"]\ntcp_connect = [\"127.0.0.1:*\"]",
+    );
+    write("tcp-bind.toml", "tcp_bind = [\"127.0.0.1:*\"]");
+    write(
+        "tcp-elsewhere.toml",
+        "tcp_bind = [\"127.0.0.1:*\"]\ntcp_connect = [\"127.0.0.2:*\"]",
+    );
+    write(
+        "udp.toml",
+        "udp_bind = [\"127.0.0.1:0\"]\nudp_connect = [\"127.0.0.1:*\"]",
+    );
+    write("udp-bind.toml", "udp_bind = [\"127.0.0.1:0\"]");
+    write("dns.toml", "dns = true");
+    let denied = "PermissionDenied: Permission denied (os error 2)";
+
+    let out = conformance(&dir, "tcp.toml", &[], &["tcp-loopback"], None);
+    passes(&out, &["tcp: echoed \"ping\" over 127.0.0.1"]);
+    for policy in ["tcp-bind.toml", "tcp-elsewhere.toml"] {
+        let out = conformance(&dir, policy, &[], &["tcp-loopback"], None);
+        fails(
+            &out,
+            &[&format!("tcp connect to the listener failed: {denied}")],
+        );
+    }
+    let out = conformance(&dir, "udp.toml", &[], &["udp"], None);
+    passes(&out, &["udp: received \"datagram\""]);
+    let out = conformance(&dir, "udp-bind.toml", &[], &["udp"], None);
+    fails(&out, &[&format!("udp send failed: {denied}")]);
+    let out = conformance(&dir, "dns.toml", &[], &["dns"], None);
+    passes(&out, &["dns: localhost is loopback"]);
+    let out = conformance(&dir, "dns.toml", &[], &["udp"], None);
+    fails(&out, &[&format!("udp bind 127.0.0.1:0 failed: {denied}")]);
+}
