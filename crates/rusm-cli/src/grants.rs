@@ -32,8 +32,8 @@ pub struct GrantArgs {
     #[arg(long)]
     pub monotonic_clock: bool,
     /// wasmtime's WASI options, as `wasmtime run -S` takes them (`KEY[=y|n]`,
-    /// comma-separated or repeated): `inherit-network` (as `--inherit-network`),
-    /// `allow-ip-name-lookup` (`[net] dns`), `inherit-env` (every variable of rusm's
+    /// comma-separated or repeated): `inherit-network` (every socket, as
+    /// `--inherit-network` without name lookups), `allow-ip-name-lookup` (`[net] dns`), `inherit-env` (every variable of rusm's
     /// own); `cli`, `cli-exit-with-code`, `tcp`, `udp`, `http`, `preview2` and
     /// `network-error-code` name interfaces rusm always links, and grant nothing.
     #[arg(short = 'S', long = "wasi", value_name = "KEY[=VAL][,...]")]
@@ -110,13 +110,22 @@ impl GrantArgs {
 
     fn grants(&self) -> anyhow::Result<Vec<Grant>> {
         let mut grants = Vec::new();
-        let mut inherit_network = self.inherit_network.then(|| "--inherit-network".to_owned());
+        // Every socket use on every address, as wasmtime's `-S inherit-network`.
+        let sockets = {
+            let any = "[\"0.0.0.0/0:*\", \"[::/0]:*\"]";
+            format!(
+                "[net]\ntcp_connect = {any}\ntcp_bind = {any}\nudp_bind = {any}\nudp_connect = {any}\n"
+            )
+        };
         for option in self.wasi.iter().flat_map(|o| o.split(',')) {
             let (key, on) = wasi_option(option)?;
             let flag = format!("-S {option}");
             match key {
                 _ if !on => {}
-                "inherit-network" => inherit_network = inherit_network.or(Some(flag)),
+                "inherit-network" => grants.push(Grant {
+                    flag,
+                    toml: sockets.clone(),
+                }),
                 "allow-ip-name-lookup" => grants.push(Grant {
                     flag,
                     toml: "[net]\ndns = true\n".to_owned(),
@@ -172,13 +181,10 @@ impl GrantArgs {
                 toml,
             });
         }
-        if let Some(flag) = inherit_network {
-            let any = "[\"0.0.0.0/0:*\", \"[::/0]:*\"]";
+        if self.inherit_network {
             grants.push(Grant {
-                flag,
-                toml: format!(
-                    "[net]\ntcp_connect = {any}\ntcp_bind = {any}\nudp_bind = {any}\nudp_connect = {any}\ndns = true\n"
-                ),
+                flag: "--inherit-network".to_owned(),
+                toml: format!("{sockets}dns = true\n"),
             });
         }
         for (on, flag, key) in [

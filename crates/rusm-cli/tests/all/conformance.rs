@@ -493,7 +493,29 @@ fn wasmtime_s_options_grant_what_they_grant_there() {
         "{}",
         out.stderr
     );
+    // As in wasmtime, `inherit-network` alone grants no name lookups, and
     // `allow-ip-name-lookup` alone grants lookups, not sockets.
+    let out = conformance(
+        &dir,
+        "stdio.toml",
+        &["-S", "inherit-network"],
+        &["dns"],
+        None,
+    );
+    fails(
+        &out,
+        &[
+            "resolve localhost failed: Uncategorized: failed to lookup address information: Non-recoverable error",
+        ],
+    );
+    let out = conformance(
+        &dir,
+        "stdio.toml",
+        &["-S", "inherit-network,allow-ip-name-lookup"],
+        &["dns"],
+        None,
+    );
+    passes(&out, &["dns: localhost is loopback"]);
     let lookups = ["-S", "allow-ip-name-lookup"];
     let out = conformance(&dir, "stdio.toml", &lookups, &["dns"], None);
     passes(&out, &["dns: localhost is loopback"]);
