@@ -33,8 +33,9 @@ pub struct GrantArgs {
     pub monotonic_clock: bool,
     /// wasmtime's WASI options, as `wasmtime run -S` takes them (`KEY[=y|n]`,
     /// comma-separated or repeated): `inherit-network` (every socket, as
-    /// `--inherit-network` without name lookups), `allow-ip-name-lookup` (`[net] dns`), `inherit-env` (every variable of rusm's
-    /// own); `cli`, `cli-exit-with-code`, `tcp`, `udp`, `http`, `preview2` and
+    /// `--inherit-network` without name lookups), `allow-ip-name-lookup`
+    /// (`[net] dns`), `inherit-env` (every variable of rusm's own); `cli`,
+    /// `cli-exit-with-code`, `tcp`, `udp`, `http`, `preview2` and
     /// `network-error-code` name interfaces rusm always links, and grant nothing.
     #[arg(short = 'S', long = "wasi", value_name = "KEY[=VAL][,...]")]
     pub wasi: Vec<String>,
