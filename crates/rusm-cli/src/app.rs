@@ -273,13 +273,20 @@ async fn run_app(
     let config = manifest.node.apply(rusm_wasm::WasmConfig::default());
     tracing::info!(
         target: "rusm::app",
-        "node: {} allocator, at most {} instances, epoch tick {}",
+        "node: {} allocator, at most {} instances, {}",
         match config.allocator {
             rusm_wasm::Allocator::Pooling => "pooling",
             _ => "arena",
         },
         config.max_instances(),
-        rusm_policy::format_duration(config.epoch_tick)
+        match config.preemption {
+            rusm_wasm::Preemption::Slice(slice) => {
+                format!("time slice {}", rusm_policy::format_duration(slice))
+            }
+            rusm_wasm::Preemption::Tick(tick) => {
+                format!("epoch tick {}", rusm_policy::format_duration(tick))
+            }
+        }
     );
     let node = crate::new_node_with(&rt, config)?;
     if let Some(library) = &manifest.library {

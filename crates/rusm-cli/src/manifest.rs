@@ -48,8 +48,8 @@ pub struct NodeDecl {
     pub allocator: Option<AllocatorChoice>,
     /// `max_instances`: instances alive at once.
     pub max_instances: Option<u32>,
-    /// `epoch_tick`: how often running guests yield.
-    pub epoch_tick: Option<Duration>,
+    /// `time_slice`: how long a guest runs in one go before it must yield.
+    pub time_slice: Option<Duration>,
 }
 
 /// The allocator an app chooses.
@@ -84,8 +84,8 @@ impl NodeDecl {
                 }
             }
         }
-        if let Some(tick) = self.epoch_tick {
-            config.epoch_tick = tick;
+        if let Some(slice) = self.time_slice {
+            config.preemption = rusm_wasm::Preemption::Slice(slice);
         }
         config
     }
@@ -258,7 +258,7 @@ struct RawManifest {
 struct RawNode {
     allocator: Option<Spanned<String>>,
     max_instances: Option<Spanned<i64>>,
-    epoch_tick: Option<Spanned<String>>,
+    time_slice: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -555,8 +555,10 @@ fn listener_config(src: &Text<'_>, raw: &RawListener) -> anyhow::Result<rusm_htt
     Ok(config)
 }
 
-/// The slowest epoch tick `[node]` accepts: a kill or a fair share waits a tick or two.
-const MAX_EPOCH_TICK: Duration = Duration::from_secs(1);
+/// The shortest time slice `[node]` accepts (durations are whole milliseconds).
+const MIN_TIME_SLICE: Duration = Duration::from_millis(1);
+/// The longest time slice `[node]` accepts: a kill or a fair share waits a slice or two.
+const MAX_TIME_SLICE: Duration = Duration::from_secs(1);
 
 fn node_decl(src: &Text<'_>, raw: &RawNode) -> anyhow::Result<NodeDecl> {
     let allocator = match &raw.allocator {
@@ -590,20 +592,20 @@ fn node_decl(src: &Text<'_>, raw: &RawNode) -> anyhow::Result<NodeDecl> {
                 })?,
         ),
     };
-    let epoch_tick = match &raw.epoch_tick {
+    let time_slice = match &raw.time_slice {
         None => None,
         Some(value) => {
             let tick = rusm_policy::parse_duration(value.get_ref()).map_err(|e| {
                 src.at(
                     value.span(),
-                    format!("{e}; write a duration such as \"10ms\""),
+                    format!("{e}; write a duration such as \"1ms\""),
                 )
             })?;
-            if tick.is_zero() || tick > MAX_EPOCH_TICK {
+            if tick < MIN_TIME_SLICE || tick > MAX_TIME_SLICE {
                 return Err(src.at(
                     value.span(),
                     format!(
-                        "epoch_tick must be more than 0 and at most 1s, not {}",
+                        "time_slice must be at least 1ms and at most 1s, not {}",
                         value.get_ref()
                     ),
                 ));
@@ -614,7 +616,7 @@ fn node_decl(src: &Text<'_>, raw: &RawNode) -> anyhow::Result<NodeDecl> {
     let node = NodeDecl {
         allocator,
         max_instances,
-        epoch_tick,
+        time_slice,
     };
     // What the machine can hold is checked here too, so the error points at the line.
     if let Err(why) = node

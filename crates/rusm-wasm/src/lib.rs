@@ -24,12 +24,14 @@
 
 // The modules, bottom up; each imports only from those above it in this list
 // (checked by the `layers` test below and described in ARCHITECTURE.md).
-// Foundation: the machine, the arena (all `unsafe`), the engine and epoch thread.
+// Foundation: the machine, the arena (all `unsafe`), preemption (the epoch thread),
+// the engine.
 mod arena;
 mod engine;
 mod error;
 mod extensions;
 mod kind;
+mod preempt;
 mod turn;
 // The only `bindgen!` over `wit/rusm-runtime`, and the WIT conversions.
 mod bindings;
@@ -64,6 +66,7 @@ pub use kinds::plugin::{
     BindFn, CallOptions, Interrupted, Plugin, PluginError, PluginOptions, SupervisedPlugin,
 };
 pub use node::{WasmNode, WasmSpawnOptions};
+pub use preempt::Preemption;
 pub use registry::ComponentInfo;
 pub use state::ProcessState;
 pub use upgrade::{

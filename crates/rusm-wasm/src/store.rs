@@ -20,10 +20,11 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store};
 
 use crate::bindings::{SelfExit, reason_text};
-use crate::broker;
-use crate::engine::{EpochTicker, WasmConfig};
+use crate::broker::{self, Dirs};
+use crate::engine::WasmConfig;
 use crate::extensions::Extensions;
 use crate::limits::{Limits, TreeToken};
+use crate::preempt::EpochTicker;
 use crate::state::{ChildToken, NodeView, ProcessState};
 
 /// A process's store and the instance permit it holds. The store is dropped first.
@@ -51,6 +52,8 @@ pub(crate) struct ProcessSetup {
     pub(crate) ends_at: Option<tokio::time::Instant>,
     /// Its place in its spawn tree's budget, when a guest spawned it.
     pub(crate) tree: Option<TreeToken>,
+    /// Its preopened directories, opened when it was spawned.
+    pub(crate) dirs: Arc<Dirs>,
 }
 
 /// Builds the stores of a node's processes: the engine, the instance permits, and the
@@ -134,6 +137,7 @@ impl StoreFactory {
             ends_at,
             tree,
             _tree_token,
+            dirs,
             ..
         } = store.into_data();
         let setup = ProcessSetup {
@@ -145,6 +149,7 @@ impl StoreFactory {
             extensions,
             ends_at,
             tree: _tree_token,
+            dirs,
         };
         let mut store = self.build(component, setup, fuel)?;
         store.data_mut().children = children;
@@ -168,9 +173,10 @@ impl StoreFactory {
             extensions,
             ends_at,
             tree,
+            dirs,
         } = setup;
         let started = Instant::now();
-        let wasi = broker::wasi_ctx(&policy, ctx.pid(), started).map_err(|e| {
+        let wasi = broker::wasi_ctx(&policy, &dirs, ctx.pid(), started).map_err(|e| {
             ExitReason::crashed(format!("cannot start component {component:?}: {e}"))
         })?;
         let http_hooks = broker::HttpGrant::new(&policy, ctx.pid());
@@ -180,6 +186,7 @@ impl StoreFactory {
             policy,
             limits,
             wasi,
+            dirs,
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_hooks,
             table: ResourceTable::new(),

@@ -20,6 +20,7 @@ use wasmtime_wasi_http::WasiHttpView;
 
 use crate::extensions::Extensions;
 use crate::kinds::{Backend, BodyFuture, Granted, Started};
+use crate::preempt::in_guest;
 use crate::registry::LoadedComponent;
 use crate::store::{ProcessSetup, exit_reason};
 
@@ -194,14 +195,14 @@ where
             return ExitReason::crashed(format!("cannot hand the request to the guest: {e:#}"));
         }
     };
-    let run = async {
+    let run = in_guest(async {
         let proxy = pre.instantiate_async(&mut *store).await?;
         proxy
             .wasi_http_incoming_handler()
             .call_handle(&mut *store, req, out)
             .await?;
         Ok(Ok(()))
-    };
+    });
     let outcome = match deadline {
         None => Some(run.await),
         Some(at) => tokio::time::timeout_at(at, run).await.ok(),

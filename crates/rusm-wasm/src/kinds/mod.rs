@@ -14,6 +14,7 @@ use std::sync::Arc;
 use rusm_otp::{Context, ExitReason, Runtime};
 use rusm_policy::Policy;
 
+use crate::broker::Dirs;
 use crate::extensions::Extensions;
 use crate::kind::ComponentKind;
 use crate::limits::{Limits, TreeToken};
@@ -37,6 +38,8 @@ pub(crate) struct Granted {
     pub(crate) child_token: Option<ChildToken>,
     /// Its place in its spawn tree's budget, when a guest spawned it.
     pub(crate) tree: Option<TreeToken>,
+    /// Its policy's preopens, opened at spawn.
+    pub(crate) dirs: Arc<Dirs>,
 }
 
 impl Granted {
@@ -52,6 +55,7 @@ impl Granted {
             extensions,
             ends_at: self.limits.deadline_from_now(),
             tree: self.tree,
+            dirs: self.dirs,
         }
     }
 }

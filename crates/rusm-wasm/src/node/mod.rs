@@ -19,13 +19,14 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::{Actor, WitError, WitSpawnOptions, WitSpawned};
-use crate::broker;
-use crate::engine::{EpochTicker, WasmConfig, build_engine};
+use crate::broker::{self, Dirs};
+use crate::engine::{WasmConfig, build_engine};
 use crate::error::{LoadError, SpawnError};
 use crate::extensions::Extensions;
 use crate::kind::ComponentKind;
 use crate::kinds::{self, Backend, BodyFuture, Granted};
 use crate::limits::{Limits, TreeToken};
+use crate::preempt::EpochTicker;
 use crate::registry::{ComponentInfo, ComponentRegistry, LoadedComponent};
 use crate::rights;
 use crate::state::{ChildToken, NodeView, ProcessState, Spawner};
@@ -73,6 +74,8 @@ struct FromGuest {
     child_token: ChildToken,
     tree: TreeToken,
     budget: Option<Duration>,
+    /// The child's preopens, opened and checked against the parent's.
+    dirs: Arc<Dirs>,
 }
 
 /// State shared by a node and every wasm process on it: the layers below (in
@@ -131,7 +134,7 @@ impl WasmNode {
         Actor::add_to_linker::<ProcessState, HasSelf<ProcessState>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)?;
         extend(&mut linker).map_err(anyhow::Error::from)?;
-        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
+        let ticker = EpochTicker::start(engine.clone(), config.preemption)?;
         let backend = Backend {
             registry: ComponentRegistry::new(engine.clone(), linker),
             stores: StoreFactory::new(engine, config, ticker),
@@ -258,9 +261,9 @@ impl NodeShared {
         policy: Arc<Policy>,
         from_guest: Option<FromGuest>,
     ) -> Result<Granted, SpawnError> {
-        let (child_token, tree, budget) = match from_guest {
-            Some(g) => (Some(g.child_token), Some(g.tree), g.budget),
-            None => (None, None, None),
+        let (child_token, tree, budget, dirs) = match from_guest {
+            Some(g) => (Some(g.child_token), Some(g.tree), g.budget, g.dirs),
+            None => (None, None, None, Self::open_dirs(&policy)?),
         };
         let limits = Limits::resolve(&policy, self.backend.stores.config())?.with_deadline(budget);
         Ok(Granted {
@@ -272,7 +275,18 @@ impl NodeShared {
             },
             child_token,
             tree,
+            dirs,
         })
+    }
+
+    /// Open `policy`'s preopens for a process about to be spawned.
+    fn open_dirs(policy: &Policy) -> Result<Arc<Dirs>, SpawnError> {
+        if policy.fs.preopens.is_empty() {
+            return Ok(Arc::new(Dirs::none()));
+        }
+        Dirs::open(policy)
+            .map(Arc::new)
+            .map_err(|e| SpawnError::NotPermitted(e.to_string()))
     }
 
     /// The core spawn options of a process of `component` that asked for `mailbox`
@@ -394,6 +408,18 @@ impl Spawner for NodeShared {
     ) -> Result<WitSpawned, WitError> {
         let child_policy =
             self.child_policy(&state.policy, component, options.policy.as_deref())?;
+        // Under its parent's own policy a child gets the parent's very directories;
+        // under another, its own, opened now and checked against the parent's.
+        let dirs = if Arc::ptr_eq(&child_policy, &state.policy) {
+            Arc::clone(&state.dirs)
+        } else {
+            let dirs = Self::open_dirs(&child_policy).map_err(|e| match e {
+                SpawnError::NotPermitted(why) => WitError::NotPermitted(why),
+                other => WitError::Invalid(other.to_string()),
+            })?;
+            dirs.within(&state.dirs).map_err(WitError::NotPermitted)?;
+            dirs
+        };
         if let Some(max) = state.limits.children
             && state.children.load(Ordering::Acquire) as u64 >= max
         {
@@ -431,6 +457,7 @@ impl Spawner for NodeShared {
             child_token,
             tree,
             budget: state.remaining(),
+            dirs,
         };
         match self.spawn_child(Some(&state.ctx), component, opts, Some(from_guest)) {
             Ok(spawned) => Ok(WitSpawned {
