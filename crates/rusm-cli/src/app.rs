@@ -292,20 +292,13 @@ async fn run_app(
     if let Some(library) = &manifest.library {
         node.set_policies(library.clone());
     }
-    // A component a listener routes to is loaded as an HTTP handler, whatever else
-    // it exports (a wasm32-wasip2 binary of the wasi:http/proxy world is a command too).
-    let routed: HashSet<&str> = manifest
-        .listeners
-        .iter()
-        .flat_map(|l| l.routes.iter().map(|r| r.component.as_str()))
-        .collect();
+    // Each is loaded by what it exports; a listener routes to any that exports
+    // wasi:http/incoming-handler, so a wasm32-wasip2 binary of the wasi:http/proxy
+    // world can be routed to and run as a worker (a command) alike.
     for (name, file) in &files {
-        let loaded = if routed.contains(name.as_str()) {
-            node.load_http_file(name, file)
-        } else {
-            node.load_file(name, file)
-        };
-        let info = loaded.map_err(|e| anyhow::anyhow!(crate::one_line(&e.to_string())))?;
+        let info = node
+            .load_file(name, file)
+            .map_err(|e| anyhow::anyhow!(crate::one_line(&e.to_string())))?;
         let component = &manifest.components[name];
         tracing::info!(
             target: "rusm::app",

@@ -360,6 +360,9 @@ fn grant_env(builder: &mut WasiCtxBuilder, policy: &Policy) {
     let vars = policy.env.resolve(|name| std::env::var(name).ok());
     builder.envs(&vars);
     builder.args(&policy.env.args);
+    if let Some(cwd) = &policy.env.cwd {
+        builder.initial_cwd(cwd);
+    }
 }
 
 fn grant_stdio(builder: &mut WasiCtxBuilder, policy: &Policy, pid: Pid) {

@@ -21,7 +21,7 @@ use wasmtime_wasi_http::WasiHttpView;
 use crate::extensions::Extensions;
 use crate::kinds::{Backend, BodyFuture, Granted, Started};
 use crate::preempt::in_guest;
-use crate::registry::{LoadedComponent, Prepared};
+use crate::registry::LoadedComponent;
 use crate::store::{ProcessSetup, exit_reason};
 
 /// The body of a response a handler produced (streamed from the guest as it writes).
@@ -168,7 +168,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<HttpBodyError>,
 {
-    let Prepared::Http(pre) = &component.prepared else {
+    let Some(pre) = component.http_handler() else {
         return ExitReason::crashed(format!(
             "component {:?} is not an HTTP handler",
             component.name
