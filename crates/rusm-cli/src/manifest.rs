@@ -309,6 +309,7 @@ struct RawListener {
     max_connections: Option<Spanned<i64>>,
     max_concurrent: Option<Spanned<i64>>,
     max_body_bytes: Option<Spanned<String>>,
+    buffered_body_bytes: Option<Spanned<String>>,
     queue_timeout: Option<Spanned<String>>,
     header_read_timeout: Option<Spanned<String>>,
     body_read_timeout: Option<Spanned<String>>,
@@ -525,6 +526,10 @@ fn listener_config(src: &Text<'_>, raw: &RawListener) -> anyhow::Result<rusm_htt
     if let Some(value) = &raw.max_body_bytes {
         config.max_body_bytes = rusm_policy::parse_size(value.get_ref())
             .map_err(|e| src.at(value.span(), format!("{e}; write a size such as \"10MiB\"")))?;
+    }
+    if let Some(value) = &raw.buffered_body_bytes {
+        config.buffered_body_bytes = rusm_policy::parse_size(value.get_ref())
+            .map_err(|e| src.at(value.span(), format!("{e}; write a size such as \"64KiB\"")))?;
     }
     let positive = |value: &Option<Spanned<String>>, key: &str, default: Duration| {
         let d = duration(src, value, default)?;
@@ -1122,12 +1127,13 @@ routes = [{ path = "/", component = "web" }]
         let m = parse(APP, Path::new("app.toml")).unwrap();
         assert_eq!(m.listeners[0].config, rusm_http::HttpConfig::default());
         let text = format!(
-            "{APP}max_connections = 4\nmax_concurrent = 2\nbody_read_timeout = \"300ms\"\nheader_read_timeout = \"2s\"\nrequest_deadline = \"5s\"\nqueue_timeout = \"0s\"\nmax_body_bytes = \"1KiB\"\n"
+            "{APP}max_connections = 4\nmax_concurrent = 2\nbody_read_timeout = \"300ms\"\nheader_read_timeout = \"2s\"\nrequest_deadline = \"5s\"\nqueue_timeout = \"0s\"\nmax_body_bytes = \"1KiB\"\nbuffered_body_bytes = \"512B\"\n"
         );
         let c = parse(&text, Path::new("app.toml")).unwrap().listeners[0]
             .config
             .clone();
         assert_eq!(c.max_connections, 4);
+        assert_eq!(c.buffered_body_bytes, 512);
         assert_eq!(c.max_concurrent, 2);
         assert_eq!(c.body_read_timeout, Duration::from_millis(300));
         assert_eq!(c.header_read_timeout, Duration::from_secs(2));
