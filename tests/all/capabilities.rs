@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusm_otp::{ExitReason, Pid, Watch};
 use rusm_policy::{Policy, PolicyLibrary};
-use rusm_wasm::{WasmConfig, WasmNode, WasmSpawnOptions};
+use rusm_wasm::{SpawnError, WasmConfig, WasmNode, WasmSpawnOptions};
 
 use crate::{node, pid_bytes, policy, probe};
 
@@ -429,7 +429,8 @@ async fn fs_a_child_preopen_swapped_for_a_symlink_is_not_opened() {
     ));
     let up = "../".repeat(job_dir.components().count() + 4);
     // Both report to one probe: the child (listing its /job) before it ends, the
-    // parent (the child's exit reason) after, so the first report tells which ran.
+    // parent (the child's exit reason, or its spawn error) after, so the first report
+    // tells which ran.
     let (reporter, mut reports) = probe(node.runtime());
     let child_init = [pid_bytes(reporter), list("/job").0].concat();
     let request = Wire::op(FS_SWAP_AND_SPAWN)
@@ -450,14 +451,15 @@ async fn fs_a_child_preopen_swapped_for_a_symlink_is_not_opened() {
             .is_symlink(),
         "the parent made job/ a link"
     );
-    let report = Outcome::from_report(tag, payload).ok_text();
+    // The spawn itself is refused: the parent sees the error, no child ever runs.
+    let report = Outcome::from_report(tag, payload).err();
     assert!(
-        report.starts_with("crashed:") && report.contains("symbolic link"),
+        report.contains("not permitted: cannot grant preopen") && report.contains("symbolic link"),
         "the child ran instead of being refused: {report:?}"
     );
     assert!(
         report.contains("policies/job.toml") && report.contains(&job_dir.display().to_string()),
-        "the reason names the policy and the path: {report}"
+        "the error names the policy and the path: {report}"
     );
 }
 
@@ -508,10 +510,11 @@ async fn fs_a_preopen_through_a_symlink_is_refused_at_load_and_at_spawn() {
             "{refused}"
         );
 
-        // Given one anyway, the process ends at start, naming the policy and the link.
-        let reason = end_of(&node, "fs-probe", &Arc::new(job), list("/job")).await;
-        let ExitReason::Crashed(text) = &reason else {
-            panic!("expected a crash, got {reason}")
+        // Given one anyway, the spawn is refused, naming the policy and the link.
+        let Err(SpawnError::NotPermitted(text)) =
+            node.spawn_watched("fs-probe", options(list("/job").0, &Arc::new(job)))
+        else {
+            panic!("a spawn under a preopen through a link was not refused")
         };
         assert!(
             text.contains("policies/job.toml")
@@ -533,9 +536,10 @@ async fn fs_a_missing_preopen_is_refused_at_load_and_at_spawn() {
         rusm_policy::HostPathProblem::Missing(missing.clone())
     );
     let node = node(&["fs-probe"]);
-    let reason = end_of(&node, "fs-probe", &Arc::new(job), list("/job")).await;
-    let ExitReason::Crashed(text) = &reason else {
-        panic!("expected a crash, got {reason}")
+    let Err(SpawnError::NotPermitted(text)) =
+        node.spawn_watched("fs-probe", options(list("/job").0, &Arc::new(job)))
+    else {
+        panic!("a spawn under a missing preopen was not refused")
     };
     assert!(
         text.contains("policies/job.toml")

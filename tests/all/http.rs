@@ -18,7 +18,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use rusm_http::{HttpConfig, HttpServer, Route};
 use rusm_otp::{ExitReason, Message, Pid, Runtime};
-use rusm_wasm::WasmNode;
+use rusm_wasm::{ComponentKind, WasmNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -569,6 +569,35 @@ async fn shutdown_past_the_grace_kills_what_is_left() {
     }
     // The client sees its connection closed without an answer.
     assert!(bounded("the client", in_flight).await.unwrap().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_exporting_the_handler_is_routed_as_loaded() {
+    // Loaded by what it exports, http-cli is a command; it serves requests all the same.
+    let node = node(&["http-cli"]);
+    assert_eq!(
+        node.component_kind("http-cli"),
+        Some(ComponentKind::Command)
+    );
+    assert!(node.serves_http("http-cli"));
+    assert!(!node.serves_http("nope"));
+    let server = serve(
+        &node,
+        vec![Route::new("/", "http-cli")],
+        HttpConfig::default(),
+    )
+    .await;
+    let mut client = connect(server.local_addr()).await;
+    let (status, body) = get(&mut client, "/anything").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, b"http-cli: served over http\n");
+    server.shutdown().await;
+
+    // And it still runs its main as a command.
+    let (_, exit) = node
+        .spawn_watched("http-cli", rusm_wasm::WasmSpawnOptions::default())
+        .unwrap();
+    assert_eq!(bounded("the command's end", exit).await, ExitReason::Normal);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

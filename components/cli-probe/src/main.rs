@@ -10,6 +10,12 @@
 //! | `connect ADDR` | `std::net::TcpStream::connect(ADDR)` | `cli-probe: connected to ADDR` |
 //! | `clock wall` | `std::time::SystemTime::now()` | `cli-probe: wall clock read` |
 //! | `clock monotonic` | `std::time::Instant::now()` | `cli-probe: monotonic clock read` |
+//! | `cwd` | `std::env::current_dir()` | `cli-probe: cwd: <path>` |
+//!
+//! Before the operation it moves to the initial working directory the host names
+//! (`wasi:cli/environment.initial-cwd`, the policy's `[env] cwd`), if any: Rust's std
+//! on `wasm32-wasip2` starts in wasi-libc's `/` and does not ask, so a program that
+//! wants it changes to it, and wasi-libc then resolves relative paths against it.
 //!
 //! It exits with 0 on success. A failed operation prints `cli-probe: failed: <Kind>:
 //! <message>` (the `std::io::ErrorKind` as Rust prints it, or `NotPresent` for a
@@ -21,6 +27,12 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let Some(cwd) = initial_cwd()
+        && let Err(e) = std::env::set_current_dir(&cwd)
+    {
+        println!("cli-probe: failed: cannot enter {cwd}: {}", describe(&e));
+        return ExitCode::FAILURE;
+    }
     let outcome = match args.as_slice() {
         ["read", path] => std::fs::read_to_string(path)
             .map(|text| format!("read: {text}"))
@@ -33,6 +45,9 @@ fn main() -> ExitCode {
             .map_err(|e| format!("{e:?}")),
         ["connect", addr] => std::net::TcpStream::connect(addr)
             .map(|_| format!("connected to {addr}"))
+            .map_err(|e| describe(&e)),
+        ["cwd"] => std::env::current_dir()
+            .map(|dir| format!("cwd: {}", dir.display()))
             .map_err(|e| describe(&e)),
         ["clock", "wall"] => {
             let _ = std::time::SystemTime::now();
@@ -61,4 +76,36 @@ fn main() -> ExitCode {
 
 fn describe(error: &std::io::Error) -> String {
     format!("{:?}: {error}", error.kind())
+}
+
+/// `wasi:cli/environment.initial-cwd`, through the binding wasi-libc carries (std has
+/// no API for it).
+fn initial_cwd() -> Option<String> {
+    #[repr(C)]
+    struct WasiString {
+        ptr: *mut u8,
+        len: usize,
+    }
+    unsafe extern "C" {
+        fn environment_initial_cwd(ret: *mut WasiString) -> bool;
+        fn free(ptr: *mut std::ffi::c_void);
+    }
+    let mut ret = WasiString {
+        ptr: std::ptr::null_mut(),
+        len: 0,
+    };
+    // SAFETY: the binding writes a string it allocated with malloc into `ret` when it
+    // returns true; it is copied out and freed once.
+    unsafe {
+        if !environment_initial_cwd(&mut ret) {
+            return None;
+        }
+        if ret.len == 0 {
+            return Some(String::new());
+        }
+        let text =
+            String::from_utf8_lossy(std::slice::from_raw_parts(ret.ptr, ret.len)).into_owned();
+        free(ret.ptr.cast());
+        Some(text)
+    }
 }

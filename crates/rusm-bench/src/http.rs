@@ -57,7 +57,7 @@ pub async fn http(p: Params) -> Result<Vec<Figure>> {
 
     let config = WasmConfig {
         cache_dir: Some(crate::wasm::cache_dir()),
-        epoch_tick: p.epoch_tick,
+        preemption: p.preemption,
         ..WasmConfig::default()
     };
     let node = WasmNode::new(Runtime::new(), config)?;

@@ -131,7 +131,7 @@ async fn one_run(p: &Params, run: Run, n: u32) -> Result<Vec<Measure>> {
     };
     let config = WasmConfig {
         cache_dir: Some(crate::wasm::cache_dir()),
-        epoch_tick: p.epoch_tick,
+        preemption: p.preemption,
         ..config
     };
     let stack = config.async_stack_size;

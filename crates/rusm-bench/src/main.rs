@@ -26,6 +26,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Result, bail};
 use clap::{Parser, ValueEnum};
 
+use rusm_wasm::Preemption;
+
 use crate::native::Params;
 use crate::report::{Figure, Report};
 
@@ -53,10 +55,14 @@ struct Cli {
     /// Print one JSON document instead of text lines.
     #[arg(long)]
     json: bool,
-    /// Epoch tick of the wasm scenarios' nodes, in microseconds (`WasmConfig::epoch_tick`;
-    /// the default is the node's default, 10 ms).
-    #[arg(long, default_value_t = 10_000)]
-    epoch_tick_us: u64,
+    /// Time slice of the wasm scenarios' nodes, in microseconds
+    /// (`Preemption::Slice`; the default is the node's default, 1 ms).
+    #[arg(long, default_value_t = 1_000)]
+    time_slice_us: u64,
+    /// Preempt by a fixed epoch tick of this many microseconds instead of by slice
+    /// (`Preemption::Tick`, every running guest yielding once per tick).
+    #[arg(long)]
+    tick_us: Option<u64>,
     /// Run only the rusm side of each figure (for profiling; no baseline, no ratio).
     #[arg(long, hide = true)]
     rusm_only: bool,
@@ -159,8 +165,8 @@ impl Scenario {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    if cli.workers == 0 || cli.repeats == 0 || cli.epoch_tick_us == 0 {
-        bail!("--workers, --repeats and --epoch-tick-us must be at least 1");
+    if cli.workers == 0 || cli.repeats == 0 || cli.time_slice_us == 0 || cli.tick_us == Some(0) {
+        bail!("--workers, --repeats, --time-slice-us and --tick-us must be at least 1");
     }
     let scenarios: Vec<Scenario> = if cli.scenario == Scenario::All {
         if cli.n.is_some() || cli.m.is_some() {
@@ -193,7 +199,10 @@ fn main() -> Result<()> {
             repeats: cli.repeats,
             rusm_only: cli.rusm_only,
             workers: cli.workers,
-            epoch_tick: Duration::from_micros(cli.epoch_tick_us),
+            preemption: match cli.tick_us {
+                Some(tick) => Preemption::Tick(Duration::from_micros(tick)),
+                None => Preemption::Slice(Duration::from_micros(cli.time_slice_us)),
+            },
         };
         if matches!(scenario, Scenario::IdleActors | Scenario::CrashStorm) {
             let found = if scenario == Scenario::IdleActors {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use rusm_otp::{Context, ExitReason, Message, Payload, Pid, Runtime, SpawnOptions};
+use rusm_wasm::Preemption;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::harness::{Contender, interleaved};
@@ -36,8 +37,8 @@ pub struct Params {
     pub rusm_only: bool,
     /// Tokio worker threads of the runtime the scenario runs on.
     pub workers: usize,
-    /// The epoch tick of wasm nodes (`WasmConfig::epoch_tick`).
-    pub epoch_tick: Duration,
+    /// How wasm nodes preempt long-running guests (`WasmConfig::preemption`).
+    pub preemption: Preemption,
 }
 
 // ---- helpers -----------------------------------------------------------------------
@@ -602,7 +603,7 @@ pub(crate) mod testing {
             repeats: 1,
             rusm_only: false,
             workers: 2,
-            epoch_tick: Duration::from_millis(10),
+            preemption: Preemption::default(),
         }
     }
 

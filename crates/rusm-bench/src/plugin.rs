@@ -75,7 +75,7 @@ pub async fn plugin_call(p: Params) -> Result<Vec<Figure>> {
     let bytes = std::fs::read(crate::wasm::component_path("plugin-looper")?)?;
     let config = WasmConfig {
         cache_dir: Some(crate::wasm::cache_dir()),
-        epoch_tick: p.epoch_tick,
+        preemption: p.preemption,
         ..WasmConfig::default()
     };
     let node = WasmNode::with_linker(Runtime::new(), config, |linker| {

@@ -48,7 +48,7 @@ pub async fn reload(p: Params) -> Result<Vec<Figure>> {
     let v2 = std::fs::read(crate::wasm::component_path("counter-v2")?)?;
     let config = WasmConfig {
         cache_dir: Some(crate::wasm::cache_dir()),
-        epoch_tick: p.epoch_tick,
+        preemption: p.preemption,
         ..WasmConfig::default()
     };
     let node = WasmNode::new(Runtime::new(), config)?;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use rusm_otp::{Context, ExitReason, Message, Payload, Pid, Runtime, Tag};
-use rusm_wasm::{WasmConfig, WasmNode, WasmSpawnOptions};
+use rusm_wasm::{Preemption, WasmConfig, WasmNode, WasmSpawnOptions};
 use tokio::sync::mpsc;
 use wasmtime::component::{
     Component, ComponentExportIndex, InstancePre, Linker, ResourceTable, types::ComponentItem,
@@ -59,7 +59,7 @@ const KILL_LIMIT: Duration = Duration::from_secs(10);
 pub(crate) fn wasm_node(p: &Params, components: &[&str]) -> Result<WasmNode> {
     let config = WasmConfig {
         cache_dir: Some(cache_dir()),
-        epoch_tick: p.epoch_tick,
+        preemption: p.preemption,
         ..WasmConfig::default()
     };
     let node = WasmNode::new(Runtime::new(), config)?;
@@ -524,6 +524,15 @@ impl<T: Send + 'static> RawWasmtime<T> {
 pub async fn ping_pong_wasm(p: Params) -> Result<Vec<Figure>> {
     let n = p.n;
     let node = wasm_node(&p, &["ping-pong"])?;
+    // The same exchange on a node that ticks every 10 ms (how nodes preempted before
+    // time slices), in the same run.
+    let ticking = wasm_node(
+        &Params {
+            preemption: Preemption::Tick(Duration::from_millis(10)),
+            ..p
+        },
+        &["ping-pong"],
+    )?;
     let component = Component::from_file(node.engine(), component_path("ping-pong")?)
         .map_err(anyhow::Error::from)?;
     let raw = Arc::new(RawPingPong::new(&component)?);
@@ -547,6 +556,9 @@ pub async fn ping_pong_wasm(p: Params) -> Result<Vec<Figure>> {
             }),
             Contender::new("rusm wasm, send+try-receive+receive", || {
                 wasm_ping_pong_in(node.clone(), n, Steps::TryFirst)
+            }),
+            Contender::new("rusm wasm, 10 ms tick", || {
+                wasm_ping_pong(ticking.clone(), n)
             }),
         ],
     )
@@ -589,6 +601,19 @@ pub async fn ping_pong_wasm(p: Params) -> Result<Vec<Figure>> {
              over tokio mpsc, no rusm code"
                 .into(),
         ),
+        Figure::new(
+            "ping-pong-wasm",
+            "wasm<->wasm, this preemption vs a 10 ms tick",
+            "round trips",
+            params.clone(),
+            Side::new("rusm", &series[0], None),
+            Side::new("rusm, 10 ms tick", &series[8], None),
+            None,
+        )
+        .with_note(format!(
+            "the same exchange on two nodes of this run: {} vs an epoch advanced every 10 ms",
+            describe(p.preemption)
+        )),
         Figure::new(
             "ping-pong-wasm",
             "native->wasm vs native",
@@ -999,6 +1024,13 @@ pub async fn fairness(p: Params) -> Result<Vec<Figure>> {
     let spinners = if p.m == 0 { 2 * p.workers as u64 } else { p.m };
     let pairs = p.workers as u64;
     let node = wasm_node(&p, &["spinner", "ping-pong"])?;
+    let ticking = wasm_node(
+        &Params {
+            preemption: Preemption::Tick(Duration::from_millis(10)),
+            ..p
+        },
+        &["spinner", "ping-pong"],
+    )?;
     let series = interleaved(
         p.repeats,
         p.rusm_only,
@@ -1007,16 +1039,26 @@ pub async fn fairness(p: Params) -> Result<Vec<Figure>> {
                 bystanders(node.clone(), spinners, pairs, n)
             }),
             Contender::new("no spinners", || bystanders(node.clone(), 0, pairs, n)),
+            Contender::new("with spinners, 10 ms tick", || {
+                bystanders(ticking.clone(), spinners, pairs, n)
+            }),
         ],
     )
     .await?;
     let with = Side::new("rusm", &series[0], Some("round trip"));
-    let note = match in_ticks(&series[0], p.epoch_tick) {
-        Some((p50, p99)) => format!(
-            "bystander round trip with spinners: p50 {p50:.2} / p99 {p99:.2} epoch ticks of {:?}",
-            p.epoch_tick
+    let slice = p.preemption.period();
+    let note = match (in_ticks(&series[0], slice), series[0].latency("")) {
+        (Some((p50, p99)), Some(l)) => format!(
+            "bystander round trip with spinners: p50 {p50:.2} / p99 {p99:.2} periods of {} \
+             (target p99 <= 2 ms: {})",
+            describe(p.preemption),
+            if l.p99_us <= 2_000.0 {
+                "met"
+            } else {
+                "NOT MET"
+            }
         ),
-        None => String::new(),
+        _ => String::new(),
     };
     Ok(vec![
         Figure::new(
@@ -1029,7 +1071,24 @@ pub async fn fairness(p: Params) -> Result<Vec<Figure>> {
             None,
         )
         .with_note(note),
+        Figure::new(
+            "fairness",
+            "bystanders beside spinners, this preemption vs a 10 ms tick",
+            "round trips",
+            format!("n={n} spinners={spinners} pairs={pairs}+1"),
+            Side::new("rusm", &series[0], Some("round trip")),
+            Side::new("rusm, 10 ms tick", &series[2], Some("round trip")),
+            None,
+        ),
     ])
+}
+
+/// How a node preempts, in words.
+fn describe(preemption: Preemption) -> String {
+    match preemption {
+        Preemption::Slice(slice) => format!("a {slice:?} time slice"),
+        Preemption::Tick(tick) => format!("an epoch tick of {tick:?}"),
+    }
 }
 
 /// One fairness run: start `spinners` spinners and wait until each says it spins,
@@ -1103,22 +1162,23 @@ pub async fn kill_latency(p: Params) -> Result<Vec<Figure>> {
         p.rusm_only,
         vec![
             Contender::new("spinning", || {
-                kills(node.clone(), "spinner", 0, n, p.epoch_tick)
+                kills(node.clone(), "spinner", 0, n, p.preemption.period())
             }),
             Contender::new("blocked in receive", || {
-                kills(node.clone(), "ping-pong", 0, n, p.epoch_tick)
+                kills(node.clone(), "ping-pong", 0, n, p.preemption.period())
             }),
             Contender::new("spinning, busy node", || {
-                kills(node.clone(), "spinner", load, n, p.epoch_tick)
+                kills(node.clone(), "spinner", load, n, p.preemption.period())
             }),
         ],
     )
     .await?;
-    let tick = p.epoch_tick;
+    let tick = p.preemption.period();
     let blocked = Side::new("blocked in receive", &series[1], Some("kill"));
     let note = |s: &Series| match in_ticks(s, tick) {
         Some((p50, p99)) => format!(
-            "kill latency p50 {p50:.2} / p99 {p99:.2} epoch ticks of {tick:?} (target p99 <= 2 ticks: {})",
+            "kill latency p50 {p50:.2} / p99 {p99:.2} periods of {} (target p99 <= 2 periods: {})",
+            describe(p.preemption),
             if p99 <= 2.0 { "met" } else { "NOT MET" }
         ),
         None => String::new(),

@@ -273,33 +273,33 @@ async fn run_app(
     let config = manifest.node.apply(rusm_wasm::WasmConfig::default());
     tracing::info!(
         target: "rusm::app",
-        "node: {} allocator, at most {} instances, epoch tick {}, memory budget {}",
+        "node: {} allocator, at most {} instances, {}, memory budget {}",
         match config.allocator {
             rusm_wasm::Allocator::Pooling => "pooling",
             _ => "arena",
         },
         config.max_instances(),
-        rusm_policy::format_duration(config.epoch_tick),
+        match config.preemption {
+            rusm_wasm::Preemption::Slice(slice) => {
+                format!("time slice {}", rusm_policy::format_duration(slice))
+            }
+            rusm_wasm::Preemption::Tick(tick) => {
+                format!("epoch tick {}", rusm_policy::format_duration(tick))
+            }
+        },
         budget_text(config.memory_budget)
     );
     let node = crate::new_node_with(&rt, config)?;
     if let Some(library) = &manifest.library {
         node.set_policies(library.clone());
     }
-    // A component a listener routes to is loaded as an HTTP handler, whatever else
-    // it exports (a wasm32-wasip2 binary of the wasi:http/proxy world is a command too).
-    let routed: HashSet<&str> = manifest
-        .listeners
-        .iter()
-        .flat_map(|l| l.routes.iter().map(|r| r.component.as_str()))
-        .collect();
+    // Each is loaded by what it exports; a listener routes to any that exports
+    // wasi:http/incoming-handler, so a wasm32-wasip2 binary of the wasi:http/proxy
+    // world can be routed to and run as a worker (a command) alike.
     for (name, file) in &files {
-        let loaded = if routed.contains(name.as_str()) {
-            node.load_http_file(name, file)
-        } else {
-            node.load_file(name, file)
-        };
-        let info = loaded.map_err(|e| anyhow::anyhow!(crate::one_line(&e.to_string())))?;
+        let info = node
+            .load_file(name, file)
+            .map_err(|e| anyhow::anyhow!(crate::one_line(&e.to_string())))?;
         let component = &manifest.components[name];
         tracing::info!(
             target: "rusm::app",

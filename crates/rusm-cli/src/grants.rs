@@ -5,17 +5,16 @@
 //! it is checked exactly as a policy file is) and merged into the loaded policy before
 //! the run. No flag, no grant: the policy alone still decides.
 
-use std::path::Path;
-
 use anyhow::bail;
 use rusm_policy::Policy;
 
 /// The grant flags.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct GrantArgs {
-    /// Preopen the host directory HOST read-write at GUEST (an absolute guest path;
-    /// without it, HOST's own absolute path, or `/HOST` for a relative HOST), as
-    /// `wasmtime run --dir` does. Repeatable.
+    /// Preopen the host directory HOST read-write under the guest name GUEST (a path,
+    /// absolute or relative: `.`, `readonly`, `/data`); without it the guest name is
+    /// HOST as written (`--dir .` is the guest's `.`), as `wasmtime run --dir` does.
+    /// Repeatable.
     #[arg(long = "dir", value_name = "HOST[::GUEST]")]
     pub dirs: Vec<String>,
     /// Set the variable NAME to VALUE; without a value, pass rusm's own NAME through
@@ -32,9 +31,45 @@ pub struct GrantArgs {
     /// Let the guest read the monotonic clock (elapsed time).
     #[arg(long)]
     pub monotonic_clock: bool,
+    /// wasmtime's WASI options, as `wasmtime run -S` takes them (`KEY[=y|n]`,
+    /// comma-separated or repeated): `inherit-network` (every socket, as
+    /// `--inherit-network` without name lookups), `allow-ip-name-lookup`
+    /// (`[net] dns`), `inherit-env` (every variable of rusm's own); `cli`,
+    /// `cli-exit-with-code`, `tcp`, `udp`, `http`, `preview2` and
+    /// `network-error-code` name interfaces rusm always links, and grant nothing.
+    #[arg(short = 'S', long = "wasi", value_name = "KEY[=VAL][,...]")]
+    pub wasi: Vec<String>,
     /// Print each grant these flags add, as the policy lines it adds.
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+/// The `-S` keys rusm takes that grant nothing: interfaces it always links (what
+/// they may reach is the policy's to say).
+const ALWAYS_LINKED: [&str; 7] = [
+    "cli",
+    "cli-exit-with-code",
+    "tcp",
+    "udp",
+    "http",
+    "preview2",
+    "network-error-code",
+];
+
+/// One `-S` option: its key and whether it is on.
+fn wasi_option(option: &str) -> anyhow::Result<(&str, bool)> {
+    let (key, value) = match option.split_once('=') {
+        Some((key, value)) => (key, Some(value)),
+        None => (option, None),
+    };
+    let on = match value {
+        None | Some("y" | "yes" | "true") => true,
+        Some("n" | "no" | "false") => false,
+        Some(other) => {
+            bail!("-S {option}: expected {key}, {key}=y or {key}=n, got the value {other:?}")
+        }
+    };
+    Ok((key, on))
 }
 
 /// One flag and the policy text it stands for.
@@ -76,11 +111,52 @@ impl GrantArgs {
 
     fn grants(&self) -> anyhow::Result<Vec<Grant>> {
         let mut grants = Vec::new();
+        // Every socket use on every address, as wasmtime's `-S inherit-network`.
+        let sockets = {
+            let any = "[\"0.0.0.0/0:*\", \"[::/0]:*\"]";
+            format!(
+                "[net]\ntcp_connect = {any}\ntcp_bind = {any}\nudp_bind = {any}\nudp_connect = {any}\n"
+            )
+        };
+        for option in self.wasi.iter().flat_map(|o| o.split(',')) {
+            let (key, on) = wasi_option(option)?;
+            let flag = format!("-S {option}");
+            match key {
+                _ if !on => {}
+                "inherit-network" => grants.push(Grant {
+                    flag,
+                    toml: sockets.clone(),
+                }),
+                "allow-ip-name-lookup" => grants.push(Grant {
+                    flag,
+                    toml: "[net]\ndns = true\n".to_owned(),
+                }),
+                "inherit-env" => {
+                    let mut names: Vec<String> = std::env::vars_os()
+                        .filter_map(|(name, _)| name.into_string().ok())
+                        .filter(|name| is_var_name(name))
+                        .collect();
+                    names.sort();
+                    let list: Vec<String> = names.iter().map(|n| quote(n)).collect();
+                    grants.push(Grant {
+                        flag,
+                        toml: format!("[env]\ninherit = [{}]\n", list.join(", ")),
+                    });
+                }
+                key if ALWAYS_LINKED.contains(&key) => {}
+                key => bail!(
+                    "-S {option}: rusm does not take the WASI option {key:?}; it takes inherit-network, allow-ip-name-lookup, inherit-env and (granting nothing, as rusm always links them) {}",
+                    ALWAYS_LINKED.join(", ")
+                ),
+            }
+        }
         for dir in &self.dirs {
             let (host, guest) = match dir.split_once("::") {
                 Some((host, guest)) => (host.to_owned(), guest.to_owned()),
-                None if Path::new(dir).is_absolute() => (dir.clone(), dir.clone()),
-                None => (dir.clone(), format!("/{dir}")),
+                None if dir.split('/').any(|part| part == "..") => bail!(
+                    "--dir {dir}: the guest would see it as {dir:?}, and guest names cannot contain \"..\"; name it with --dir {dir}::GUEST"
+                ),
+                None => (dir.clone(), dir.clone()),
             };
             if host.is_empty() || guest.is_empty() {
                 bail!("--dir {dir}: expected HOST or HOST::GUEST");
@@ -107,12 +183,9 @@ impl GrantArgs {
             });
         }
         if self.inherit_network {
-            let any = "[\"0.0.0.0/0:*\", \"[::/0]:*\"]";
             grants.push(Grant {
                 flag: "--inherit-network".to_owned(),
-                toml: format!(
-                    "[net]\ntcp_connect = {any}\ntcp_bind = {any}\nudp_bind = {any}\nudp_connect = {any}\ndns = true\n"
-                ),
+                toml: format!("{sockets}dns = true\n"),
             });
         }
         for (on, flag, key) in [
@@ -128,6 +201,16 @@ impl GrantArgs {
         }
         Ok(grants)
     }
+}
+
+/// Whether a variable name is one a policy takes (ASCII letters, digits and `_`, not
+/// starting with a digit); `-S inherit-env` passes on only those.
+fn is_var_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 /// A TOML basic string holding `text`.

@@ -264,10 +264,16 @@ pub fn verdict(name: &str, funcs: &[String], policy: &Policy) -> Verdict {
                 Verdict::Denied("[env] no variables and no arguments".into())
             } else {
                 Verdict::Granted(format!(
-                    "[env] {} variables, {} inherited, {} arguments",
+                    "[env] {} variables, {} inherited, {} arguments{}",
                     policy.env.vars.len(),
                     policy.env.inherit.len(),
-                    policy.env.args.len()
+                    policy.env.args.len(),
+                    policy
+                        .env
+                        .cwd
+                        .as_ref()
+                        .map(|cwd| format!(", working directory {cwd}"))
+                        .unwrap_or_default()
                 ))
             }
         }

@@ -198,6 +198,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             (!args.args.is_empty(), "arguments after --"),
             (!args.grants.dirs.is_empty(), "--dir"),
             (!args.grants.env.is_empty(), "--env"),
+            (!args.grants.wasi.is_empty(), "-S"),
             (args.grants.inherit_network, "--inherit-network"),
             (args.grants.wall_clock, "--wall-clock"),
             (args.grants.monotonic_clock, "--monotonic-clock"),

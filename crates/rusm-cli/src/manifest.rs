@@ -48,8 +48,8 @@ pub struct NodeDecl {
     pub allocator: Option<AllocatorChoice>,
     /// `max_instances`: instances alive at once.
     pub max_instances: Option<u32>,
-    /// `epoch_tick`: how often running guests yield.
-    pub epoch_tick: Option<Duration>,
+    /// `time_slice`: how long a guest runs in one go before it must yield.
+    pub time_slice: Option<Duration>,
     /// `memory_budget`: bytes of linear memory the node may grant its live processes
     /// together.
     pub memory_budget: Option<u64>,
@@ -87,8 +87,8 @@ impl NodeDecl {
                 }
             }
         }
-        if let Some(tick) = self.epoch_tick {
-            config.epoch_tick = tick;
+        if let Some(slice) = self.time_slice {
+            config.preemption = rusm_wasm::Preemption::Slice(slice);
         }
         if let Some(budget) = self.memory_budget {
             config.memory_budget = budget;
@@ -264,7 +264,7 @@ struct RawManifest {
 struct RawNode {
     allocator: Option<Spanned<String>>,
     max_instances: Option<Spanned<i64>>,
-    epoch_tick: Option<Spanned<String>>,
+    time_slice: Option<Spanned<String>>,
     memory_budget: Option<Spanned<String>>,
 }
 
@@ -316,6 +316,7 @@ struct RawListener {
     max_connections: Option<Spanned<i64>>,
     max_concurrent: Option<Spanned<i64>>,
     max_body_bytes: Option<Spanned<String>>,
+    buffered_body_bytes: Option<Spanned<String>>,
     queue_timeout: Option<Spanned<String>>,
     header_read_timeout: Option<Spanned<String>>,
     body_read_timeout: Option<Spanned<String>>,
@@ -533,6 +534,10 @@ fn listener_config(src: &Text<'_>, raw: &RawListener) -> anyhow::Result<rusm_htt
         config.max_body_bytes = rusm_policy::parse_size(value.get_ref())
             .map_err(|e| src.at(value.span(), format!("{e}; write a size such as \"10MiB\"")))?;
     }
+    if let Some(value) = &raw.buffered_body_bytes {
+        config.buffered_body_bytes = rusm_policy::parse_size(value.get_ref())
+            .map_err(|e| src.at(value.span(), format!("{e}; write a size such as \"64KiB\"")))?;
+    }
     let positive = |value: &Option<Spanned<String>>, key: &str, default: Duration| {
         let d = duration(src, value, default)?;
         match value {
@@ -562,8 +567,10 @@ fn listener_config(src: &Text<'_>, raw: &RawListener) -> anyhow::Result<rusm_htt
     Ok(config)
 }
 
-/// The slowest epoch tick `[node]` accepts: a kill or a fair share waits a tick or two.
-const MAX_EPOCH_TICK: Duration = Duration::from_secs(1);
+/// The shortest time slice `[node]` accepts (durations are whole milliseconds).
+const MIN_TIME_SLICE: Duration = Duration::from_millis(1);
+/// The longest time slice `[node]` accepts: a kill or a fair share waits a slice or two.
+const MAX_TIME_SLICE: Duration = Duration::from_secs(1);
 
 fn node_decl(src: &Text<'_>, raw: &RawNode) -> anyhow::Result<NodeDecl> {
     let allocator = match &raw.allocator {
@@ -597,20 +604,20 @@ fn node_decl(src: &Text<'_>, raw: &RawNode) -> anyhow::Result<NodeDecl> {
                 })?,
         ),
     };
-    let epoch_tick = match &raw.epoch_tick {
+    let time_slice = match &raw.time_slice {
         None => None,
         Some(value) => {
             let tick = rusm_policy::parse_duration(value.get_ref()).map_err(|e| {
                 src.at(
                     value.span(),
-                    format!("{e}; write a duration such as \"10ms\""),
+                    format!("{e}; write a duration such as \"1ms\""),
                 )
             })?;
-            if tick.is_zero() || tick > MAX_EPOCH_TICK {
+            if tick < MIN_TIME_SLICE || tick > MAX_TIME_SLICE {
                 return Err(src.at(
                     value.span(),
                     format!(
-                        "epoch_tick must be more than 0 and at most 1s, not {}",
+                        "time_slice must be at least 1ms and at most 1s, not {}",
                         value.get_ref()
                     ),
                 ));
@@ -639,7 +646,7 @@ fn node_decl(src: &Text<'_>, raw: &RawNode) -> anyhow::Result<NodeDecl> {
     let node = NodeDecl {
         allocator,
         max_instances,
-        epoch_tick,
+        time_slice,
         memory_budget,
     };
     // What the machine can hold is checked here too, so the error points at the line.
@@ -1146,12 +1153,13 @@ routes = [{ path = "/", component = "web" }]
         let m = parse(APP, Path::new("app.toml")).unwrap();
         assert_eq!(m.listeners[0].config, rusm_http::HttpConfig::default());
         let text = format!(
-            "{APP}max_connections = 4\nmax_concurrent = 2\nbody_read_timeout = \"300ms\"\nheader_read_timeout = \"2s\"\nrequest_deadline = \"5s\"\nqueue_timeout = \"0s\"\nmax_body_bytes = \"1KiB\"\n"
+            "{APP}max_connections = 4\nmax_concurrent = 2\nbody_read_timeout = \"300ms\"\nheader_read_timeout = \"2s\"\nrequest_deadline = \"5s\"\nqueue_timeout = \"0s\"\nmax_body_bytes = \"1KiB\"\nbuffered_body_bytes = \"512B\"\n"
         );
         let c = parse(&text, Path::new("app.toml")).unwrap().listeners[0]
             .config
             .clone();
         assert_eq!(c.max_connections, 4);
+        assert_eq!(c.buffered_body_bytes, 512);
         assert_eq!(c.max_concurrent, 2);
         assert_eq!(c.body_read_timeout, Duration::from_millis(300));
         assert_eq!(c.header_read_timeout, Duration::from_secs(2));

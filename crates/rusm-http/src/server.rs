@@ -14,7 +14,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rusm_otp::{ExitReason, Pid};
-use rusm_wasm::{ComponentKind, HttpFailure, HttpRequestOptions, WasmNode};
+use rusm_wasm::{HttpFailure, HttpRequestOptions, WasmNode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -62,7 +62,9 @@ impl HttpServer {
     ///
     /// # Errors
     /// [`HttpError::Route`] when a route's prefix does not start with `/` or its
-    /// component is not loaded or is not an HTTP handler; [`HttpError::Config`] when
+    /// component is not loaded or does not export `wasi:http/incoming-handler`
+    /// (a component of any kind that does is served: see [`WasmNode::serves_http`]);
+    /// [`HttpError::Config`] when
     /// `max_concurrent` or `max_connections` is 0; [`HttpError::Bind`] when the address cannot be bound.
     pub async fn bind(
         node: WasmNode,
@@ -90,10 +92,10 @@ impl HttpServer {
                 return Err(bad("the path prefix must start with '/'".into()));
             }
             match node.component_kind(route.component()) {
-                Some(ComponentKind::Http) => {}
+                Some(_) if node.serves_http(route.component()) => {}
                 Some(kind) => {
                     return Err(bad(format!(
-                        "the component is {kind:?}, not an HTTP handler (it must export wasi:http/incoming-handler)"
+                        "the component is {kind:?}, not an HTTP handler: it does not export wasi:http/incoming-handler"
                     )));
                 }
                 None => return Err(bad("no component of that name is loaded".into())),

@@ -13,6 +13,12 @@ pub struct EnvPolicy {
     pub inherit: Vec<String>,
     /// The program arguments.
     pub args: Vec<String>,
+    /// The initial working directory the guest is told of
+    /// (`wasi:cli/environment.initial-cwd`), normalised as preopen guest paths are;
+    /// `None` when the policy names none. A path in the guest's own view: it opens
+    /// nothing, and a program resolves relative paths against it only if it asks for
+    /// it (as `wasmtime-wasi`'s `initial_cwd` does).
+    pub cwd: Option<String>,
 }
 
 impl EnvPolicy {
@@ -28,10 +34,13 @@ impl EnvPolicy {
         out.into_iter().collect()
     }
 
-    /// Whether the guest gets no variables and no arguments.
+    /// Whether the guest gets no variables, no arguments and no working directory.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.vars.is_empty() && self.inherit.is_empty() && self.args.is_empty()
+        self.vars.is_empty()
+            && self.inherit.is_empty()
+            && self.args.is_empty()
+            && self.cwd.is_none()
     }
 }
 
@@ -55,6 +64,7 @@ mod tests {
             vars: [("MODE".to_string(), "fast".to_string())].into(),
             inherit: vec!["HOME".into(), "MISSING".into()],
             args: vec![],
+            cwd: None,
         };
         let host = |k: &str| match k {
             "HOME" => Some("/home/u".to_string()),

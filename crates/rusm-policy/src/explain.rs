@@ -126,6 +126,9 @@ pub(crate) fn explain(policy: &Policy) -> String {
         }
         lines.push(format!("env: arguments {args}"));
     }
+    if let Some(cwd) = &env.cwd {
+        lines.push(format!("env: working directory {cwd}"));
+    }
 
     for (stream, mode) in policy.stdio.streams() {
         let what = match (stream, mode) {

@@ -44,8 +44,10 @@ pub struct Preopen {
     /// The host directory with a relative path resolved against the policy file's
     /// directory and `.`/`..` removed lexically (symbolic links are not followed).
     pub host_resolved: PathBuf,
-    /// The absolute path the guest sees, normalised (no `.`, no empty or trailing
-    /// components).
+    /// The name the guest sees it under, normalised (no `.`, no empty or trailing
+    /// components): an absolute path (`/data`) or a relative name (`.`, `readonly`,
+    /// `a/b`), as `wasmtime run --dir HOST::GUEST` takes it. A label only: what the
+    /// guest may reach is decided by the host path and the mode.
     pub guest: String,
     /// What the guest may do there.
     pub mode: FsMode,
@@ -195,34 +197,35 @@ impl FsPolicy {
 /// Why a guest path is not acceptable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum GuestPathError {
-    NotAbsolute,
+    Empty,
     ParentComponent,
     Nul,
 }
 
-/// Normalises an absolute guest path: `/data/./x/` becomes `/data/x`.
+/// Normalises a guest path, absolute or relative: `/data/./x/` becomes `/data/x`,
+/// `./readonly/` becomes `readonly`, and `./` (or `.`) becomes `.`.
 pub(crate) fn normalize_guest(guest: &str) -> Result<String, GuestPathError> {
     if guest.contains('\0') {
         return Err(GuestPathError::Nul);
     }
-    if !guest.starts_with('/') {
-        return Err(GuestPathError::NotAbsolute);
+    if guest.is_empty() {
+        return Err(GuestPathError::Empty);
     }
-    let mut out = String::new();
+    let absolute = guest.starts_with('/');
+    let mut parts = Vec::new();
     for part in guest.split('/') {
         match part {
             "" | "." => {}
             ".." => return Err(GuestPathError::ParentComponent),
-            other => {
-                out.push('/');
-                out.push_str(other);
-            }
+            other => parts.push(other),
         }
     }
-    if out.is_empty() {
-        out.push('/');
-    }
-    Ok(out)
+    let joined = parts.join("/");
+    Ok(match (absolute, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => joined,
+    })
 }
 
 /// Joins `path` onto `base` (unless it is absolute) and removes `.` and `..`
@@ -260,8 +263,17 @@ mod tests {
         assert_eq!(normalize_guest("/data/./x/").as_deref(), Ok("/data/x"));
         assert_eq!(normalize_guest("//a//b").as_deref(), Ok("/a/b"));
         assert_eq!(normalize_guest("/").as_deref(), Ok("/"));
-        assert_eq!(normalize_guest("data"), Err(GuestPathError::NotAbsolute));
-        assert_eq!(normalize_guest(""), Err(GuestPathError::NotAbsolute));
+        assert_eq!(normalize_guest("data").as_deref(), Ok("data"));
+        assert_eq!(normalize_guest(".").as_deref(), Ok("."));
+        assert_eq!(normalize_guest("./").as_deref(), Ok("."));
+        assert_eq!(normalize_guest("./readonly/").as_deref(), Ok("readonly"));
+        assert_eq!(normalize_guest("a//b/./c").as_deref(), Ok("a/b/c"));
+        assert_eq!(normalize_guest(""), Err(GuestPathError::Empty));
+        assert_eq!(
+            normalize_guest("a/../../etc"),
+            Err(GuestPathError::ParentComponent)
+        );
+        assert_eq!(normalize_guest(".."), Err(GuestPathError::ParentComponent));
         assert_eq!(
             normalize_guest("/a/../b"),
             Err(GuestPathError::ParentComponent)
@@ -306,6 +318,7 @@ mod tests {
         };
         assert!(fs.preopen_at("/data/").is_some());
         assert!(fs.preopen_at("/data/x").is_none());
+        // A relative name is another label than the absolute one.
         assert!(fs.preopen_at("data").is_none());
         assert!(FsMode::ReadOnly < FsMode::ReadWrite);
     }

@@ -345,13 +345,11 @@ impl<'s> Parser<'s> {
                                 k,
                                 v,
                                 entry_place,
-                                "a string (an absolute guest path)",
+                                "a string (the path the guest sees)",
                             )?;
                             let normalized = normalize_guest(text).map_err(|e| {
                                 let msg = match e {
-                                    GuestPathError::NotAbsolute => format!(
-                                        "guest path {text:?} in [[fs.preopen]] is not absolute; write it with a leading \"/\", e.g. \"/data\""
-                                    ),
+                                    GuestPathError::Empty => "empty guest path in [[fs.preopen]]; give the path the guest sees, e.g. guest = \"/data\" or guest = \".\"".to_string(),
                                     GuestPathError::ParentComponent => format!(
                                         "guest path {text:?} in [[fs.preopen]] contains \"..\"; write the path without \"..\" components"
                                     ),
@@ -398,7 +396,7 @@ impl<'s> Parser<'s> {
                         item.span(),
                         "guest",
                         entry_place,
-                        "give the absolute path the guest sees, e.g. guest = \"/data\"",
+                        "give the path the guest sees, e.g. guest = \"/data\" or guest = \".\"",
                     )
                 })?;
                 fs.preopens.push(Preopen {
@@ -476,7 +474,7 @@ impl<'s> Parser<'s> {
     }
 
     fn env(&self, table: &DeTable<'_>) -> Result<EnvPolicy> {
-        const KEYS: [&str; 3] = ["vars", "inherit", "args"];
+        const KEYS: [&str; 4] = ["vars", "inherit", "args", "cwd"];
         let place = "in [env]";
         let mut env = EnvPolicy::default();
         let mut inherited: Vec<(String, Range<usize>)> = Vec::new();
@@ -513,6 +511,22 @@ impl<'s> Parser<'s> {
                         .into_iter()
                         .map(|(s, _)| s.to_string())
                         .collect();
+                }
+                "cwd" => {
+                    let text = self.string(key, value, place, "a string (a guest path)")?;
+                    let normalized = normalize_guest(text).map_err(|e| {
+                        let msg = match e {
+                            GuestPathError::Empty => "empty working directory in [env] cwd; give a guest path, e.g. cwd = \"/data\"".to_string(),
+                            GuestPathError::ParentComponent => format!(
+                                "working directory {text:?} in [env] cwd contains \"..\"; write the path without \"..\" components"
+                            ),
+                            GuestPathError::Nul => {
+                                "working directory in [env] cwd contains a NUL character".to_string()
+                            }
+                        };
+                        self.err(value.span(), msg)
+                    })?;
+                    env.cwd = Some(normalized);
                 }
                 other => return Err(self.unknown_key(key, other, place, &KEYS)),
             }

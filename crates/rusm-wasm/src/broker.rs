@@ -4,9 +4,10 @@
 //!
 //! What a denial looks like to the guest:
 //! - filesystem: only the preopened directories exist, each opened without following a
-//!   symbolic link anywhere on its host path (one that is or contains a link, or does
-//!   not exist, ends the process at start with a reason naming the policy and the
-//!   path); cap-std confines every path to them (`..`, absolute paths and symlinks leading outside fail with `access`/
+//!   symbolic link anywhere on its host path, when the process is spawned (one that
+//!   is or contains a link, or does not exist, is a spawn error naming the policy and
+//!   the path: `not-permitted` to a spawning guest); a guest's child gets only
+//!   directories that lie, as opened, within its parent's; cap-std confines every path to them (`..`, absolute paths and symlinks leading outside fail with `access`/
 //!   `not-permitted`), and a read-only preopen refuses writes;
 //! - sockets: a denied bind, listen or connect fails with `access-denied`; DNS lookups
 //!   fail when `dns` is off;
@@ -58,41 +59,162 @@ pub struct GrantError {
     detail: String,
 }
 
-/// Build the WASI context of process `pid` from its policy.
-pub(crate) fn wasi_ctx(policy: &Policy, pid: Pid, started: Instant) -> Result<WasiCtx, GrantError> {
+/// Build the WASI context of process `pid` from its policy, with `dirs` (its
+/// policy's preopens, opened at spawn) as its filesystem.
+pub(crate) fn wasi_ctx(
+    policy: &Policy,
+    dirs: &Dirs,
+    pid: Pid,
+    started: Instant,
+) -> Result<WasiCtx, GrantError> {
     let mut builder = WasiCtxBuilder::new();
     // The same clock the policy-checked `now` reads, so instants agree with waits.
     builder.monotonic_clock(ProcessClock { started });
-    grant_filesystem(&mut builder, policy)?;
+    grant_filesystem(&mut builder, dirs)?;
     grant_network(&mut builder, policy);
     grant_env(&mut builder, policy);
     grant_stdio(&mut builder, policy, pid);
     Ok(builder.build())
 }
 
-fn grant_filesystem(builder: &mut WasiCtxBuilder, policy: &Policy) -> Result<(), GrantError> {
-    for preopen in &policy.fs.preopens {
-        let perms = match preopen.mode {
+/// A process's preopened directories, opened once when it is spawned (before it has a
+/// pid, so a path that cannot be granted is the spawner's error) and kept open for its
+/// whole life: every store it gets (after an upgrade, or a plugin's fresh instance)
+/// grants exactly these directories, whatever has been renamed or replaced since.
+pub(crate) struct Dirs(Vec<OpenedDir>);
+
+struct OpenedDir {
+    fd: OwnedFd,
+    guest: String,
+    mode: FsMode,
+    /// What the policy names, for errors.
+    host: std::path::PathBuf,
+}
+
+/// A directory as the kernel knows it: its device and inode.
+type DirId = (u64, u64);
+
+fn dir_id(fd: impl rustix::fd::AsFd) -> rustix::io::Result<DirId> {
+    let stat = rustix::fs::fstat(fd)?;
+    Ok((stat.st_dev, stat.st_ino))
+}
+
+impl Dirs {
+    /// No directories.
+    pub(crate) fn none() -> Dirs {
+        Dirs(Vec::new())
+    }
+
+    /// Open `policy`'s preopens (see [`open_preopen`]).
+    ///
+    /// # Errors
+    /// The first preopen that cannot be opened, naming the policy and the path.
+    pub(crate) fn open(policy: &Policy) -> Result<Dirs, GrantError> {
+        let mut dirs = Vec::with_capacity(policy.fs.preopens.len());
+        for preopen in &policy.fs.preopens {
+            let fd = open_preopen(preopen).map_err(|e| GrantError {
+                what: format!(
+                    "preopen {} at {}",
+                    preopen.host_resolved.display(),
+                    preopen.guest
+                ),
+                detail: e.to_string(),
+            })?;
+            dirs.push(OpenedDir {
+                fd,
+                guest: preopen.guest.clone(),
+                mode: preopen.mode,
+                host: preopen.host_resolved.clone(),
+            });
+        }
+        Ok(Dirs(dirs))
+    }
+
+    /// Check that every directory here lies in (or is) one of `parent`'s, in a mode the
+    /// parent's allows, by what was opened (device and inode, walking up through `..`)
+    /// rather than by path names: the subset rule the policies passed, as it holds on
+    /// the directories themselves.
+    ///
+    /// # Errors
+    /// A text naming the first directory that is not within the parent's.
+    pub(crate) fn within(&self, parent: &Dirs) -> Result<(), String> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let io = |dir: &OpenedDir, e: Errno| {
+            format!(
+                "cannot check preopen {} against the parent's: {}",
+                dir.host.display(),
+                std::io::Error::from(e)
+            )
+        };
+        let mut granted: Vec<(DirId, FsMode)> = Vec::with_capacity(parent.0.len());
+        for dir in &parent.0 {
+            granted.push((dir_id(&dir.fd).map_err(|e| io(dir, e))?, dir.mode));
+        }
+        for dir in &self.0 {
+            let covers = |id: DirId| {
+                granted.iter().any(|&(at, mode)| {
+                    at == id && (mode == FsMode::ReadWrite || dir.mode == FsMode::ReadOnly)
+                })
+            };
+            let mut id = dir_id(&dir.fd).map_err(|e| io(dir, e))?;
+            let mut current: Option<OwnedFd> = None;
+            let within = loop {
+                if covers(id) {
+                    break true;
+                }
+                let from = current
+                    .as_ref()
+                    .map_or_else(|| rustix::fd::AsFd::as_fd(&dir.fd), rustix::fd::AsFd::as_fd);
+                let up = openat(
+                    from,
+                    "..",
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+                    Mode::empty(),
+                )
+                .map_err(|e| io(dir, e))?;
+                let up_id = dir_id(&up).map_err(|e| io(dir, e))?;
+                if up_id == id {
+                    // The root: nothing above it.
+                    break false;
+                }
+                id = up_id;
+                current = Some(up);
+            };
+            if !within {
+                return Err(format!(
+                    "preopen {} ({}) is not within a directory the parent has {}",
+                    dir.host.display(),
+                    dir.guest,
+                    match dir.mode {
+                        FsMode::ReadOnly => "read access to",
+                        FsMode::ReadWrite => "read-write access to",
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn grant_filesystem(builder: &mut WasiCtxBuilder, dirs: &Dirs) -> Result<(), GrantError> {
+    for dir in &dirs.0 {
+        let perms = match dir.mode {
             FsMode::ReadOnly => FsPerms::ReadOnly,
             FsMode::ReadWrite => FsPerms::ReadWrite,
         };
-        let refused = |detail: String| GrantError {
-            what: format!(
-                "preopen {} at {}",
-                preopen.host_resolved.display(),
-                preopen.guest
-            ),
-            detail,
-        };
-        let dir = open_preopen(preopen).map_err(|e| refused(e.to_string()))?;
         // wasmtime-wasi opens preopens by path, following symbolic links. Handing it
         // the descriptor's own /proc entry (a link the kernel resolves to the open
         // directory itself, not by name) makes it open exactly the directory opened
-        // above, whatever has been renamed or replaced since.
-        let by_descriptor = format!("/proc/self/fd/{}", dir.as_raw_fd());
+        // at spawn, whatever has been renamed or replaced since.
+        let by_descriptor = format!("/proc/self/fd/{}", dir.fd.as_raw_fd());
         builder
-            .preopened_dir(&by_descriptor, &preopen.guest, perms)
-            .map_err(|e| refused(format!("cannot reopen it through {by_descriptor}: {e:#}")))?;
+            .preopened_dir(&by_descriptor, &dir.guest, perms)
+            .map_err(|e| GrantError {
+                what: format!("preopen {} at {}", dir.host.display(), dir.guest),
+                detail: format!("cannot reopen it through {by_descriptor}: {e:#}"),
+            })?;
     }
     Ok(())
 }
@@ -238,6 +360,9 @@ fn grant_env(builder: &mut WasiCtxBuilder, policy: &Policy) {
     let vars = policy.env.resolve(|name| std::env::var(name).ok());
     builder.envs(&vars);
     builder.args(&policy.env.args);
+    if let Some(cwd) = &policy.env.cwd {
+        builder.initial_cwd(cwd);
+    }
 }
 
 fn grant_stdio(builder: &mut WasiCtxBuilder, policy: &Policy, pid: Pid) {
@@ -502,6 +627,66 @@ mod tests {
             open_without_links(&root.join("missing"), flags).err(),
             Some(Errno::NOENT)
         );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    fn preopen_policy(dirs: &[(&Path, &str)]) -> Policy {
+        let mut toml = String::new();
+        for (host, mode) in dirs {
+            toml.push_str(&format!(
+                "[[fs.preopen]]\nhost = '{}'\nguest = \"/d{}\"\nmode = \"{mode}\"\n",
+                host.display(),
+                toml.len()
+            ));
+        }
+        Policy::parse(&toml, Path::new("test.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_child_gets_only_directories_within_what_its_parent_opened() {
+        let root = std::env::temp_dir().join(format!("rusm-broker-within-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("inside/job/deeper")).unwrap();
+        std::fs::create_dir_all(root.join("beside")).unwrap();
+        let inside = root.join("inside");
+        let parent = Dirs::open(&preopen_policy(&[(&inside, "rw")])).unwrap();
+        let read_only = Dirs::open(&preopen_policy(&[(&inside, "ro")])).unwrap();
+        let child = |host: &Path, mode: &str| Dirs::open(&preopen_policy(&[(host, mode)])).unwrap();
+
+        assert!(
+            child(&inside, "rw").within(&parent).is_ok(),
+            "the same directory"
+        );
+        assert!(
+            child(&inside.join("job/deeper"), "rw")
+                .within(&parent)
+                .is_ok()
+        );
+        assert!(child(&inside.join("job"), "ro").within(&read_only).is_ok());
+        let error = child(&inside.join("job"), "rw")
+            .within(&read_only)
+            .unwrap_err();
+        assert!(error.contains("read-write access"), "{error}");
+        let error = child(&root.join("beside"), "ro")
+            .within(&parent)
+            .unwrap_err();
+        assert!(
+            error.contains("beside") && error.contains("not within"),
+            "{error}"
+        );
+        assert!(child(&inside, "ro").within(&Dirs::none()).is_err());
+        assert!(Dirs::none().within(&Dirs::none()).is_ok());
+
+        // Someone else moves the parent's directory away and puts another in its
+        // place: by name the child's `inside/job` is still under the parent's
+        // `inside`, but it is not in the directory the parent was given.
+        std::fs::rename(&inside, root.join("moved")).unwrap();
+        std::fs::create_dir_all(inside.join("job")).unwrap();
+        let error = child(&inside.join("job"), "ro")
+            .within(&parent)
+            .unwrap_err();
+        assert!(error.contains("not within"), "{error}");
+        assert!(child(&root.join("moved/job"), "rw").within(&parent).is_ok());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

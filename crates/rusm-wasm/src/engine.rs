@@ -1,9 +1,7 @@
-//! The one wasmtime `Engine` of a node, and the thread that drives epoch preemption.
+//! The one wasmtime `Engine` of a node and its configuration.
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -11,6 +9,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::arena::{
     ArenaConfig, MachineLimits, MemoryArena, MemoryArenaCreator, StackArena, StackArenaCreator,
 };
+use crate::preempt::Preemption;
 
 /// How a node allocates instances, linear memories and fiber stacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,9 +101,10 @@ pub struct WasmConfig {
     /// Pooling allocator sizes (with [`Allocator::Pooling`]; `table_elements` bounds
     /// tables with either allocator).
     pub pool: PoolConfig,
-    /// How often the epoch advances; every running wasm process yields once per tick,
-    /// and a kill takes effect within a tick or two.
-    pub epoch_tick: Duration,
+    /// How guests that run long are preempted: by default a guest that has run about
+    /// [`Preemption::DEFAULT_SLICE`] (1 ms) without returning to the scheduler yields,
+    /// and nothing is paid while guests return sooner (see [`Preemption`]).
+    pub preemption: Preemption,
     /// The host stack each wasm process runs on (wasmtime fiber), in bytes.
     pub async_stack_size: usize,
     /// The deepest wasm stack allowed, in bytes; deeper recursion is a stack-overflow
@@ -137,7 +137,7 @@ impl Default for WasmConfig {
         WasmConfig {
             allocator: Allocator::default(),
             pool: PoolConfig::default(),
-            epoch_tick: Duration::from_millis(10),
+            preemption: Preemption::default(),
             async_stack_size: 2 << 20,
             max_wasm_stack: 1 << 20,
             default_memory_limit: 64 << 20,
@@ -291,41 +291,6 @@ fn pooling(config: &WasmConfig) -> PoolingAllocationConfig {
         .max_memories_per_component(10)
         .max_tables_per_component(50);
     pool
-}
-
-/// The dedicated OS thread that advances the epoch. Preemption never depends on a tokio
-/// task being scheduled: this thread ticks even when every worker is busy.
-pub(crate) struct EpochTicker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EpochTicker {
-    pub(crate) fn start(engine: Engine, tick: Duration) -> std::io::Result<EpochTicker> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("rusm-epoch".into())
-            .spawn(move || {
-                while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(tick);
-                    engine.increment_epoch();
-                }
-            })?;
-        Ok(EpochTicker {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
 }
 
 #[cfg(test)]

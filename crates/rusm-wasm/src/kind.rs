@@ -6,7 +6,9 @@ pub enum ComponentKind {
     /// Exports `rusm:runtime/entry`: a long-running actor.
     Actor,
     /// Exports `wasi:cli/run`: a plain WASI command run as a process; its exit code
-    /// becomes the exit reason (0 is `normal`).
+    /// becomes the exit reason (0 is `normal`). One that also exports
+    /// `wasi:http/incoming-handler` serves HTTP requests too
+    /// ([`WasmNode::serves_http`](crate::WasmNode::serves_http)).
     Command,
     /// Exports `wasi:http/incoming-handler@0.2.x` (and neither actor entry point nor
     /// `wasi:cli/run`, unless loaded with

@@ -24,8 +24,12 @@
 
 // The modules, bottom up; each imports only from those above it in this list
 // (checked by the `layers` test below and described in ARCHITECTURE.md).
-// Foundation: the machine, the arena (all `unsafe`), the engine and epoch thread.
+// Foundation: the machine and the arena (all `unsafe`); preemption (the epoch thread
+// and the marks of guest polls); the engine.
 mod arena;
+
+mod preempt;
+
 mod engine;
 mod error;
 mod extensions;
@@ -64,6 +68,7 @@ pub use kinds::plugin::{
     BindFn, CallOptions, Interrupted, Plugin, PluginError, PluginOptions, SupervisedPlugin,
 };
 pub use node::{WasmNode, WasmSpawnOptions};
+pub use preempt::Preemption;
 pub use registry::ComponentInfo;
 pub use state::ProcessState;
 pub use upgrade::{

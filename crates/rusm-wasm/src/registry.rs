@@ -32,12 +32,28 @@ pub(crate) struct LoadedComponent {
     pub(crate) name: Arc<str>,
     pub(crate) kind: ComponentKind,
     pub(crate) prepared: Prepared,
+    /// The HTTP handler of a component of another kind that also exports
+    /// `wasi:http/incoming-handler` (a command built for the `wasi:http/proxy`
+    /// world), so that it serves requests as it is, whatever its kind.
+    pub(crate) also_http: Option<ProxyPre<ProcessState>>,
     /// Its version under its name, counted from 1 (0 until it is installed).
     pub(crate) version: u64,
     /// Linear memories its instance creates, all core instances together.
     pub(crate) memories: u32,
     /// Tables its instance creates.
     pub(crate) tables: u32,
+}
+
+impl LoadedComponent {
+    /// What serves its HTTP requests: its own pre-instantiated form for an HTTP
+    /// handler, the handler it also exports for any other kind, `None` when it exports
+    /// no `wasi:http/incoming-handler`.
+    pub(crate) fn http_handler(&self) -> Option<&ProxyPre<ProcessState>> {
+        match &self.prepared {
+            Prepared::Http(pre) => Some(pre),
+            _ => self.also_http.as_ref(),
+        }
+    }
 }
 
 /// What [`WasmNode::load_bytes`](crate::WasmNode::load_bytes) reports about a component.
@@ -180,6 +196,11 @@ impl ComponentRegistry {
                     component: name_owned.clone(),
                     detail: format!("{e:#}"),
                 })?;
+        // A component of another kind that also exports the handler serves requests
+        // too; one whose export does not have the handler's type simply does not.
+        let also_http = (kind != ComponentKind::Http && exports_handler)
+            .then(|| ProxyPre::new(pre.clone()).ok())
+            .flatten();
         let prepared = match kind {
             ComponentKind::Actor => {
                 Prepared::Actor(ActorPre::new(pre).map_err(|e| LoadError::BadEntryPoint {
@@ -216,6 +237,7 @@ impl ComponentRegistry {
             name: name_owned.as_str().into(),
             kind,
             prepared,
+            also_http,
             version: 0,
             memories: needs.as_ref().map_or(0, |n| n.num_memories),
             tables: needs.as_ref().map_or(0, |n| n.num_tables),

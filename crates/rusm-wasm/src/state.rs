@@ -12,7 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::{WitError, WitSpawnOptions, WitSpawned};
-use crate::broker::{ClockView, HttpGrant};
+use crate::broker::{ClockView, Dirs, HttpGrant};
 use crate::extensions::Extensions;
 use crate::limits::{Limits, MemoryGrant, StoreLimiter, TreeBudget, TreeToken};
 use crate::upgrade::Upgrades;
@@ -61,6 +61,8 @@ pub struct ProcessState {
     /// The policy's limits, resolved for this node.
     pub(crate) limits: Limits,
     pub(crate) wasi: WasiCtx,
+    /// Its preopened directories, opened when it was spawned.
+    pub(crate) dirs: Arc<Dirs>,
     /// `wasi:http` state (field size limit).
     pub(crate) http: WasiHttpCtx,
     /// Outbound HTTP as the policy's `[http]` section allows it.

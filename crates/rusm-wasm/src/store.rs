@@ -20,10 +20,11 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Engine, Store};
 
 use crate::bindings::{SelfExit, reason_text};
-use crate::broker;
-use crate::engine::{EpochTicker, WasmConfig};
+use crate::broker::{self, Dirs};
+use crate::engine::WasmConfig;
 use crate::extensions::Extensions;
 use crate::limits::{self, Limits, MemoryBudget, MemoryGrant, TreeToken};
+use crate::preempt::EpochTicker;
 use crate::state::{ChildToken, NodeView, ProcessState};
 
 /// A process's store and the instance permit it holds. The store is dropped first.
@@ -53,6 +54,8 @@ pub(crate) struct ProcessSetup {
     pub(crate) tree: Option<TreeToken>,
     /// Its share of the node's memory budget.
     pub(crate) memory: MemoryGrant,
+    /// Its preopened directories, opened when it was spawned.
+    pub(crate) dirs: Arc<Dirs>,
 }
 
 /// Builds the stores of a node's processes: the engine, the instance permits, and the
@@ -145,6 +148,7 @@ impl StoreFactory {
             tree,
             _tree_token,
             _memory,
+            dirs,
             ..
         } = store.into_data();
         let setup = ProcessSetup {
@@ -157,6 +161,7 @@ impl StoreFactory {
             ends_at,
             tree: _tree_token,
             memory: _memory,
+            dirs,
         };
         let mut store = self.build(component, setup, fuel)?;
         store.data_mut().children = children;
@@ -181,9 +186,10 @@ impl StoreFactory {
             ends_at,
             tree,
             memory,
+            dirs,
         } = setup;
         let started = Instant::now();
-        let wasi = broker::wasi_ctx(&policy, ctx.pid(), started).map_err(|e| {
+        let wasi = broker::wasi_ctx(&policy, &dirs, ctx.pid(), started).map_err(|e| {
             ExitReason::crashed(format!("cannot start component {component:?}: {e}"))
         })?;
         let http_hooks = broker::HttpGrant::new(&policy, ctx.pid());
@@ -193,6 +199,7 @@ impl StoreFactory {
             policy,
             limits,
             wasi,
+            dirs,
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_hooks,
             table: ResourceTable::new(),

@@ -11,7 +11,7 @@
 
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 
 use tokio::sync::Notify;
 
@@ -47,7 +47,7 @@ impl<T> TurnLock<T> {
     /// The lock, if nobody holds it.
     pub(crate) fn try_lock(&self) -> Option<TurnGuard<'_, T>> {
         self.locked
-            .compare_exchange(false, true, Ordering::SeqCst, Ordering::Relaxed)
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .ok()
             .map(|_| TurnGuard { lock: self })
     }
@@ -60,9 +60,14 @@ impl<T> TurnLock<T> {
         if let Some(guard) = self.try_lock() {
             return guard;
         }
-        // Counted before the next attempt: an unlock either sees this waiter (and
-        // notifies) or happened before that attempt (which then succeeds).
-        self.waiters.fetch_add(1, Ordering::SeqCst);
+        // Counted before the next attempt, with a fence between (as the unlock has
+        // one between its release and its look at the count): of this attempt and an
+        // unlock racing it, at least one sees the other, so either the unlock sees
+        // this waiter (and notifies) or the attempt sees the lock released (and
+        // succeeds). Without the fences (sequentially consistent operations alone,
+        // with a relaxed failed attempt), both may miss: `model` below finds that.
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
         let _waiting = Waiting(&self.waiters);
         loop {
             let notified = self.notify.notified();
@@ -81,7 +86,7 @@ struct Waiting<'a>(&'a AtomicUsize);
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -117,8 +122,10 @@ impl<T> DerefMut for TurnGuard<'_, T> {
 
 impl<T> Drop for TurnGuard<'_, T> {
     fn drop(&mut self) {
-        self.lock.locked.store(false, Ordering::SeqCst);
-        if self.lock.waiters.load(Ordering::SeqCst) > 0 {
+        self.lock.locked.store(false, Ordering::Release);
+        // See `TurnLock::lock`: the fence pairs with the waiter's.
+        fence(Ordering::SeqCst);
+        if self.lock.waiters.load(Ordering::Relaxed) > 0 {
             // A waiter re-tries after this; a stored permit only causes one extra try.
             self.lock.notify.notify_one();
         }
@@ -211,5 +218,175 @@ mod tests {
             .expect("the remaining waiter gets the lock")
             .unwrap();
         assert!(lock.try_lock().is_some(), "free again");
+    }
+}
+
+/// A loom model of the lock's wake-up argument: every step of [`TurnLock::lock`] and
+/// of [`TurnGuard`]'s drop, with the same orderings, over a model of `Notify`'s
+/// `notify_one` (a waiter registered by `enable` is woken; with none, one permit is
+/// stored, which the next `enable` takes; a waiter dropped after a `notify_one` woke
+/// it passes the wake-up on, one that took the permit does not). loom
+/// runs every interleaving (up to its preemption bound) and fails on any in which a
+/// waiter sleeps while the lock is free, or two holders overlap.
+#[cfg(test)]
+mod model {
+    use std::collections::VecDeque;
+
+    use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+    use loom::sync::{Arc, Condvar, Mutex};
+
+    /// `tokio::sync::Notify` as the lock uses it (`notify_one`, and `Notified` made,
+    /// enabled, then awaited or dropped).
+    #[derive(Default)]
+    struct Notify {
+        state: Mutex<NotifyState>,
+        woken: Condvar,
+    }
+
+    #[derive(Default)]
+    struct NotifyState {
+        permit: bool,
+        waiting: VecDeque<usize>,
+        /// Woken by a `notify_one` while registered: passed on if dropped unawaited.
+        notified: Vec<usize>,
+        /// Took the stored permit when enabled: complete, and nothing to pass on.
+        took_permit: Vec<usize>,
+    }
+
+    impl Notify {
+        /// `notified.as_mut().enable()`: from here on a `notify_one` reaches `id`.
+        fn enable(&self, id: usize) {
+            let mut state = self.state.lock().unwrap();
+            if std::mem::take(&mut state.permit) {
+                state.took_permit.push(id);
+            } else {
+                state.waiting.push_back(id);
+            }
+        }
+
+        fn notify_one(&self) {
+            let mut state = self.state.lock().unwrap();
+            match state.waiting.pop_front() {
+                Some(id) => {
+                    state.notified.push(id);
+                    self.woken.notify_all();
+                }
+                None => state.permit = true,
+            }
+        }
+
+        /// `notified.await`.
+        fn wait(&self, id: usize) {
+            let mut state = self.state.lock().unwrap();
+            if state.took_permit.contains(&id) {
+                state.took_permit.retain(|&n| n != id);
+                return;
+            }
+            while !state.notified.contains(&id) {
+                state = self.woken.wait(state).unwrap();
+            }
+            state.notified.retain(|&n| n != id);
+        }
+
+        /// The `Notified` dropped without being awaited to its end.
+        fn drop_waiter(&self, id: usize) {
+            let passed = {
+                let mut state = self.state.lock().unwrap();
+                state.waiting.retain(|&n| n != id);
+                state.took_permit.retain(|&n| n != id);
+                let had = state.notified.contains(&id);
+                state.notified.retain(|&n| n != id);
+                had
+            };
+            if passed {
+                self.notify_one();
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Lock {
+        locked: AtomicBool,
+        waiters: AtomicUsize,
+        notify: Notify,
+        /// Holders inside at once (must never pass 1).
+        inside: AtomicUsize,
+    }
+
+    impl Lock {
+        fn try_lock(&self) -> bool {
+            self.locked
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        }
+
+        /// `TurnLock::lock`.
+        fn lock(&self, id: usize) {
+            if self.try_lock() {
+                return;
+            }
+            self.waiters.fetch_add(1, Ordering::Relaxed);
+            fence(Ordering::SeqCst);
+            loop {
+                self.notify.enable(id);
+                if self.try_lock() {
+                    self.notify.drop_waiter(id);
+                    break;
+                }
+                self.notify.wait(id);
+            }
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
+        }
+
+        /// `TurnGuard`'s drop.
+        fn unlock(&self) {
+            self.locked.store(false, Ordering::Release);
+            fence(Ordering::SeqCst);
+            if self.waiters.load(Ordering::Relaxed) > 0 {
+                self.notify.notify_one();
+            }
+        }
+
+        fn hold(&self, id: usize) {
+            self.lock(id);
+            assert_eq!(self.inside.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+            self.inside.fetch_sub(1, Ordering::SeqCst);
+            self.unlock();
+        }
+    }
+
+    fn check(holders: usize, turns: usize) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(move || {
+            let lock = Arc::new(Lock::default());
+            let threads: Vec<_> = (1..holders)
+                .map(|id| {
+                    let lock = lock.clone();
+                    loom::thread::spawn(move || {
+                        for _ in 0..turns {
+                            lock.hold(id);
+                        }
+                    })
+                })
+                .collect();
+            for _ in 0..turns {
+                lock.hold(0);
+            }
+            for thread in threads {
+                thread.join().unwrap();
+            }
+            assert!(!lock.locked.load(Ordering::SeqCst));
+        });
+    }
+
+    #[test]
+    fn two_holders_taking_turns_never_lose_a_wake_up() {
+        check(2, 2);
+    }
+
+    #[test]
+    fn three_holders_never_lose_a_wake_up() {
+        check(3, 1);
     }
 }

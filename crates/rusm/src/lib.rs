@@ -31,8 +31,8 @@ pub use rusm_otp::{
 pub use rusm_policy::{Policy, PolicyLibrary};
 pub use rusm_wasm::{
     Allocator, ArenaConfig, BindFn, CallOptions, ComponentInfo, ComponentKind, Extensions,
-    Interrupted, LoadError, Plugin, PluginError, PluginOptions, PoolConfig, ProcessState,
-    ReloadError, ReloadReport, SpawnError, SupervisedPlugin, WasmConfig, WasmNode,
+    Interrupted, LoadError, Plugin, PluginError, PluginOptions, PoolConfig, Preemption,
+    ProcessState, ReloadError, ReloadReport, SpawnError, SupervisedPlugin, WasmConfig, WasmNode,
 };
 
 /// The linker plugins are instantiated with: WASI preview 2, `rusm:runtime`, and
@@ -90,10 +90,17 @@ impl NodeBuilder {
         self
     }
 
-    /// How often a running guest yields (and so how soon a deadline, a cancel or a
-    /// kill reaches a guest that never calls the host).
-    pub fn epoch_tick(mut self, tick: Duration) -> NodeBuilder {
-        self.config.epoch_tick = tick;
+    /// How long a guest may run in one go before it is made to yield (and so how soon
+    /// a deadline, a cancel or a kill reaches a guest that never calls the host):
+    /// [`Preemption::Slice`] of `slice`; the default is 1 ms.
+    pub fn time_slice(mut self, slice: Duration) -> NodeBuilder {
+        self.config.preemption = Preemption::Slice(slice);
+        self
+    }
+
+    /// How guests are preempted ([`Preemption`]).
+    pub fn preemption(mut self, preemption: Preemption) -> NodeBuilder {
+        self.config.preemption = preemption;
         self
     }
 

@@ -64,7 +64,7 @@ impl App {
     /// When there is no current tokio runtime or the engine cannot be built.
     pub fn new() -> anyhow::Result<App> {
         let node = Node::builder()
-            .epoch_tick(Duration::from_millis(5))
+            .time_slice(Duration::from_millis(5))
             .link(|linker| {
                 Plugin::add_to_linker::<_, HasSelf<PluginHost>>(linker, |state| {
                     state.extension_mut::<PluginHost>()

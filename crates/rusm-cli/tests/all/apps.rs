@@ -113,7 +113,7 @@ fn the_node_table_sizes_the_app_node() {
 [node]
 allocator = "pooling"
 max_instances = 8
-epoch_tick = "5ms"
+time_slice = "5ms"
 
 [components.counter]
 path = {:?}
@@ -131,7 +131,7 @@ say = "up"
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(
         out.stderr
-            .contains("node: pooling allocator, at most 8 instances, epoch tick 5ms"),
+            .contains("node: pooling allocator, at most 8 instances, time slice 5ms"),
         "{}",
         out.stderr
     );

@@ -3,6 +3,7 @@
 //! its exit code. One module per area.
 
 mod apps;
+mod conformance;
 mod errors;
 mod new;
 mod pipes;

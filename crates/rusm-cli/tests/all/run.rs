@@ -134,7 +134,7 @@ fn dir_preopens_a_directory_for_one_run_only() {
         "{}",
         granted.stderr
     );
-    // Read-write, as wasmtime's --dir; without GUEST the guest sees HOST's own path.
+    // Read-write, as wasmtime's --dir; without GUEST the guest sees HOST as written.
     let file = format!("{host}/written.txt");
     let wrote = probe(&["--dir", host], &["write", &file, "by the guest"]);
     assert_eq!(wrote.code(), 0, "{}", wrote.stderr);
@@ -143,6 +143,162 @@ fn dir_preopens_a_directory_for_one_run_only() {
     let bad = probe(&["--dir", &format!("{host}::/a/../b")], &["read", "/b"]);
     assert_eq!(bad.code(), 2, "{}", bad.stderr);
     assert!(bad.errors()[0].contains("--dir "), "{}", bad.stderr);
+}
+
+/// `rusm run cli-probe.wasm FLAGS -- ARGS` started in `dir`.
+fn probe_in(dir: &std::path::Path, flags: &[&str], args: &[&str]) -> crate::Output {
+    let wasm = component("cli-probe").to_str().unwrap();
+    let mut command = crate::rusm();
+    command
+        .current_dir(dir)
+        .args(["run", wasm])
+        .args(flags)
+        .arg("--")
+        .args(args);
+    crate::finish(&mut command, std::time::Duration::from_secs(120))
+}
+
+#[test]
+fn dir_takes_relative_guest_names_as_wasmtime_does() {
+    let dir = temp_dir("grant-dir-relative");
+    std::fs::write(dir.join("here.txt"), "in the current directory").unwrap();
+    std::fs::create_dir_all(dir.join("fixtures/deep")).unwrap();
+    std::fs::write(dir.join("fixtures/deep/f.txt"), "nested").unwrap();
+
+    // `--dir .`: the guest's `.` is rusm's current directory, so relative paths
+    // (which wasi-libc resolves against `/`, then looks up among the preopens) and
+    // `./` paths reach it.
+    for path in ["here.txt", "./here.txt", "/here.txt"] {
+        let out = probe_in(&dir, &["--dir", ".", "-v"], &["read", path]);
+        assert_eq!(out.code(), 0, "{path}: {}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("cli-probe: read: in the current directory"),
+            "{path}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(
+                "rusm: --dir . grants: [[fs.preopen]] host = \".\" guest = \".\" mode = \"rw\""
+            ),
+            "{}",
+            out.stderr
+        );
+    }
+    // HOST::GUEST with a relative and with a nested name.
+    for path in ["readonly/deep/f.txt", "/readonly/deep/f.txt"] {
+        let out = probe_in(&dir, &["--dir", "fixtures::readonly"], &["read", path]);
+        assert_eq!(out.code(), 0, "{path}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("cli-probe: read: nested"),
+            "{}",
+            out.stderr
+        );
+    }
+    let out = probe_in(
+        &dir,
+        &["--dir", "fixtures/deep::a/b"],
+        &["read", "a/b/f.txt"],
+    );
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cli-probe: read: nested"),
+        "{}",
+        out.stderr
+    );
+    // A name is only a label: nothing outside the host directory becomes reachable
+    // through it.
+    let out = probe_in(
+        &dir,
+        &["--dir", "fixtures::readonly"],
+        &["read", "readonly/../here.txt"],
+    );
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("cli-probe: failed: "), "{}", out.stderr);
+
+    // `..` stays refused in a guest name, with the way out named.
+    let out = probe_in(
+        &dir.join("fixtures"),
+        &["--dir", "../fixtures"],
+        &["read", "x"],
+    );
+    assert_eq!(out.code(), 2, "{}", out.stderr);
+    assert_eq!(
+        out.errors(),
+        [
+            "rusm: error: --dir ../fixtures: the guest would see it as \"../fixtures\", and guest names cannot contain \"..\"; name it with --dir ../fixtures::GUEST"
+        ],
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn the_policy_names_the_initial_working_directory() {
+    let dir = temp_dir("policy-cwd");
+    std::fs::create_dir_all(dir.join("data/sub")).unwrap();
+    std::fs::write(dir.join("data/sub/rel.txt"), "relative to the cwd").unwrap();
+    let policy = dir.join("cwd.toml");
+    std::fs::write(
+        &policy,
+        "[[fs.preopen]]\nhost = \"data\"\nguest = \"/data\"\n\n[env]\ncwd = \"/data/sub\"\n\n[stdio]\nstdout = \"log\"\n",
+    )
+    .unwrap();
+    let with = |args: &[&str]| probe(&["--policy", policy.to_str().unwrap()], args);
+
+    let out = with(&["cwd"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cli-probe: cwd: /data/sub"),
+        "{}",
+        out.stderr
+    );
+    // A relative open is resolved against it.
+    let out = with(&["read", "rel.txt"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cli-probe: read: relative to the cwd"),
+        "{}",
+        out.stderr
+    );
+    // Without it the program starts in `/`, where `rel.txt` is not.
+    let data = format!("{}::/data", dir.join("data").display());
+    let out = probe(&["--dir", &data], &["cwd"]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cli-probe: cwd: / pid="),
+        "{}",
+        out.stderr
+    );
+    let out = probe(&["--dir", &data], &["read", "rel.txt"]);
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cli-probe: failed: NotFound"),
+        "{}",
+        out.stderr
+    );
+
+    let inspected = run(&[
+        "inspect",
+        component("cli-probe").to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert!(
+        inspected.stdout.contains(
+            "granted: [env] 0 variables, 0 inherited, 0 arguments, working directory /data/sub"
+        ),
+        "{}",
+        inspected.stdout
+    );
+    let explained = run(&["policy", "explain", policy.to_str().unwrap()]);
+    assert!(
+        explained
+            .stdout
+            .contains("env: working directory /data/sub"),
+        "{}",
+        explained.stdout
+    );
 }
 
 #[test]

@@ -274,3 +274,56 @@ fn an_app_listener_routes_to_a_command_that_also_exports_the_http_handler() {
     assert!(interrupted.success());
     assert_eq!(wait(child, Duration::from_secs(30)).code(), Some(0));
 }
+
+#[test]
+fn an_app_runs_a_proxy_world_binary_as_a_worker_and_routes_to_it() {
+    // One component, both roles: a temporary worker runs its main, a route serves it.
+    let dir = temp_dir("app-http-cli-both");
+    let file = dir.join("app.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"[components.web]
+path = {:?}
+
+[supervisor]
+children = [{{ id = "cli", component = "web", restart = "temporary" }}]
+
+[[listeners]]
+listen = "127.0.0.1:0"
+routes = [{{ path = "/", component = "web" }}]
+"#,
+            component("http-cli")
+        ),
+    )
+    .unwrap();
+    let mut child = rusm()
+        .args(["run", file.to_str().unwrap(), "--keep-running"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = lines(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let (mut addr, mut ran) = (None, false);
+    while addr.is_none() || !ran {
+        let line = stderr
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the app did not come up:\n{seen}"));
+        seen.push_str(&line);
+        seen.push('\n');
+        ran |= line.contains("http-cli: run as a command");
+        if let Some(rest) = line.split("http://").nth(1) {
+            addr = Some(rest.split('/').next().unwrap().to_owned());
+        }
+    }
+    let answer = http(&addr.unwrap(), "GET /");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}\n{seen}");
+    assert!(answer.contains("http-cli: served over http\n"), "{answer}");
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    assert_eq!(wait(child, Duration::from_secs(30)).code(), Some(0));
+}

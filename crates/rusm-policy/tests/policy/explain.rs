@@ -66,6 +66,10 @@ host = "/srv/data"
 guest = "/data"
 mode = "rw"
 
+[[fs.preopen]]
+host = "/srv/fixtures"
+guest = "./readonly"
+
 [net]
 tcp_connect = ["127.0.0.1:8080", "10.0.0.0/8:1-1024", "localhost:*"]
 udp_bind = ["[::1]:53"]
@@ -80,6 +84,7 @@ monotonic = true
 vars = { MODE = "prod" }
 inherit = ["HOME"]
 args = ["--port", "8080"]
+cwd = "/data"
 
 [stdio]
 stdout = "log"
@@ -101,6 +106,7 @@ register = ["counter", "cache-*"]
     let lines: Vec<&str> = text.lines().collect();
     for expected in [
         "filesystem: /data is host directory /srv/data (read-write)",
+        "filesystem: readonly is host directory /srv/fixtures (read-only)",
         "network: tcp connect to 127.0.0.1, port 8080",
         "network: tcp connect to 10.0.0.0/8, ports 1-1024",
         "network: tcp connect to localhost (127.0.0.0/8 and ::1), any port",
@@ -113,6 +119,7 @@ register = ["counter", "cache-*"]
         "env: variable MODE = \"prod\"",
         "env: variable HOME passed through from the host when set there",
         "env: arguments \"--port\", \"8080\"",
+        "env: working directory /data",
         "stdio: stdin null (reads see end of file)",
         "stdio: stdout log (each line goes to the host log, tagged with the pid)",
         "stdio: stderr inherit (the host's own stream)",

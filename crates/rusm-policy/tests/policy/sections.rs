@@ -74,6 +74,76 @@ fn preopens_keep_the_written_and_resolved_host_path() {
 }
 
 #[test]
+fn guest_names_may_be_relative_as_wasmtime_takes_them() {
+    let p = Policy::parse(
+        "[[fs.preopen]]\nhost = \"work\"\nguest = \"./\"\nmode = \"rw\"\n\n\
+         [[fs.preopen]]\nhost = \"ro\"\nguest = \"./readonly/\"\n\n\
+         [[fs.preopen]]\nhost = \"deep\"\nguest = \"a//b/./c\"\n\n\
+         [[fs.preopen]]\nhost = \"abs\"\nguest = \"/readonly\"\n",
+        Path::new("/etc/rusm/capabilities/p.toml"),
+    )
+    .unwrap();
+    let guests: Vec<&str> = p.fs.preopens.iter().map(|p| p.guest.as_str()).collect();
+    assert_eq!(guests, [".", "readonly", "a/b/c", "/readonly"]);
+    assert_eq!(
+        p.fs.preopens[0].host_resolved,
+        Path::new("/etc/rusm/capabilities/work")
+    );
+    assert_eq!(
+        p.fs.preopen_at(".").map(|p| p.mode),
+        Some(FsMode::ReadWrite)
+    );
+    assert_eq!(
+        p.fs.preopen_at("readonly/").map(|p| p.mode),
+        Some(FsMode::ReadOnly)
+    );
+
+    // The same name twice is refused, whichever way it is written.
+    let err = Policy::parse(
+        "[[fs.preopen]]\nhost = \"a\"\nguest = \".\"\n\n[[fs.preopen]]\nhost = \"b\"\nguest = \"./\"\n",
+        Path::new("p.toml"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "p.toml:7:9: duplicate guest path \".\" in [[fs.preopen]]; it is already preopened at line 3"
+    );
+    // `..` stays refused in relative names too.
+    let err = Policy::parse(
+        "[[fs.preopen]]\nhost = \"a\"\nguest = \"../etc\"\n",
+        Path::new("p.toml"),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("contains \"..\""), "{err}");
+}
+
+#[test]
+fn the_working_directory_is_a_normalised_guest_path() {
+    let p = policy("[env]\ncwd = \"/data/./work/\"\n");
+    assert_eq!(p.env.cwd.as_deref(), Some("/data/work"));
+    assert!(!p.env.is_empty());
+    assert_eq!(policy("[env]\ncwd = \".\"\n").env.cwd.as_deref(), Some("."));
+    assert_eq!(policy("").env.cwd, None);
+    for (source, expected) in [
+        (
+            "[env]\ncwd = \"\"\n",
+            "p.toml:2:7: empty working directory in [env] cwd; give a guest path, e.g. cwd = \"/data\"",
+        ),
+        (
+            "[env]\ncwd = \"/a/../b\"\n",
+            "p.toml:2:7: working directory \"/a/../b\" in [env] cwd contains \"..\"; write the path without \"..\" components",
+        ),
+        (
+            "[env]\ncwd = 1\n",
+            "p.toml:2:7: wrong type for \"cwd\" in [env]: expected a string (a guest path), found an integer",
+        ),
+    ] {
+        let err = Policy::parse(source, Path::new("p.toml")).unwrap_err();
+        assert_eq!(err.to_string(), expected);
+    }
+}
+
+#[test]
 fn from_file_resolves_relative_hosts_against_the_file_directory() {
     let dir = std::env::temp_dir().join(format!("rusm-policy-fromfile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -169,6 +169,38 @@ fn preopen_escalations() {
 }
 
 #[test]
+fn relative_guest_names_are_labels_the_subset_rule_ignores() {
+    let parent = "[[fs.preopen]]\nhost = \"/srv/data\"\nguest = \".\"\nmode = \"ro\"\n";
+    // Inside the parent's host directory: covered, whatever name the guest sees.
+    assert_subset(
+        "[[fs.preopen]]\nhost = \"/srv/data/x\"\nguest = \"readonly\"\n",
+        parent,
+    );
+    assert_subset(
+        "[[fs.preopen]]\nhost = \"/srv/data\"\nguest = \"/data\"\n",
+        parent,
+    );
+    // The same name for another host directory grants that directory: refused.
+    assert_escalation(
+        "[[fs.preopen]]\nhost = \"/srv/secrets\"\nguest = \".\"\n",
+        parent,
+        "preopen /srv/secrets (ro) at . is not inside any of the parent's preopens with mode ro or stronger",
+    );
+    assert_escalation(
+        "[[fs.preopen]]\nhost = \"/srv/data\"\nguest = \"a/b\"\nmode = \"rw\"\n",
+        parent,
+        "preopen /srv/data (rw) at a/b is not inside any of the parent's preopens with mode rw or stronger",
+    );
+}
+
+#[test]
+fn the_working_directory_carries_no_authority() {
+    // Like arguments, cwd is not compared: it names a path and opens nothing.
+    assert_subset("[env]\ncwd = \"/etc\"\n", "");
+    assert_subset("[env]\ncwd = \"/a\"\n", "[env]\ncwd = \"/b\"\n");
+}
+
+#[test]
 fn socket_escalations() {
     let parent = "[net]\ntcp_connect = [\"10.0.0.0/8:1-1024\"]\nudp_bind = [\"127.0.0.1:5000\"]\n";
     assert_subset("[net]\ntcp_connect = [\"10.9.0.0/16:80\"]\n", parent);

@@ -850,8 +850,15 @@ unsafe impl StackCreator for StackArenaCreator {
 /// A guest call on a store whose stack is opened before the call; when the call ends
 /// (also when it is dropped unfinished, after the call itself is dropped) the stack
 /// joins the arena's set of open stacks, or is closed at once if the set holds none.
+///
+/// The lease a stack belongs to is the one current on the thread when wasmtime creates
+/// it, so every guest call that may run inside another store's call (a plugin called
+/// from a host function of a handler's call) runs in a scope too: an
+/// [`unleased`](StackScope::unleased) one, under which a new stack belongs to no lease
+/// and stays open. Without it the plugin's stack would be recorded in the handler's
+/// lease and closed when the handler's call ends, under the plugin's next call.
 pub(crate) struct StackScope<F> {
-    lease: Arc<StackLease>,
+    lease: Option<Arc<StackLease>>,
     call: Option<Pin<Box<F>>>,
     opened: bool,
 }
@@ -860,7 +867,17 @@ impl<F> StackScope<F> {
     /// Run `call` on the stack that `lease` tracks (use one lease per store).
     pub(crate) fn new(lease: Arc<StackLease>, call: F) -> StackScope<F> {
         StackScope {
-            lease,
+            lease: Some(lease),
+            call: Some(Box::pin(call)),
+            opened: false,
+        }
+    }
+
+    /// Run `call` on a store that tracks no lease: its stack, once made, stays open
+    /// until the store is dropped, whatever call this one runs inside.
+    pub(crate) fn unleased(call: F) -> StackScope<F> {
+        StackScope {
+            lease: None,
             call: Some(Box::pin(call)),
             opened: false,
         }
@@ -876,19 +893,23 @@ impl<F: Future> Future for StackScope<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if !this.opened {
-            this.lease.begin_call()?;
+            if let Some(lease) = &this.lease {
+                lease.begin_call()?;
+            }
             this.opened = true;
         }
         let Some(call) = this.call.as_mut() else {
             return Poll::Pending;
         };
-        let previous = CURRENT.with(|c| c.replace(Some(this.lease.clone())));
+        let previous = CURRENT.with(|c| c.replace(this.lease.clone()));
         let polled = call.as_mut().poll(cx);
         CURRENT.with(|c| *c.borrow_mut() = previous);
         match polled {
             Poll::Ready(out) => {
                 this.call = None;
-                this.lease.end_call();
+                if let Some(lease) = &this.lease {
+                    lease.end_call();
+                }
                 Poll::Ready(Ok(out))
             }
             Poll::Pending => Poll::Pending,
@@ -901,11 +922,13 @@ impl<F> Drop for StackScope<F> {
         if self.call.is_some() {
             // Dropping an unfinished call unwinds its fiber on the stack, so the call
             // ends (and its stack may be closed) only after that.
-            let previous = CURRENT.with(|c| c.replace(Some(self.lease.clone())));
+            let previous = CURRENT.with(|c| c.replace(self.lease.clone()));
             self.call = None;
             CURRENT.with(|c| *c.borrow_mut() = previous);
-            if self.opened {
-                self.lease.end_call();
+            if self.opened
+                && let Some(lease) = &self.lease
+            {
+                lease.end_call();
             }
         }
     }
@@ -1158,6 +1181,50 @@ mod tests {
             1,
             "every stack closed: the chunk is one mapping again"
         );
+    }
+
+    /// Poll `future` once; it must be ready.
+    fn ready<F: Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        match future
+            .as_mut()
+            .poll(&mut Context::from_waker(std::task::Waker::noop()))
+        {
+            Poll::Ready(out) => out,
+            Poll::Pending => panic!("the future is not ready"),
+        }
+    }
+
+    #[test]
+    fn a_stack_made_by_a_call_nested_in_another_stores_call_is_not_that_stores() {
+        let creator = StackArenaCreator(StackArena::new(&stack_config(0), 64 << 10).unwrap());
+        let handler = Arc::new(StackLease::default());
+        // A handler's call whose host function calls a plugin for the first time: the
+        // plugin's store makes its stack during the handler's call.
+        let plugin_stack = ready(StackScope::new(handler.clone(), async {
+            ready(StackScope::unleased(async {
+                creator.new_stack(64 << 10, true).unwrap()
+            }))
+            .unwrap()
+        }))
+        .unwrap();
+        assert!(
+            handler.inner.lock().stack.is_none(),
+            "the plugin's stack is recorded in the handler's lease"
+        );
+        assert!(
+            is_open(&*plugin_stack),
+            "the handler's call ending closed the plugin's stack"
+        );
+        write_top(&*plugin_stack);
+        // A store of its own made in a leased call is still that store's.
+        let own = ready(StackScope::new(handler.clone(), async {
+            creator.new_stack(64 << 10, true).unwrap()
+        }))
+        .unwrap();
+        assert!(handler.inner.lock().stack.is_some());
+        assert!(!is_open(&*own), "closed when its call ends");
+        assert!(is_open(&*plugin_stack));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use rusm_otp::ExitReason;
 
 use crate::kind::ComponentKind;
 use crate::kinds::{Backend, Started};
+use crate::preempt::in_guest;
 use crate::registry::{LoadedComponent, Prepared};
 use crate::store::{ProcessSetup, exit_reason};
 use crate::upgrade::{self, HandOver, InstanceEnd};
@@ -33,7 +34,7 @@ pub(crate) async fn run(
     // version in a fresh store, under the same rusm process.
     let outcome = loop {
         let wasm = &mut store.store;
-        let run = async {
+        let run = in_guest(async {
             match &component.prepared {
                 Prepared::Actor(pre) => {
                     async {
@@ -60,7 +61,7 @@ pub(crate) async fn run(
                     "a handler-style component runs through its handler exports",
                 )),
             }
-        };
+        });
         let end = upgrade::run_instance(run, deadline, live.as_ref()).await;
         match (end, &live) {
             (InstanceEnd::Overdue, Some(live)) => {

@@ -28,6 +28,7 @@ use crate::bindings::{
 };
 use crate::kind::ComponentKind;
 use crate::kinds::{Backend, Started};
+use crate::preempt::in_guest;
 use crate::registry::{LoadedComponent, Prepared};
 use crate::state::ProcessState;
 use crate::store::{ProcessSetup, ProcessStore, exit_reason};
@@ -86,7 +87,7 @@ fn scoped<T>(
     lease: &Arc<StackLease>,
     call: impl Future<Output = wasmtime::Result<T>>,
 ) -> impl Future<Output = Result<T, CallFailure>> {
-    let scope = StackScope::new(lease.clone(), call);
+    let scope = StackScope::new(lease.clone(), in_guest(call));
     async move {
         match scope.await {
             Ok(Ok(out)) => Ok(out),

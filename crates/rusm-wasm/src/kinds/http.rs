@@ -20,7 +20,8 @@ use wasmtime_wasi_http::WasiHttpView;
 
 use crate::extensions::Extensions;
 use crate::kinds::{Backend, BodyFuture, Granted, Started};
-use crate::registry::{LoadedComponent, Prepared};
+use crate::preempt::in_guest;
+use crate::registry::LoadedComponent;
 use crate::store::{ProcessSetup, exit_reason};
 
 /// The body of a response a handler produced (streamed from the guest as it writes).
@@ -167,7 +168,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<HttpBodyError>,
 {
-    let Prepared::Http(pre) = &component.prepared else {
+    let Some(pre) = component.http_handler() else {
         return ExitReason::crashed(format!(
             "component {:?} is not an HTTP handler",
             component.name
@@ -194,14 +195,14 @@ where
             return ExitReason::crashed(format!("cannot hand the request to the guest: {e:#}"));
         }
     };
-    let run = async {
+    let run = in_guest(async {
         let proxy = pre.instantiate_async(&mut *store).await?;
         proxy
             .wasi_http_incoming_handler()
             .call_handle(&mut *store, req, out)
             .await?;
         Ok(Ok(()))
-    };
+    });
     let outcome = match deadline {
         None => Some(run.await),
         Some(at) => tokio::time::timeout_at(at, run).await.ok(),

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use rusm_otp::{Context, ExitReason, Runtime};
 use rusm_policy::Policy;
 
+use crate::broker::Dirs;
 use crate::extensions::Extensions;
 use crate::kind::ComponentKind;
 use crate::limits::{Limits, MemoryGrant, TreeToken};
@@ -39,6 +40,8 @@ pub(crate) struct Granted {
     pub(crate) tree: Option<TreeToken>,
     /// Its share of the node's memory budget.
     pub(crate) memory: MemoryGrant,
+    /// Its policy's preopens, opened at spawn.
+    pub(crate) dirs: Arc<Dirs>,
 }
 
 impl Granted {
@@ -55,6 +58,7 @@ impl Granted {
             ends_at: self.limits.deadline_from_now(),
             tree: self.tree,
             memory: self.memory,
+            dirs: self.dirs,
         }
     }
 }

@@ -34,10 +34,12 @@ use tokio::sync::{Notify, oneshot, watch};
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
+use crate::arena::StackScope;
 use crate::error::SpawnError;
 use crate::extensions::Extensions;
 use crate::kind::ComponentKind;
 use crate::kinds::{Backend, BodyFuture, Granted};
+use crate::preempt::in_guest;
 use crate::registry::{LoadedComponent, Prepared};
 use crate::state::ProcessState;
 use crate::store::{ProcessSetup, ProcessStore, exit_reason};
@@ -483,11 +485,13 @@ async fn instantiate<B>(
     // the lookup is seen at the next call.
     let installs = backend.registry.installs();
     let wasm = &mut store.store;
-    let bound = async {
+    // Unleased: a plugin may be started from inside another store's call.
+    let bound = StackScope::unleased(in_guest(async {
         let instance = pre.instantiate_async(&mut *wasm).await?;
         bind(wasm, &instance)
-    }
-    .await;
+    }))
+    .await
+    .unwrap_or_else(|why| Err(wasmtime::Error::msg(why)));
     match bound {
         Ok(bindings) => Ok(Running {
             bindings,
@@ -581,7 +585,10 @@ impl<B: Send + 'static> Plugin<B> {
         live.poisoned = true;
         let deadline = options.deadline.or(inner.deadline);
         let outcome = {
-            let run = f(&live.bindings, &mut live.store.store);
+            // Unleased: the caller may be a host function running inside another
+            // store's call (a handler's), whose stack lease must not take this
+            // plugin's stack.
+            let run = StackScope::unleased(in_guest(f(&live.bindings, &mut live.store.store)));
             let interrupted = async {
                 match deadline {
                     None => inner.signals.interrupted(cancels).await,
@@ -596,7 +603,7 @@ impl<B: Send + 'static> Plugin<B> {
             // waker or a timer.
             tokio::select! {
                 biased;
-                result = run => Ok(result),
+                result = run => Ok(result.unwrap_or_else(|why| Err(wasmtime::Error::msg(why)))),
                 why = interrupted => Err(why),
             }
         };

@@ -15,9 +15,10 @@ impl WasmNode {
     /// Compile a component and register it under `name` as an HTTP handler, whatever
     /// else it exports: a component exporting both `wasi:http/incoming-handler` and
     /// `wasi:cli/run` (a `wasm32-wasip2` binary built for the `wasi:http/proxy` world)
-    /// is a command when loaded with [`WasmNode::load_bytes`], and an HTTP handler
-    /// served by [`WasmNode::serve_http`] when loaded this way. Its later versions
-    /// stay HTTP handlers (see [`WasmNode::reload`]).
+    /// is a command when loaded with [`WasmNode::load_bytes`] (which
+    /// [`WasmNode::serve_http`] serves too), and only an HTTP handler when loaded this
+    /// way: it is not spawned. Its later versions stay HTTP handlers (see
+    /// [`WasmNode::reload`]).
     ///
     /// # Errors
     /// As [`WasmNode::load_bytes`]; [`LoadError::NotHttpHandler`] when it does not
@@ -45,6 +46,18 @@ impl WasmNode {
         self.load_http_bytes(name, &bytes)
     }
 
+    /// Whether the component loaded under `name` serves HTTP requests through
+    /// [`WasmNode::serve_http`]: it exports `wasi:http/incoming-handler`, whatever
+    /// its kind (an HTTP handler, or a command built for the `wasi:http/proxy` world
+    /// loaded with [`WasmNode::load_bytes`]). `false` when none is loaded.
+    pub fn serves_http(&self, name: &str) -> bool {
+        self.shared
+            .backend
+            .registry
+            .component(name)
+            .is_ok_and(|c| c.http_handler().is_some())
+    }
+
     /// What kind of component is loaded under `name`, if any.
     pub fn component_kind(&self, name: &str) -> Option<ComponentKind> {
         self.shared
@@ -55,8 +68,9 @@ impl WasmNode {
             .map(|c| c.kind)
     }
 
-    /// Serve one HTTP request with the loaded HTTP handler `component`, as a new rusm
-    /// process (no parent) under `options.policy`.
+    /// Serve one HTTP request with the loaded component `component`, which must
+    /// export `wasi:http/incoming-handler` (see [`WasmNode::serves_http`]), as a new
+    /// rusm process (no parent) under `options.policy`.
     ///
     /// The request's URI needs an authority or a `Host` header (the guest sees it as
     /// the request's authority).
@@ -78,7 +92,7 @@ impl WasmNode {
     {
         let node = &self.shared;
         let loaded = node.backend.registry.component(component)?;
-        if loaded.kind != ComponentKind::Http {
+        if loaded.http_handler().is_none() {
             return Err(SpawnError::NotHttpHandler(component.to_owned()));
         }
         let policy = options.policy.unwrap_or_else(|| node.default_policy());

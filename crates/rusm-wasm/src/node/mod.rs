@@ -19,14 +19,15 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::{Actor, WitError, WitSpawnOptions, WitSpawned};
-use crate::broker;
-use crate::engine::{EpochTicker, WasmConfig, build_engine};
+use crate::broker::{self, Dirs};
+use crate::engine::{WasmConfig, build_engine};
 use crate::error::{LoadError, SpawnError};
 use crate::extensions::Extensions;
 use crate::host;
 use crate::kind::ComponentKind;
 use crate::kinds::{self, Backend, BodyFuture, Granted};
 use crate::limits::{Limits, TreeToken};
+use crate::preempt::EpochTicker;
 use crate::registry::{ComponentInfo, ComponentRegistry, LoadedComponent};
 use crate::rights;
 use crate::state::{ChildToken, NodeView, ProcessState, Spawner};
@@ -75,6 +76,8 @@ struct FromGuest {
     tree: TreeToken,
     budget: Option<Duration>,
     fuel: Option<u64>,
+    /// The child's preopens, opened and checked against the parent's.
+    dirs: Arc<Dirs>,
 }
 
 /// State shared by a node and every wasm process on it: the layers below (in
@@ -142,7 +145,7 @@ impl WasmNode {
             linker.allow_shadowing(false);
         }
         extend(&mut linker).map_err(anyhow::Error::from)?;
-        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)?;
+        let ticker = EpochTicker::start(engine.clone(), config.preemption)?;
         let backend = Backend {
             registry: ComponentRegistry::new(engine.clone(), linker),
             stores: StoreFactory::new(engine, config, ticker),
@@ -298,9 +301,9 @@ impl NodeShared {
         policy: Arc<Policy>,
         from_guest: Option<FromGuest>,
     ) -> Result<Granted, SpawnError> {
-        let (child_token, tree, budget, fuel) = match from_guest {
-            Some(g) => (Some(g.child_token), Some(g.tree), g.budget, g.fuel),
-            None => (None, None, None, None),
+        let (child_token, tree, budget, fuel, dirs) = match from_guest {
+            Some(g) => (Some(g.child_token), Some(g.tree), g.budget, g.fuel, g.dirs),
+            None => (None, None, None, None, Self::open_dirs(&policy)?),
         };
         let mut limits =
             Limits::resolve(&policy, self.backend.stores.config())?.with_deadline(budget);
@@ -323,7 +326,18 @@ impl NodeShared {
             child_token,
             tree,
             memory,
+            dirs,
         })
+    }
+
+    /// Open `policy`'s preopens for a process about to be spawned.
+    fn open_dirs(policy: &Policy) -> Result<Arc<Dirs>, SpawnError> {
+        if policy.fs.preopens.is_empty() {
+            return Ok(Arc::new(Dirs::none()));
+        }
+        Dirs::open(policy)
+            .map(Arc::new)
+            .map_err(|e| SpawnError::NotPermitted(e.to_string()))
     }
 
     /// The core spawn options of a process of `component` that asked for `mailbox`
@@ -462,6 +476,18 @@ impl Spawner for NodeShared {
             Some(share) => Some(child_policy.limits.fuel.unwrap_or(u64::MAX).min(share)),
             None => None,
         };
+        // Under its parent's own policy a child gets the parent's very directories;
+        // under another, its own, opened now and checked against the parent's.
+        let dirs = if Arc::ptr_eq(&child_policy, &state.policy) {
+            Arc::clone(&state.dirs)
+        } else {
+            let dirs = Self::open_dirs(&child_policy).map_err(|e| match e {
+                SpawnError::NotPermitted(why) => WitError::NotPermitted(why),
+                other => WitError::Invalid(other.to_string()),
+            })?;
+            dirs.within(&state.dirs).map_err(WitError::NotPermitted)?;
+            dirs
+        };
         if let Some(max) = state.limits.children
             && state.children.load(Ordering::Acquire) as u64 >= max
         {
@@ -500,6 +526,7 @@ impl Spawner for NodeShared {
             tree,
             budget: state.remaining(),
             fuel: given,
+            dirs,
         };
         match self.spawn_child(Some(&state.ctx), component, opts, Some(from_guest)) {
             Ok(spawned) => Ok((
