@@ -507,3 +507,53 @@ async fn a_name_longer_than_the_bound_is_refused_before_the_host_keeps_or_echoes
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_request_the_node_cannot_back_with_memory_gets_503() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Room for a request under a 16 MiB policy, not under the default 64 MiB.
+    let node = node_with(
+        WasmConfig {
+            memory_budget: 32 << 20,
+            ..WasmConfig::default()
+        },
+        &[],
+    );
+    node.load_http_file("http-hello", rusm_e2e::component("http-hello").unwrap())
+        .unwrap();
+    let small = policy("[limits]\nmemory = \"16 MiB\"\n");
+    let routes = vec![
+        rusm_http::Route::new("/small", "http-hello").policy(small),
+        rusm_http::Route::new("/default", "http-hello"),
+    ];
+    let server = rusm_http::HttpServer::bind(
+        node.clone(),
+        "127.0.0.1:0".parse().unwrap(),
+        routes,
+        rusm_http::HttpConfig::default(),
+    )
+    .await
+    .expect("the server binds");
+    let status = |path: &'static str| {
+        let addr = server.local_addr();
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            stream.write_all(head.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await.unwrap();
+            String::from_utf8_lossy(&answer)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    let small_status = tokio::time::timeout(WAIT, status("/small")).await.unwrap();
+    assert_eq!(small_status, "HTTP/1.1 200 OK");
+    let default_status = tokio::time::timeout(WAIT, status("/default"))
+        .await
+        .unwrap();
+    assert_eq!(default_status, "HTTP/1.1 503 Service Unavailable");
+    server.shutdown().await;
+}

@@ -14,7 +14,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rusm_otp::{ExitReason, Pid};
-use rusm_wasm::{HttpFailure, HttpRequestOptions, WasmNode};
+use rusm_wasm::{HttpFailure, HttpRequestOptions, SpawnError, WasmNode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -428,20 +428,28 @@ async fn dispatch(
         deadline: Some(remaining),
         https: false,
     };
-    let mut invocation =
-        match shared
-            .node
-            .serve_http(route.component(), Request::from_parts(parts, body), options)
-        {
-            Ok(invocation) => invocation,
-            Err(e) => {
-                tracing::error!(component = route.component(), error = %e, "cannot serve request");
-                return (
-                    plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
-                    None,
-                );
-            }
-        };
+    let mut invocation = match shared.node.serve_http(
+        route.component(),
+        Request::from_parts(parts, body),
+        options,
+    ) {
+        Ok(invocation) => invocation,
+        // The node cannot take another process now (its memory budget): busy.
+        Err(e @ SpawnError::Unavailable(_)) => {
+            tracing::warn!(component = route.component(), error = %e, "cannot serve request now");
+            return (
+                plain(StatusCode::SERVICE_UNAVAILABLE, "server busy\n"),
+                None,
+            );
+        }
+        Err(e) => {
+            tracing::error!(component = route.component(), error = %e, "cannot serve request");
+            return (
+                plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+                None,
+            );
+        }
+    };
     let pid = invocation.pid();
     lock(&shared.in_flight).insert(pid);
     let result = invocation.response().await;
