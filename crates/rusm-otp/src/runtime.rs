@@ -260,7 +260,13 @@ struct Inner {
     /// Set once an observer is added, so that nodes without one pay a single load.
     observed: AtomicBool,
     observers: parking_lot::RwLock<Vec<Observer>>,
+    /// Set once an interrupter is added.
+    interrupting: AtomicBool,
+    interrupters: parking_lot::RwLock<Vec<Interrupter>>,
 }
+
+/// What [`Runtime::add_interrupter`] keeps.
+type Interrupter = Arc<dyn Fn() + Send + Sync>;
 
 /// A node: the table of processes and everything that acts on them.
 ///
@@ -306,6 +312,8 @@ impl Runtime {
                 mailbox_high_water: AtomicUsize::new(0),
                 observed: AtomicBool::new(false),
                 observers: parking_lot::RwLock::new(Vec::new()),
+                interrupting: AtomicBool::new(false),
+                interrupters: parking_lot::RwLock::new(Vec::new()),
             }),
         }
     }
@@ -430,6 +438,24 @@ impl Runtime {
     pub fn add_observer(&self, observer: impl Fn(&Event<'_>) + Send + Sync + 'static) {
         self.inner.observers.write().push(Arc::new(observer));
         self.inner.observed.store(true, Ordering::Release);
+    }
+
+    /// Call `interrupter` whenever a signal ends a process (a kill, or an exit signal
+    /// it does not trap), right after its task is woken: a backend whose processes
+    /// run code the runtime cannot reach between polls (a wasm guest inside one call)
+    /// uses it to make that code yield now rather than at its next preemption. It
+    /// runs on the signalling thread and must be quick; it cannot be removed.
+    pub fn add_interrupter(&self, interrupter: impl Fn() + Send + Sync + 'static) {
+        self.inner.interrupters.write().push(Arc::new(interrupter));
+        self.inner.interrupting.store(true, Ordering::Release);
+    }
+
+    fn interrupt(&self) {
+        if self.inner.interrupting.load(Ordering::Acquire) {
+            for interrupter in self.inner.interrupters.read().iter() {
+                interrupter();
+            }
+        }
     }
 
     fn tell(&self, event: &Event<'_>) {
@@ -594,6 +620,7 @@ impl Runtime {
         drop(st);
         if wake_task {
             slot.task_waker.wake();
+            self.interrupt();
         }
         if let Some(waker) = wake_recv {
             waker.wake();

@@ -144,3 +144,47 @@ async fn stats_count_exits_by_kind_restarts_and_the_mailbox_high_water_mark() {
         .collect();
     assert_eq!(restarts.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupters_hear_every_signal_that_ends_a_process_and_no_other() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rt = Runtime::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    rt.add_interrupter(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let idle = || {
+        rt.spawn(|ctx| async move {
+            ctx.recv().await;
+        })
+    };
+    // A kill and an untrapped abnormal exit signal each end a process: one call each.
+    let killed = idle();
+    let end = rt.watch(killed);
+    rt.kill(killed);
+    assert_eq!(end.await, ExitReason::Killed);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let exited = idle();
+    let end = rt.watch(exited);
+    rt.exit(exited, ExitReason::custom("stop"));
+    assert_eq!(end.await, ExitReason::custom("stop"));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // A normal exit signal from another is ignored, and a trapped one is a message:
+    // neither ends the process, so neither interrupts.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (got_tx, got_rx) = tokio::sync::oneshot::channel();
+    let trapping = rt.spawn(move |ctx| async move {
+        ctx.trap_exit(true);
+        let _ = ready_tx.send(());
+        let _ = got_tx.send(ctx.recv().await);
+        ctx.recv().await;
+    });
+    ready_rx.await.unwrap();
+    let plain = idle();
+    rt.exit(plain, ExitReason::Normal);
+    rt.exit(trapping, ExitReason::custom("trapped"));
+    assert!(matches!(got_rx.await.unwrap(), rusm_otp::Message::Exit(_)));
+    assert!(rt.is_alive(plain) && rt.is_alive(trapping));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
