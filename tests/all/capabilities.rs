@@ -690,6 +690,39 @@ async fn tcp_listen_is_refused_when_only_connect_is_granted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_of_port_zero_listens_on_the_port_the_system_picks_and_no_other() {
+    let node = node(&["net-probe"]);
+    let rt = node.runtime().clone();
+    let ephemeral = policy("[net]\ntcp_bind = [\"127.0.0.1:0\"]\n");
+    let (reporter, mut reports) = probe(&rt);
+    let init = [pid_bytes(reporter), net(TCP_LISTEN, "127.0.0.1:0").0].concat();
+    let (_pid, end) = node
+        .spawn_watched("net-probe", options(init, &ephemeral))
+        .unwrap();
+    let (tag, bound) = reports.data().await;
+    let bound: SocketAddr = String::from_utf8(Outcome::from_report(tag, bound).ok())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(bound.port(), 0, "the system picked a port");
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect_timeout(&bound, WAIT)?;
+        stream.write_all(b"on an ephemeral port")?;
+        stream.shutdown(std::net::Shutdown::Write)
+    })
+    .await
+    .unwrap()
+    .expect("the host connects to the guest's listener");
+    assert_eq!(reports.data().await, (3, b"on an ephemeral port".to_vec()));
+    assert_eq!(ended(end).await, ExitReason::Normal);
+    // Port 0 is not any port the guest names, nor another address.
+    for addr in ["127.0.0.1:45678", "127.0.0.2:0", "0.0.0.0:0"] {
+        let refused = ask(&node, "net-probe", &ephemeral, net(TCP_LISTEN, addr)).await;
+        assert_permission_denied(&refused.err());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_listen_grant_binds_and_accepts() {
     let node = node(&["net-probe"]);
     let rt = node.runtime().clone();
