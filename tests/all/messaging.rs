@@ -1,11 +1,12 @@
 use rusm_otp::{ExitReason, Message, Payload};
 use rusm_wasm::WasmSpawnOptions;
 
+use crate::components;
 use crate::{node, pid_bytes, pinger_init, policy, probe};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasm_to_wasm_ping_pong() {
-    let node = node(&["ping-pong"]);
+    let node = node(&[components::PING_PONG]);
     let rt = node.runtime().clone();
     let (reporter, mut probe) = probe(&rt);
     let ponger = node.spawn("ping-pong", Vec::new()).unwrap();
@@ -30,7 +31,7 @@ async fn wasm_to_wasm_ping_pong() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_and_wasm_processes_exchange_messages() {
-    let node = node(&["ping-pong"]);
+    let node = node(&[components::PING_PONG]);
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
     let ponger = node.spawn("ping-pong", Vec::new()).unwrap();
@@ -56,7 +57,7 @@ fn call_envelope(caller: rusm_otp::Pid, reply_tag: u64, body: &[u8]) -> Vec<u8> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counter_server_keeps_state_and_registers_its_name() {
-    let node = node(&["counter"]);
+    let node = node(&[components::COUNTER]);
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
     let options = WasmSpawnOptions {
@@ -88,7 +89,7 @@ async fn counter_server_keeps_state_and_registers_its_name() {
 async fn selective_receive_in_a_guest_leaves_other_messages_in_order() {
     // The pinger waits for tag-2 replies only; noise sent to it first stays queued and
     // does not disturb the exchange.
-    let node = node(&["ping-pong"]);
+    let node = node(&[components::PING_PONG]);
     let rt = node.runtime().clone();
     let (reporter, mut probe) = probe(&rt);
     let ponger = node.spawn("ping-pong", Vec::new()).unwrap();
@@ -110,7 +111,7 @@ async fn selective_receive_in_a_guest_leaves_other_messages_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_monitors_and_trap_exit_work_across_native_and_wasm() {
-    let node = node(&["ping-pong", "crasher"]);
+    let node = node(&[components::PING_PONG, components::CRASHER]);
     let rt = node.runtime().clone();
     let n2 = node.clone();
     let (tester, done) = rt.spawn_watched(Default::default(), move |ctx| async move {
@@ -160,7 +161,7 @@ async fn links_monitors_and_trap_exit_work_across_native_and_wasm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wasm_supervisor_restarts_its_child_then_gives_up() {
-    let node = node(&["supervisor", "crasher"]);
+    let node = node(&[components::SUPERVISOR, components::CRASHER]);
     let rt = node.runtime().clone();
     let (reporter, mut probe) = probe(&rt);
     let mut init = pid_bytes(reporter);
@@ -207,7 +208,7 @@ async fn a_wasm_supervisor_restarts_its_child_then_gives_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_spawns_monitored_children() {
-    let node = node(&["spawner", "trivial"]);
+    let node = node(&[components::SPAWNER, components::TRIVIAL]);
     let rt = node.runtime().clone();
     let (reporter, mut probe) = probe(&rt);
     let mut init = pid_bytes(reporter);
@@ -275,7 +276,7 @@ async fn a_guest_spawns_monitored_children() {
 async fn the_readme_actor_is_the_echo_component_and_answers() {
     crate::assert_readme_shows("echo");
 
-    let node = node(&["echo"]);
+    let node = node(&[components::ECHO]);
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
     let echo = node.spawn("echo", Vec::new()).unwrap();

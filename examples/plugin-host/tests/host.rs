@@ -9,15 +9,18 @@ use std::time::Duration;
 use plugin_host::{App, PluginHandle};
 use rusm::supervisor::{Strategy, SupervisorSpec, supervise};
 use rusm::{Context, ExitReason, Interrupted, Message, Pid, PluginError, Policy};
-use rusm_e2e::{PLUGIN_GREETER, PLUGIN_GREETER_V2, PLUGIN_LOOPER};
 use tokio::sync::oneshot;
+
+// `components::PLUGIN_GREETER` and the rest; a plugin component no test here uses is a
+// compile error.
+rusm_e2e::components!(plugin_host);
 
 /// An app with the greeter and the looper loaded.
 fn app() -> App {
     let app = App::new().expect("the app's node builds");
-    app.load("greeter", Path::new(PLUGIN_GREETER))
+    app.load("greeter", components::PLUGIN_GREETER.path())
         .expect("plugin-greeter loads");
-    app.load("looper", Path::new(PLUGIN_LOOPER))
+    app.load("looper", components::PLUGIN_LOOPER.path())
         .expect("plugin-looper loads");
     app
 }
@@ -266,7 +269,7 @@ async fn a_reload_keeps_calls_going_and_later_calls_see_the_new_version() {
     }
     let version = bounded(
         "the reload",
-        app.reload("greeter", Path::new(PLUGIN_GREETER_V2)),
+        app.reload("greeter", components::PLUGIN_GREETER_V2.path()),
     )
     .await
     .expect("version 2 loads");
@@ -410,7 +413,7 @@ async fn plugins_and_actors_do_not_mix_and_imports_are_checked() {
     assert_eq!(err, rusm::SpawnError::Plugin("greeter".to_owned()));
     // An actor cannot be started as a plugin.
     app.node()
-        .load_file("echo", Path::new(rusm_e2e::ECHO))
+        .load_file("echo", components::ECHO.path())
         .unwrap();
     let err = app.start("echo", &[], None).await.unwrap_err();
     assert!(
@@ -420,7 +423,7 @@ async fn plugins_and_actors_do_not_mix_and_imports_are_checked() {
     // A node without the application's host interface cannot load its plugins.
     let bare = rusm::Node::builder().build().unwrap();
     let err = bare
-        .load_plugin_file("greeter", Path::new(PLUGIN_GREETER))
+        .load_plugin_file("greeter", components::PLUGIN_GREETER.path())
         .unwrap_err();
     assert!(
         matches!(err, rusm::LoadError::UnsatisfiedImport { .. })
