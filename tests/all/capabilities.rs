@@ -7,7 +7,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusm_otp::{ExitReason, Pid, Watch};
@@ -1012,42 +1012,63 @@ async fn waiting_for_a_duration_reads_no_clock() {
 // Stdio
 // ---------------------------------------------------------------------------------
 
-/// Every host log line of guest output (target `rusm::guest`) since the test binary
-/// started, captured by a global subscriber installed on first use.
-fn guest_log() -> &'static Mutex<Vec<u8>> {
-    static LOG: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let log: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
-        struct Capture(&'static Mutex<Vec<u8>>);
-        impl Write for Capture {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("rusm::guest=info"))
-            .with_writer(move || Capture(log))
-            .with_ansi(false)
-            .without_time()
-            .try_init()
-            .expect("no other global subscriber in the test binary");
-        log
-    })
+/// The guest output (target `rusm::guest`) logged on one test's threads.
+#[derive(Clone, Default)]
+struct GuestLog(Arc<Mutex<Vec<u8>>>);
+
+impl Write for GuestLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
-/// The captured guest output lines of process `pid`.
-fn guest_lines(pid: Pid) -> Vec<String> {
-    let tag = format!("pid={pid} ");
-    let log = guest_log().lock().unwrap();
-    String::from_utf8_lossy(&log)
-        .lines()
-        .filter(|line| line.contains(&tag))
-        .map(str::to_owned)
-        .collect()
+impl GuestLog {
+    /// The captured guest output lines of process `pid`.
+    fn lines(&self, pid: Pid) -> Vec<String> {
+        let tag = format!("pid={pid} ");
+        let log = self.0.lock().unwrap();
+        String::from_utf8_lossy(&log)
+            .lines()
+            .filter(|line| line.contains(&tag))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Runs `test` on a tokio runtime of its own (two workers, as the other tests) whose
+/// every thread logs to one [`GuestLog`] and nowhere else. Guest output is logged on
+/// the thread running the guest, so the log holds this test's lines only: other
+/// tests' processes have the same pids (each node numbers from 1) but run on their
+/// own runtimes' threads.
+fn with_guest_log<F: Future<Output = ()>>(test: impl FnOnce(GuestLog) -> F) {
+    let log = GuestLog::default();
+    let dispatch = {
+        let log = log.clone();
+        tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("rusm::guest=info"))
+                .with_writer(move || log.clone())
+                .with_ansi(false)
+                .without_time()
+                .finish(),
+        )
+    };
+    let on_start = dispatch.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            // The thread's default for as long as it lives.
+            std::mem::forget(tracing::dispatcher::set_default(&on_start));
+        })
+        .build()
+        .expect("the test's runtime starts");
+    let _main = tracing::dispatcher::set_default(&dispatch);
+    runtime.block_on(test(log));
 }
 
 /// Runs `hello-cli` under `policy` and returns its pid once it ended.
@@ -1059,9 +1080,12 @@ async fn run_hello_cli(node: &WasmNode, policy: &Arc<Policy>) -> Pid {
     pid
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stdout_and_stderr_reach_the_log_only_when_granted() {
-    let _ = guest_log();
+#[test]
+fn stdout_and_stderr_reach_the_log_only_when_granted() {
+    with_guest_log(stdout_and_stderr_only_when_granted);
+}
+
+async fn stdout_and_stderr_only_when_granted(log: GuestLog) {
     let node = node(&[components::HELLO_CLI]);
     // `hello-cli bogus` prints its greeting on stdout and an error on stderr.
     let args = "[env]\nargs = [\"hello-cli\", \"bogus\"]\n";
@@ -1069,7 +1093,7 @@ async fn stdout_and_stderr_reach_the_log_only_when_granted() {
         "{args}[stdio]\nstdout = \"log\"\nstderr = \"log\"\n"
     ));
     let pid = run_hello_cli(&node, &both).await;
-    let lines = guest_lines(pid);
+    let lines = log.lines(pid);
     assert!(
         lines
             .iter()
@@ -1085,13 +1109,13 @@ async fn stdout_and_stderr_reach_the_log_only_when_granted() {
 
     let stdout_only = policy(&format!("{args}[stdio]\nstdout = \"log\"\n"));
     let pid = run_hello_cli(&node, &stdout_only).await;
-    let lines = guest_lines(pid);
+    let lines = log.lines(pid);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("stream=\"stdout\""), "{lines:?}");
 
     let neither = policy(args);
     let pid = run_hello_cli(&node, &neither).await;
-    assert_eq!(guest_lines(pid), Vec::<String>::new());
+    assert_eq!(log.lines(pid), Vec::<String>::new());
 }
 
 // ---------------------------------------------------------------------------------
@@ -1588,9 +1612,12 @@ async fn fuel_limit_comes_from_the_policy() {
 // The empty policy
 // ---------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_empty_policy_denies_everything() {
-    let _ = guest_log();
+#[test]
+fn the_empty_policy_denies_everything() {
+    with_guest_log(empty_policy_denies_everything);
+}
+
+async fn empty_policy_denies_everything(log: GuestLog) {
     let node = node(&[
         components::FS_PROBE,
         components::NET_PROBE,
@@ -1655,9 +1682,9 @@ async fn the_empty_policy_denies_everything() {
 
     // Stdio: output goes nowhere (where a stdout grant would log it).
     let pid = run_hello_cli(&node, &policy("[stdio]\nstdout = \"log\"\n")).await;
-    assert_eq!(guest_lines(pid).len(), 1, "the log is captured");
+    assert_eq!(log.lines(pid).len(), 1, "the log is captured");
     let pid = run_hello_cli(&node, &nothing).await;
-    assert_eq!(guest_lines(pid), Vec::<String>::new());
+    assert_eq!(log.lines(pid), Vec::<String>::new());
 
     // Process rights: no spawn, kill, exit or register.
     let (refused, _, _) = spawn_reports(&node, &nothing, spawner(1, 0, "trivial", "", b"")).await;
