@@ -190,11 +190,28 @@ async fn a_spawn_into_a_full_pool_waits_for_a_free_slot() {
         rt.send_tagged(pid, 1, crate::pid_bytes(me));
         assert_eq!(probe.data().await.0, 2);
     }
+    let tagged = |which: &[u8]| [crate::pid_bytes(me), which.to_vec()].concat();
     let third = node.spawn("echo", Vec::new()).unwrap();
-    rt.send_tagged(third, 1, crate::pid_bytes(me));
-    // It cannot answer while both slots are held; ending one lets it start.
+    rt.send_tagged(third, 1, tagged(b"third"));
+    // While both slots are held it waits, alive, its message unread, while the
+    // running echo answers what was sent after it.
+    rt.send_tagged(second, 1, tagged(b"second"));
+    assert_eq!(probe.data().await, (2, tagged(b"second")));
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), probe.next()).await;
+    assert!(
+        quiet.is_err(),
+        "the third echo answered while the pool was full"
+    );
+    assert!(rt.is_alive(third));
+    let mailbox = rt.mailbox_stats(third).expect("the third echo is alive");
+    assert_eq!(
+        (mailbox.len, mailbox.examined),
+        (1, 0),
+        "the third echo has not started receiving"
+    );
+    // Ending one lets it start.
     rt.kill(first);
-    assert_eq!(probe.data().await, (2, crate::pid_bytes(me)));
+    assert_eq!(probe.data().await, (2, tagged(b"third")));
     assert!(rt.is_alive(third));
 }
 
