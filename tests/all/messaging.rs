@@ -107,6 +107,36 @@ async fn selective_receive_in_a_guest_leaves_other_messages_in_order() {
         rt.send_tagged(pinger, 77, vec![i]);
     }
     assert_eq!(probe.data().await, (3, 50u64.to_le_bytes().to_vec()));
+
+    // What a selective receive passes over keeps its order: `send-receive-probe` takes
+    // its commands (tag 1000) and a tag-55 message from behind noise, then takes the
+    // noise with plain try-receives (its reports are tag 1001: kind 1, tag, payload).
+    let probe_node = crate::node(&[components::SEND_RECEIVE_PROBE]);
+    let rt = probe_node.runtime().clone();
+    let (reporter, mut reports) = crate::probe(&rt);
+    let guest = probe_node
+        .spawn("send-receive-probe", pid_bytes(reporter))
+        .unwrap();
+    for i in 0..10u8 {
+        rt.send_tagged(guest, 77, vec![i]);
+    }
+    rt.send_tagged(guest, 55, b"wanted".to_vec());
+    for i in 10..20u8 {
+        rt.send_tagged(guest, 77, vec![i]);
+    }
+    let data_report =
+        |tag: u64, payload: &[u8]| (1001, [&[1u8][..], &tag.to_le_bytes(), payload].concat());
+    // try-receive with a selector of one tag, 55.
+    let select_55 = [&[2u8, 1][..], &1u32.to_le_bytes(), &55u64.to_le_bytes()].concat();
+    rt.send_tagged(guest, 1000, select_55);
+    assert_eq!(reports.data().await, data_report(55, b"wanted"));
+    for i in 0..20u8 {
+        // try-receive without a selector: the oldest message.
+        rt.send_tagged(guest, 1000, vec![2, 0]);
+        assert_eq!(reports.data().await, data_report(77, &[i]), "message {i}");
+    }
+    rt.send_tagged(guest, 1000, vec![2, 0]);
+    assert_eq!(reports.data().await, (1001, vec![0]), "nothing is left");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
