@@ -219,10 +219,15 @@ async fn a_handler_runs_under_its_policy() {
         "{}",
         String::from_utf8_lossy(&text)
     );
+    // A link can end the other process, so it needs the kill right over it.
     send(&rt, actor, 9, command(me, &pid_bytes(other)));
     let (tag, text) = probe.data().await;
     assert_eq!(tag, 10);
-    assert_ne!(text, b"ok");
+    assert_eq!(
+        String::from_utf8_lossy(&text),
+        format!("not permitted: the policy does not allow ending {other}")
+    );
+    assert!(rt.is_alive(other));
 
     // A policy that grants the spawn.
     let options = WasmSpawnOptions {
@@ -234,6 +239,15 @@ async fn a_handler_runs_under_its_policy() {
     let granted = node.spawn_with(None, "handler-probe", options).unwrap().pid;
     send(&rt, granted, 19, command(me, b""));
     assert_eq!(probe.data().await, (20, b"ok".to_vec()));
+
+    // A policy that grants ending any process grants the link.
+    let options = WasmSpawnOptions {
+        policy: Some(policy("[process]\nkill = \"any\"\n")),
+        ..WasmSpawnOptions::default()
+    };
+    let linker = node.spawn_with(None, "handler-probe", options).unwrap().pid;
+    send(&rt, linker, 9, command(me, &pid_bytes(other)));
+    assert_eq!(probe.data().await, (10, b"ok".to_vec()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
