@@ -53,6 +53,18 @@ async fn monitor(app: &App, pid: Pid) -> oneshot::Receiver<ExitReason> {
     down_rx
 }
 
+/// Waits until the looper has logged entering `run` `times` times in all.
+async fn spinning(app: &App, times: usize) {
+    app.log_until(|lines| {
+        lines
+            .iter()
+            .filter(|l| *l == "looper: spinning on spin")
+            .count()
+            >= times
+    })
+    .await;
+}
+
 /// Bounds a test's waits so that a regression fails instead of hanging.
 async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(20), future)
@@ -96,10 +108,17 @@ async fn a_deadline_stops_the_looping_plugin_while_the_other_answers() {
                 .await
         })
     };
-    // The greeter keeps answering while the looper spins.
+    // The looper is inside its call (it logs before it spins)...
+    bounded("the looper's start", spinning(&app, 1)).await;
+    // ...and the greeter keeps answering while it spins.
     for i in 0..20 {
         assert_eq!(greeter.add(i, 1).await.unwrap(), i + 1);
     }
+    assert!(
+        !stuck.is_finished(),
+        "the looping call returned while the greeter answered"
+    );
+    assert!(app.node().runtime().is_alive(looper.pid()));
     let err = bounded("the looping call", stuck)
         .await
         .unwrap()
@@ -160,16 +179,12 @@ async fn cancel_and_kill_interrupt_a_call_in_flight() {
     };
     // Cancel, keeping the plugin: the call fails, the plugin answers again.
     let running = call(looper.clone(), Interrupted::Keep);
-    let err = bounded("the cancelled call", async {
-        loop {
-            looper.plugin().cancel();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            if running.is_finished() {
-                break running.await.unwrap().unwrap_err();
-            }
-        }
-    })
-    .await;
+    bounded("the looper's start", spinning(&app, 1)).await;
+    looper.plugin().cancel();
+    let err = bounded("the cancelled call", running)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert!(
         matches!(err, PluginError::Cancelled { killed: false, .. }),
         "{err}"
@@ -178,7 +193,7 @@ async fn cancel_and_kill_interrupt_a_call_in_flight() {
     // A kill of the pid ends the call in flight and the plugin.
     let down = monitor(&app, looper.pid()).await;
     let running = call(looper.clone(), Interrupted::Keep);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    bounded("the looper's second start", spinning(&app, 2)).await;
     app.node().runtime().kill(looper.pid());
     let err = bounded("the killed call", running)
         .await
@@ -264,9 +279,11 @@ async fn a_reload_keeps_calls_going_and_later_calls_see_the_new_version() {
         })
     };
     // Let some calls through on version 1 first.
-    while app.log().len() < 5 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    bounded(
+        "calls on version 1",
+        app.log_until(|lines| lines.len() >= 5),
+    )
+    .await;
     let version = bounded(
         "the reload",
         app.reload("greeter", components::PLUGIN_GREETER_V2.path()),
@@ -275,9 +292,11 @@ async fn a_reload_keeps_calls_going_and_later_calls_see_the_new_version() {
     .expect("version 2 loads");
     assert_eq!(version, 2);
     let reloaded_at = app.log().len();
-    while app.log().len() < reloaded_at + 5 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    bounded(
+        "calls on version 2",
+        app.log_until(|lines| lines.len() >= reloaded_at + 5),
+    )
+    .await;
     stop.store(true, Ordering::Release);
     let answers = bounded("the caller", caller).await.unwrap();
     let answers: Vec<String> = answers
