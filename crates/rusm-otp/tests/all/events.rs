@@ -78,6 +78,13 @@ async fn observers_see_spawns_and_exits_with_labels_and_reasons() {
 async fn stats_count_exits_by_kind_restarts_and_the_mailbox_high_water_mark() {
     let rt = Runtime::new();
     let seen = record(&rt);
+    // Told after the process left the table (so after `process_count` fell).
+    let (exit_tx, mut exits) = tokio::sync::mpsc::unbounded_channel();
+    rt.add_observer(move |event| {
+        if let Event::Exited { pid, .. } = *event {
+            let _ = exit_tx.send(pid);
+        }
+    });
     let before = rt.stats();
     assert_eq!(before.exits.total(), 0);
     assert_eq!(before.restarts, 0);
@@ -95,10 +102,12 @@ async fn stats_count_exits_by_kind_restarts_and_the_mailbox_high_water_mark() {
     // A supervised child that crashes twice, then stays up.
     let crashes = Arc::new(Mutex::new(0u32));
     let count = crashes.clone();
+    let (up_tx, mut up) = tokio::sync::mpsc::unbounded_channel();
     let spec = SupervisorSpec::new(Strategy::OneForOne)
         .intensity(5, Duration::from_secs(10))
         .child(ChildSpec::worker("flaky", move |ctx| {
             let count = count.clone();
+            let up_tx = up_tx.clone();
             async move {
                 let crash = {
                     let mut n = count.lock();
@@ -108,27 +117,23 @@ async fn stats_count_exits_by_kind_restarts_and_the_mailbox_high_water_mark() {
                 if crash {
                     return ExitReason::crashed("flaky");
                 }
+                let _ = up_tx.send(());
                 ctx.recv().await;
                 ExitReason::Normal
             }
         }));
     let sup = rt.spawn(move |ctx| supervise(ctx, spec));
-    for _ in 0..200 {
-        if *crashes.lock() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    bounded(up.recv()).await.expect("the third start stays up");
+    assert_eq!(*crashes.lock(), 3);
     let stopped = rt.watch(sup);
     rt.kill(sup);
-    assert_eq!(stopped.await, ExitReason::Killed);
-    for _ in 0..200 {
-        if rt.process_count() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(bounded(stopped).await, ExitReason::Killed);
+    // The supervisor's end takes its child with it; each exit is told after it left.
+    while rt.process_count() > 0 {
+        bounded(exits.recv())
+            .await
+            .expect("the observer is installed");
     }
-    assert_eq!(rt.process_count(), 0);
 
     let stats = rt.stats();
     assert_eq!(stats.restarts, 2, "two crashes, two restarts");
@@ -143,4 +148,11 @@ async fn stats_count_exits_by_kind_restarts_and_the_mailbox_high_water_mark() {
         .cloned()
         .collect();
     assert_eq!(restarts.len(), 2);
+}
+
+/// Fails the test instead of hanging when `future` takes more than 30 s.
+async fn bounded<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), future)
+        .await
+        .expect("done within 30 s")
 }
