@@ -725,7 +725,11 @@ impl Runtime {
             }),
             dashmap::Entry::Vacant(entry) => {
                 entry.insert(pid);
-                st.name = Some(name);
+                st.name = Some(name.clone());
+                drop(st);
+                if self.inner.observed.load(Ordering::Acquire) {
+                    self.tell(&Event::Registered { name: &name, pid });
+                }
                 Ok(())
             }
         }

@@ -37,14 +37,18 @@ fn the_readme_demo_command_runs_the_demo_to_a_clean_end() {
             "cargo test --workspace"
         ]
     );
-    // The same command, with the binary this test was built with.
+    // The same command, with the binary this test was built with, serving on a port
+    // the system picks (the demo's own is 8080, which anything may hold).
     let args: Vec<&str> = commands[0]
         .split_once(" -- ")
         .unwrap()
         .1
         .split_whitespace()
         .collect();
-    let out = finish(rusm().args(&args), Duration::from_secs(300));
+    let out = finish(
+        rusm().args(&args).args(["--listen", "127.0.0.1:0"]),
+        Duration::from_secs(300),
+    );
     assert_eq!(
         out.code(),
         0,
@@ -67,6 +71,13 @@ fn the_readme_demo_command_runs_the_demo_to_a_clean_end() {
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
+    let serving = all
+        .lines()
+        .find_map(|l| l.split_once("serving * http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no serving line in:\n{all}"))
+        .1;
+    let port: u16 = serving.split_once('/').unwrap().0.parse().unwrap();
+    assert_ne!(port, 8080, "{all}");
 }
 
 #[test]

@@ -160,6 +160,32 @@ fn options_that_do_not_apply() {
     assert!(e.starts_with("--init applies to a single component"), "{e}");
     let e = error(&["run", component("counter").to_str().unwrap(), "--", "arg"]);
     assert!(e.contains("is an actor, not a WASI command"), "{e}");
+    let e = error(&[
+        "run",
+        component("counter").to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(
+        e.starts_with("--keep-running, --watch and --listen apply to app manifests"),
+        "{e}"
+    );
+    // --listen stands for the one listener's address; an app without one has none.
+    let dir = temp_dir("listen-without-listener");
+    let file = dir.join("app.toml");
+    let manifest = format!(
+        "[components.counter]\npath = {:?}\n\n[supervisor]\nchildren = [{{ id = \"c\", component = \"counter\" }}]\n",
+        component("counter")
+    );
+    std::fs::write(&file, manifest).unwrap();
+    let e = error(&["run", file.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert_eq!(
+        e,
+        format!(
+            "--listen replaces the address of an app's one HTTP listener, and {} has 0 `[[listeners]]`",
+            file.display()
+        )
+    );
 }
 
 #[test]

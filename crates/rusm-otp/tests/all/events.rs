@@ -75,6 +75,39 @@ async fn observers_see_spawns_and_exits_with_labels_and_reasons() {
 }
 
 #[tokio::test]
+async fn observers_are_told_of_each_registration_once_the_name_resolves() {
+    let rt = Runtime::new();
+    let (tx, mut told) = tokio::sync::mpsc::unbounded_channel();
+    let observer_rt = rt.clone();
+    rt.add_observer(move |event| {
+        if let Event::Registered { name, pid } = *event {
+            // Already resolvable when told.
+            let _ = tx.send((name.to_owned(), pid, observer_rt.whereis(name)));
+        }
+    });
+    let (first, _) = rt.spawn_watched(SpawnOptions::default(), |ctx| async move {
+        ctx.recv().await;
+    });
+    let (second, _) = rt.spawn_watched(SpawnOptions::default(), |ctx| async move {
+        ctx.recv().await;
+    });
+    rt.register("server", first).unwrap();
+    assert_eq!(
+        bounded(told.recv()).await,
+        Some(("server".to_owned(), first, Some(first)))
+    );
+    // Registering the name it holds again, or a name another holds, tells nothing.
+    rt.register("server", first).unwrap();
+    rt.register("server", second).unwrap_err();
+    rt.register("other", second).unwrap();
+    assert_eq!(
+        bounded(told.recv()).await,
+        Some(("other".to_owned(), second, Some(second)))
+    );
+    assert!(told.try_recv().is_err());
+}
+
+#[tokio::test]
 async fn stats_count_exits_by_kind_restarts_and_the_mailbox_high_water_mark() {
     let rt = Runtime::new();
     let seen = record(&rt);
