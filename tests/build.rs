@@ -251,6 +251,7 @@ fn emit_rerun_triggers(root: &Path, components_dir: &Path, components: &[Compone
         root.join("wit"),
         // The plugin components take their WIT from the plugin-host example.
         root.join("examples/plugin-host/wit"),
+        root.join("crates/rusm-cli/src/build/nested_env.rs"),
         root.join("crates/rusm-guest/Cargo.toml"),
         root.join("crates/rusm-guest/src"),
         // rusm-guest takes its dependencies from the root workspace.
@@ -378,27 +379,8 @@ fn build(manifest: &Path, target_dir: &Path) -> Result<BTreeMap<PathBuf, PathBuf
     Ok(built)
 }
 
-/// True for the variables through which the outer build's settings would leak into
-/// the nested one.
-fn leaks_into_nested_build(key: &str) -> bool {
-    const EXACT: &[&str] = &[
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_ENCODED_RUSTDOCFLAGS",
-        "RUSTFLAGS",
-        "RUSTDOCFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_MAKEFLAGS",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_BUILD_RUSTC_WRAPPER",
-        "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
-    ];
-    const PREFIXES: &[&str] = &["CARGO_PROFILE_", "CARGO_CFG_", "CARGO_FEATURE_"];
-    EXACT.contains(&key) || PREFIXES.iter().any(|prefix| key.starts_with(prefix))
-}
+// `leaks_into_nested_build`, shared with the `rusm` command (which tests it).
+include!("../crates/rusm-cli/src/build/nested_env.rs");
 
 /// `ping-pong` becomes `PING_PONG`.
 fn constant_name(package: &str) -> Result<String, String> {
