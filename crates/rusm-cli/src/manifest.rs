@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -234,10 +234,13 @@ impl Step {
 mod check;
 mod raw;
 
-pub use check::{load, parse};
+pub use check::load;
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use super::check::parse;
     use super::*;
 
     const APP: &str = r#"
