@@ -5,7 +5,7 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::{component, finish, http_get, lines, root, run, rusm, temp_dir, wait};
+use crate::{components, finish, http_get, lines, root, run, rusm, temp_dir, wait};
 
 /// The README's quick start: its first command runs the demo through `rusm run`, its
 /// second runs the whole test suite.
@@ -95,7 +95,7 @@ max_restarts = 1
 period = "1m"
 children = [{{ id = "c", component = "crasher", init = "error" }}]
 "#,
-        component("crasher")
+        components::CRASHER.path()
     );
     std::fs::write(&file, manifest).unwrap();
     let out = run(&["run", file.to_str().unwrap()]);
@@ -135,7 +135,7 @@ children = [{{ id = "c", component = "counter" }}]
 [[steps]]
 say = "up"
 "#,
-        component("counter")
+        components::COUNTER.path()
     );
     std::fs::write(&file, manifest).unwrap();
     let out = run(&["run", file.to_str().unwrap()]);
@@ -162,7 +162,7 @@ policy = "{}"
 [supervisor]
 children = [{{ id = "counter", component = "counter", init = "counter" }}]
 "#,
-        component("counter"),
+        components::COUNTER.path(),
         root().join("capabilities/counter.toml").display()
     );
     std::fs::write(&file, manifest).unwrap();
@@ -244,7 +244,7 @@ children = [{{ id = "counter", component = "counter", init = "counter" }}]
 fn watch_reloads_a_changed_component_and_upgrades_its_process_in_place() {
     let dir = temp_dir("watch");
     let wasm = dir.join("counter.wasm");
-    std::fs::copy(component("counter"), &wasm).unwrap();
+    std::fs::copy(components::COUNTER.path(), &wasm).unwrap();
     let file = dir.join("app.toml");
     let manifest = format!(
         r#"name = "watched"
@@ -280,7 +280,7 @@ children = [{{ id = "counter", component = "counter", init = "counter" }}]
     wait_for("watching 1 components for changes");
     // A new version appears: written aside, then renamed over the old one.
     let next = dir.join("counter.wasm.new");
-    std::fs::copy(component("counter-v2"), &next).unwrap();
+    std::fs::copy(components::COUNTER_V2.path(), &next).unwrap();
     std::fs::rename(&next, &wasm).unwrap();
     wait_for("reload  counter is now version 2: 1 processes upgraded in place, 0 timed out");
     // A broken version is refused and the old one stays live.
