@@ -12,14 +12,16 @@
 //! `components!(plugin_host)`), a constant of a component it owns that no test uses is
 //! a compile error, so a component cannot be added without a test that loads it.
 //!
-//! ```ignore
-//! rusm_e2e::components!(e2e);
+//! In a test crate's root, `rusm_e2e::components!(e2e);` (or, checking nothing,
+//! `components!()`), then:
 //!
-//! #[test]
-//! fn counter_is_there() {
-//!     let bytes = std::fs::read(components::COUNTER.path()).unwrap();
-//!     assert_eq!(components::COUNTER.name(), "counter");
-//! }
+//! ```
+//! rusm_e2e::components!();
+//!
+//! let bytes = std::fs::read(components::COUNTER.path())?;
+//! assert_eq!(components::COUNTER.name(), "counter");
+//! assert!(!bytes.is_empty());
+//! # Ok::<(), std::io::Error>(())
 //! ```
 
 #![deny(missing_docs)]
