@@ -5,13 +5,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
-use atomic_waker::AtomicWaker;
 use dashmap::DashMap;
-use parking_lot::Mutex;
-use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
+use rustc_hash::{FxBuildHasher, FxHashSet};
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::AbortHandle;
@@ -19,9 +17,10 @@ use tokio::task::AbortHandle;
 use crate::context::Context;
 use crate::error::{Error, SendError, SendErrorKind};
 use crate::event::Event;
-use crate::mailbox::{Mailbox, MailboxConfig};
+use crate::mailbox::MailboxConfig;
 use crate::message::{Data, Down, ExitSignal, Message, Payload, Tag};
 use crate::reason::{ExitReason, IntoExitReason};
+use crate::slot::{Slot, SlotState};
 use crate::table::ProcessTable;
 use crate::{MonitorRef, Pid, TimerRef};
 
@@ -135,87 +134,6 @@ impl Future for Watch {
                 .poll(cx)
                 .map(|r| r.unwrap_or(ExitReason::NoProc)),
         }
-    }
-}
-
-/// One row of the process table.
-pub(crate) struct Slot {
-    pub(crate) pid: Pid,
-    pub(crate) parent: Option<Pid>,
-    pub(crate) label: Option<Arc<str>>,
-    pub(crate) state: Mutex<SlotState>,
-    exiting: AtomicBool,
-    task_waker: AtomicWaker,
-}
-
-pub(crate) struct SlotState {
-    pub(crate) mailbox: Mailbox,
-    pub(crate) recv_waker: Option<Waker>,
-    alive: bool,
-    pub(crate) trap_exit: bool,
-    pub(crate) links: FxHashSet<Pid>,
-    monitored_by: Vec<(MonitorRef, Pid)>,
-    pub(crate) monitoring: FxHashMap<MonitorRef, Pid>,
-    watchers: Vec<oneshot::Sender<ExitReason>>,
-    pending_exit: Option<ExitReason>,
-    name: Option<Arc<str>>,
-    /// Timers this process set that have not fired (and their payload bytes), and
-    /// timers set for it.
-    timers: FxHashSet<u64>,
-    timer_bytes: usize,
-    timers_in: FxHashSet<u64>,
-}
-
-impl SlotState {
-    pub(crate) fn new(mailbox: MailboxConfig, trap_exit: bool) -> SlotState {
-        SlotState {
-            mailbox: Mailbox::new(mailbox),
-            recv_waker: None,
-            alive: true,
-            trap_exit,
-            links: FxHashSet::default(),
-            monitored_by: Vec::new(),
-            monitoring: FxHashMap::default(),
-            watchers: Vec::new(),
-            pending_exit: None,
-            name: None,
-            timers: FxHashSet::default(),
-            timer_bytes: 0,
-            timers_in: FxHashSet::default(),
-        }
-    }
-
-    /// Queue a message and hand back the waker to call once the lock is released.
-    fn deliver(&mut self, msg: Message) -> Result<Option<Waker>, Message> {
-        self.mailbox.push(msg)?;
-        Ok(self.recv_waker.take())
-    }
-}
-
-impl Slot {
-    pub(crate) fn new(
-        pid: Pid,
-        parent: Option<Pid>,
-        label: Option<Arc<str>>,
-        state: SlotState,
-    ) -> Slot {
-        Slot {
-            pid,
-            parent,
-            label,
-            state: Mutex::new(state),
-            exiting: AtomicBool::new(false),
-            task_waker: AtomicWaker::new(),
-        }
-    }
-
-    /// Mark the process to end with `reason` at its next poll; the caller wakes its task
-    /// once the lock is released.
-    fn set_exit(&self, st: &mut SlotState, reason: ExitReason) {
-        if st.pending_exit.is_none() || reason == ExitReason::Killed {
-            st.pending_exit = Some(reason);
-        }
-        self.exiting.store(true, Ordering::Release);
     }
 }
 
@@ -752,7 +670,11 @@ impl Runtime {
             }),
             dashmap::Entry::Vacant(entry) => {
                 entry.insert(pid);
-                st.name = Some(name);
+                st.name = Some(name.clone());
+                drop(st);
+                if self.inner.observed.load(Ordering::Acquire) {
+                    self.tell(&Event::Registered { name: &name, pid });
+                }
                 Ok(())
             }
         }
