@@ -384,7 +384,7 @@ fn progress(payload: &[u8]) -> (u32, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_mailbox_drops_and_counts_or_refuses_as_its_policy_says() {
-    let node = crate::node(&["hostile"]);
+    let node = crate::node(&[crate::components::HOSTILE]);
     let flood = |reporter| {
         hostile_init(
             reporter,
@@ -480,7 +480,7 @@ async fn a_full_mailbox_drops_and_counts_or_refuses_as_its_policy_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_name_longer_than_the_bound_is_refused_before_the_host_keeps_or_echoes_it() {
-    let node = crate::node(&["rights-probe"]);
+    let node = crate::node(&[crate::components::RIGHTS_PROBE]);
     let anything = policy("[process]\nregister = [\"*\"]\n");
     // `register` with a 100 KiB name (op 3): the refusal names the bound, not the name.
     for (len, outcome) in [(255, "ok"), (100 * 1024, "invalid")] {
