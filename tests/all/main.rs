@@ -3,6 +3,7 @@
 
 mod architecture;
 mod capabilities;
+mod connections;
 mod cargo_component;
 mod failures;
 mod handler;

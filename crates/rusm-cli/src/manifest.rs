@@ -173,6 +173,10 @@ pub struct RouteDecl {
     pub method: Option<String>,
     /// The component handling it.
     pub component: String,
+    /// What it serves: HTTP requests, WebSocket connections or SSE streams.
+    pub kind: rusm_http::RouteKind,
+    /// The settings of its connections (WebSocket and SSE routes).
+    pub connection: rusm_http::ConnectionConfig,
 }
 
 /// One step of the client script.
@@ -313,6 +317,7 @@ struct RawListener {
     header_read_timeout: Option<Spanned<String>>,
     body_read_timeout: Option<Spanned<String>>,
     request_deadline: Option<Spanned<String>>,
+    max_streams: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -321,6 +326,15 @@ struct RawRoute {
     path: Spanned<String>,
     method: Option<String>,
     component: Spanned<String>,
+    kind: Option<Spanned<String>>,
+    max_message_bytes: Option<Spanned<String>>,
+    max_queued_bytes: Option<Spanned<String>>,
+    max_queued_messages: Option<Spanned<i64>>,
+    idle_timeout: Option<Spanned<String>>,
+    ping_interval: Option<Spanned<String>>,
+    write_timeout: Option<Spanned<String>>,
+    close_timeout: Option<Spanned<String>>,
+    heartbeat: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -459,10 +473,13 @@ pub fn parse(text: &str, file: &Path) -> anyhow::Result<Manifest> {
                 ));
             }
             known_component(&src, &components, &r.component)?;
+            let (kind, connection) = route_connection(&src, r)?;
             routes.push(RouteDecl {
                 path: r.path.get_ref().clone(),
                 method: r.method.clone(),
                 component: r.component.get_ref().clone(),
+                kind,
+                connection,
             });
         }
         let config = listener_config(&src, l)?;
@@ -522,6 +539,7 @@ fn listener_config(src: &Text<'_>, raw: &RawListener) -> anyhow::Result<rusm_htt
         config.max_connections,
     )?;
     config.max_concurrent = count(&raw.max_concurrent, "max_concurrent", config.max_concurrent)?;
+    config.max_streams = count(&raw.max_streams, "max_streams", config.max_streams)?;
     if let Some(value) = &raw.max_body_bytes {
         config.max_body_bytes = rusm_policy::parse_size(value.get_ref())
             .map_err(|e| src.at(value.span(), format!("{e}; write a size such as \"10MiB\"")))?;
@@ -553,6 +571,88 @@ fn listener_config(src: &Text<'_>, raw: &RawListener) -> anyhow::Result<rusm_htt
         config.request_deadline,
     )?;
     Ok(config)
+}
+
+/// A route's kind and its connections' settings: the defaults, with what the manifest
+/// sets. Connection keys on an `http` route are errors.
+fn route_connection(
+    src: &Text<'_>,
+    raw: &RawRoute,
+) -> anyhow::Result<(rusm_http::RouteKind, rusm_http::ConnectionConfig)> {
+    use rusm_http::RouteKind;
+    let kind = match &raw.kind {
+        None => RouteKind::Http,
+        Some(kind) => match kind.get_ref().as_str() {
+            "http" => RouteKind::Http,
+            "websocket" => RouteKind::WebSocket,
+            "sse" => RouteKind::Sse,
+            other => {
+                return Err(src.at(
+                    kind.span(),
+                    format!("unknown route kind {other:?}; write \"http\", \"websocket\" or \"sse\""),
+                ));
+            }
+        },
+    };
+    let mut config = rusm_http::ConnectionConfig::default();
+    let sizes = [
+        (&raw.max_message_bytes, "max_message_bytes", &mut config.max_message_bytes),
+        (&raw.max_queued_bytes, "max_queued_bytes", &mut config.max_queued_bytes),
+    ];
+    let mut set = Vec::new();
+    for (value, key, field) in sizes {
+        let Some(value) = value else { continue };
+        set.push((key, value.span()));
+        *field = rusm_policy::parse_size(value.get_ref())
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                src.at(
+                    value.span(),
+                    format!("{key} must be a size of at least 1 byte, such as \"64KiB\", not {:?}", value.get_ref()),
+                )
+            })?;
+    }
+    if let Some(value) = &raw.max_queued_messages {
+        set.push(("max_queued_messages", value.span()));
+        config.max_queued_messages = usize::try_from(*value.get_ref())
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                src.at(
+                    value.span(),
+                    format!("max_queued_messages must be a whole number of at least 1, not {}", value.get_ref()),
+                )
+            })?;
+    }
+    let durations = [
+        (&raw.idle_timeout, "idle_timeout", &mut config.idle_timeout),
+        (&raw.ping_interval, "ping_interval", &mut config.ping_interval),
+        (&raw.write_timeout, "write_timeout", &mut config.write_timeout),
+        (&raw.close_timeout, "close_timeout", &mut config.close_timeout),
+        (&raw.heartbeat, "heartbeat", &mut config.heartbeat),
+    ];
+    for (value, key, field) in durations {
+        let Some(spanned) = value else { continue };
+        set.push((key, spanned.span()));
+        *field = duration(src, value, *field)?;
+        if field.is_zero() {
+            return Err(src.at(
+                spanned.span(),
+                format!("{key} must be more than 0, not {}", spanned.get_ref()),
+            ));
+        }
+    }
+    if kind == RouteKind::Http
+        && let Some((key, span)) = set.first()
+    {
+        return Err(src.at(
+            span.clone(),
+            format!("{key} applies to websocket and sse routes; add kind = \"websocket\" or kind = \"sse\""),
+        ));
+    }
+    Ok((kind, config))
 }
 
 /// The shortest time slice `[node]` accepts (durations are whole milliseconds).

@@ -29,7 +29,8 @@ use crate::stats::StreamKind;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionConfig {
     /// The largest message in either direction, in bytes: a client's larger WebSocket
-    /// message closes the connection with 1009; a process's larger frame or event is
+    /// message closes the connection with 1009; a larger message to the connection
+    /// (a frame's payload, or an encoded event: its text and about 20 bytes) is
     /// refused at its send (an error for a guest).
     pub max_message_bytes: usize,
     /// The most bytes waiting in a connection's outgoing queue (frames or events
@@ -102,8 +103,7 @@ impl ConnectionConfig {
         MailboxConfig {
             capacity: Some(self.max_queued_messages),
             max_bytes: Some(self.max_queued_bytes),
-            // A close or an event carries a few bytes of framing around its text.
-            max_message: Some(self.max_message_bytes.saturating_add(64)),
+            max_message: Some(self.max_message_bytes),
             ..MailboxConfig::default()
         }
     }
@@ -113,7 +113,7 @@ impl ConnectionConfig {
         MailboxConfig {
             capacity: Some(self.max_queued_messages),
             max_bytes: Some(self.max_queued_bytes),
-            max_message: Some(self.max_message_bytes.saturating_add(64)),
+            max_message: Some(self.max_message_bytes),
             ..MailboxConfig::default()
         }
     }
