@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rusm_http::{ConnectionConfig, HttpConfig, HttpServer, Route};
-use rusm_otp::{ExitReason, Message, Pid};
+use rusm_otp::{ExitReason, Pid, Watch};
 use rusm_wasm::WasmNode;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::{node, policy, probe};
+use crate::{Probe, node, policy, probe};
 
 /// Every wait in these tests ends within this, whatever happens.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -98,20 +98,13 @@ async fn closed(client: &mut Client) -> (u16, String) {
     .await
 }
 
-/// A native process monitoring `pid`; the receiver gets its `Down` reason.
-fn watch(node: &WasmNode, pid: Pid) -> mpsc::UnboundedReceiver<ExitReason> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    node.runtime().spawn(move |ctx| async move {
-        ctx.monitor(pid);
-        if let Message::Down(down) = ctx.recv().await {
-            let _ = tx.send(down.reason);
-        }
-    });
-    rx
+/// A watch on `pid`'s end (registered at once).
+fn watch(node: &WasmNode, pid: Pid) -> Watch {
+    node.runtime().watch(pid)
 }
 
-async fn ended(rx: &mut mpsc::UnboundedReceiver<ExitReason>) -> ExitReason {
-    bounded("the guest's end", rx.recv()).await.expect("a down")
+async fn ended(watch: &mut Watch) -> ExitReason {
+    bounded("the guest's end", watch).await
 }
 
 /// The guest's pid, asked with `whoami`.
@@ -293,20 +286,20 @@ async fn a_flood_to_a_guest_that_does_not_read_closes_with_1008() {
     server.shutdown().await;
 }
 
-/// A flood of frames from the guest towards a client that does not read.
-async fn flood(config: ConnectionConfig) -> (WasmNode, HttpServer, Client, Pid) {
+/// A flood of frames from the guest towards a client that does not read: the
+/// client, and a watch on the guest.
+async fn flood(config: ConnectionConfig) -> (HttpServer, Client, Watch, Probe) {
     let (node, server) = echo_server(config).await;
-    let (report, mut reports) = probe(node.runtime());
+    let (report, reports) = probe(node.runtime());
     node.runtime().register("ws-flood-report", report).unwrap();
     let mut client = connect(server.local_addr(), "/ws").await;
+    let guest = watch(&node, whoami(&mut client).await);
     // 20,000 frames of 4 KiB: 80 MiB, far more than the socket buffers hold.
     client
         .send(WsMessage::text("flood 20000 4096"))
         .await
         .unwrap();
-    let (_, pid) = reports.data().await;
-    let guest = Pid::from_raw(u64::from_le_bytes(pid[..8].try_into().unwrap()));
-    (node, server, client, guest)
+    (server, client, guest, reports)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,8 +308,9 @@ async fn a_client_that_does_not_read_overflows_the_bounded_queue_and_is_closed()
         max_queued_bytes: 64 * 1024,
         ..ConnectionConfig::default()
     };
-    let (_node, server, mut client, _guest) = flood(config).await;
+    let (server, mut client, _guest, mut reports) = flood(config).await;
     // The guest has sent everything; now read what the server kept.
+    reports.data().await;
     let mut frames = 0u64;
     let close = bounded("the close", async {
         loop {
@@ -344,8 +338,7 @@ async fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
         close_timeout: Duration::from_millis(300),
         ..ConnectionConfig::default()
     };
-    let (node, server, client, guest) = flood(config).await;
-    let mut guest = watch(&node, guest);
+    let (server, client, mut guest, _reports) = flood(config).await;
     // The client never reads: the blocked write times out, the connection ends, and
     // so does its guest.
     ended(&mut guest).await;
