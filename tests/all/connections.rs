@@ -17,10 +17,10 @@ use rusm_otp::{ExitReason, Pid, Watch};
 use rusm_wasm::WasmNode;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
-use tokio_tungstenite::WebSocketStream;
 
 use crate::{Probe, node, policy, probe};
 
@@ -45,17 +45,23 @@ async fn serve(node: &WasmNode, routes: Vec<Route>) -> HttpServer {
 /// A server with `ws-echo` at `/ws` under `config`.
 async fn echo_server(config: ConnectionConfig) -> (WasmNode, HttpServer) {
     let node = node(&["ws-echo"]);
-    let server = serve(&node, vec![Route::websocket("/ws", "ws-echo").connection(config)]).await;
+    let server = serve(
+        &node,
+        vec![Route::websocket("/ws", "ws-echo").connection(config)],
+    )
+    .await;
     (node, server)
 }
 
 async fn connect(addr: SocketAddr, path: &str) -> Client {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let url = format!("ws://{addr}{path}");
-    let (client, response) =
-        bounded("the handshake", tokio_tungstenite::client_async(url, stream))
-            .await
-            .expect("the upgrade succeeds");
+    let (client, response) = bounded(
+        "the handshake",
+        tokio_tungstenite::client_async(url, stream),
+    )
+    .await
+    .expect("the upgrade succeeds");
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
     client
 }
@@ -192,10 +198,16 @@ async fn oversized_client_message_closes_with_1009() {
     let (node, server) = echo_server(config).await;
     let mut client = connect(server.local_addr(), "/ws").await;
     let mut guest = watch(&node, whoami(&mut client).await);
-    client.send(WsMessage::text("y".repeat(1024))).await.unwrap();
+    client
+        .send(WsMessage::text("y".repeat(1024)))
+        .await
+        .unwrap();
     assert_eq!(text(&mut client).await.len(), 1024, "at the limit is fine");
     let _ = client.send(WsMessage::text("y".repeat(1025))).await;
-    assert_eq!(closed(&mut client).await, (1009, "message too big".to_owned()));
+    assert_eq!(
+        closed(&mut client).await,
+        (1009, "message too big".to_owned())
+    );
     // The guest is told (close 1009) and ends.
     assert_eq!(ended(&mut guest).await, ExitReason::Normal);
     assert_eq!(server.stats().oversized_messages, 1);
@@ -272,7 +284,11 @@ async fn a_flood_to_a_guest_that_does_not_read_closes_with_1008() {
     let mut guest = watch(&node, whoami(&mut client).await);
     client.send(WsMessage::text("stall")).await.unwrap();
     for i in 0..100 {
-        if client.send(WsMessage::text(format!("frame {i}"))).await.is_err() {
+        if client
+            .send(WsMessage::text(format!("frame {i}")))
+            .await
+            .is_err()
+        {
             break;
         }
     }
@@ -487,9 +503,11 @@ async fn get(
         }
     });
     let mut rx = rx;
-    let status = bounded("the response head", rx.recv()).await.expect("a response");
-    let status = StatusCode::from_u16(std::str::from_utf8(&status).unwrap().parse().unwrap())
-        .unwrap();
+    let status = bounded("the response head", rx.recv())
+        .await
+        .expect("a response");
+    let status =
+        StatusCode::from_u16(std::str::from_utf8(&status).unwrap().parse().unwrap()).unwrap();
     (status, rx)
 }
 
@@ -520,7 +538,11 @@ async fn read_until(rx: &mut mpsc::UnboundedReceiver<Bytes>, needle: &str) -> St
 
 async fn clock_server(config: ConnectionConfig) -> (WasmNode, HttpServer) {
     let node = node(&["sse-clock"]);
-    let server = serve(&node, vec![Route::sse("/clock", "sse-clock").connection(config)]).await;
+    let server = serve(
+        &node,
+        vec![Route::sse("/clock", "sse-clock").connection(config)],
+    )
+    .await;
     (node, server)
 }
 
@@ -620,5 +642,8 @@ async fn connection_routes_need_an_actor() {
     let err = HttpServer::bind(node, addr, routes, HttpConfig::default())
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("heartbeat must be more than 0"), "{err}");
+    assert!(
+        err.to_string().contains("heartbeat must be more than 0"),
+        "{err}"
+    );
 }

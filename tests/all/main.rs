@@ -3,8 +3,8 @@
 
 mod architecture;
 mod capabilities;
-mod connections;
 mod cargo_component;
+mod connections;
 mod failures;
 mod handler;
 mod http;

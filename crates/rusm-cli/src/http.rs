@@ -62,7 +62,9 @@ pub async fn bind(
     let mut routes = Vec::new();
     for r in &listener.routes {
         let route = match r.kind {
-            rusm_http::RouteKind::WebSocket => Route::websocket(r.path.clone(), r.component.clone()),
+            rusm_http::RouteKind::WebSocket => {
+                Route::websocket(r.path.clone(), r.component.clone())
+            }
             rusm_http::RouteKind::Sse => Route::sse(r.path.clone(), r.component.clone()),
             _ => Route::new(r.path.clone(), r.component.clone()),
         };

@@ -589,15 +589,25 @@ fn route_connection(
             other => {
                 return Err(src.at(
                     kind.span(),
-                    format!("unknown route kind {other:?}; write \"http\", \"websocket\" or \"sse\""),
+                    format!(
+                        "unknown route kind {other:?}; write \"http\", \"websocket\" or \"sse\""
+                    ),
                 ));
             }
         },
     };
     let mut config = rusm_http::ConnectionConfig::default();
     let sizes = [
-        (&raw.max_message_bytes, "max_message_bytes", &mut config.max_message_bytes),
-        (&raw.max_queued_bytes, "max_queued_bytes", &mut config.max_queued_bytes),
+        (
+            &raw.max_message_bytes,
+            "max_message_bytes",
+            &mut config.max_message_bytes,
+        ),
+        (
+            &raw.max_queued_bytes,
+            "max_queued_bytes",
+            &mut config.max_queued_bytes,
+        ),
     ];
     let mut set = Vec::new();
     for (value, key, field) in sizes {
@@ -610,7 +620,10 @@ fn route_connection(
             .ok_or_else(|| {
                 src.at(
                     value.span(),
-                    format!("{key} must be a size of at least 1 byte, such as \"64KiB\", not {:?}", value.get_ref()),
+                    format!(
+                        "{key} must be a size of at least 1 byte, such as \"64KiB\", not {:?}",
+                        value.get_ref()
+                    ),
                 )
             })?;
     }
@@ -622,15 +635,30 @@ fn route_connection(
             .ok_or_else(|| {
                 src.at(
                     value.span(),
-                    format!("max_queued_messages must be a whole number of at least 1, not {}", value.get_ref()),
+                    format!(
+                        "max_queued_messages must be a whole number of at least 1, not {}",
+                        value.get_ref()
+                    ),
                 )
             })?;
     }
     let durations = [
         (&raw.idle_timeout, "idle_timeout", &mut config.idle_timeout),
-        (&raw.ping_interval, "ping_interval", &mut config.ping_interval),
-        (&raw.write_timeout, "write_timeout", &mut config.write_timeout),
-        (&raw.close_timeout, "close_timeout", &mut config.close_timeout),
+        (
+            &raw.ping_interval,
+            "ping_interval",
+            &mut config.ping_interval,
+        ),
+        (
+            &raw.write_timeout,
+            "write_timeout",
+            &mut config.write_timeout,
+        ),
+        (
+            &raw.close_timeout,
+            "close_timeout",
+            &mut config.close_timeout,
+        ),
         (&raw.heartbeat, "heartbeat", &mut config.heartbeat),
     ];
     for (value, key, field) in durations {

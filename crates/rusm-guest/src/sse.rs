@@ -8,8 +8,8 @@
 //! ends when the guest ends; when the client goes away, the connection process ends
 //! and the guest's link to it ends the guest (or, trapping exits, tells it).
 
-pub use crate::ws::Init;
 use crate::wire::{DecodeError, Reader, Writer};
+pub use crate::ws::Init;
 use crate::{Error, Pid, Tag, send};
 
 /// An event for the stream ([`Event::encode`]), to the connection.
@@ -39,9 +39,16 @@ impl Event {
     /// [`wire`](crate::wire) strings and retry as a `u64` (each written, empty or 0 when
     /// absent).
     pub fn encode(&self) -> Vec<u8> {
-        let flags = u8::from(self.id.is_some()) * HAS_ID
-            | u8::from(self.event.is_some()) * HAS_EVENT
-            | u8::from(self.retry.is_some()) * HAS_RETRY;
+        let mut flags = 0;
+        for (present, bit) in [
+            (self.id.is_some(), HAS_ID),
+            (self.event.is_some(), HAS_EVENT),
+            (self.retry.is_some(), HAS_RETRY),
+        ] {
+            if present {
+                flags |= bit;
+            }
+        }
         Writer::new()
             .u8(flags)
             .str(self.id.as_deref().unwrap_or(""))

@@ -56,8 +56,8 @@ mod server;
 mod stats;
 
 pub use config::HttpConfig;
-pub use error::HttpError;
 pub use connection::ConnectionConfig;
+pub use error::HttpError;
 pub use route::{Route, RouteKind};
 pub use server::HttpServer;
 pub use stats::{HttpStats, LATENCY_BUCKETS};

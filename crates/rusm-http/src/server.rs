@@ -21,8 +21,8 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::body::{BodyOutcome, BoxError, LimitedBody, RequestBody, ResponseBody, buffered, full};
 use crate::config::HttpConfig;
-use crate::error::HttpError;
 use crate::connection;
+use crate::error::HttpError;
 use crate::route::{Route, RouteKind, Routed, Router};
 use crate::stats::{HttpStats, StatsRecorder};
 

@@ -180,10 +180,8 @@ impl Connection<'_> {
     ) -> Ending {
         let config = self.config;
         let mut last_heard = Instant::now();
-        let mut ping = tokio::time::interval_at(
-            Instant::now() + config.ping_interval,
-            config.ping_interval,
-        );
+        let mut ping =
+            tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let idle_at = last_heard + config.idle_timeout;
@@ -192,10 +190,10 @@ impl Connection<'_> {
                     self.close(1001, "server shutting down").await;
                     return Ending::Stopping(ExitReason::Shutdown);
                 }
-                message = ctx.recv() => self.from_process(ctx, guest, message).await,
+                message = ctx.recv() => self.on_message(ctx, guest, message).await,
                 frame = self.socket.next() => {
                     last_heard = Instant::now();
-                    self.from_client(ctx, guest, frame).await
+                    self.on_frame(ctx, guest, frame).await
                 }
                 () = tokio::time::sleep_until(idle_at) => {
                     self.stats.idle_timeout();
@@ -224,7 +222,7 @@ impl Connection<'_> {
     }
 
     /// A message to the connection process.
-    async fn from_process(&mut self, ctx: &Context, guest: Pid, message: Message) -> Step {
+    async fn on_message(&mut self, ctx: &Context, guest: Pid, message: Message) -> Step {
         let step = match message {
             Message::Data(data) => {
                 let tag = data.tag;
@@ -286,7 +284,7 @@ impl Connection<'_> {
     }
 
     /// A frame (or the end) from the client.
-    async fn from_client(
+    async fn on_frame(
         &mut self,
         ctx: &Context,
         guest: Pid,
