@@ -1347,4 +1347,16 @@ routes = [{ path = "/", component = "web" }]
             assert!(err.contains(expect), "{err}");
         }
     }
+
+    #[test]
+    fn the_chat_app_declares_its_connection_routes() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../apps/chat/app.toml");
+        let m = load(&file).unwrap_or_else(|e| panic!("{e}"));
+        let routes = &m.listeners[0].routes;
+        assert_eq!(routes[0].kind, rusm_http::RouteKind::WebSocket);
+        assert_eq!(routes[0].component, "ws-chat");
+        assert_eq!(routes[0].connection.max_message_bytes, 16 * 1024);
+        assert_eq!(routes[1].kind, rusm_http::RouteKind::Sse);
+        assert_eq!(m.listeners[0].config.max_streams, 10_000);
+    }
 }
