@@ -226,8 +226,9 @@ async fn guest_sending_a_message_over_the_limit_is_refused() {
     assert_eq!(text(&mut client).await.len(), 1000);
     client.send(WsMessage::text("big 5000")).await.unwrap();
     let answer = text(&mut client).await;
-    assert!(answer.starts_with("refused: "), "{answer}");
-    assert!(answer.contains("larger than the 1024 bytes"), "{answer}");
+    let shown = &answer[..answer.len().min(120)];
+    assert!(answer.starts_with("refused: "), "{shown}");
+    assert!(answer.contains("larger than the 1024 bytes"), "{shown}");
     server.shutdown().await;
 }
 
