@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
-use crate::{Probe, node, policy, probe};
+use crate::{Probe, components, node, policy, probe};
 
 /// Every wait in these tests ends within this, whatever happens.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -44,7 +44,7 @@ async fn serve(node: &WasmNode, routes: Vec<Route>) -> HttpServer {
 
 /// A server with `ws-echo` at `/ws` under `config`.
 async fn echo_server(config: ConnectionConfig) -> (WasmNode, HttpServer) {
-    let node = node(&["ws-echo"]);
+    let node = node(&[components::WS_ECHO]);
     let server = serve(
         &node,
         vec![Route::websocket("/ws", "ws-echo").connection(config)],
@@ -395,7 +395,7 @@ async fn server_shutdown_closes_with_1001() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_past_max_streams_get_503() {
-    let node = node(&["ws-echo"]);
+    let node = node(&[components::WS_ECHO]);
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let config = HttpConfig {
         max_streams: 1,
@@ -427,7 +427,7 @@ async fn a_plain_request_to_a_websocket_route_gets_426() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_room_fans_out_to_every_connection() {
-    let node = node(&["ws-chat", "chat-room"]);
+    let node = node(&[components::WS_CHAT, components::CHAT_ROOM]);
     let options = rusm_wasm::WasmSpawnOptions {
         policy: Some(policy("[process]\nregister = [\"chat-room\"]\n")),
         ..Default::default()
@@ -538,7 +538,7 @@ async fn read_until(rx: &mut mpsc::UnboundedReceiver<Bytes>, needle: &str) -> St
 }
 
 async fn clock_server(config: ConnectionConfig) -> (WasmNode, HttpServer) {
-    let node = node(&["sse-clock"]);
+    let node = node(&[components::SSE_CLOCK]);
     let server = serve(
         &node,
         vec![Route::sse("/clock", "sse-clock").connection(config)],
@@ -629,7 +629,7 @@ async fn sse_client_going_away_ends_the_guest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_routes_need_an_actor() {
-    let node = node(&["ws-echo", "http-hello"]);
+    let node = node(&[components::WS_ECHO, components::HTTP_HELLO]);
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let routes = vec![Route::websocket("/ws", "http-hello")];
     let err = HttpServer::bind(node.clone(), addr, routes, HttpConfig::default())
