@@ -278,6 +278,7 @@ async fn pings_keep_an_answering_client_alive_past_the_idle_timeout() {
 async fn a_flood_to_a_guest_that_does_not_read_closes_with_1008() {
     let config = ConnectionConfig {
         max_queued_messages: 8,
+        close_timeout: Duration::from_millis(300),
         ..ConnectionConfig::default()
     };
     let (node, server) = echo_server(config).await;
