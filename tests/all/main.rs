@@ -7,6 +7,7 @@ rusm_e2e::components!(e2e);
 mod architecture;
 mod capabilities;
 mod cargo_component;
+mod connections;
 mod failures;
 mod fuzz_runtime;
 mod handler;

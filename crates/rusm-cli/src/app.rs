@@ -414,10 +414,14 @@ async fn run_app(
     let addresses: Vec<SocketAddr> = servers.iter().map(http::local_addr).collect();
     for (listener, addr) in manifest.listeners.iter().zip(&addresses) {
         for route in &listener.routes {
+            let (what, scheme) = match route.kind {
+                rusm_http::RouteKind::WebSocket => ("websocket", "ws"),
+                rusm_http::RouteKind::Sse => ("sse", "http"),
+                _ => (route.method.as_deref().unwrap_or("*"), "http"),
+            };
             tracing::info!(
                 target: "rusm::app",
-                "serving {} http://{addr}{} with {}",
-                route.method.as_deref().unwrap_or("*"),
+                "serving {what} {scheme}://{addr}{} with {}",
                 route.path,
                 route.component
             );

@@ -54,7 +54,15 @@ pub async fn bind(
 ) -> anyhow::Result<Server> {
     let mut routes = Vec::new();
     for r in &listener.routes {
-        let mut route = Route::new(r.path.clone(), r.component.clone())
+        let route = match r.kind {
+            rusm_http::RouteKind::WebSocket => {
+                Route::websocket(r.path.clone(), r.component.clone())
+            }
+            rusm_http::RouteKind::Sse => Route::sse(r.path.clone(), r.component.clone()),
+            _ => Route::new(r.path.clone(), r.component.clone()),
+        };
+        let mut route = route
+            .connection(r.connection.clone())
             .policy(manifest.components[&r.component].policy.clone());
         if let Some(method) = &r.method {
             let method = http::Method::from_bytes(method.as_bytes()).map_err(|_| {

@@ -175,6 +175,10 @@ pub struct RouteDecl {
     pub method: Option<String>,
     /// The component handling it.
     pub component: String,
+    /// What it serves: HTTP requests, WebSocket connections or SSE streams.
+    pub kind: rusm_http::RouteKind,
+    /// The settings of its connections (WebSocket and SSE routes).
+    pub connection: rusm_http::ConnectionConfig,
 }
 
 /// One step of the client script.
@@ -299,5 +303,80 @@ routes = [{ path = "/", component = "web" }]
             assert!(err.starts_with("app.toml:10:"), "{err}");
             assert!(err.contains(expect), "{err}");
         }
+    }
+
+    /// `APP` with its route replaced by `route` (the route is on line 9).
+    fn with_route(route: &str) -> String {
+        APP.replace(r#"{ path = "/", component = "web" }"#, route)
+    }
+
+    #[test]
+    fn connection_routes_have_a_kind_and_settings() {
+        let text = with_route(
+            r#"{ path = "/ws", component = "web", kind = "websocket", max_message_bytes = "64KiB", max_queued_messages = 16, idle_timeout = "30s", ping_interval = "5s" }, { path = "/events", component = "web", kind = "sse", heartbeat = "2s" }, { path = "/", component = "web", kind = "http" }"#,
+        );
+        let text = format!("{text}max_streams = 10\n");
+        let m = parse(&text, Path::new("app.toml")).unwrap();
+        let l = &m.listeners[0];
+        assert_eq!(l.config.max_streams, 10);
+        let [ws, sse, http] = &l.routes[..] else {
+            panic!("three routes")
+        };
+        assert_eq!(ws.kind, rusm_http::RouteKind::WebSocket);
+        assert_eq!(ws.connection.max_message_bytes, 64 * 1024);
+        assert_eq!(ws.connection.max_queued_messages, 16);
+        assert_eq!(ws.connection.idle_timeout, Duration::from_secs(30));
+        assert_eq!(ws.connection.ping_interval, Duration::from_secs(5));
+        assert_eq!(
+            ws.connection.write_timeout,
+            rusm_http::ConnectionConfig::default().write_timeout
+        );
+        assert_eq!(sse.kind, rusm_http::RouteKind::Sse);
+        assert_eq!(sse.connection.heartbeat, Duration::from_secs(2));
+        assert_eq!(http.kind, rusm_http::RouteKind::Http);
+    }
+
+    #[test]
+    fn bad_connection_routes_name_the_line() {
+        for (route, expect) in [
+            (
+                r#"{ path = "/", component = "web", kind = "socket" }"#,
+                "unknown route kind \"socket\"",
+            ),
+            (
+                r#"{ path = "/", component = "web", idle_timeout = "1s" }"#,
+                "idle_timeout applies to websocket and sse routes",
+            ),
+            (
+                r#"{ path = "/", component = "web", kind = "sse", heartbeat = "0s" }"#,
+                "heartbeat must be more than 0",
+            ),
+            (
+                r#"{ path = "/", component = "web", kind = "websocket", max_message_bytes = "lots" }"#,
+                "max_message_bytes must be a size",
+            ),
+            (
+                r#"{ path = "/", component = "web", kind = "websocket", max_queued_messages = 0 }"#,
+                "max_queued_messages must be a whole number of at least 1",
+            ),
+        ] {
+            let err = parse(&with_route(route), Path::new("app.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("app.toml:9:"), "{err}");
+            assert!(err.contains(expect), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_chat_app_declares_its_connection_routes() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../apps/chat/app.toml");
+        let m = super::load(&file).unwrap_or_else(|e| panic!("{e}"));
+        let routes = &m.listeners[0].routes;
+        assert_eq!(routes[0].kind, rusm_http::RouteKind::WebSocket);
+        assert_eq!(routes[0].component, "ws-chat");
+        assert_eq!(routes[0].connection.max_message_bytes, 16 * 1024);
+        assert_eq!(routes[1].kind, rusm_http::RouteKind::Sse);
+        assert_eq!(m.listeners[0].config.max_streams, 10_000);
     }
 }

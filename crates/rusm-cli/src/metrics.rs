@@ -259,7 +259,7 @@ fn render_http_metrics(out: &mut String, sources: &[HttpStatsSource]) {
             stats.in_flight
         );
     }
-    let gauges: [ConnectionMetric; 5] = [
+    let gauges: [ConnectionMetric; 18] = [
         (
             "rusm_http_connections_open",
             "gauge",
@@ -290,11 +290,103 @@ fn render_http_metrics(out: &mut String, sources: &[HttpStatsSource]) {
             "Requests whose body did not arrive within body_read_timeout (408 or closed).",
             |s| s.body_read_timeouts,
         ),
+        (
+            "rusm_http_websockets_open",
+            "gauge",
+            "WebSocket connections open now.",
+            |s| s.websockets_open,
+        ),
+        (
+            "rusm_http_websockets_accepted_total",
+            "counter",
+            "WebSocket connections accepted.",
+            |s| s.websockets_accepted,
+        ),
+        (
+            "rusm_http_sse_open",
+            "gauge",
+            "Server-sent events streams open now.",
+            |s| s.sse_open,
+        ),
+        (
+            "rusm_http_sse_accepted_total",
+            "counter",
+            "Server-sent events streams accepted.",
+            |s| s.sse_accepted,
+        ),
+        (
+            "rusm_http_streams_refused_total",
+            "counter",
+            "WebSocket or SSE requests refused (503) at max_streams.",
+            |s| s.streams_refused,
+        ),
+        (
+            "rusm_http_frames_in_total",
+            "counter",
+            "Frames received from WebSocket clients.",
+            |s| s.frames_in,
+        ),
+        (
+            "rusm_http_frame_bytes_in_total",
+            "counter",
+            "Payload bytes of the frames received from WebSocket clients.",
+            |s| s.bytes_in,
+        ),
+        (
+            "rusm_http_frames_out_total",
+            "counter",
+            "WebSocket frames and SSE events (heartbeats included) written to clients.",
+            |s| s.frames_out,
+        ),
+        (
+            "rusm_http_frame_bytes_out_total",
+            "counter",
+            "Bytes of the frames and events written to clients.",
+            |s| s.bytes_out,
+        ),
+        (
+            "rusm_http_stream_idle_timeouts_total",
+            "counter",
+            "WebSocket connections closed after idle_timeout.",
+            |s| s.idle_timeouts,
+        ),
+        (
+            "rusm_http_stream_write_timeouts_total",
+            "counter",
+            "Connections dropped because a write waited write_timeout (a client not reading).",
+            |s| s.write_timeouts,
+        ),
+        (
+            "rusm_http_stream_queue_overflows_total",
+            "counter",
+            "Connections closed because their outgoing queue or their guest's mailbox was full.",
+            |s| s.queue_overflows,
+        ),
+        (
+            "rusm_http_stream_oversized_messages_total",
+            "counter",
+            "WebSocket connections closed (1009) for a message over max_message_bytes.",
+            |s| s.oversized_messages,
+        ),
     ];
     for (name, kind, help, value) in gauges {
         header(out, name, kind, help);
         for (listener, stats) in &snapshots {
             let _ = writeln!(out, "{name}{{listener=\"{listener}\"}} {}", value(stats));
+        }
+    }
+    header(
+        out,
+        "rusm_http_websocket_closes_total",
+        "counter",
+        "WebSocket closes by close code, whichever side closed (1006: lost without one).",
+    );
+    for (listener, stats) in &snapshots {
+        for (code, count) in &stats.closes_by_code {
+            let _ = writeln!(
+                out,
+                "rusm_http_websocket_closes_total{{listener=\"{listener}\",code=\"{code}\"}} {count}"
+            );
         }
     }
     header(

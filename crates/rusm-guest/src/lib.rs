@@ -66,11 +66,13 @@ pub mod handler;
 #[cfg(feature = "http")]
 pub mod http;
 mod process;
+pub mod sse;
 mod types;
 mod upgrade;
 #[cfg(feature = "serde")]
 mod value;
 pub mod wire;
+pub mod ws;
 
 pub use call::{
     CallError, REQUEST_HEADER_LEN, Request, call, fresh_reply_tag, reply, reply_and_receive,

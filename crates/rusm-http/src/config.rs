@@ -47,6 +47,11 @@ pub struct HttpConfig {
     /// requests may take to finish before their instances are killed and their
     /// connections closed.
     pub shutdown_grace: Duration,
+    /// How many WebSocket connections and SSE streams may be open at once; an upgrade
+    /// or stream request beyond gets 503. Each holds a connection process and a guest
+    /// (and, while its guest runs, one of the node's instances) but no
+    /// `max_concurrent` slot.
+    pub max_streams: usize,
 }
 
 impl Default for HttpConfig {
@@ -63,6 +68,7 @@ impl Default for HttpConfig {
             body_read_timeout: Duration::from_secs(10),
             buffered_body_bytes: 64 * 1024,
             shutdown_grace: Duration::from_secs(10),
+            max_streams: 1024,
         }
     }
 }

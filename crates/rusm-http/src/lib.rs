@@ -49,13 +49,22 @@
 
 mod body;
 mod config;
+mod connection;
 mod error;
 mod route;
 mod server;
 mod stats;
 
 pub use config::HttpConfig;
+pub use connection::ConnectionConfig;
 pub use error::HttpError;
-pub use route::Route;
+pub use route::{Route, RouteKind};
 pub use server::HttpServer;
 pub use stats::{HttpStats, LATENCY_BUCKETS};
+
+/// The tags a connection process exchanges with its guest and with whoever holds its
+/// pid: the same values as `rusm_guest::ws` and `rusm_guest::sse`, whose docs give the
+/// payloads.
+pub mod tags {
+    pub use crate::connection::proto::{BINARY, CLOSE, EVENT, PING, TEXT};
+}

@@ -5,6 +5,23 @@ use std::sync::Arc;
 use http::Method;
 use rusm_policy::Policy;
 
+use crate::connection::ConnectionConfig;
+
+/// What a route serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RouteKind {
+    /// A `wasi:http` request handler, a fresh instance per request.
+    #[default]
+    Http,
+    /// WebSocket connections: an actor or handler-style component, one process per
+    /// connection (see `rusm_guest::ws`).
+    WebSocket,
+    /// Server-sent events streams: an actor or handler-style component, one process
+    /// per stream (see `rusm_guest::sse`).
+    Sse,
+}
+
 /// Requests whose path starts with `prefix` (at a segment boundary), and whose method
 /// is `method` when one is given, go to `component`, run under `policy` (the node's
 /// default policy when `None`).
@@ -18,6 +35,8 @@ pub struct Route {
     method: Option<Method>,
     component: String,
     policy: Option<Arc<Policy>>,
+    kind: RouteKind,
+    connection: ConnectionConfig,
 }
 
 impl Route {
@@ -28,7 +47,45 @@ impl Route {
             method: None,
             component: component.into(),
             policy: None,
+            kind: RouteKind::Http,
+            connection: ConnectionConfig::default(),
         }
+    }
+
+    /// A route upgrading the requests under `prefix` to WebSocket connections, each
+    /// served by a process of the actor (or handler-style) component `component`.
+    pub fn websocket(prefix: impl Into<String>, component: impl Into<String>) -> Route {
+        Route {
+            kind: RouteKind::WebSocket,
+            ..Route::new(prefix, component)
+        }
+    }
+
+    /// A route answering the requests under `prefix` with server-sent events
+    /// streams, each fed by a process of the actor (or handler-style) component
+    /// `component`.
+    pub fn sse(prefix: impl Into<String>, component: impl Into<String>) -> Route {
+        Route {
+            kind: RouteKind::Sse,
+            ..Route::new(prefix, component)
+        }
+    }
+
+    /// The settings of the route's connections (WebSocket and SSE routes).
+    #[must_use]
+    pub fn connection(mut self, config: ConnectionConfig) -> Route {
+        self.connection = config;
+        self
+    }
+
+    /// What the route serves.
+    pub fn kind(&self) -> RouteKind {
+        self.kind
+    }
+
+    /// The settings of the route's connections.
+    pub fn connection_config(&self) -> &ConnectionConfig {
+        &self.connection
     }
 
     /// Only for requests with this method.

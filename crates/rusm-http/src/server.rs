@@ -14,15 +14,16 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rusm_otp::{ExitReason, Pid};
-use rusm_wasm::{HttpFailure, HttpRequestOptions, SpawnError, WasmNode};
+use rusm_wasm::{ComponentKind, HttpFailure, HttpRequestOptions, SpawnError, WasmNode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::body::{BodyOutcome, BoxError, LimitedBody, RequestBody, ResponseBody, buffered, full};
 use crate::config::HttpConfig;
+use crate::connection;
 use crate::error::HttpError;
-use crate::route::{Route, Routed, Router};
+use crate::route::{Route, RouteKind, Routed, Router};
 use crate::stats::{HttpStats, StatsRecorder};
 
 /// hyper's smallest read buffer; a smaller header limit is raised to it.
@@ -43,14 +44,20 @@ pub struct HttpServer {
 
 /// What every connection of a server shares.
 #[derive(Debug)]
-struct Shared {
-    node: WasmNode,
+pub(crate) struct Shared {
+    pub(crate) node: WasmNode,
     router: Router,
     config: HttpConfig,
     slots: Arc<Semaphore>,
     /// One permit per open connection (`max_connections`).
     connections: Arc<Semaphore>,
-    stats: StatsRecorder,
+    /// One permit per open WebSocket connection or SSE stream (`max_streams`).
+    pub(crate) streams: Arc<Semaphore>,
+    /// Pids of the connection processes alive now.
+    pub(crate) streams_live: Mutex<HashSet<Pid>>,
+    /// Becomes true (or its sender is dropped) when the server stops.
+    pub(crate) stop: watch::Receiver<bool>,
+    pub(crate) stats: StatsRecorder,
     /// Pids of the request processes alive now.
     in_flight: Mutex<HashSet<Pid>>,
     host: HeaderValue,
@@ -82,6 +89,11 @@ impl HttpServer {
                 "max_connections must be at least 1".into(),
             ));
         }
+        if config.max_streams == 0 || u32::try_from(config.max_streams).is_err() {
+            return Err(HttpError::Config(
+                "max_streams must be at least 1 and fit in 32 bits".into(),
+            ));
+        }
         for route in &routes {
             let bad = |reason: String| HttpError::Route {
                 prefix: route.prefix().to_owned(),
@@ -90,6 +102,19 @@ impl HttpServer {
             };
             if !route.prefix().starts_with('/') {
                 return Err(bad("the path prefix must start with '/'".into()));
+            }
+            if route.kind() != RouteKind::Http {
+                route.connection_config().check().map_err(bad)?;
+                match node.component_kind(route.component()) {
+                    Some(ComponentKind::Actor | ComponentKind::Handler) => continue,
+                    Some(kind) => {
+                        return Err(bad(format!(
+                            "the component is {kind:?}; a {:?} route runs an actor or a handler-style actor per connection",
+                            route.kind()
+                        )));
+                    }
+                    None => return Err(bad("no component of that name is loaded".into())),
+                }
             }
             match node.component_kind(route.component()) {
                 Some(_) if node.serves_http(route.component()) => {}
@@ -109,17 +134,20 @@ impl HttpServer {
             .map_err(|source| HttpError::Bind { addr, source })?;
         let host = HeaderValue::from_str(&local_addr.to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
+        let (stop, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
             node,
             router: Router::new(routes),
             slots: Arc::new(Semaphore::new(config.max_concurrent)),
             connections: Arc::new(Semaphore::new(config.max_connections)),
+            streams: Arc::new(Semaphore::new(config.max_streams)),
+            streams_live: Mutex::new(HashSet::new()),
+            stop: stop_rx.clone(),
             config,
             stats: StatsRecorder::new(),
             in_flight: Mutex::new(HashSet::new()),
             host,
         });
-        let (stop, stop_rx) = watch::channel(false);
         let accept = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
         tracing::info!(%local_addr, routes = shared.router.routes().len(), "http server listening");
         Ok(HttpServer {
@@ -211,6 +239,20 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
         conns.abort_all();
         while conns.join_next().await.is_some() {}
     }
+    // WebSocket connections and SSE streams close themselves on the stop (1001);
+    // those still open after the grace are killed.
+    let all = u32::try_from(shared.config.max_streams).unwrap_or(u32::MAX);
+    let closed = tokio::time::timeout(grace, shared.streams.acquire_many(all)).await;
+    if closed.is_err() {
+        let pids: Vec<Pid> = lock(&shared.streams_live).iter().copied().collect();
+        tracing::warn!(
+            open = pids.len(),
+            "http shutdown grace passed; killing the remaining connections"
+        );
+        for pid in pids {
+            shared.node.runtime().kill(pid);
+        }
+    }
 }
 
 /// Counts a connection closed when dropped (however its task ends).
@@ -249,7 +291,9 @@ async fn serve_connection(
         let shared = service_shared.clone();
         async move { Ok::<_, Infallible>(handle(&shared, request).await) }
     });
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
@@ -266,7 +310,7 @@ async fn serve_connection(
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -293,7 +337,7 @@ async fn handle(shared: &Arc<Shared>, request: Request<Incoming>) -> Response<Re
     response
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
+pub(crate) fn plain(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
     let mut response = Response::new(full(text));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -313,7 +357,7 @@ fn declared_length(request: &Request<Incoming>) -> Option<u64> {
         .ok()
 }
 
-fn busy() -> Response<ResponseBody> {
+pub(crate) fn busy() -> Response<ResponseBody> {
     let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, "server busy\n");
     response
         .headers_mut()
@@ -365,6 +409,11 @@ async fn dispatch(
             return (response, None);
         }
     };
+    match route.kind() {
+        RouteKind::WebSocket => return connection::ws::accept(shared, route, request),
+        RouteKind::Sse => return connection::sse::accept(shared, route, request),
+        _ => {}
+    }
     let declared = declared_length(&request);
     if declared.is_some_and(|len| len > config.max_body_bytes) {
         return (too_large(), None);

@@ -37,6 +37,44 @@ pub struct HttpStats {
     /// Requests whose body did not arrive within `body_read_timeout` (answered 408,
     /// or their connection closed).
     pub body_read_timeouts: u64,
+    /// WebSocket connections open now.
+    pub websockets_open: u64,
+    /// WebSocket connections accepted since the server started.
+    pub websockets_accepted: u64,
+    /// SSE streams open now.
+    pub sse_open: u64,
+    /// SSE streams accepted since the server started.
+    pub sse_accepted: u64,
+    /// Upgrade or stream requests refused (503) because `max_streams` were open.
+    pub streams_refused: u64,
+    /// Frames received from WebSocket clients, and their payload bytes.
+    pub frames_in: u64,
+    /// Payload bytes of `frames_in`.
+    pub bytes_in: u64,
+    /// Frames and events written to clients (heartbeats included).
+    pub frames_out: u64,
+    /// Bytes of `frames_out`.
+    pub bytes_out: u64,
+    /// WebSocket closes, by close code, whichever side closed (1006: the socket was
+    /// lost without one).
+    pub closes_by_code: BTreeMap<u16, u64>,
+    /// Connections closed because the client sent nothing for `idle_timeout`.
+    pub idle_timeouts: u64,
+    /// Connections dropped because a write waited `write_timeout` (a client not
+    /// reading).
+    pub write_timeouts: u64,
+    /// Connections closed because a queue was full: its outgoing queue, or its
+    /// guest's mailbox.
+    pub queue_overflows: u64,
+    /// Connections closed because a client's message passed `max_message_bytes`.
+    pub oversized_messages: u64,
+}
+
+/// Which kind of long-lived connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamKind {
+    WebSocket,
+    Sse,
 }
 
 impl HttpStats {
@@ -111,6 +149,64 @@ impl StatsRecorder {
 
     pub(crate) fn body_read_timeout(&self) {
         self.with(|s| s.body_read_timeouts += 1);
+    }
+
+    pub(crate) fn stream_opened(&self, kind: StreamKind) {
+        self.with(|s| match kind {
+            StreamKind::WebSocket => {
+                s.websockets_open += 1;
+                s.websockets_accepted += 1;
+            }
+            StreamKind::Sse => {
+                s.sse_open += 1;
+                s.sse_accepted += 1;
+            }
+        });
+    }
+
+    pub(crate) fn stream_closed(&self, kind: StreamKind) {
+        self.with(|s| match kind {
+            StreamKind::WebSocket => s.websockets_open = s.websockets_open.saturating_sub(1),
+            StreamKind::Sse => s.sse_open = s.sse_open.saturating_sub(1),
+        });
+    }
+
+    pub(crate) fn stream_refused(&self) {
+        self.with(|s| s.streams_refused += 1);
+    }
+
+    pub(crate) fn frame_in(&self, bytes: usize) {
+        self.with(|s| {
+            s.frames_in += 1;
+            s.bytes_in += bytes as u64;
+        });
+    }
+
+    pub(crate) fn frame_out(&self, bytes: usize) {
+        self.with(|s| {
+            s.frames_out += 1;
+            s.bytes_out += bytes as u64;
+        });
+    }
+
+    pub(crate) fn stream_close_code(&self, code: u16) {
+        self.with(|s| *s.closes_by_code.entry(code).or_default() += 1);
+    }
+
+    pub(crate) fn idle_timeout(&self) {
+        self.with(|s| s.idle_timeouts += 1);
+    }
+
+    pub(crate) fn write_timeout(&self) {
+        self.with(|s| s.write_timeouts += 1);
+    }
+
+    pub(crate) fn queue_overflow(&self) {
+        self.with(|s| s.queue_overflows += 1);
+    }
+
+    pub(crate) fn oversized(&self) {
+        self.with(|s| s.oversized_messages += 1);
     }
 
     pub(crate) fn snapshot(&self) -> HttpStats {

@@ -14,7 +14,9 @@ use rusm_policy::{Location, Policy, PolicyError, PolicyLibrary};
 use rusm_wasm::{MachineLimits, WasmConfig};
 use toml::Spanned;
 
-use super::raw::{RawChild, RawComponent, RawInit, RawListener, RawManifest, RawNode, RawStep};
+use super::raw::{
+    RawChild, RawComponent, RawInit, RawListener, RawManifest, RawNode, RawRoute, RawStep,
+};
 use super::*;
 
 /// Builds errors that point into the manifest source.
@@ -137,10 +139,13 @@ pub fn parse(text: &str, file: &Path) -> anyhow::Result<Manifest> {
                 ));
             }
             known_component(&src, &components, &r.component)?;
+            let (kind, connection) = route_connection(&src, r)?;
             routes.push(RouteDecl {
                 path: r.path.get_ref().clone(),
                 method: r.method.clone(),
                 component: r.component.get_ref().clone(),
+                kind,
+                connection,
             });
         }
         let config = listener_config(&src, l)?;
@@ -200,6 +205,7 @@ fn listener_config(src: &Text<'_>, raw: &RawListener) -> anyhow::Result<rusm_htt
         config.max_connections,
     )?;
     config.max_concurrent = count(&raw.max_concurrent, "max_concurrent", config.max_concurrent)?;
+    config.max_streams = count(&raw.max_streams, "max_streams", config.max_streams)?;
     if let Some(value) = &raw.max_body_bytes {
         config.max_body_bytes = rusm_policy::parse_size(value.get_ref())
             .map_err(|e| src.at(value.span(), format!("{e}; write a size such as \"10MiB\"")))?;
@@ -493,6 +499,116 @@ fn strategy(src: &Text<'_>, value: &Option<Spanned<String>>) -> anyhow::Result<S
             ),
         )),
     }
+}
+
+/// A route's kind and its connections' settings: the defaults, with what the manifest
+/// sets. Connection keys on an `http` route are errors.
+fn route_connection(
+    src: &Text<'_>,
+    raw: &RawRoute,
+) -> anyhow::Result<(rusm_http::RouteKind, rusm_http::ConnectionConfig)> {
+    use rusm_http::RouteKind;
+    let kind = match &raw.kind {
+        None => RouteKind::Http,
+        Some(kind) => match kind.get_ref().as_str() {
+            "http" => RouteKind::Http,
+            "websocket" => RouteKind::WebSocket,
+            "sse" => RouteKind::Sse,
+            other => {
+                return Err(src.at(
+                    kind.span(),
+                    format!(
+                        "unknown route kind {other:?}; write \"http\", \"websocket\" or \"sse\""
+                    ),
+                ));
+            }
+        },
+    };
+    let mut config = rusm_http::ConnectionConfig::default();
+    let sizes = [
+        (
+            &raw.max_message_bytes,
+            "max_message_bytes",
+            &mut config.max_message_bytes,
+        ),
+        (
+            &raw.max_queued_bytes,
+            "max_queued_bytes",
+            &mut config.max_queued_bytes,
+        ),
+    ];
+    let mut set = Vec::new();
+    for (value, key, field) in sizes {
+        let Some(value) = value else { continue };
+        set.push((key, value.span()));
+        *field = rusm_policy::parse_size(value.get_ref())
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                src.at(
+                    value.span(),
+                    format!(
+                        "{key} must be a size of at least 1 byte, such as \"64KiB\", not {:?}",
+                        value.get_ref()
+                    ),
+                )
+            })?;
+    }
+    if let Some(value) = &raw.max_queued_messages {
+        set.push(("max_queued_messages", value.span()));
+        config.max_queued_messages = usize::try_from(*value.get_ref())
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                src.at(
+                    value.span(),
+                    format!(
+                        "max_queued_messages must be a whole number of at least 1, not {}",
+                        value.get_ref()
+                    ),
+                )
+            })?;
+    }
+    let durations = [
+        (&raw.idle_timeout, "idle_timeout", &mut config.idle_timeout),
+        (
+            &raw.ping_interval,
+            "ping_interval",
+            &mut config.ping_interval,
+        ),
+        (
+            &raw.write_timeout,
+            "write_timeout",
+            &mut config.write_timeout,
+        ),
+        (
+            &raw.close_timeout,
+            "close_timeout",
+            &mut config.close_timeout,
+        ),
+        (&raw.heartbeat, "heartbeat", &mut config.heartbeat),
+    ];
+    for (value, key, field) in durations {
+        let Some(spanned) = value else { continue };
+        set.push((key, spanned.span()));
+        *field = duration(src, value, *field)?;
+        if field.is_zero() {
+            return Err(src.at(
+                spanned.span(),
+                format!("{key} must be more than 0, not {}", spanned.get_ref()),
+            ));
+        }
+    }
+    if kind == RouteKind::Http
+        && let Some((key, span)) = set.first()
+    {
+        return Err(src.at(
+            span.clone(),
+            format!("{key} applies to websocket and sse routes; add kind = \"websocket\" or kind = \"sse\""),
+        ));
+    }
+    Ok((kind, config))
 }
 
 fn duration(

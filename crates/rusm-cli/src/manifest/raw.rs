@@ -84,6 +84,7 @@ pub(super) struct RawListener {
     pub(super) header_read_timeout: Option<Spanned<String>>,
     pub(super) body_read_timeout: Option<Spanned<String>>,
     pub(super) request_deadline: Option<Spanned<String>>,
+    pub(super) max_streams: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -92,6 +93,15 @@ pub(super) struct RawRoute {
     pub(super) path: Spanned<String>,
     pub(super) method: Option<String>,
     pub(super) component: Spanned<String>,
+    pub(super) kind: Option<Spanned<String>>,
+    pub(super) max_message_bytes: Option<Spanned<String>>,
+    pub(super) max_queued_bytes: Option<Spanned<String>>,
+    pub(super) max_queued_messages: Option<Spanned<i64>>,
+    pub(super) idle_timeout: Option<Spanned<String>>,
+    pub(super) ping_interval: Option<Spanned<String>>,
+    pub(super) write_timeout: Option<Spanned<String>>,
+    pub(super) close_timeout: Option<Spanned<String>>,
+    pub(super) heartbeat: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
