@@ -13,6 +13,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::{WitError, WitSpawnOptions, WitSpawned};
 use crate::broker::{ClockView, Dirs, HttpGrant};
+use crate::config::ConfigView;
+use crate::keyvalue::{KvBackend, KvView};
 use crate::extensions::Extensions;
 use crate::limits::{Limits, StoreLimiter, TreeBudget, TreeToken};
 use crate::upgrade::Upgrades;
@@ -38,6 +40,8 @@ pub(crate) struct NodeView {
     pub(crate) spawner: Arc<dyn Spawner>,
     /// Upgrade requests and handed-over state.
     pub(crate) upgrades: Arc<Upgrades>,
+    /// The node's key-value store (`wasi:keyvalue`, as the policy grants it).
+    pub(crate) kv: Arc<dyn KvBackend>,
 }
 
 /// Counts a process among its parent's live children while it exists.
@@ -143,6 +147,22 @@ impl ProcessState {
     pub(crate) fn remaining(&self) -> Option<std::time::Duration> {
         self.ends_at
             .map(|at| at.saturating_duration_since(tokio::time::Instant::now()))
+    }
+}
+
+impl ProcessState {
+    /// What `wasi:keyvalue` reaches of this process.
+    pub(crate) fn keyvalue(&mut self) -> KvView<'_> {
+        KvView {
+            table: &mut self.table,
+            policy: &self.policy.keyvalue,
+            store: &self.node.kv,
+        }
+    }
+
+    /// What `wasi:config` reaches of this process.
+    pub(crate) fn config(&mut self) -> ConfigView<'_> {
+        ConfigView(&self.policy.config)
     }
 }
 
