@@ -12,6 +12,7 @@ mod messaging;
 mod preemption;
 mod reload;
 mod send_receive;
+mod state;
 
 use std::sync::OnceLock;
 use std::time::Duration;

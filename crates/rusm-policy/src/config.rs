@@ -56,7 +56,10 @@ mod tests {
         let config = ConfigPolicy {
             vars: [
                 ("mode".to_string(), ConfigValue::Literal("fast".into())),
-                ("password".to_string(), ConfigValue::Env("DB_PASSWORD".into())),
+                (
+                    "password".to_string(),
+                    ConfigValue::Env("DB_PASSWORD".into()),
+                ),
                 ("token".to_string(), ConfigValue::Env("MISSING".into())),
             ]
             .into(),

@@ -4,10 +4,10 @@ use std::fmt::Write as _;
 
 use crate::Policy;
 use crate::config::ConfigValue;
-use crate::keyvalue::BucketMode;
-use crate::limits::format_size;
 use crate::fs::FsMode;
+use crate::keyvalue::BucketMode;
 use crate::limits::LimitValue;
+use crate::limits::format_size;
 use crate::net::{HostPattern, PortRange, SocketKind, SocketPattern};
 use crate::process::{KillRight, NamePattern, PolicyRef};
 use crate::stdio::StdioMode;

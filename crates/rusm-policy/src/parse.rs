@@ -784,7 +784,8 @@ impl<'s> Parser<'s> {
                 for (k, v) in entries(entry) {
                     match k.get_ref().as_ref() {
                         "name" => {
-                            let text = self.string(k, v, entry_place, "a string (a bucket name)")?;
+                            let text =
+                                self.string(k, v, entry_place, "a string (a bucket name)")?;
                             if !is_bucket_name(text) {
                                 return Err(self.err(
                                     v.span(),
@@ -857,9 +858,15 @@ impl<'s> Parser<'s> {
                         let mut env = None;
                         for (ek, ev) in entries(t) {
                             if ek.get_ref() != "env" {
-                                return Err(self.unknown_key(ek, ek.get_ref(), vars_place, &VALUE_KEYS));
+                                return Err(self.unknown_key(
+                                    ek,
+                                    ek.get_ref(),
+                                    vars_place,
+                                    &VALUE_KEYS,
+                                ));
                             }
-                            let text = self.string(ek, ev, vars_place, "a string (a host variable name)")?;
+                            let text =
+                                self.string(ek, ev, vars_place, "a string (a host variable name)")?;
                             if !is_var_name(text) {
                                 return Err(self.err(
                                     ev.span(),

@@ -172,7 +172,7 @@ pub struct KvOpenError {
     pub path: PathBuf,
     /// What went wrong, in words.
     pub why: String,
-    /// Whether another process holds the file open (a running node, say).
+    /// Whether another open database holds the file (a running node, say).
     pub locked: bool,
 }
 
@@ -204,9 +204,10 @@ impl RedbStore {
             why,
             locked,
         };
-        let db = Database::create(path).map_err(|e| match e {
+        let db = Database::create(path).map_err(|e| {
+            match e {
             redb::DatabaseError::DatabaseAlreadyOpen => fail(
-                "it is open in another process (a running node holds it locked; stop it first)"
+                "it is locked by another open database (a running node holds it; stop it first)"
                     .into(),
                 true,
             ),
@@ -214,7 +215,7 @@ impl RedbStore {
                 if io.kind() == std::io::ErrorKind::WouldBlock =>
             {
                 fail(
-                    "it is open in another process (a running node holds it locked; stop it first)"
+                    "it is locked by another open database (a running node holds it; stop it first)"
                         .into(),
                     true,
                 )
@@ -223,6 +224,7 @@ impl RedbStore {
                 format!("{other} (is it a rusm key-value database, and undamaged?)"),
                 false,
             ),
+        }
         })?;
         let store = RedbStore { db, max_bytes };
         store.init().map_err(|e| fail(e.to_string(), false))?;
@@ -571,7 +573,10 @@ impl KvView<'_> {
 }
 
 impl store::Host for KvView<'_> {
-    fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<OpenBucket>, WitKvError>> {
+    fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<OpenBucket>, WitKvError>> {
         let Some(grant) = self.policy.bucket(&identifier) else {
             return Ok(Err(denied()));
         };

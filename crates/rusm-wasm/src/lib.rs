@@ -63,8 +63,8 @@ pub use engine::{Allocator, DEFAULT_KV_MAX_BYTES, PoolConfig, WasmConfig};
 pub use error::{LoadError, SpawnError};
 pub use extensions::Extensions;
 pub use keyvalue::{
-    KvBackend, KvError, KvOpenError, LIST_PAGE, MAX_BATCH_BYTES,
-    MAX_BATCH_KEYS, MAX_KEY_BYTES, RedbStore, WriteLimits,
+    KvBackend, KvError, KvOpenError, LIST_PAGE, MAX_BATCH_BYTES, MAX_BATCH_KEYS, MAX_KEY_BYTES,
+    RedbStore, WriteLimits,
 };
 pub use kind::ComponentKind;
 pub use kinds::http::{

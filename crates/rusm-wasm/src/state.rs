@@ -14,8 +14,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::bindings::{WitError, WitSpawnOptions, WitSpawned};
 use crate::broker::{ClockView, Dirs, HttpGrant};
 use crate::config::ConfigView;
-use crate::keyvalue::{KvBackend, KvView};
 use crate::extensions::Extensions;
+use crate::keyvalue::{KvBackend, KvView};
 use crate::limits::{Limits, StoreLimiter, TreeBudget, TreeToken};
 use crate::upgrade::Upgrades;
 

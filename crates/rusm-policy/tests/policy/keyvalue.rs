@@ -26,7 +26,10 @@ buckets = [
     assert_eq!(catalog.bucket_limit(), DEFAULT_BUCKET_BYTES);
     assert_eq!(catalog.value_limit(), DEFAULT_VALUE_BYTES);
     assert!(p.keyvalue.bucket("other").is_none());
-    assert!(Policy::deny_all().keyvalue.is_empty(), "no section, no bucket");
+    assert!(
+        Policy::deny_all().keyvalue.is_empty(),
+        "no section, no bucket"
+    );
 }
 
 #[test]
@@ -40,7 +43,9 @@ fn bad_bucket_entries_name_the_file_and_line() {
         "capabilities/test.toml:2:12: missing key \"name\" in [keyvalue] buckets; name the bucket, e.g. name = \"sessions\""
     );
     assert_eq!(
-        error("[keyvalue]\nbuckets = [\n  { name = \"a\" },\n  { name = \"a\", mode = \"rw\" },\n]\n"),
+        error(
+            "[keyvalue]\nbuckets = [\n  { name = \"a\" },\n  { name = \"a\", mode = \"rw\" },\n]\n"
+        ),
         "capabilities/test.toml:4:12: duplicate bucket \"a\" in [keyvalue] buckets; it is already granted at line 3"
     );
     assert!(
@@ -92,7 +97,8 @@ fn a_child_may_not_widen_a_bucket_or_its_limits() {
 buckets = [{ name = "catalog", mode = "ro" }, { name = "sessions", mode = "rw", max_value = "4KiB" }]
 "#,
     );
-    let ok = policy("[keyvalue]\nbuckets = [{ name = \"sessions\", mode = \"ro\", max_value = 100 }]\n");
+    let ok =
+        policy("[keyvalue]\nbuckets = [{ name = \"sessions\", mode = \"ro\", max_value = 100 }]\n");
     assert_eq!(ok.is_subset_of(&parent), Ok(()));
 
     let rw_under_ro = policy("[keyvalue]\nbuckets = [{ name = \"catalog\", mode = \"rw\" }]\n");

@@ -19,12 +19,12 @@ use wasmtime::Engine;
 use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::{Actor, WitError, WitSpawnOptions, WitSpawned};
-use crate::config;
-use crate::keyvalue::{self, KvBackend};
 use crate::broker::{self, Dirs};
+use crate::config;
 use crate::engine::{WasmConfig, build_engine};
 use crate::error::{LoadError, SpawnError};
 use crate::extensions::Extensions;
+use crate::keyvalue::{self, KvBackend};
 use crate::kind::ComponentKind;
 use crate::kinds::{self, Backend, BodyFuture, Granted};
 use crate::limits::{Limits, TreeToken};
@@ -137,7 +137,8 @@ impl WasmNode {
             .map_err(anyhow::Error::from)?;
         Actor::add_to_linker::<ProcessState, HasSelf<ProcessState>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)?;
-        keyvalue::add_to_linker(&mut linker, ProcessState::keyvalue).map_err(anyhow::Error::from)?;
+        keyvalue::add_to_linker(&mut linker, ProcessState::keyvalue)
+            .map_err(anyhow::Error::from)?;
         config::add_to_linker(&mut linker, ProcessState::config).map_err(anyhow::Error::from)?;
         let kv = keyvalue::open_store(&config)?;
         extend(&mut linker).map_err(anyhow::Error::from)?;
