@@ -419,5 +419,5 @@ async fn the_readme_key_value_actor_counts_across_restarts() {
     let reason = tokio::time::timeout(Duration::from_secs(30), end)
         .await
         .unwrap();
-    assert_eq!(reason.to_string(), "AccessDenied");
+    assert_eq!(reason.to_string(), "Error::AccessDenied");
 }
