@@ -50,6 +50,11 @@ pub struct NodeDecl {
     pub max_instances: Option<u32>,
     /// `time_slice`: how long a guest runs in one go before it must yield.
     pub time_slice: Option<Duration>,
+    /// `kv_path`: the key-value database file, resolved against the manifest's
+    /// directory (`.rusm/kv.redb` there when the manifest names none).
+    pub kv_path: Option<PathBuf>,
+    /// `kv_max_bytes`: the most the key-value store holds.
+    pub kv_max_bytes: Option<u64>,
 }
 
 /// The allocator an app chooses.
@@ -86,6 +91,12 @@ impl NodeDecl {
         }
         if let Some(slice) = self.time_slice {
             config.preemption = rusm_wasm::Preemption::Slice(slice);
+        }
+        if let Some(path) = &self.kv_path {
+            config.kv_path = Some(path.clone());
+        }
+        if let Some(max) = self.kv_max_bytes {
+            config.kv_max_bytes = max;
         }
         config
     }
@@ -259,6 +270,8 @@ struct RawNode {
     allocator: Option<Spanned<String>>,
     max_instances: Option<Spanned<i64>>,
     time_slice: Option<Spanned<String>>,
+    kv_path: Option<Spanned<String>>,
+    kv_max_bytes: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -478,10 +491,21 @@ pub fn parse(text: &str, file: &Path) -> anyhow::Result<Manifest> {
         steps.push(step_decl(&src, step, &root, !listeners.is_empty())?);
     }
 
-    let node = match &raw.node {
+    let mut node = match &raw.node {
         Some(node) => node_decl(&src, node.get_ref())?,
         None => NodeDecl::default(),
     };
+    let kv_path = match raw.node.as_ref().and_then(|n| n.get_ref().kv_path.as_ref()) {
+        Some(path) if path.get_ref().is_empty() => {
+            return Err(src.at(
+                path.span(),
+                "kv_path is empty; name the key-value database file, e.g. kv_path = \"data/kv.redb\"",
+            ));
+        }
+        Some(path) => dir.join(path.get_ref()),
+        None => dir.join(".rusm").join("kv.redb"),
+    };
+    node.kv_path = Some(std::path::absolute(&kv_path).unwrap_or(kv_path));
 
     let name = raw.name.clone().unwrap_or_else(|| {
         file.file_stem()
@@ -613,10 +637,28 @@ fn node_decl(src: &Text<'_>, raw: &RawNode) -> anyhow::Result<NodeDecl> {
             Some(tick)
         }
     };
+    let kv_max_bytes = match &raw.kv_max_bytes {
+        None => None,
+        Some(value) => {
+            let bytes = match value.get_ref() {
+                toml::Value::Integer(n) => u64::try_from(*n).ok().filter(|&n| n > 0),
+                toml::Value::String(text) => rusm_policy::parse_size(text).ok().filter(|&n| n > 0),
+                _ => None,
+            };
+            Some(bytes.ok_or_else(|| {
+                src.at(
+                    value.span(),
+                    "kv_max_bytes must be a size of at least 1 byte, such as 1073741824 or \"1GiB\"",
+                )
+            })?)
+        }
+    };
     let node = NodeDecl {
         allocator,
         max_instances,
         time_slice,
+        kv_path: None,
+        kv_max_bytes,
     };
     // What the machine can hold is checked here too, so the error points at the line.
     if let Err(why) = node

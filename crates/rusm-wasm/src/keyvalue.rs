@@ -193,7 +193,8 @@ impl std::fmt::Debug for RedbStore {
 }
 
 impl RedbStore {
-    /// Open (or create) the database file at `path`, holding at most `max_bytes`.
+    /// Open (or create, with its directory) the database file at `path`, holding at
+    /// most `max_bytes`.
     ///
     /// # Errors
     /// When the file cannot be created or read, is not a redb database or is damaged,
@@ -204,6 +205,9 @@ impl RedbStore {
             why,
             locked,
         };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| fail(e.to_string(), false))?;
+        }
         let db = Database::create(path).map_err(|e| {
             match e {
             redb::DatabaseError::DatabaseAlreadyOpen => fail(
@@ -220,8 +224,9 @@ impl RedbStore {
                     true,
                 )
             }
+            redb::DatabaseError::Storage(redb::StorageError::Io(io)) => fail(io.to_string(), false),
             other => fail(
-                format!("{other} (is it a rusm key-value database, and undamaged?)"),
+                format!("{other} (it is not a redb database, or it is damaged)"),
                 false,
             ),
         }
