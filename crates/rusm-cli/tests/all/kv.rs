@@ -18,11 +18,18 @@ fn counter_app(dir: &Path, node: &str, steps: &str) -> String {
 path = {:?}
 policy = {{ keyvalue = {{ buckets = [{{ name = "counter", mode = "rw" }}] }} }}
 
+[components.idle]
+path = {:?}
+
+[supervisor]
+children = [{{ id = "idle", component = "idle" }}]
+
 [[listeners]]
 listen = "127.0.0.1:0"
 routes = [{{ path = "/counter", component = "web" }}]
 {steps}"#,
-        component("http-counter")
+        component("http-counter"),
+        component("counter")
     );
     std::fs::write(&file, manifest).unwrap();
     file.to_str().unwrap().to_owned()
