@@ -113,6 +113,15 @@ async fn a_rw_bucket_is_read_and_written() {
     assert_eq!(p.ask("inc visits 5").await, "ok 5");
     assert_eq!(p.ask("inc visits 2").await, "ok 7");
     assert_eq!(p.ask("get visits").await, "ok 7");
+    assert_eq!(p.ask("repeat 3 inc visits 1").await, "ok 10");
+    assert_eq!(
+        p.ask("repeat 2 inc theme 1")
+            .await
+            .split_once(" other ")
+            .unwrap()
+            .0,
+        "err"
+    );
     assert_eq!(
         p.ask("inc theme 1").await.split_once(" other ").unwrap().0,
         "err"

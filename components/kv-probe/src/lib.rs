@@ -23,6 +23,7 @@
 //! | `getmany K,K` | `batch.get-many` | `K=V` or `-` per key, joined by `,` |
 //! | `config K` | `wasi:config/store.get(K)` | the value, or `none` |
 //! | `configall` | `wasi:config/store.get-all()` | `K=V` pairs joined by `,` |
+//! | `repeat N COMMAND` | `COMMAND`, `N` times in a row (the `kv` benchmark) | the last answer, or the first that is not `ok` |
 //!
 //! A command before any `open` that needs a bucket, or one it does not know, is
 //! answered `bad <command>`. Runs until killed.
@@ -50,6 +51,20 @@ fn done(_: ()) -> String {
 }
 
 fn run_command(bucket: &mut Option<store::Bucket>, command: &str) -> String {
+    if let Some(rest) = command.strip_prefix("repeat ") {
+        let Some((Ok(times), inner)) = rest.split_once(' ').map(|(n, c)| (n.parse::<u64>(), c))
+        else {
+            return format!("bad {command}");
+        };
+        let mut last = format!("bad {command}");
+        for _ in 0..times {
+            last = run_command(bucket, inner);
+            if !last.starts_with("ok") {
+                break;
+            }
+        }
+        return last;
+    }
     let mut words = command.splitn(3, ' ');
     let verb = words.next().unwrap_or_default();
     let a = words.next().unwrap_or_default();

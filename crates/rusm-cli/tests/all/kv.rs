@@ -155,3 +155,38 @@ fn a_damaged_database_stops_the_app_at_start_with_an_error_naming_it() {
         read.stderr
     );
 }
+
+#[test]
+fn inspect_maps_keyvalue_and_config_imports_to_their_sections() {
+    let probe = component("kv-probe").to_str().unwrap();
+    let line = |stdout: &str, prefix: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} import in:\n{stdout}"))
+            .to_owned()
+    };
+    let out = run(&["inspect", probe]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let store = line(&out.stdout, "wasi:keyvalue/store@");
+    assert!(store.contains("DENIED: [keyvalue] no buckets"), "{store}");
+    let config = line(&out.stdout, "wasi:config/store@");
+    assert!(config.contains("DENIED: [config] no values"), "{config}");
+
+    let dir = temp_dir("kv-inspect");
+    let policy = dir.join("kv.toml");
+    std::fs::write(
+        &policy,
+        "[keyvalue]\nbuckets = [{ name = \"sessions\", mode = \"rw\" }]\n[config.vars]\nmode = \"fast\"\n",
+    )
+    .unwrap();
+    let out = run(&["inspect", probe, "--policy", policy.to_str().unwrap()]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    let atomics = line(&out.stdout, "wasi:keyvalue/atomics@");
+    assert!(
+        atomics.contains("granted: [keyvalue] sessions (rw)"),
+        "{atomics}"
+    );
+    let config = line(&out.stdout, "wasi:config/store@");
+    assert!(config.contains("granted: [config] mode"), "{config}");
+}
