@@ -129,7 +129,7 @@ async fn a_rw_bucket_is_read_and_written() {
     // The host sees what the guest stored.
     assert_eq!(
         node.kv_store().get("sessions", "visits").unwrap(),
-        Some(b"7".to_vec())
+        Some(b"10".to_vec())
     );
 }
 
