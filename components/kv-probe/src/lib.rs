@@ -23,7 +23,12 @@
 //! | `getmany K,K` | `batch.get-many` | `K=V` or `-` per key, joined by `,` |
 //! | `config K` | `wasi:config/store.get(K)` | the value, or `none` |
 //! | `configall` | `wasi:config/store.get-all()` | `K=V` pairs joined by `,` |
+//! | `batches N K` | `batch.set-many` `N` times, the `i`-th (from 1) storing `i` under the `K` new keys `bi-0` to `bi-(K-1)` | none |
 //! | `repeat N COMMAND` | `COMMAND`, `N` times in a row (the `kv` benchmark) | the last answer, or the first that is not `ok` |
+//!
+//! The init, when not empty, is commands too, one per line, run before the first
+//! message (their answers are dropped; the first that is not `ok` ends the probe with
+//! it as a `custom` reason).
 //!
 //! A command before any `open` that needs a bucket, or one it does not know, is
 //! answered `bad <command>`. Runs until killed.
@@ -143,6 +148,20 @@ fn run_command(bucket: &mut Option<store::Bucket>, command: &str) -> String {
             answer(batch::set_many(bucket, &pairs), done)
         }
         "delmany" => answer(batch::delete_many(bucket, &list(a)), done),
+        "batches" => {
+            let (Ok(times), Ok(keys)) = (a.parse::<u64>(), b.parse::<u64>()) else {
+                return format!("bad {command}");
+            };
+            for i in 1..=times {
+                let value = i.to_string().into_bytes();
+                let pairs: Vec<(String, Vec<u8>)> =
+                    (0..keys).map(|k| (format!("b{i}-{k}"), value.clone())).collect();
+                if let Err(e) = batch::set_many(bucket, &pairs) {
+                    return kv_err(e);
+                }
+            }
+            "ok".into()
+        }
         "getmany" => answer(batch::get_many(bucket, &list(a)), |found| {
             let shown: Vec<String> = found
                 .into_iter()
@@ -157,8 +176,14 @@ fn run_command(bucket: &mut Option<store::Bucket>, command: &str) -> String {
     }
 }
 
-fn run(_init: Vec<u8>) -> Result<(), String> {
+fn run(init: Vec<u8>) -> Result<(), String> {
     let mut bucket = None;
+    for command in String::from_utf8_lossy(&init).lines() {
+        let answer = run_command(&mut bucket, command);
+        if !answer.starts_with("ok") {
+            return Err(answer);
+        }
+    }
     loop {
         if let Message::Data { tag, payload } = receive()
             && let Some(from) = payload.get(..8).and_then(Pid::from_slice)

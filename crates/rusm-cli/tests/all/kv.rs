@@ -190,3 +190,81 @@ fn inspect_maps_keyvalue_and_config_imports_to_their_sections() {
     let config = line(&out.stdout, "wasi:config/store@");
     assert!(config.contains("granted: [config] mode"), "{config}");
 }
+
+/// A node killed (SIGKILL) while an actor stores batch after batch leaves each batch
+/// whole: every batch found has all of its keys, and they are the first ones written.
+#[test]
+fn a_node_killed_mid_batch_leaves_every_batch_whole_or_absent() {
+    const KEYS: usize = 8;
+    let dir = temp_dir("kv-crash");
+    let file = dir.join("app.toml");
+    let db = dir.join(".rusm/kv.redb");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name = "crash"
+
+[components.writer]
+path = {:?}
+policy = {{ keyvalue = {{ buckets = [{{ name = "b", mode = "rw" }}] }} }}
+
+[supervisor]
+children = [{{ id = "w", component = "writer", init = "open b\nbatches 1000000000 {KEYS}" }}]
+"#,
+            component("kv-probe")
+        ),
+    )
+    .unwrap();
+    let app = file.to_str().unwrap();
+    let mut child = rusm()
+        .args(["run", app])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = lines(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("app crash is up") {
+        let line = stderr
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the app did not come up:\n{seen}"));
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    // Wait (at most a minute) until the writer's batches have grown the file.
+    let start = std::fs::metadata(&db).unwrap().len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&db).unwrap().len() <= start {
+        assert!(std::time::Instant::now() < deadline, "no batch was written");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    let status = wait(child, Duration::from_secs(30));
+    assert_eq!(status.code(), None, "killed by a signal");
+
+    let listed = run(&["kv", "list", app, "b"]);
+    assert_eq!(listed.code(), 0, "{}", listed.stderr);
+    let mut batches: std::collections::BTreeMap<u64, Vec<String>> = Default::default();
+    for key in listed.stdout.lines() {
+        let (batch, _) = key[1..].split_once('-').unwrap();
+        batches
+            .entry(batch.parse().unwrap())
+            .or_default()
+            .push(key.to_owned());
+    }
+    assert!(
+        !batches.is_empty(),
+        "the file grew, so batches were committed"
+    );
+    let last = *batches.keys().last().unwrap();
+    assert_eq!(
+        batches.keys().copied().collect::<Vec<_>>(),
+        (1..=last).collect::<Vec<_>>(),
+        "the batches found are the first ones"
+    );
+    for (batch, keys) in &batches {
+        assert_eq!(keys.len(), KEYS, "batch {batch} is whole: {keys:?}");
+    }
+    let got = run(&["kv", "get", app, "b", &format!("b{last}-{}", KEYS - 1)]);
+    assert_eq!(got.stdout, format!("{last}\n"));
+}
