@@ -255,6 +255,13 @@ async fn oversize_values_and_full_buckets_are_errors_not_traps() {
     // Deleting frees the room again.
     assert_eq!(p.ask("del b").await, "ok");
     assert_eq!(p.ask("fill c 600").await, "ok");
+    // Holding buckets open costs the host memory: a process holds at most 256.
+    assert_eq!(
+        p.ask("hoard 300 s").await,
+        "err other too many open buckets: a process holds at most 256"
+    );
+    // Those it held are released: 255 more beside the one it keeps open fit.
+    assert_eq!(p.ask("hoard 255 s").await, "ok");
     let long = "k".repeat(5000);
     assert_eq!(
         p.ask(&format!("set {long} v")).await,

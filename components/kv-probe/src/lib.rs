@@ -24,6 +24,7 @@
 //! | `config K` | `wasi:config/store.get(K)` | the value, or `none` |
 //! | `configall` | `wasi:config/store.get-all()` | `K=V` pairs joined by `,` |
 //! | `batches N K` | `batch.set-many` `N` times, the `i`-th (from 1) storing `i` under the `K` new keys `bi-0` to `bi-(K-1)` | none |
+//! | `hoard N B` | `store.open(B)` `N` times, keeping every bucket open until the end of the command | none |
 //! | `repeat N COMMAND` | `COMMAND`, `N` times in a row (the `kv` benchmark) | the last answer, or the first that is not `ok` |
 //!
 //! The init, when not empty, is commands too, one per line, run before the first
@@ -83,6 +84,19 @@ fn run_command(bucket: &mut Option<store::Bucket>, command: &str) -> String {
                 }
                 Err(e) => kv_err(e),
             };
+        }
+        "hoard" => {
+            let Ok(times) = a.parse::<usize>() else {
+                return format!("bad {command}");
+            };
+            let mut held = Vec::new();
+            for _ in 0..times {
+                match store::open(b) {
+                    Ok(opened) => held.push(opened),
+                    Err(e) => return kv_err(e),
+                }
+            }
+            return "ok".into();
         }
         "config" => {
             return match config::get(a) {

@@ -23,6 +23,8 @@ pub const MAX_KEY_BYTES: usize = 4096;
 pub const MAX_BATCH_KEYS: usize = 1000;
 /// The most bytes of values one `get-many` returns.
 pub const MAX_BATCH_BYTES: u64 = 16 << 20;
+/// The most buckets a process holds open at once.
+pub const MAX_OPEN_BUCKETS: usize = 256;
 /// The most keys one `list-keys` call returns.
 pub const LIST_PAGE: usize = 1000;
 
@@ -522,6 +524,8 @@ pub(crate) struct KvView<'a> {
     pub(crate) table: &'a mut ResourceTable,
     pub(crate) policy: &'a KeyValuePolicy,
     pub(crate) store: &'a Arc<dyn KvBackend>,
+    /// How many buckets the process holds open (at most [`MAX_OPEN_BUCKETS`]).
+    pub(crate) open: &'a mut usize,
 }
 
 /// The [`HasData`] of [`KvView`].
@@ -585,6 +589,11 @@ impl store::Host for KvView<'_> {
         let Some(grant) = self.policy.bucket(&identifier) else {
             return Ok(Err(denied()));
         };
+        if *self.open >= MAX_OPEN_BUCKETS {
+            return Ok(Err(WitKvError::Other(format!(
+                "too many open buckets: a process holds at most {MAX_OPEN_BUCKETS}"
+            ))));
+        }
         let bucket = OpenBucket {
             name: identifier,
             mode: grant.mode,
@@ -593,7 +602,9 @@ impl store::Host for KvView<'_> {
                 max_value: grant.value_limit(),
             },
         };
-        Ok(Ok(self.table.push(bucket)?))
+        let bucket = self.table.push(bucket)?;
+        *self.open += 1;
+        Ok(Ok(bucket))
     }
 }
 
@@ -662,6 +673,7 @@ impl store::HostBucket for KvView<'_> {
 
     fn drop(&mut self, bucket: Resource<OpenBucket>) -> wasmtime::Result<()> {
         self.table.delete(bucket)?;
+        *self.open -= 1;
         Ok(())
     }
 }

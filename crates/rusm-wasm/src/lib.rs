@@ -64,7 +64,7 @@ pub use error::{LoadError, SpawnError};
 pub use extensions::Extensions;
 pub use keyvalue::{
     KvBackend, KvError, KvOpenError, LIST_PAGE, MAX_BATCH_BYTES, MAX_BATCH_KEYS, MAX_KEY_BYTES,
-    RedbStore, WriteLimits,
+    MAX_OPEN_BUCKETS, RedbStore, WriteLimits,
 };
 pub use kind::ComponentKind;
 pub use kinds::http::{

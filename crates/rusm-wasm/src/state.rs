@@ -68,6 +68,8 @@ pub struct ProcessState {
     /// Outbound HTTP as the policy's `[http]` section allows it.
     pub(crate) http_hooks: HttpGrant,
     pub(crate) table: ResourceTable,
+    /// How many `wasi:keyvalue` buckets it holds open.
+    pub(crate) open_buckets: usize,
     pub(crate) limiter: StoreLimiter,
     pub(crate) started: Instant,
     /// Live children of this process (for the policy's `children` limit).
@@ -157,6 +159,7 @@ impl ProcessState {
             table: &mut self.table,
             policy: &self.policy.keyvalue,
             store: &self.node.kv,
+            open: &mut self.open_buckets,
         }
     }
 
