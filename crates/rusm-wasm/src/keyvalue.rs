@@ -614,7 +614,7 @@ impl store::HostBucket for KvView<'_> {
         bucket: Resource<OpenBucket>,
         key: String,
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, WitKvError>> {
-        let bucket = self.bucket(&bucket)?;
+        let bucket = self.table.get(&bucket)?;
         Ok(self.store.get(&bucket.name, &key).map_err(to_wit))
     }
 
@@ -650,7 +650,7 @@ impl store::HostBucket for KvView<'_> {
         bucket: Resource<OpenBucket>,
         key: String,
     ) -> wasmtime::Result<Result<bool, WitKvError>> {
-        let bucket = self.bucket(&bucket)?;
+        let bucket = self.table.get(&bucket)?;
         Ok(self.store.exists(&bucket.name, &key).map_err(to_wit))
     }
 
@@ -659,7 +659,7 @@ impl store::HostBucket for KvView<'_> {
         bucket: Resource<OpenBucket>,
         cursor: Option<u64>,
     ) -> wasmtime::Result<Result<store::KeyResponse, WitKvError>> {
-        let bucket = self.bucket(&bucket)?;
+        let bucket = self.table.get(&bucket)?;
         let skip = cursor.unwrap_or(0);
         Ok(self
             .store
@@ -700,7 +700,7 @@ impl batch::Host for KvView<'_> {
         bucket: Resource<OpenBucket>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, WitKvError>> {
-        let bucket = self.bucket(&bucket)?;
+        let bucket = self.table.get(&bucket)?;
         Ok(self
             .store
             .get_many(&bucket.name, &keys)
