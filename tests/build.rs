@@ -1,7 +1,13 @@
 //! Builds every component of the `components/` workspace for `wasm32-wasip2` and
-//! writes `components.rs` into `OUT_DIR`: one path constant per component, plus `ALL`.
+//! writes into `OUT_DIR`:
+//! - `all.rs`: `ALL`, every component (package name and `.wasm` path), for the library;
+//! - `constants-SUITE.rs`, one per test suite: a constant per component, those the
+//!   suite must test without an `allow(dead_code)` (see `components!` in `src/lib.rs`);
+//! - `macros.rs`: the `components!` macro that puts a suite's constants in a module.
 //!
-//! The components are found by reading the `members` of `components/Cargo.toml`.
+//! The components are found by reading the `members` of `components/Cargo.toml`. A
+//! component is tested by the `e2e` suite (`tests/all`) unless its manifest names
+//! another one in `[package.metadata.rusm-e2e] tested-by`.
 //! The nested build runs with `$CARGO`, its own target directory under `OUT_DIR`, and
 //! an environment cleaned of the settings the outer build hands to build scripts.
 //! `RUSM_COMPONENT_JOBS` sets its job count (default 2). A missing `wasm32-wasip2`
@@ -18,6 +24,14 @@ use std::process::{Command, Stdio};
 const TARGET: &str = "wasm32-wasip2";
 const JOBS_VAR: &str = "RUSM_COMPONENT_JOBS";
 
+/// The test suites that can own a component, with where they live.
+const SUITES: &[(&str, &str)] = &[
+    ("e2e", "tests/all"),
+    ("plugin-host", "examples/plugin-host/tests/host.rs"),
+    ("rusm-cli", "crates/rusm-cli/tests/all"),
+];
+const DEFAULT_SUITE: &str = "e2e";
+
 /// One member of the components workspace.
 struct Component {
     /// The package name, such as `ping-pong`.
@@ -26,6 +40,8 @@ struct Component {
     description: Option<String>,
     /// The member's directory.
     dir: PathBuf,
+    /// The test suite that must use its constant (`tested-by`).
+    suite: String,
 }
 
 fn main() {
@@ -54,7 +70,8 @@ fn run() -> Result<(), String> {
     let target_dir = out_dir.join("components-target");
     let built = build(&workspace_manifest, &target_dir)?;
 
-    let mut source = String::new();
+    // Each component's constant, with the suite that tests it.
+    let mut constants: Vec<(&str, String)> = Vec::new();
     let mut all = String::new();
     for component in &components {
         let manifest = component.dir.join("Cargo.toml");
@@ -69,8 +86,9 @@ fn run() -> Result<(), String> {
         let path = wasm
             .to_str()
             .ok_or_else(|| format!("{} is not valid utf-8", wasm.display()))?;
+        let mut constant_source = String::new();
         let _ = writeln!(
-            source,
+            constant_source,
             "/// The `{}` component (`components/{}`), built for `{TARGET}` in release.",
             component.name,
             component
@@ -80,18 +98,73 @@ fn run() -> Result<(), String> {
                 .to_string_lossy(),
         );
         if let Some(description) = &component.description {
-            let _ = writeln!(source, "///\n/// {description}.");
+            let _ = writeln!(constant_source, "///\n/// {description}.");
         }
-        let _ = writeln!(source, "pub const {constant}: &str = {path:?};\n");
-        let _ = writeln!(all, "    ({:?}, {constant}),", component.name);
+        let _ = writeln!(
+            constant_source,
+            "///\n/// Tested by the `{}` suite.\n\
+             pub const {constant}: Component = Component::new({:?}, {path:?});\n",
+            component.suite, component.name
+        );
+        constants.push((&component.suite, constant_source));
+        let _ = writeln!(all, "    Component::new({:?}, {path:?}),", component.name);
     }
-    let _ = writeln!(
-        source,
-        "/// Every component as (package name, absolute path of its `.wasm` file), sorted by \
-         name.\npub const ALL: &[(&str, &str)] = &[\n{all}];"
-    );
-    let generated = out_dir.join("components.rs");
-    fs::write(&generated, source).map_err(|e| format!("cannot write {}: {e}", generated.display()))
+    write(
+        &out_dir.join("all.rs"),
+        &format!(
+            "/// Every component, sorted by package name.\n\
+             pub const ALL: &[Component] = &[\n{all}];\n"
+        ),
+    )?;
+
+    let mut arms = String::new();
+    // One arm per suite, and `()` for a crate that tests none of them on its own.
+    let suites: Vec<Option<&str>> = SUITES.iter().map(|(s, _)| Some(*s)).chain([None]).collect();
+    for suite in suites {
+        let mut text = String::new();
+        for (owner, source) in &constants {
+            if Some(*owner) != suite {
+                text.push_str(
+                    "#[allow(dead_code, reason = \"another suite tests this component\")]\n",
+                );
+            }
+            text.push_str(source);
+        }
+        let file = out_dir.join(format!("constants-{}.rs", suite.unwrap_or("any")));
+        write(&file, &text)?;
+        let file = file
+            .to_str()
+            .ok_or_else(|| format!("{} is not valid utf-8", file.display()))?;
+        let pattern = suite.map_or(String::new(), |s| s.replace('-', "_"));
+        let _ = writeln!(
+            arms,
+            "    ({pattern}) => {{\n        \
+             /// The components of `components/`, one constant each.\n        \
+             #[deny(dead_code, reason = \"every component has a test that uses its constant \
+             (a new component needs one)\")]\n        \
+             mod components {{\n            \
+             #[allow(unused_imports)]\n            \
+             use $crate::Component;\n            \
+             include!({file:?});\n        }}\n    }};"
+        );
+    }
+    write(
+        &out_dir.join("macros.rs"),
+        &format!(
+            "/// Declares `mod components`, a constant per component of `components/` \
+             (`ping-pong` is `PING_PONG`).\n\
+             ///\n\
+             /// `components!(SUITE)` (`e2e`, `plugin_host`) makes it an error that a \
+             component the\n\
+             /// suite tests is not used by a test of the crate; `components!()` checks \
+             nothing.\n\
+             #[macro_export]\nmacro_rules! components {{\n{arms}}}\n"
+        ),
+    )
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 fn env_var(name: &str) -> Result<String, String> {
@@ -132,10 +205,33 @@ fn read_members(components_dir: &Path, manifest: &Path) -> Result<Vec<Component>
             .get("description")
             .and_then(|d| d.as_str())
             .map(str::to_owned);
+        let suite = match package
+            .get("metadata")
+            .and_then(|m| m.get("rusm-e2e"))
+            .and_then(|m| m.get("tested-by"))
+        {
+            None => DEFAULT_SUITE.to_owned(),
+            Some(toml::Value::String(suite)) if SUITES.iter().any(|(s, _)| s == suite) => {
+                suite.clone()
+            }
+            Some(other) => {
+                let known: Vec<String> = SUITES
+                    .iter()
+                    .map(|(suite, place)| format!("\"{suite}\" ({place})"))
+                    .collect();
+                return Err(format!(
+                    "{}: package.metadata.rusm-e2e.tested-by is {other}; it names one of the \
+                     test suites: {}",
+                    package_manifest.display(),
+                    known.join(", ")
+                ));
+            }
+        };
         components.push(Component {
             name,
             description,
             dir,
+            suite,
         });
     }
     components.sort_by(|a, b| a.name.cmp(&b.name));
@@ -156,6 +252,7 @@ fn emit_rerun_triggers(root: &Path, components_dir: &Path, components: &[Compone
         root.join("wit"),
         // The plugin components take their WIT from the plugin-host example.
         root.join("examples/plugin-host/wit"),
+        root.join("crates/rusm-cli/src/build/nested_env.rs"),
         root.join("crates/rusm-guest/Cargo.toml"),
         root.join("crates/rusm-guest/src"),
         // rusm-guest takes its dependencies from the root workspace.
@@ -283,27 +380,8 @@ fn build(manifest: &Path, target_dir: &Path) -> Result<BTreeMap<PathBuf, PathBuf
     Ok(built)
 }
 
-/// True for the variables through which the outer build's settings would leak into
-/// the nested one.
-fn leaks_into_nested_build(key: &str) -> bool {
-    const EXACT: &[&str] = &[
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_ENCODED_RUSTDOCFLAGS",
-        "RUSTFLAGS",
-        "RUSTDOCFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_MAKEFLAGS",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_BUILD_RUSTC_WRAPPER",
-        "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
-    ];
-    const PREFIXES: &[&str] = &["CARGO_PROFILE_", "CARGO_CFG_", "CARGO_FEATURE_"];
-    EXACT.contains(&key) || PREFIXES.iter().any(|prefix| key.starts_with(prefix))
-}
+// `leaks_into_nested_build`, shared with the `rusm` command (which tests it).
+include!("../crates/rusm-cli/src/build/nested_env.rs");
 
 /// `ping-pong` becomes `PING_PONG`.
 fn constant_name(package: &str) -> Result<String, String> {

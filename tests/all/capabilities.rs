@@ -7,13 +7,14 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusm_otp::{ExitReason, Pid, Watch};
 use rusm_policy::{Policy, PolicyLibrary};
 use rusm_wasm::{SpawnError, WasmConfig, WasmNode, WasmSpawnOptions};
 
+use crate::components;
 use crate::{node, pid_bytes, policy, probe};
 
 /// The longest any single wait of these tests may take.
@@ -280,7 +281,7 @@ fn list(path: &str) -> Wire {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fs_read_only_preopen_reads_and_lists() {
     let scratch = Scratch::new("fs-read-only-reads");
-    let node = node(&["fs-probe"]);
+    let node = node(&[components::FS_PROBE]);
     let ro = scratch.policy("ro");
     let hello = ask(&node, "fs-probe", &ro, read("/data/hello.txt")).await;
     assert_eq!(hello.ok(), HELLO);
@@ -294,7 +295,7 @@ async fn fs_read_only_preopen_reads_and_lists() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fs_read_only_preopen_refuses_writes() {
     let scratch = Scratch::new("fs-read-only-writes");
-    let node = node(&["fs-probe"]);
+    let node = node(&[components::FS_PROBE]);
     let ro = scratch.policy("ro");
     let created = ask(&node, "fs-probe", &ro, write("/data/new.txt", b"x")).await;
     assert_permission_denied(&created.err());
@@ -310,7 +311,7 @@ async fn fs_read_only_preopen_refuses_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fs_read_write_preopen_creates_and_overwrites() {
     let scratch = Scratch::new("fs-read-write");
-    let node = node(&["fs-probe"]);
+    let node = node(&[components::FS_PROBE]);
     let rw = scratch.policy("rw");
     let created = ask(&node, "fs-probe", &rw, write("/data/sub/new.txt", b"new")).await;
     assert_eq!(created.ok(), b"");
@@ -329,7 +330,7 @@ async fn fs_read_write_preopen_creates_and_overwrites() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fs_dot_dot_and_absolute_paths_cannot_leave_the_preopen() {
     let scratch = Scratch::new("fs-escape-paths");
-    let node = node(&["fs-probe"]);
+    let node = node(&[components::FS_PROBE]);
     let rw = scratch.policy("rw");
     let host_secret = scratch.secret().display().to_string();
     // `..` out of the preopen is refused by the sandbox.
@@ -375,7 +376,7 @@ async fn fs_symlinks_cannot_leave_the_preopen() {
     .unwrap();
     symlink(scratch.secret(), scratch.inside().join("absolute-escape")).unwrap();
     symlink("../outside", scratch.inside().join("escape-dir")).unwrap();
-    let node = node(&["fs-probe"]);
+    let node = node(&[components::FS_PROBE]);
     let rw = scratch.policy("rw");
     // A link that stays inside is followed.
     let inner = ask(&node, "fs-probe", &rw, read("/data/inner-link")).await;
@@ -416,7 +417,7 @@ async fn fs_a_child_preopen_swapped_for_a_symlink_is_not_opened() {
     let scratch = Scratch::new("fs-swap-child-preopen");
     let job_dir = scratch.inside().join("job");
     std::fs::create_dir(&job_dir).unwrap();
-    let node = node(&["fs-probe"]);
+    let node = node(&[components::FS_PROBE]);
     let mut library = PolicyLibrary::new();
     library
         .insert("job", job_policy(&job_dir, "policies/job.toml"))
@@ -470,7 +471,7 @@ async fn fs_a_preopen_through_a_symlink_is_refused_at_load_and_at_spawn() {
     let scratch = Scratch::new("fs-preopen-symlink");
     symlink("inside", scratch.root.join("alias")).unwrap();
     symlink("sub", scratch.inside().join("sub-link")).unwrap();
-    let node = node(&["fs-probe"]);
+    let node = node(&[components::FS_PROBE]);
     for (host, link) in [
         // The directory itself is a link.
         (
@@ -535,7 +536,7 @@ async fn fs_a_missing_preopen_is_refused_at_load_and_at_spawn() {
         error.problem,
         rusm_policy::HostPathProblem::Missing(missing.clone())
     );
-    let node = node(&["fs-probe"]);
+    let node = node(&[components::FS_PROBE]);
     let Err(SpawnError::NotPermitted(text)) =
         node.spawn_watched("fs-probe", options(list("/job").0, &Arc::new(job)))
     else {
@@ -551,7 +552,7 @@ async fn fs_a_missing_preopen_is_refused_at_load_and_at_spawn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fs_without_a_preopen_there_is_no_file_system() {
     let scratch = Scratch::new("fs-no-preopen");
-    let node = node(&["fs-probe"]);
+    let node = node(&[components::FS_PROBE]);
     // Other grants do not bring a file system with them.
     let no_fs = policy("[env]\nvars = { A = \"1\" }\n[clocks]\nwall = true\n");
     let host_hello = scratch.inside().join("hello.txt").display().to_string();
@@ -620,7 +621,7 @@ fn assert_no_connection(listener: &TcpListener) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_connect_reaches_exactly_the_granted_port() {
-    let node = node(&["net-probe"]);
+    let node = node(&[components::NET_PROBE]);
     let allowed = loopback_listener();
     let other = loopback_listener();
     let allowed_addr = allowed.local_addr().unwrap();
@@ -677,7 +678,7 @@ async fn tcp_connect_reaches_exactly_the_granted_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_listen_is_refused_when_only_connect_is_granted() {
-    let node = node(&["net-probe"]);
+    let node = node(&[components::NET_PROBE]);
     let connect_only = policy("[net]\ntcp_connect = [\"127.0.0.1:*\", \"0.0.0.0/0:*\"]\n");
     for addr in ["127.0.0.1:0", "0.0.0.0:0", "127.0.0.1:45678"] {
         let refused = ask(&node, "net-probe", &connect_only, net(TCP_LISTEN, addr)).await;
@@ -690,8 +691,41 @@ async fn tcp_listen_is_refused_when_only_connect_is_granted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_of_port_zero_listens_on_the_port_the_system_picks_and_no_other() {
+    let node = node(&[components::NET_PROBE]);
+    let rt = node.runtime().clone();
+    let ephemeral = policy("[net]\ntcp_bind = [\"127.0.0.1:0\"]\n");
+    let (reporter, mut reports) = probe(&rt);
+    let init = [pid_bytes(reporter), net(TCP_LISTEN, "127.0.0.1:0").0].concat();
+    let (_pid, end) = node
+        .spawn_watched("net-probe", options(init, &ephemeral))
+        .unwrap();
+    let (tag, bound) = reports.data().await;
+    let bound: SocketAddr = String::from_utf8(Outcome::from_report(tag, bound).ok())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(bound.port(), 0, "the system picked a port");
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect_timeout(&bound, WAIT)?;
+        stream.write_all(b"on an ephemeral port")?;
+        stream.shutdown(std::net::Shutdown::Write)
+    })
+    .await
+    .unwrap()
+    .expect("the host connects to the guest's listener");
+    assert_eq!(reports.data().await, (3, b"on an ephemeral port".to_vec()));
+    assert_eq!(ended(end).await, ExitReason::Normal);
+    // Port 0 is not any port the guest names, nor another address.
+    for addr in ["127.0.0.1:45678", "127.0.0.2:0", "0.0.0.0:0"] {
+        let refused = ask(&node, "net-probe", &ephemeral, net(TCP_LISTEN, addr)).await;
+        assert_permission_denied(&refused.err());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_listen_grant_binds_and_accepts() {
-    let node = node(&["net-probe"]);
+    let node = node(&[components::NET_PROBE]);
     let rt = node.runtime().clone();
     let server = policy("[net]\ntcp_bind = [\"127.0.0.1:*\"]\n");
     let (reporter, mut reports) = probe(&rt);
@@ -720,7 +754,7 @@ async fn tcp_listen_grant_binds_and_accepts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_bind_only_where_granted() {
-    let node = node(&["net-probe"]);
+    let node = node(&[components::NET_PROBE]);
     let udp = policy("[net]\nudp_bind = [\"127.0.0.1:*\"]\n");
     let bound: SocketAddr = ask(&node, "net-probe", &udp, net(UDP_BIND, "127.0.0.1:0"))
         .await
@@ -741,7 +775,7 @@ async fn udp_bind_only_where_granted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn udp_send_reaches_only_the_granted_destination() {
-    let node = node(&["net-probe"]);
+    let node = node(&[components::NET_PROBE]);
     let allowed = UdpSocket::bind("127.0.0.1:0").unwrap();
     let other = UdpSocket::bind("127.0.0.1:0").unwrap();
     let allowed_addr = allowed.local_addr().unwrap();
@@ -801,7 +835,7 @@ async fn udp_send_reaches_only_the_granted_destination() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dns_lookups_only_when_granted() {
-    let node = node(&["net-probe"]);
+    let node = node(&[components::NET_PROBE]);
     let listener = loopback_listener();
     let port = listener.local_addr().unwrap().port();
     let without_dns = policy(&format!("[net]\ntcp_connect = [\"localhost:{port}\"]\n"));
@@ -844,7 +878,7 @@ const HOST_VAR: &str = "PATH";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_vars_granted_by_value_or_inherited_are_visible() {
-    let node = node(&["env-probe"]);
+    let node = node(&[components::ENV_PROBE]);
     let host_value = std::env::var(HOST_VAR).expect("the test host sets PATH");
     let env = policy(&format!(
         "[env]\nvars = {{ RUSM_GREETING = \"hello\" }}\ninherit = [\"{HOST_VAR}\"]\n"
@@ -859,7 +893,7 @@ async fn env_vars_granted_by_value_or_inherited_are_visible() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_vars_not_granted_are_absent() {
-    let node = node(&["env-probe"]);
+    let node = node(&[components::ENV_PROBE]);
     const UNSET: &str = "RUSM_CAPABILITIES_TEST_NEVER_SET";
     assert!(std::env::var_os(HOST_VAR).is_some());
     assert!(std::env::var_os(UNSET).is_none());
@@ -878,7 +912,7 @@ async fn env_vars_not_granted_are_absent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn args_are_exactly_the_policy_args() {
-    let node = node(&["env-probe"]);
+    let node = node(&[components::ENV_PROBE]);
     let with_args = policy("[env]\nargs = [\"--port\", \"8080\"]\n");
     let args = ask(&node, "env-probe", &with_args, Wire::op(ENV_ARGS))
         .await
@@ -903,7 +937,7 @@ const CLOCK_WAIT_FOR: u8 = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wall_clock_reads_only_when_granted() {
-    let node = node(&["clock-probe"]);
+    let node = node(&[components::CLOCK_PROBE]);
     let wall = policy("[clocks]\nwall = true\n");
     let before = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -932,7 +966,7 @@ async fn wall_clock_reads_only_when_granted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monotonic_clock_reads_only_when_granted() {
-    let node = node(&["clock-probe"]);
+    let node = node(&[components::CLOCK_PROBE]);
     let monotonic = policy("[clocks]\nmonotonic = true\n");
     let reading = ask(&node, "clock-probe", &monotonic, Wire::op(CLOCK_MONOTONIC))
         .await
@@ -951,7 +985,7 @@ async fn monotonic_clock_reads_only_when_granted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sleeping_reads_no_clock() {
     // Waiting on the monotonic clock reveals no reading, so it needs no grant.
-    let node = node(&["clock-probe"]);
+    let node = node(&[components::CLOCK_PROBE]);
     let no_clocks = policy("[env]\nvars = { A = \"1\" }\n");
     let slept = ask(
         &node,
@@ -967,7 +1001,7 @@ async fn sleeping_reads_no_clock() {
 async fn waiting_for_an_instant_needs_the_monotonic_clock() {
     // A pollable for an instant is ready at once when the instant has passed: asking
     // for ever closer instants reads the clock, so it needs the grant.
-    let node = node(&["clock-probe"]);
+    let node = node(&[components::CLOCK_PROBE]);
     let wall_only = policy("[clocks]\nwall = true\n");
     for instant in [0, u64::MAX / 2] {
         let reason = end_of(
@@ -997,7 +1031,7 @@ async fn waiting_for_an_instant_needs_the_monotonic_clock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_for_a_duration_reads_no_clock() {
-    let node = node(&["clock-probe"]);
+    let node = node(&[components::CLOCK_PROBE]);
     let no_clocks = policy("[env]\nvars = { A = \"1\" }\n");
     for ns in [0, 1_000_000] {
         let waited = ask(
@@ -1015,42 +1049,63 @@ async fn waiting_for_a_duration_reads_no_clock() {
 // Stdio
 // ---------------------------------------------------------------------------------
 
-/// Every host log line of guest output (target `rusm::guest`) since the test binary
-/// started, captured by a global subscriber installed on first use.
-fn guest_log() -> &'static Mutex<Vec<u8>> {
-    static LOG: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let log: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
-        struct Capture(&'static Mutex<Vec<u8>>);
-        impl Write for Capture {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("rusm::guest=info"))
-            .with_writer(move || Capture(log))
-            .with_ansi(false)
-            .without_time()
-            .try_init()
-            .expect("no other global subscriber in the test binary");
-        log
-    })
+/// The guest output (target `rusm::guest`) logged on one test's threads.
+#[derive(Clone, Default)]
+struct GuestLog(Arc<Mutex<Vec<u8>>>);
+
+impl Write for GuestLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
-/// The captured guest output lines of process `pid`.
-fn guest_lines(pid: Pid) -> Vec<String> {
-    let tag = format!("pid={pid} ");
-    let log = guest_log().lock().unwrap();
-    String::from_utf8_lossy(&log)
-        .lines()
-        .filter(|line| line.contains(&tag))
-        .map(str::to_owned)
-        .collect()
+impl GuestLog {
+    /// The captured guest output lines of process `pid`.
+    fn lines(&self, pid: Pid) -> Vec<String> {
+        let tag = format!("pid={pid} ");
+        let log = self.0.lock().unwrap();
+        String::from_utf8_lossy(&log)
+            .lines()
+            .filter(|line| line.contains(&tag))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Runs `test` on a tokio runtime of its own (two workers, as the other tests) whose
+/// every thread logs to one [`GuestLog`] and nowhere else. Guest output is logged on
+/// the thread running the guest, so the log holds this test's lines only: other
+/// tests' processes have the same pids (each node numbers from 1) but run on their
+/// own runtimes' threads.
+fn with_guest_log<F: Future<Output = ()>>(test: impl FnOnce(GuestLog) -> F) {
+    let log = GuestLog::default();
+    let dispatch = {
+        let log = log.clone();
+        tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("rusm::guest=info"))
+                .with_writer(move || log.clone())
+                .with_ansi(false)
+                .without_time()
+                .finish(),
+        )
+    };
+    let on_start = dispatch.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .on_thread_start(move || {
+            // The thread's default for as long as it lives.
+            std::mem::forget(tracing::dispatcher::set_default(&on_start));
+        })
+        .build()
+        .expect("the test's runtime starts");
+    let _main = tracing::dispatcher::set_default(&dispatch);
+    runtime.block_on(test(log));
 }
 
 /// Runs `hello-cli` under `policy` and returns its pid once it ended.
@@ -1062,17 +1117,20 @@ async fn run_hello_cli(node: &WasmNode, policy: &Arc<Policy>) -> Pid {
     pid
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stdout_and_stderr_reach_the_log_only_when_granted() {
-    let _ = guest_log();
-    let node = node(&["hello-cli"]);
+#[test]
+fn stdout_and_stderr_reach_the_log_only_when_granted() {
+    with_guest_log(stdout_and_stderr_only_when_granted);
+}
+
+async fn stdout_and_stderr_only_when_granted(log: GuestLog) {
+    let node = node(&[components::HELLO_CLI]);
     // `hello-cli bogus` prints its greeting on stdout and an error on stderr.
     let args = "[env]\nargs = [\"hello-cli\", \"bogus\"]\n";
     let both = policy(&format!(
         "{args}[stdio]\nstdout = \"log\"\nstderr = \"log\"\n"
     ));
     let pid = run_hello_cli(&node, &both).await;
-    let lines = guest_lines(pid);
+    let lines = log.lines(pid);
     assert!(
         lines
             .iter()
@@ -1088,13 +1146,13 @@ async fn stdout_and_stderr_reach_the_log_only_when_granted() {
 
     let stdout_only = policy(&format!("{args}[stdio]\nstdout = \"log\"\n"));
     let pid = run_hello_cli(&node, &stdout_only).await;
-    let lines = guest_lines(pid);
+    let lines = log.lines(pid);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("stream=\"stdout\""), "{lines:?}");
 
     let neither = policy(args);
     let pid = run_hello_cli(&node, &neither).await;
-    assert_eq!(guest_lines(pid), Vec::<String>::new());
+    assert_eq!(log.lines(pid), Vec::<String>::new());
 }
 
 // ---------------------------------------------------------------------------------
@@ -1145,7 +1203,11 @@ fn pid_of(bytes: &[u8]) -> Pid {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_only_granted_components() {
-    let node = node(&["spawner", "trivial", "crasher"]);
+    let node = node(&[
+        components::SPAWNER,
+        components::TRIVIAL,
+        components::CRASHER,
+    ]);
     let may_spawn_trivial = policy("[process]\nspawn = [{ component = \"trivial\" }]\n");
     let (granted, _, _) =
         spawn_reports(&node, &may_spawn_trivial, spawner(1, 0, "trivial", "", b"")).await;
@@ -1165,7 +1227,7 @@ async fn spawn_only_granted_components() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_under_a_named_policy_only_when_it_grants_no_more() {
-    let node = node(&["spawner", "clock-probe"]);
+    let node = node(&[components::SPAWNER, components::CLOCK_PROBE]);
     let mut library = PolicyLibrary::new();
     library
         .insert(
@@ -1279,7 +1341,7 @@ fn spawn_kill() -> Wire {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_children_ends_own_children_only() {
-    let node = node(&["rights-probe"]);
+    let node = node(&[components::RIGHTS_PROBE]);
     let children =
         policy("[process]\nspawn = [{ component = \"rights-probe\" }]\nkill = \"children\"\n");
     let killed = ask(&node, "rights-probe", &children, spawn_kill())
@@ -1309,7 +1371,7 @@ async fn kill_children_ends_own_children_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_none_ends_not_even_own_children() {
-    let node = node(&["rights-probe"]);
+    let node = node(&[components::RIGHTS_PROBE]);
     let spawn_only = policy("[process]\nspawn = [{ component = \"rights-probe\" }]\n");
     let refused = ask(&node, "rights-probe", &spawn_only, spawn_kill())
         .await
@@ -1319,7 +1381,7 @@ async fn kill_none_ends_not_even_own_children() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_any_ends_other_processes() {
-    let node = node(&["rights-probe"]);
+    let node = node(&[components::RIGHTS_PROBE]);
     let rt = node.runtime().clone();
     let any = policy("[process]\nkill = \"any\"\n");
     let target = bystander(&node);
@@ -1349,7 +1411,7 @@ async fn kill_any_ends_other_processes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_only_granted_names() {
-    let node = node(&["rights-probe"]);
+    let node = node(&[components::RIGHTS_PROBE]);
     let names = policy("[process]\nregister = [\"cap-*\"]\n");
     let registered = ask(
         &node,
@@ -1381,7 +1443,7 @@ fn alloc(bytes: u64) -> Wire {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_limit_comes_from_the_policy() {
-    let node = node(&["rights-probe", "crasher"]);
+    let node = node(&[components::RIGHTS_PROBE, components::CRASHER]);
     let small = policy("[limits]\nmemory = \"8MiB\"\n");
     let roomy = policy("[limits]\nmemory = \"48MiB\"\n");
     let sixteen = 16 << 20;
@@ -1399,7 +1461,11 @@ async fn memory_limit_comes_from_the_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_limit_comes_from_the_policy() {
-    let node = node(&["spinner", "rights-probe", "trivial"]);
+    let node = node(&[
+        components::SPINNER,
+        components::RIGHTS_PROBE,
+        components::TRIVIAL,
+    ]);
     let short = policy("[limits]\ndeadline = \"200ms\"\n");
     // Spinning in wasm, and blocked in receive: both end at the deadline.
     let (_pid, end) = node
@@ -1418,7 +1484,7 @@ async fn deadline_limit_comes_from_the_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_size_limit_comes_from_the_policy() {
-    let node = node(&["rights-probe"]);
+    let node = node(&[components::RIGHTS_PROBE]);
     let rt = node.runtime().clone();
     let limited = policy("[limits]\nmessage_size = \"1KiB\"\n");
     let (reporter, mut reports) = probe(&rt);
@@ -1468,7 +1534,7 @@ async fn message_size_limit_comes_from_the_policy() {
 /// policy a guest cannot link to a bystander and take it down by crashing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linking_to_a_foreign_process_needs_the_kill_right() {
-    let node = node(&["rights-probe"]);
+    let node = node(&[components::RIGHTS_PROBE]);
     let target = bystander(&node);
     let refused = ask(
         &node,
@@ -1498,7 +1564,7 @@ async fn linking_to_a_foreign_process_needs_the_kill_right() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mailbox_limit_comes_from_the_policy() {
-    let node = node(&["rights-probe"]);
+    let node = node(&[components::RIGHTS_PROBE]);
     let bounded = policy("[limits]\nmailbox = 3\n");
     let kept = ask(
         &node,
@@ -1521,7 +1587,7 @@ async fn mailbox_limit_comes_from_the_policy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_limit_comes_from_the_policy() {
-    let node = node(&["spawner", "rights-probe"]);
+    let node = node(&[components::SPAWNER, components::RIGHTS_PROBE]);
     let rt = node.runtime().clone();
     for (limit, count) in [(2u32, 3u32), (3, 3)] {
         let parent = policy(&format!(
@@ -1561,9 +1627,8 @@ async fn fuel_limit_comes_from_the_policy() {
         ..WasmConfig::default()
     };
     let node = WasmNode::new(rt, config).unwrap();
-    for name in ["spinner", "trivial"] {
-        node.load_file(name, rusm_e2e::component(name).unwrap())
-            .unwrap();
+    for component in [components::SPINNER, components::TRIVIAL] {
+        node.load_file(component.name(), component.path()).unwrap();
     }
     let little = policy("[limits]\nfuel = 1000000\n");
     let (_pid, end) = node
@@ -1584,18 +1649,21 @@ async fn fuel_limit_comes_from_the_policy() {
 // The empty policy
 // ---------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_empty_policy_denies_everything() {
-    let _ = guest_log();
+#[test]
+fn the_empty_policy_denies_everything() {
+    with_guest_log(empty_policy_denies_everything);
+}
+
+async fn empty_policy_denies_everything(log: GuestLog) {
     let node = node(&[
-        "fs-probe",
-        "net-probe",
-        "env-probe",
-        "clock-probe",
-        "rights-probe",
-        "spawner",
-        "trivial",
-        "hello-cli",
+        components::FS_PROBE,
+        components::NET_PROBE,
+        components::ENV_PROBE,
+        components::CLOCK_PROBE,
+        components::RIGHTS_PROBE,
+        components::SPAWNER,
+        components::TRIVIAL,
+        components::HELLO_CLI,
     ]);
     let nothing = policy("");
     let scratch = Scratch::new("empty-policy");
@@ -1651,9 +1719,9 @@ async fn the_empty_policy_denies_everything() {
 
     // Stdio: output goes nowhere (where a stdout grant would log it).
     let pid = run_hello_cli(&node, &policy("[stdio]\nstdout = \"log\"\n")).await;
-    assert_eq!(guest_lines(pid).len(), 1, "the log is captured");
+    assert_eq!(log.lines(pid).len(), 1, "the log is captured");
     let pid = run_hello_cli(&node, &nothing).await;
-    assert_eq!(guest_lines(pid), Vec::<String>::new());
+    assert_eq!(log.lines(pid), Vec::<String>::new());
 
     // Process rights: no spawn, kill, exit or register.
     let (refused, _, _) = spawn_reports(&node, &nothing, spawner(1, 0, "trivial", "", b"")).await;
@@ -1682,7 +1750,7 @@ async fn the_empty_policy_denies_everything() {
 async fn a_chain_of_successors_ends_with_the_deadline_of_its_root() {
     // Each rights-probe spawns a successor under its own policy and returns, so no
     // process of the chain lives long; only the root's deadline can end the chain.
-    let node = node(&["rights-probe"]);
+    let node = node(&[components::RIGHTS_PROBE]);
     let (exits_tx, mut exits) = tokio::sync::mpsc::unbounded_channel();
     node.runtime().add_observer(move |event| {
         if let rusm_otp::Event::Exited {
@@ -1725,7 +1793,7 @@ async fn a_chain_of_successors_ends_with_the_deadline_of_its_root() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_cannot_cancel_another_processs_timer() {
-    let node = node(&["rights-probe"]);
+    let node = node(&[components::RIGHTS_PROBE]);
     // A native victim sets itself a timer and waits for its message.
     let (timer_tx, timer_rx) = tokio::sync::oneshot::channel();
     let (victim, arrived) = node.runtime().spawn_watched(
@@ -1756,7 +1824,7 @@ async fn a_guest_cannot_cancel_another_processs_timer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timers_are_capped_per_process_by_the_policy_and_by_default() {
-    let node = node(&["rights-probe"]);
+    let node = node(&[components::RIGHTS_PROBE]);
     let set = |outcome: Vec<u8>| {
         let count = u32::from_le_bytes(outcome[..4].try_into().unwrap());
         (count, String::from_utf8(outcome[4..].to_vec()).unwrap())
@@ -1787,7 +1855,7 @@ async fn timers_are_capped_per_process_by_the_policy_and_by_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitoring_a_dead_process_in_a_loop_stops_at_the_monitor_limit() {
-    let node = node(&["rights-probe"]);
+    let node = node(&[components::RIGHTS_PROBE]);
     // A pid that has ended: every monitor of it is a `down` waiting in the mailbox.
     let dead = node.runtime().spawn(|_ctx| async {});
     ended(node.runtime().watch(dead)).await;
@@ -1821,7 +1889,7 @@ async fn monitoring_a_dead_process_in_a_loop_stops_at_the_monitor_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_stop_at_the_link_limit() {
-    let node = node(&["rights-probe"]);
+    let node = node(&[components::RIGHTS_PROBE]);
     let targets: Vec<Pid> = (0..5).map(|_| bystander(&node)).collect();
     let linker = policy("[process]\nkill = \"any\"\n[limits]\nlinks = 3\n");
     let mut request = Wire::op(RIGHTS_LINK_MANY).u32(5);
@@ -1843,7 +1911,7 @@ async fn links_stop_at_the_link_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_a_guest_sends_itself_are_bounded_in_bytes() {
-    let node = node(&["rights-probe"]);
+    let node = node(&[components::RIGHTS_PROBE]);
     const MIB: u32 = 1 << 20;
     // 100 messages of 1 MiB to itself: a mailbox holds its memory limit's worth by
     // default (64 MiB), or what the policy's mailbox_bytes says; the rest are dropped.
@@ -1859,7 +1927,7 @@ async fn messages_a_guest_sends_itself_are_bounded_in_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_larger_than_the_receiver_takes_is_refused_at_the_send() {
-    let node = node(&["rights-probe"]);
+    let node = node(&[components::RIGHTS_PROBE]);
     // The victim, with 16 MiB of memory, accepts up to 4 MiB; a 20 MiB message would
     // end it while being copied into its memory.
     let (victim_reporter, _victim_reports) = probe(node.runtime());
@@ -1901,7 +1969,7 @@ async fn a_message_larger_than_the_receiver_takes_is_refused_at_the_send() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spawn_tree_cannot_have_more_live_processes_than_its_root_was_granted() {
-    let node = node(&["spawner", "rights-probe"]);
+    let node = node(&[components::SPAWNER, components::RIGHTS_PROBE]);
     // The root may spawn waiting children and grandchildren, three alive at once in
     // its whole tree, whatever each child's own count of children.
     let tree = policy(
@@ -1944,7 +2012,7 @@ async fn a_spawn_tree_cannot_have_more_live_processes_than_its_root_was_granted(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_of_successors_stops_at_its_roots_spawn_budget() {
-    let node = node(&["rights-probe"]);
+    let node = node(&[components::RIGHTS_PROBE]);
     let chain =
         policy("[process]\nspawn = [{ component = \"rights-probe\" }]\n[limits]\nspawns = 5\n");
     let (reporter, mut reports) = probe(node.runtime());

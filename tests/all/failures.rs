@@ -1,6 +1,7 @@
 use rusm_otp::ExitReason;
 use rusm_wasm::WasmSpawnOptions;
 
+use crate::components;
 use crate::node;
 
 async fn crash_reason(node: &rusm_wasm::WasmNode, mode: &str) -> ExitReason {
@@ -14,7 +15,7 @@ async fn crash_reason(node: &rusm_wasm::WasmNode, mode: &str) -> ExitReason {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traps_become_crashed_reasons_with_the_trap_message() {
-    let node = node(&["crasher"]);
+    let node = node(&[components::CRASHER]);
     let ExitReason::Crashed(text) = crash_reason(&node, "unreachable").await else {
         panic!()
     };
@@ -36,7 +37,7 @@ async fn traps_become_crashed_reasons_with_the_trap_message() {
 async fn a_guest_cannot_make_an_exit_reason_of_any_size() {
     // A reason is held by the node and lowered into every link and monitor: a guest
     // returning or exiting with 1 MiB of text gets it cut to the runtime's bound.
-    let node = node(&["crasher"]);
+    let node = node(&[components::CRASHER]);
     for mode in ["long-error", "long-exit"] {
         let ExitReason::Custom(text) = crash_reason(&node, mode).await else {
             panic!("{mode} ends with a custom reason")
@@ -84,7 +85,7 @@ async fn all_linear_memories_together_count_against_the_memory_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_selector_larger_than_the_bound_ends_the_guest_with_a_reason_naming_it() {
-    let node = node(&["crasher"]);
+    let node = node(&[components::CRASHER]);
     let reason = crash_reason(&node, "huge-selector").await;
     let ExitReason::Crashed(text) = &reason else {
         panic!("a crash, not {reason}")
@@ -97,7 +98,7 @@ async fn a_selector_larger_than_the_bound_ends_the_guest_with_a_reason_naming_it
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stack_overflow_is_a_crash() {
-    let node = node(&["crasher"]);
+    let node = node(&[components::CRASHER]);
     let ExitReason::Crashed(text) = crash_reason(&node, "stack-overflow").await else {
         panic!()
     };
@@ -106,7 +107,7 @@ async fn stack_overflow_is_a_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_exhaustion_is_out_of_memory() {
-    let node = node(&["crasher"]);
+    let node = node(&[components::CRASHER]);
     assert_eq!(crash_reason(&node, "oom").await, ExitReason::OutOfMemory);
     // The node keeps working afterwards, and pool slots came back: many more crashes
     // than a tiny pool would allow still run.
@@ -117,7 +118,7 @@ async fn memory_exhaustion_is_out_of_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_chosen_reasons_come_through() {
-    let node = node(&["crasher"]);
+    let node = node(&[components::CRASHER]);
     assert_eq!(
         crash_reason(&node, "error").await,
         ExitReason::custom("crasher: requested error")
@@ -144,7 +145,7 @@ async fn pool_slots_are_returned_after_crashes() {
         ..WasmConfig::default()
     };
     let node = WasmNode::new(rusm_otp::Runtime::new(), config).unwrap();
-    node.load_file("crasher", rusm_e2e::component("crasher").unwrap())
+    node.load_file("crasher", components::CRASHER.path())
         .unwrap();
     // Far more crashes than pool slots: each must release its slot.
     for i in 0..20 {
@@ -172,8 +173,7 @@ fn two_slot_node(wait: std::time::Duration) -> rusm_wasm::WasmNode {
         ..rusm_wasm::WasmConfig::default()
     };
     let node = rusm_wasm::WasmNode::new(rusm_otp::Runtime::new(), config).unwrap();
-    node.load_file("echo", rusm_e2e::component("echo").unwrap())
-        .unwrap();
+    node.load_file("echo", components::ECHO.path()).unwrap();
     node
 }
 
@@ -190,11 +190,28 @@ async fn a_spawn_into_a_full_pool_waits_for_a_free_slot() {
         rt.send_tagged(pid, 1, crate::pid_bytes(me));
         assert_eq!(probe.data().await.0, 2);
     }
+    let tagged = |which: &[u8]| [crate::pid_bytes(me), which.to_vec()].concat();
     let third = node.spawn("echo", Vec::new()).unwrap();
-    rt.send_tagged(third, 1, crate::pid_bytes(me));
-    // It cannot answer while both slots are held; ending one lets it start.
+    rt.send_tagged(third, 1, tagged(b"third"));
+    // While both slots are held it waits, alive, its message unread, while the
+    // running echo answers what was sent after it.
+    rt.send_tagged(second, 1, tagged(b"second"));
+    assert_eq!(probe.data().await, (2, tagged(b"second")));
+    let quiet = tokio::time::timeout(std::time::Duration::from_millis(300), probe.next()).await;
+    assert!(
+        quiet.is_err(),
+        "the third echo answered while the pool was full"
+    );
+    assert!(rt.is_alive(third));
+    let mailbox = rt.mailbox_stats(third).expect("the third echo is alive");
+    assert_eq!(
+        (mailbox.len, mailbox.examined),
+        (1, 0),
+        "the third echo has not started receiving"
+    );
+    // Ending one lets it start.
     rt.kill(first);
-    assert_eq!(probe.data().await, (2, crate::pid_bytes(me)));
+    assert_eq!(probe.data().await, (2, tagged(b"third")));
     assert!(rt.is_alive(third));
 }
 

@@ -8,6 +8,7 @@ use rusm_otp::{Context, ExitReason, Message, Pid, Runtime};
 use rusm_wasm::{Allocator, ArenaConfig, WasmConfig, WasmNode, WasmSpawnOptions};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
+use crate::components;
 use crate::{node, pid_bytes, policy, probe};
 
 /// A command for `handler-probe`: its payload is the pid to answer, then `extra`.
@@ -76,7 +77,7 @@ async fn linked_probe(node: &WasmNode) -> (Pid, Pid, UnboundedReceiver<Message>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_are_handled_one_by_one_and_state_is_kept() {
-    let node = node(&["handler-probe"]);
+    let node = node(&[components::HANDLER_PROBE]);
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
     let actor = node.spawn("handler-probe", Vec::new()).unwrap();
@@ -96,7 +97,7 @@ async fn messages_are_handled_one_by_one_and_state_is_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn init_failure_and_stop_end_the_process_with_their_reasons() {
-    let node = node(&["handler-probe"]);
+    let node = node(&[components::HANDLER_PROBE]);
     let rt = node.runtime().clone();
     // Watched from the spawn on: the process may end before a later watch could start.
     let options = WasmSpawnOptions {
@@ -117,7 +118,7 @@ async fn init_failure_and_stop_end_the_process_with_their_reasons() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_monitors_and_trap_exit_work_for_handlers() {
-    let node = node(&["handler-probe"]);
+    let node = node(&[components::HANDLER_PROBE]);
     let rt = node.runtime().clone();
 
     // A link from the spawn options: the handler dies with its parent.
@@ -148,7 +149,7 @@ async fn links_monitors_and_trap_exit_work_for_handlers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_is_killed_while_idle_and_while_spinning_in_handle() {
-    let node = node(&["handler-probe"]);
+    let node = node(&[components::HANDLER_PROBE]);
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
     let idle = node.spawn("handler-probe", Vec::new()).unwrap();
@@ -174,7 +175,7 @@ async fn a_handler_is_killed_while_idle_and_while_spinning_in_handle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trap_in_handle_reaches_a_monitor_as_crashed() {
-    let node = node(&["handler-probe"]);
+    let node = node(&[components::HANDLER_PROBE]);
     let rt = node.runtime().clone();
     let (me, _probe) = probe(&rt);
     let spawner = node.clone();
@@ -202,7 +203,7 @@ async fn a_trap_in_handle_reaches_a_monitor_as_crashed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_runs_under_its_policy() {
-    let node = node(&["handler-probe", "idle-handler"]);
+    let node = node(&[components::HANDLER_PROBE, components::IDLE_HANDLER]);
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
     let other = rt.spawn(|ctx| async move {
@@ -218,10 +219,15 @@ async fn a_handler_runs_under_its_policy() {
         "{}",
         String::from_utf8_lossy(&text)
     );
+    // A link can end the other process, so it needs the kill right over it.
     send(&rt, actor, 9, command(me, &pid_bytes(other)));
     let (tag, text) = probe.data().await;
     assert_eq!(tag, 10);
-    assert_ne!(text, b"ok");
+    assert_eq!(
+        String::from_utf8_lossy(&text),
+        format!("not permitted: the policy does not allow ending {other}")
+    );
+    assert!(rt.is_alive(other));
 
     // A policy that grants the spawn.
     let options = WasmSpawnOptions {
@@ -233,11 +239,20 @@ async fn a_handler_runs_under_its_policy() {
     let granted = node.spawn_with(None, "handler-probe", options).unwrap().pid;
     send(&rt, granted, 19, command(me, b""));
     assert_eq!(probe.data().await, (20, b"ok".to_vec()));
+
+    // A policy that grants ending any process grants the link.
+    let options = WasmSpawnOptions {
+        policy: Some(policy("[process]\nkill = \"any\"\n")),
+        ..WasmSpawnOptions::default()
+    };
+    let linker = node.spawn_with(None, "handler-probe", options).unwrap().pid;
+    send(&rt, linker, 9, command(me, &pid_bytes(other)));
+    assert_eq!(probe.data().await, (10, b"ok".to_vec()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_hands_the_state_to_the_new_version_under_the_same_pid() {
-    let node = node(&["handler-probe"]);
+    let node = node(&[components::HANDLER_PROBE]);
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
     let actor = node.spawn("handler-probe", Vec::new()).unwrap();
@@ -246,7 +261,7 @@ async fn an_upgrade_hands_the_state_to_the_new_version_under_the_same_pid() {
         probe.data().await;
     }
     // The new version is another handler: it reports the state it was handed.
-    let bytes = std::fs::read(rusm_e2e::component("idle-handler").unwrap()).unwrap();
+    let bytes = std::fs::read(components::IDLE_HANDLER.path()).unwrap();
     let report = node.reload("handler-probe", bytes).await.unwrap();
     assert_eq!(node.component_version("handler-probe"), 2);
     assert_eq!(report.upgrades.len(), 1);
@@ -271,7 +286,7 @@ async fn a_spawn_past_the_instance_limit_ends_with_a_reason_naming_it() {
         ..WasmConfig::default()
     };
     let node = WasmNode::new(Runtime::new(), config).unwrap();
-    node.load_file("idle-handler", rusm_e2e::component("idle-handler").unwrap())
+    node.load_file("idle-handler", components::IDLE_HANDLER.path())
         .unwrap();
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
@@ -313,7 +328,7 @@ async fn handlers_answer_while_their_open_stacks_are_evicted_and_swept() {
         ..WasmConfig::default()
     };
     let node = WasmNode::new(Runtime::new(), config).unwrap();
-    node.load_file("idle-handler", rusm_e2e::component("idle-handler").unwrap())
+    node.load_file("idle-handler", components::IDLE_HANDLER.path())
         .unwrap();
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
@@ -351,7 +366,7 @@ async fn handlers_answer_while_their_open_stacks_are_evicted_and_swept() {
 async fn the_readme_handler_is_the_echo_handler_component_and_answers() {
     crate::assert_readme_shows("echo-handler");
 
-    let node = node(&["echo-handler"]);
+    let node = node(&[components::ECHO_HANDLER]);
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
     let echo = node.spawn("echo-handler", Vec::new()).unwrap();

@@ -1,6 +1,9 @@
 //! End-to-end tests: real components from `components/`, built by this crate's build
 //! script, driven through the real host. One module per area.
 
+// `components::COUNTER` and the rest; a component no test here uses is a compile error.
+rusm_e2e::components!(e2e);
+
 mod architecture;
 mod capabilities;
 mod cargo_component;
@@ -15,23 +18,25 @@ mod send_receive;
 mod state;
 
 use std::sync::OnceLock;
+
+use rusm_e2e::Component;
 use std::time::Duration;
 
 use rusm_otp::{Message, Pid, Runtime};
 use rusm_wasm::{WasmConfig, WasmNode};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-/// A node with the given components loaded (package names from `components/`).
-pub fn node(components: &[&str]) -> WasmNode {
+/// A node with the given components loaded, each under its package name.
+pub fn node(components: &[Component]) -> WasmNode {
     let rt = Runtime::new();
     let config = WasmConfig {
         cache_dir: Some(cache_dir()),
         ..WasmConfig::default()
     };
     let node = WasmNode::new(rt, config).expect("the wasm node starts");
-    for name in components {
-        let path = rusm_e2e::component(name).unwrap_or_else(|| panic!("no component {name}"));
-        node.load_file(name, path)
+    for component in components {
+        let name = component.name();
+        node.load_file(name, component.path())
             .unwrap_or_else(|e| panic!("loading {name}: {e}"));
     }
     node

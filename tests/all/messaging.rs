@@ -1,11 +1,12 @@
 use rusm_otp::{ExitReason, Message, Payload};
 use rusm_wasm::WasmSpawnOptions;
 
+use crate::components;
 use crate::{node, pid_bytes, pinger_init, policy, probe};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wasm_to_wasm_ping_pong() {
-    let node = node(&["ping-pong"]);
+    let node = node(&[components::PING_PONG]);
     let rt = node.runtime().clone();
     let (reporter, mut probe) = probe(&rt);
     let ponger = node.spawn("ping-pong", Vec::new()).unwrap();
@@ -30,7 +31,7 @@ async fn wasm_to_wasm_ping_pong() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn native_and_wasm_processes_exchange_messages() {
-    let node = node(&["ping-pong"]);
+    let node = node(&[components::PING_PONG]);
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
     let ponger = node.spawn("ping-pong", Vec::new()).unwrap();
@@ -56,7 +57,7 @@ fn call_envelope(caller: rusm_otp::Pid, reply_tag: u64, body: &[u8]) -> Vec<u8> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counter_server_keeps_state_and_registers_its_name() {
-    let node = node(&["counter"]);
+    let node = node(&[components::COUNTER]);
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
     let options = WasmSpawnOptions {
@@ -88,7 +89,7 @@ async fn counter_server_keeps_state_and_registers_its_name() {
 async fn selective_receive_in_a_guest_leaves_other_messages_in_order() {
     // The pinger waits for tag-2 replies only; noise sent to it first stays queued and
     // does not disturb the exchange.
-    let node = node(&["ping-pong"]);
+    let node = node(&[components::PING_PONG]);
     let rt = node.runtime().clone();
     let (reporter, mut probe) = probe(&rt);
     let ponger = node.spawn("ping-pong", Vec::new()).unwrap();
@@ -106,11 +107,41 @@ async fn selective_receive_in_a_guest_leaves_other_messages_in_order() {
         rt.send_tagged(pinger, 77, vec![i]);
     }
     assert_eq!(probe.data().await, (3, 50u64.to_le_bytes().to_vec()));
+
+    // What a selective receive passes over keeps its order: `send-receive-probe` takes
+    // its commands (tag 1000) and a tag-55 message from behind noise, then takes the
+    // noise with plain try-receives (its reports are tag 1001: kind 1, tag, payload).
+    let probe_node = crate::node(&[components::SEND_RECEIVE_PROBE]);
+    let rt = probe_node.runtime().clone();
+    let (reporter, mut reports) = crate::probe(&rt);
+    let guest = probe_node
+        .spawn("send-receive-probe", pid_bytes(reporter))
+        .unwrap();
+    for i in 0..10u8 {
+        rt.send_tagged(guest, 77, vec![i]);
+    }
+    rt.send_tagged(guest, 55, b"wanted".to_vec());
+    for i in 10..20u8 {
+        rt.send_tagged(guest, 77, vec![i]);
+    }
+    let data_report =
+        |tag: u64, payload: &[u8]| (1001, [&[1u8][..], &tag.to_le_bytes(), payload].concat());
+    // try-receive with a selector of one tag, 55.
+    let select_55 = [&[2u8, 1][..], &1u32.to_le_bytes(), &55u64.to_le_bytes()].concat();
+    rt.send_tagged(guest, 1000, select_55);
+    assert_eq!(reports.data().await, data_report(55, b"wanted"));
+    for i in 0..20u8 {
+        // try-receive without a selector: the oldest message.
+        rt.send_tagged(guest, 1000, vec![2, 0]);
+        assert_eq!(reports.data().await, data_report(77, &[i]), "message {i}");
+    }
+    rt.send_tagged(guest, 1000, vec![2, 0]);
+    assert_eq!(reports.data().await, (1001, vec![0]), "nothing is left");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_monitors_and_trap_exit_work_across_native_and_wasm() {
-    let node = node(&["ping-pong", "crasher"]);
+    let node = node(&[components::PING_PONG, components::CRASHER]);
     let rt = node.runtime().clone();
     let n2 = node.clone();
     let (tester, done) = rt.spawn_watched(Default::default(), move |ctx| async move {
@@ -160,7 +191,7 @@ async fn links_monitors_and_trap_exit_work_across_native_and_wasm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wasm_supervisor_restarts_its_child_then_gives_up() {
-    let node = node(&["supervisor", "crasher"]);
+    let node = node(&[components::SUPERVISOR, components::CRASHER]);
     let rt = node.runtime().clone();
     let (reporter, mut probe) = probe(&rt);
     let mut init = pid_bytes(reporter);
@@ -207,7 +238,7 @@ async fn a_wasm_supervisor_restarts_its_child_then_gives_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_spawns_monitored_children() {
-    let node = node(&["spawner", "trivial"]);
+    let node = node(&[components::SPAWNER, components::TRIVIAL]);
     let rt = node.runtime().clone();
     let (reporter, mut probe) = probe(&rt);
     let mut init = pid_bytes(reporter);
@@ -275,7 +306,7 @@ async fn a_guest_spawns_monitored_children() {
 async fn the_readme_actor_is_the_echo_component_and_answers() {
     crate::assert_readme_shows("echo");
 
-    let node = node(&["echo"]);
+    let node = node(&[components::ECHO]);
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
     let echo = node.spawn("echo", Vec::new()).unwrap();

@@ -2,11 +2,12 @@ use std::time::Duration;
 
 use rusm_otp::ExitReason;
 
+use crate::components;
 use crate::{node, pid_bytes, pinger_init, probe};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spinning_guest_can_be_killed() {
-    let node = node(&["spinner"]);
+    let node = node(&[components::SPINNER]);
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
     let spinner = node.spawn("spinner", pid_bytes(me)).unwrap();
@@ -18,7 +19,7 @@ async fn a_spinning_guest_can_be_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_blocked_in_receive_can_be_killed_and_exited() {
-    let node = node(&["ping-pong"]);
+    let node = node(&[components::PING_PONG]);
     let rt = node.runtime().clone();
     let ponger = node.spawn("ping-pong", Vec::new()).unwrap();
     let end = rt.watch(ponger);
@@ -35,7 +36,7 @@ async fn a_guest_blocked_in_receive_can_be_killed_and_exited() {
 /// still completes, and then every spinner can be killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bystanders_make_progress_while_spinners_occupy_every_core() {
-    let node = node(&["spinner", "ping-pong"]);
+    let node = node(&[components::SPINNER, components::PING_PONG]);
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
     let mut spinners = Vec::new();

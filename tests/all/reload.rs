@@ -12,15 +12,16 @@ use rusm_wasm::{
 };
 use tokio::sync::broadcast;
 
+use crate::components;
 use crate::{Probe, node, pid_bytes, policy, probe};
+use rusm_e2e::Component;
 
 const INC: u64 = 1;
 const GET: u64 = 2;
 const VERSION: u64 = 4;
 
-fn bytes_of(component: &str) -> Vec<u8> {
-    let path = rusm_e2e::component(component).unwrap_or_else(|| panic!("no component {component}"));
-    std::fs::read(path).unwrap()
+fn bytes_of(component: Component) -> Vec<u8> {
+    std::fs::read(component.path()).unwrap()
 }
 
 /// Makes `counter`-protocol calls from a native process and checks each reply tag.
@@ -132,7 +133,7 @@ fn watcher(rt: &Runtime, target: Pid) -> Probe {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_counter_keeps_its_value_pid_name_links_and_monitors_across_an_upgrade() {
-    let node = node(&["counter"]);
+    let node = node(&[components::COUNTER]);
     let rt = node.runtime().clone();
     let mut caller = Caller::new(&rt);
     let mut events = node.reload_events();
@@ -152,7 +153,7 @@ async fn a_counter_keeps_its_value_pid_name_links_and_monitors_across_an_upgrade
     assert_eq!(node.processes_of("counter"), [(counter, 1)]);
 
     let report = node
-        .reload("counter", bytes_of("counter-v2"))
+        .reload("counter", bytes_of(components::COUNTER_V2))
         .await
         .unwrap();
     assert_eq!(report.version, 2);
@@ -209,7 +210,7 @@ async fn a_counter_keeps_its_value_pid_name_links_and_monitors_across_an_upgrade
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_sent_during_an_upgrade_are_all_processed() {
-    let node = node(&["counter"]);
+    let node = node(&[components::COUNTER]);
     let rt = node.runtime().clone();
     let mut caller = Caller::new(&rt);
     let counter = node.spawn("counter", Vec::new()).unwrap();
@@ -224,7 +225,10 @@ async fn messages_sent_during_an_upgrade_are_all_processed() {
     }
     let reloading = {
         let node = node.clone();
-        tokio::spawn(async move { node.reload("counter", bytes_of("counter-v2")).await })
+        tokio::spawn(async move {
+            node.reload("counter", bytes_of(components::COUNTER_V2))
+                .await
+        })
     };
     for _ in 0..100 {
         let (tag, envelope) = caller.envelope(&1i64.to_le_bytes());
@@ -251,7 +255,7 @@ async fn messages_sent_during_an_upgrade_are_all_processed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_reload_keeps_the_old_version_serving() {
-    let node = node(&["counter"]);
+    let node = node(&[components::COUNTER]);
     let rt = node.runtime().clone();
     let mut caller = Caller::new(&rt);
     let mut events = node.reload_events();
@@ -264,7 +268,7 @@ async fn a_failed_reload_keeps_the_old_version_serving() {
         ("core module", b"\0asm\x01\0\0\0".to_vec()),
         ("no entry point", wat::parse_str("(component)").unwrap()),
         ("unsatisfiable import", unsatisfiable),
-        ("a command", bytes_of("hello-cli")),
+        ("a command", bytes_of(components::HELLO_CLI)),
     ];
     for (case, bytes) in cases {
         let err = node.reload("counter", bytes).await.unwrap_err();
@@ -313,14 +317,17 @@ async fn a_failed_reload_keeps_the_old_version_serving() {
 async fn an_actor_that_ignores_upgrades_is_restarted_in_place_by_the_sdk() {
     // `echo` never looks at upgrades: the SDK hands over an empty state for it, and it
     // keeps its pid and answers on the new code.
-    let node = node(&["echo"]);
+    let node = node(&[components::ECHO]);
     let rt = node.runtime().clone();
     let (me, mut probe) = probe(&rt);
     let echo = node.spawn("echo", Vec::new()).unwrap();
     rt.send_tagged(echo, 10, pid_bytes(me));
     assert_eq!(probe.data().await, (11, pid_bytes(me)));
 
-    let report = node.reload("echo", bytes_of("echo")).await.unwrap();
+    let report = node
+        .reload("echo", bytes_of(components::ECHO))
+        .await
+        .unwrap();
     assert_eq!(report.upgrades[0].pid, echo);
     assert_eq!(report.upgrades[0].outcome, UpgradeOutcome::Upgraded);
     assert_eq!(node.processes_of("echo"), [(echo, 2)]);
@@ -330,7 +337,7 @@ async fn an_actor_that_ignores_upgrades_is_restarted_in_place_by_the_sdk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spinner_is_ended_with_upgrade_timeout_and_restarted_on_the_new_version() {
-    let node = node(&["supervisor", "spinner"]);
+    let node = node(&[components::SUPERVISOR, components::SPINNER]);
     node.set_upgrade_grace(Duration::from_millis(200));
     let rt = node.runtime().clone();
     let mut events = node.reload_events();
@@ -356,7 +363,10 @@ async fn a_spinner_is_ended_with_upgrade_timeout_and_restarted_on_the_new_versio
 
     // The new "spinner" is the `trivial` actor: it reports with an empty payload and
     // returns.
-    let report = node.reload("spinner", bytes_of("trivial")).await.unwrap();
+    let report = node
+        .reload("spinner", bytes_of(components::TRIVIAL))
+        .await
+        .unwrap();
     assert_eq!(
         report.upgrades,
         [ProcessUpgrade {
@@ -415,7 +425,7 @@ async fn a_spinner_is_ended_with_upgrade_timeout_and_restarted_on_the_new_versio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_reloads_of_one_name_are_serialised() {
-    let node = node(&["counter"]);
+    let node = node(&[components::COUNTER]);
     let rt = node.runtime().clone();
     let mut caller = Caller::new(&rt);
     let mut events = node.reload_events();
@@ -434,10 +444,10 @@ async fn concurrent_reloads_of_one_name_are_serialised() {
         .iter()
         .map(|source| {
             let node = node.clone();
-            let bytes = if *source == "garbage" {
-                b"garbage".to_vec()
-            } else {
-                bytes_of(source)
+            let bytes = match *source {
+                "garbage" => b"garbage".to_vec(),
+                "counter" => bytes_of(components::COUNTER),
+                _ => bytes_of(components::COUNTER_V2),
             };
             tokio::spawn(async move { node.reload("counter", bytes).await })
         })
@@ -520,8 +530,7 @@ async fn dependents_are_upgraded_after_what_they_depend_on_in_order() {
     // nothing.
     let node = node(&[]);
     for name in ["db", "cache", "web", "other"] {
-        node.load_file(name, rusm_e2e::component("counter").unwrap())
-            .unwrap();
+        node.load_file(name, components::COUNTER.path()).unwrap();
     }
     node.set_dependencies("web", &["cache", "db"]).unwrap();
     node.set_dependencies("cache", &["db"]).unwrap();
@@ -535,7 +544,10 @@ async fn dependents_are_upgraded_after_what_they_depend_on_in_order() {
     let other = spawn_counter_at(&node, &mut caller, "other", 4).await;
     let mut events = node.reload_events();
 
-    let report = node.reload("db", bytes_of("counter-v2")).await.unwrap();
+    let report = node
+        .reload("db", bytes_of(components::COUNTER_V2))
+        .await
+        .unwrap();
     let order: Vec<(&str, Pid, UpgradeOutcome)> = report
         .upgrades
         .iter()
@@ -569,7 +581,10 @@ async fn dependents_are_upgraded_after_what_they_depend_on_in_order() {
     }
 
     // Reloading a dependent does not touch what it depends on.
-    let report = node.reload("cache", bytes_of("counter-v2")).await.unwrap();
+    let report = node
+        .reload("cache", bytes_of(components::COUNTER_V2))
+        .await
+        .unwrap();
     let touched: Vec<&str> = report
         .upgrades
         .iter()
@@ -623,8 +638,7 @@ async fn whole_body(response: hyper::Response<rusm_wasm::HttpResponseBody>) -> V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_requests_in_flight_finish_on_the_old_version_and_new_ones_use_the_new() {
     let node = node(&[]);
-    node.load_file("web", rusm_e2e::component("http-echo").unwrap())
-        .unwrap();
+    node.load_file("web", components::HTTP_ECHO.path()).unwrap();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tx.send(bytes::Bytes::from_static(b"sent before, "))
         .unwrap();
@@ -643,7 +657,10 @@ async fn http_requests_in_flight_finish_on_the_old_version_and_new_ones_use_the_
     assert_eq!(old_response.headers()["x-echo-method"], "POST");
 
     // Handlers are not upgraded: the report names no process.
-    let report = node.reload("web", bytes_of("http-hello")).await.unwrap();
+    let report = node
+        .reload("web", bytes_of(components::HTTP_HELLO))
+        .await
+        .unwrap();
     assert_eq!((report.version, report.upgrades.len()), (2, 0));
 
     let request = hyper::Request::builder()
@@ -662,6 +679,9 @@ async fn http_requests_in_flight_finish_on_the_old_version_and_new_ones_use_the_
     assert_eq!(whole_body(old_response).await, b"sent before, sent after");
 
     // An actor cannot replace a handler.
-    let err = node.reload("web", bytes_of("counter")).await.unwrap_err();
+    let err = node
+        .reload("web", bytes_of(components::COUNTER))
+        .await
+        .unwrap_err();
     assert!(matches!(err, ReloadError::KindChanged { .. }), "{err}");
 }

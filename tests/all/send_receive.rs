@@ -4,6 +4,7 @@
 use rusm_otp::{ExitReason, Message, Payload, Pid, Runtime};
 use rusm_wasm::{UpgradeOutcome, WasmNode, WasmSpawnOptions};
 
+use crate::components;
 use crate::{Probe, node, pid_bytes, policy, probe};
 
 /// The probe's command tag and report tag.
@@ -167,7 +168,11 @@ fn addressed(pid: Pid, rest: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_receive_gets_the_answer_of_a_native_echo_a_wasm_ponger_and_a_call() {
-    let node = node(&["send-receive-probe", "ping-pong", "counter"]);
+    let node = node(&[
+        components::SEND_RECEIVE_PROBE,
+        components::PING_PONG,
+        components::COUNTER,
+    ]);
     let rt = node.runtime().clone();
     let mut guest = Guest::spawn(&node, WasmSpawnOptions::default());
     let echo = native_echo(&rt);
@@ -219,7 +224,7 @@ async fn send_receive_gets_the_answer_of_a_native_echo_a_wasm_ponger_and_a_call(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_receive_times_out_and_its_selector_leaves_other_messages_in_order() {
-    let node = node(&["send-receive-probe"]);
+    let node = node(&[components::SEND_RECEIVE_PROBE]);
     let rt = node.runtime().clone();
     let mut guest = Guest::spawn(&node, WasmSpawnOptions::default());
     let silent = native_silent(&rt);
@@ -258,7 +263,7 @@ async fn send_receive_times_out_and_its_selector_leaves_other_messages_in_order(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn try_receive_takes_what_is_queued_and_never_waits() {
-    let node = node(&["send-receive-probe"]);
+    let node = node(&[components::SEND_RECEIVE_PROBE]);
     let mut guest = Guest::spawn(&node, WasmSpawnOptions::default());
     assert_eq!(guest.try_receive(None).await, Report::Nothing);
     assert_eq!(guest.try_receive(Some(&[40])).await, Report::Nothing);
@@ -286,11 +291,11 @@ async fn try_receive_takes_what_is_queued_and_never_waits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_request_arrives_through_send_receive_and_try_receive() {
-    let node = node(&["send-receive-probe"]);
+    let node = node(&[components::SEND_RECEIVE_PROBE]);
     let rt = node.runtime().clone();
     let mut guest = Guest::spawn(&node, WasmSpawnOptions::default());
     let silent = native_silent(&rt);
-    let bytes = std::fs::read(rusm_e2e::SEND_RECEIVE_PROBE).unwrap();
+    let bytes = std::fs::read(components::SEND_RECEIVE_PROBE.path()).unwrap();
 
     // A send-receive without selector waiting for anything gets the request as the
     // typed variant; the probe then hands over.
@@ -330,7 +335,7 @@ async fn an_upgrade_request_arrives_through_send_receive_and_try_receive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_receive_to_a_dead_pid_times_out_and_an_oversized_one_fails_as_send_does() {
-    let node = node(&["send-receive-probe"]);
+    let node = node(&[components::SEND_RECEIVE_PROBE]);
     let rt = node.runtime().clone();
     let (dead, ended) = rt.spawn_watched(Default::default(), |_ctx| async {});
     assert_eq!(ended.await, ExitReason::Normal);

@@ -11,7 +11,7 @@ use rusm_otp::{Pid, Runtime};
 use rusm_policy::Policy;
 use rusm_wasm::{WasmConfig, WasmNode, WasmSpawnOptions};
 
-use crate::{Probe, cache_dir, pid_bytes, policy, probe};
+use crate::{Probe, cache_dir, components, pid_bytes, policy, probe};
 
 /// A fresh directory for one test, removed when dropped.
 struct Scratch(PathBuf);
@@ -48,9 +48,8 @@ fn config(db: Option<&Path>) -> WasmConfig {
 /// A node keeping its buckets in `db`, with the key-value components loaded.
 fn kv_node(db: Option<&Path>) -> WasmNode {
     let node = WasmNode::new(Runtime::new(), config(db)).expect("the wasm node starts");
-    for name in ["kv-probe", "kv-counter"] {
-        let path = rusm_e2e::component(name).unwrap();
-        node.load_file(name, path).unwrap();
+    for component in [components::KV_PROBE, components::KV_COUNTER] {
+        node.load_file(component.name(), component.path()).unwrap();
     }
     node
 }
@@ -277,7 +276,7 @@ async fn oversize_values_and_full_buckets_are_errors_not_traps() {
         },
     )
     .unwrap();
-    node.load_file("kv-probe", rusm_e2e::component("kv-probe").unwrap())
+    node.load_file("kv-probe", components::KV_PROBE.path())
         .unwrap();
     let mut p = KvProbe::spawn(&node, &policy(GRANTS));
     assert_eq!(p.ask("open sessions").await, "ok");

@@ -13,6 +13,8 @@ use rusm_otp::{ExitReason, Message, Pid, Runtime};
 use rusm_policy::Policy;
 use rusm_wasm::{WasmConfig, WasmNode, WasmSpawnOptions};
 
+rusm_e2e::components!();
+
 fn call(me: Pid, reply_tag: u64, body: &[u8]) -> Vec<u8> {
     let mut out = me.as_raw().to_le_bytes().to_vec();
     out.extend(reply_tag.to_le_bytes());
@@ -32,9 +34,8 @@ async fn main() -> anyhow::Result<()> {
 
     let rt = Runtime::new();
     let node = WasmNode::new(rt.clone(), WasmConfig::default())?;
-    for name in ["counter", "crasher"] {
-        let path = rusm_e2e::component(name).expect("built by rusm-e2e");
-        node.load_file(name, path)?;
+    for component in [components::COUNTER, components::CRASHER] {
+        node.load_file(component.name(), component.path())?;
     }
 
     // The counter runs under its own policy (capabilities/counter.toml): no files, no

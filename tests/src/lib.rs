@@ -2,12 +2,25 @@
 //!
 //! The build script compiles every member of the `components/` workspace for
 //! `wasm32-wasip2` in release, so depending on this crate is enough to have them.
-//! Each component gets a constant holding the absolute path of its `.wasm` file,
-//! named after its package in SCREAMING_SNAKE_CASE (`ping-pong` is [`PING_PONG`]),
-//! and [`ALL`] lists them with their package names.
+//! [`ALL`] lists them. A test crate names them through constants that
+//! [`components!`] declares in its own `mod components`, one per component, named
+//! after its package in SCREAMING_SNAKE_CASE (`ping-pong` is `PING_PONG`).
 //!
-//! ```no_run
-//! let bytes = std::fs::read(rusm_e2e::COUNTER)?;
+//! Every component is owned by one test suite: `e2e` (`tests/all`) unless its
+//! `Cargo.toml` says otherwise (`[package.metadata.rusm-e2e] tested-by =
+//! "plugin-host"`). In the suite that invokes `components!(e2e)` (or
+//! `components!(plugin_host)`), a constant of a component it owns that no test uses is
+//! a compile error, so a component cannot be added without a test that loads it.
+//!
+//! In a test crate's root, `rusm_e2e::components!(e2e);` (or, checking nothing,
+//! `components!()`), then:
+//!
+//! ```
+//! rusm_e2e::components!();
+//!
+//! let bytes = std::fs::read(components::COUNTER.path())?;
+//! assert_eq!(components::COUNTER.name(), "counter");
+//! assert!(!bytes.is_empty());
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
@@ -17,7 +30,33 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-include!(concat!(env!("OUT_DIR"), "/components.rs"));
+include!(concat!(env!("OUT_DIR"), "/all.rs"));
+include!(concat!(env!("OUT_DIR"), "/macros.rs"));
+
+/// A component of `components/`: its package name and its built `.wasm` file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Component {
+    name: &'static str,
+    path: &'static str,
+}
+
+impl Component {
+    /// A component named `name` built at `path` (used by the generated constants).
+    #[doc(hidden)]
+    pub const fn new(name: &'static str, path: &'static str) -> Self {
+        Component { name, path }
+    }
+
+    /// The package name, such as `ping-pong`.
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The absolute path of its `.wasm` file.
+    pub fn path(&self) -> &'static Path {
+        Path::new(self.path)
+    }
+}
 
 /// The absolute path of the `components/` workspace.
 pub fn components_dir() -> PathBuf {
@@ -129,11 +168,12 @@ pub fn cargo_component(target_dir: &Path) -> Command {
     command
 }
 
-/// The `.wasm` file of the component whose package is called `name`.
+/// The `.wasm` file of the component whose package is called `name` (for tools that
+/// take a name as input; tests use the constants of [`components!`]).
 pub fn component(name: &str) -> Option<&'static Path> {
     ALL.iter()
-        .find(|(package, _)| *package == name)
-        .map(|(_, path)| Path::new(*path))
+        .find(|component| component.name == name)
+        .map(Component::path)
 }
 
 #[cfg(test)]
@@ -150,8 +190,11 @@ mod tests {
     #[test]
     fn every_component_is_a_component_binary() {
         assert!(!ALL.is_empty());
-        for (name, path) in ALL {
-            let bytes = fs::read(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+        for component in ALL {
+            let name = component.name();
+            let bytes = fs::read(component.path())
+                .unwrap_or_else(|e| panic!("cannot read {}: {e}", component.path().display()));
+            let path = component.path().display();
             assert!(bytes.len() > 8, "{name}: {path} is too short");
             assert_eq!(&bytes[..4], b"\0asm", "{name}: {path} is not wasm");
             assert_eq!(
@@ -173,7 +216,7 @@ mod tests {
                 on_disk.insert(entry.file_name().to_string_lossy().into_owned());
             }
         }
-        let built: BTreeSet<String> = ALL.iter().map(|(name, _)| (*name).to_owned()).collect();
+        let built: BTreeSet<String> = ALL.iter().map(|c| c.name().to_owned()).collect();
         assert_eq!(built, on_disk, "every directory of components/ is a member");
     }
 
@@ -192,7 +235,9 @@ mod tests {
             let path = component(name).unwrap_or_else(|| panic!("no component {name}"));
             assert!(path.is_absolute(), "{}", path.display());
         }
-        assert_eq!(component("ping-pong"), Some(Path::new(PING_PONG)));
+        components!();
+        assert_eq!(component("ping-pong"), Some(components::PING_PONG.path()));
+        assert_eq!(components::PING_PONG.name(), "ping-pong");
         assert_eq!(component("nope"), None);
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! - `describe` returns `looper 1`; `greet(name)` returns `looping, <name>`;
 //!   `add(a, b)` returns `a + b` (wrapping).
-//! - `run(job)` never returns: it spins in a loop that calls nothing, so only the
-//!   host's deadline, a cancel or a kill can stop it.
+//! - `run(job)` never returns: it logs `spinning on <job>` through the host, then
+//!   spins in a loop that calls nothing, so only the host's deadline, a cancel or a
+//!   kill can stop it.
 
 use std::hint::black_box;
 
@@ -30,6 +31,7 @@ impl Guest for Looper {
     }
 
     fn run(job: String) -> Result<String, String> {
+        myapp::plugin::host::log(&format!("spinning on {job}"));
         let mut turns = 0u64;
         loop {
             turns = black_box(turns.wrapping_add(job.len() as u64 + 1));

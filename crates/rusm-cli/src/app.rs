@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use rusm_otp::supervisor::{ChildSpec, INIT_DONE_TAG, SupervisorSpec, supervise};
-use rusm_otp::{Context, ExitReason, Message, Pid, Runtime, SpawnOptions};
+use rusm_otp::{Context, Event, ExitReason, Message, Pid, Runtime, SpawnOptions};
 use rusm_wasm::{WasmNode, WasmSpawnOptions};
 use tokio::sync::{Notify, oneshot};
 
@@ -31,6 +31,8 @@ pub struct AppOptions {
     pub keep_running: bool,
     /// Reload components when their code changes.
     pub watch: bool,
+    /// Serve the one listener here instead of at its manifest's address.
+    pub listen: Option<SocketAddr>,
 }
 
 /// Run the app of manifest `file`.
@@ -39,7 +41,17 @@ pub struct AppOptions {
 /// Bad input (manifest, policies, components, addresses), reported before anything
 /// runs.
 pub fn run(file: &Path, options: AppOptions) -> anyhow::Result<ExitCode> {
-    let manifest = crate::manifest::load(file)?;
+    let mut manifest = crate::manifest::load(file)?;
+    if let Some(addr) = options.listen {
+        let [listener] = &mut manifest.listeners[..] else {
+            bail!(
+                "--listen replaces the address of an app's one HTTP listener, and {} has {} `[[listeners]]`",
+                file.display(),
+                manifest.listeners.len()
+            );
+        };
+        listener.listen = addr;
+    }
     let files = prepare_components(&manifest)?;
     crate::runtime()?.block_on(run_app(manifest, files, options))
 }
@@ -75,6 +87,8 @@ fn prepare_components(manifest: &Manifest) -> anyhow::Result<BTreeMap<String, Pa
 pub(crate) struct Tree {
     state: Mutex<HashMap<String, ChildState>>,
     changed: Notify,
+    /// Told of every registration and every exit on the node (`Tree::observe_names`).
+    names: Notify,
 }
 
 #[derive(Clone)]
@@ -100,6 +114,33 @@ impl Tree {
             }
             tree.changed.notify_waiters();
         });
+    }
+
+    /// Wake [`Tree::wait_for_names`] at every registration and exit on `rt`.
+    fn observe_names(self: &Arc<Self>, rt: &Runtime) {
+        let tree = Arc::downgrade(self);
+        rt.add_observer(move |event| {
+            if matches!(event, Event::Registered { .. } | Event::Exited { .. })
+                && let Some(tree) = tree.upgrade()
+            {
+                tree.names.notify_waiters();
+            }
+        });
+    }
+
+    /// Wait until `done` holds, checking it again at each registration and exit, up
+    /// to `limit`; whether it held.
+    async fn wait_for_names(&self, limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.names.notified();
+            if done() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, ChildState>> {
@@ -317,6 +358,7 @@ async fn run_app(
     lifecycle::log_lifecycle(&rt, quiet);
 
     let tree = Arc::new(Tree::default());
+    tree.observe_names(&rt);
     let spec = supervisor_spec(&node, &manifest, &manifest.root, "", &tree);
     let (ready, mut app_ended) = start_tree(&rt, spec);
     match ready.await {
@@ -566,13 +608,10 @@ async fn run_steps(
                         // A restarted server is usable once it has registered its name
                         // again, as the old one had.
                         if let Some(name) = name {
-                            let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
-                            while rt.whereis(&name) != Some(new.pid)
-                                && tokio::time::Instant::now() < deadline
-                                && rt.is_alive(new.pid)
-                            {
-                                tokio::time::sleep(Duration::from_millis(2)).await;
-                            }
+                            tree.wait_for_names(STEP_TIMEOUT, || {
+                                rt.whereis(&name) == Some(new.pid) || !rt.is_alive(new.pid)
+                            })
+                            .await;
                         }
                         outln!(
                             "[{n}/{total}] {child} {old} ended; its supervisor restarted it as {}",
@@ -584,17 +623,16 @@ async fn run_steps(
             }
             Step::AwaitName(name) => {
                 outln!("[{n}/{total}] {}", step.describe());
-                let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
-                let pid = loop {
-                    if let Some(pid) = rt.whereis(name) {
-                        break pid;
-                    }
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(fail(format!(
-                            "nothing registered {name:?} within {STEP_TIMEOUT:?}"
-                        )));
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
+                let mut pid = None;
+                tree.wait_for_names(STEP_TIMEOUT, || {
+                    pid = rt.whereis(name);
+                    pid.is_some()
+                })
+                .await;
+                let Some(pid) = pid else {
+                    return Err(fail(format!(
+                        "nothing registered {name:?} within {STEP_TIMEOUT:?}"
+                    )));
                 };
                 outln!("[{n}/{total}] {name:?} is {pid}");
             }

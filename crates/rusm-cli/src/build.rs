@@ -7,6 +7,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, bail};
 
+mod nested_env;
+use nested_env::leaks_into_nested_build;
+
 /// The target components are built for.
 pub const TARGET: &str = "wasm32-wasip2";
 
@@ -124,34 +127,4 @@ pub fn build_package(dir: &Path) -> anyhow::Result<PathBuf> {
             dir.display()
         )
     })
-}
-
-/// True for the variables through which an outer cargo's settings would leak into the
-/// nested build (when rusm itself runs under `cargo run` or `cargo test`).
-fn leaks_into_nested_build(key: &str) -> bool {
-    const EXACT: &[&str] = &[
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_ENCODED_RUSTDOCFLAGS",
-        "RUSTFLAGS",
-        "RUSTDOCFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_MAKEFLAGS",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_BUILD_RUSTC_WRAPPER",
-        "CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER",
-        "CARGO_MANIFEST_DIR",
-        "CARGO_MANIFEST_PATH",
-        "CARGO_PRIMARY_PACKAGE",
-    ];
-    const PREFIXES: &[&str] = &[
-        "CARGO_PROFILE_",
-        "CARGO_CFG_",
-        "CARGO_FEATURE_",
-        "CARGO_PKG_",
-    ];
-    EXACT.contains(&key) || PREFIXES.iter().any(|prefix| key.starts_with(prefix))
 }

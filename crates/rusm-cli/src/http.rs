@@ -10,12 +10,12 @@ use anyhow::Context as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use rusm_http::{HttpConfig, HttpError, HttpServer, HttpStats, LATENCY_BUCKETS, Route};
+use rusm_http::{HttpConfig, HttpError, HttpServer, Route};
 use rusm_policy::Policy;
 use rusm_wasm::WasmNode;
 
 use crate::manifest::{ListenerDecl, Manifest};
-use crate::metrics::header;
+use crate::metrics::HttpStatsSource;
 
 /// A running listener, shared with the metrics endpoint until it is shut down.
 pub struct Server {
@@ -30,13 +30,6 @@ impl Server {
             inner: Arc::new(Mutex::new(Some(server))),
         }
     }
-}
-
-/// What the metrics endpoint reads from a listener: its address and counters.
-#[derive(Clone)]
-pub struct HttpStatsSource {
-    listener: SocketAddr,
-    stats: Arc<dyn Fn() -> HttpStats + Send + Sync>,
 }
 
 fn bind_error(e: HttpError) -> anyhow::Error {
@@ -119,9 +112,9 @@ pub async fn shutdown(server: Server) {
 /// What the metrics endpoint reads from `server`.
 pub fn stats_source(server: &Server) -> HttpStatsSource {
     let inner = server.inner.clone();
-    HttpStatsSource {
-        listener: server.addr,
-        stats: Arc::new(move || {
+    HttpStatsSource::new(
+        server.addr,
+        Arc::new(move || {
             inner
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -129,119 +122,7 @@ pub fn stats_source(server: &Server) -> HttpStatsSource {
                 .map(HttpServer::stats)
                 .unwrap_or_default()
         }),
-    }
-}
-
-/// A per-listener metric read from `HttpStats`: name, type, help, value.
-type ConnectionMetric = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&HttpStats) -> u64,
-);
-
-/// Append the HTTP metrics of `sources` to `out`: requests by listener and status,
-/// and a latency histogram per listener.
-pub fn render_metrics(out: &mut String, sources: &[HttpStatsSource]) {
-    use std::fmt::Write as _;
-    if sources.is_empty() {
-        return;
-    }
-    let snapshots: Vec<(SocketAddr, HttpStats)> =
-        sources.iter().map(|s| (s.listener, (s.stats)())).collect();
-    header(
-        out,
-        "rusm_http_requests_total",
-        "counter",
-        "HTTP responses, by listener and status code.",
-    );
-    for (listener, stats) in &snapshots {
-        for (status, count) in &stats.by_status {
-            let _ = writeln!(
-                out,
-                "rusm_http_requests_total{{listener=\"{listener}\",status=\"{status}\"}} {count}"
-            );
-        }
-    }
-    header(
-        out,
-        "rusm_http_requests_in_flight",
-        "gauge",
-        "HTTP requests being handled now.",
-    );
-    for (listener, stats) in &snapshots {
-        let _ = writeln!(
-            out,
-            "rusm_http_requests_in_flight{{listener=\"{listener}\"}} {}",
-            stats.in_flight
-        );
-    }
-    let gauges: [ConnectionMetric; 5] = [
-        (
-            "rusm_http_connections_open",
-            "gauge",
-            "HTTP connections open now.",
-            |s| s.connections_open,
-        ),
-        (
-            "rusm_http_connections_accepted_total",
-            "counter",
-            "HTTP connections accepted.",
-            |s| s.connections_accepted,
-        ),
-        (
-            "rusm_http_connection_cap_reached_total",
-            "counter",
-            "Times the listener stopped accepting at max_connections (clients waited in the backlog).",
-            |s| s.connection_cap_reached,
-        ),
-        (
-            "rusm_http_header_read_timeouts_total",
-            "counter",
-            "Connections closed because a request head did not arrive within header_read_timeout.",
-            |s| s.header_read_timeouts,
-        ),
-        (
-            "rusm_http_body_read_timeouts_total",
-            "counter",
-            "Requests whose body did not arrive within body_read_timeout (408 or closed).",
-            |s| s.body_read_timeouts,
-        ),
-    ];
-    for (name, kind, help, value) in gauges {
-        header(out, name, kind, help);
-        for (listener, stats) in &snapshots {
-            let _ = writeln!(out, "{name}{{listener=\"{listener}\"}} {}", value(stats));
-        }
-    }
-    header(
-        out,
-        "rusm_http_request_duration_seconds",
-        "histogram",
-        "Time from request to response head, in seconds.",
-    );
-    for (listener, stats) in &snapshots {
-        let mut cumulative = 0;
-        for (i, count) in stats.latency_buckets.iter().enumerate() {
-            cumulative += count;
-            let le = LATENCY_BUCKETS
-                .get(i)
-                .map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
-            let _ = writeln!(
-                out,
-                "rusm_http_request_duration_seconds_bucket{{listener=\"{listener}\",le=\"{le}\"}} {cumulative}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "rusm_http_request_duration_seconds_sum{{listener=\"{listener}\"}} {}",
-            stats.latency_sum_seconds
-        );
-        let _ = writeln!(
-            out,
-            "rusm_http_request_duration_seconds_count{{listener=\"{listener}\"}} {cumulative}"
-        );
-    }
+    )
 }
 
 /// An HTTP answer.

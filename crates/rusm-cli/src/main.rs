@@ -90,6 +90,11 @@ struct RunArgs {
     /// Keep the app running after its client steps, until Ctrl-C (apps only).
     #[arg(long)]
     keep_running: bool,
+    /// Serve the app's HTTP listener on this address instead of its manifest's
+    /// `listen` (apps with one listener only; port 0 takes a free port, shown in the
+    /// log).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
     /// Reload a component when its code changes, upgrading its running processes in
     /// place (apps only): a path component's .wasm file, or a build component's
     /// Cargo.toml and src/ (rebuilt with cargo).
@@ -221,11 +226,15 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 metrics: args.metrics,
                 keep_running: args.keep_running,
                 watch: args.watch,
+                listen: args.listen,
             },
         );
     }
-    if args.keep_running || args.watch {
-        anyhow::bail!("--keep-running and --watch apply to app manifests (.toml) only");
+    if args.keep_running || args.watch || args.listen.is_some() {
+        anyhow::bail!(
+            "--keep-running, --watch and --listen apply to app manifests (.toml) only; \
+             `rusm serve` serves one component on an address"
+        );
     }
     let init = match (args.init, args.init_hex) {
         (Some(text), _) => text.into_bytes(),

@@ -7,7 +7,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
     /// The largest request body accepted, in bytes; larger ones get 413 (at once when
-    /// `Content-Length` says so, otherwise as soon as the streamed body passes it).
+    /// `Content-Length` says so, otherwise as soon as the streamed body passes it). A
+    /// streamed body that passes it after the handler has sent its response head is
+    /// cut there: the handler's next read fails, and the status it sent stands.
     pub max_body_bytes: u64,
     /// The largest request head (request line and headers) accepted, in bytes; hyper
     /// answers 431 beyond it. Values below 8 KiB are raised to 8 KiB (hyper's floor).

@@ -15,7 +15,7 @@
 //! | --- | --- |
 //! | no route for the path | 404 |
 //! | a route for the path, none for the method | 405 (with `Allow`) |
-//! | request body larger than `max_body_bytes` | 413 |
+//! | request body larger than `max_body_bytes` | 413 (or, once the handler has answered, its read fails at the limit) |
 //! | request head larger than `max_header_bytes` | 431 (from hyper) |
 //! | request body not all in within `body_read_timeout` of the head | 408 (or the connection is closed, if the handler had answered) |
 //! | request head not in within `header_read_timeout` | the connection is closed |

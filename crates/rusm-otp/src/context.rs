@@ -9,7 +9,8 @@ use crate::error::{Error, SendError};
 use crate::mailbox::{Mailbox, MailboxStats};
 use crate::message::{Data, Message, Payload, Tag};
 use crate::reason::IntoExitReason;
-use crate::runtime::{Runtime, Slot, SpawnOptions, Spawned};
+use crate::runtime::{Runtime, SpawnOptions, Spawned};
+use crate::slot::Slot;
 use crate::{ExitReason, MonitorRef, Pid, TimerRef};
 
 /// A process's view of itself and of the node, handed to its body.

@@ -40,4 +40,12 @@ pub enum Event<'a> {
         /// The child's new pid.
         pid: Pid,
     },
+    /// A process took a name ([`Runtime::register`](crate::Runtime::register)). Told
+    /// once the name resolves to it, before `register` returns.
+    Registered {
+        /// The name.
+        name: &'a str,
+        /// The process now registered under it.
+        pid: Pid,
+    },
 }

@@ -49,6 +49,7 @@ mod message;
 mod pid;
 mod reason;
 mod runtime;
+mod slot;
 pub mod supervisor;
 mod table;
 

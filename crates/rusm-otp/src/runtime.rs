@@ -5,13 +5,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
-use atomic_waker::AtomicWaker;
 use dashmap::DashMap;
-use parking_lot::Mutex;
-use rustc_hash::{FxBuildHasher, FxHashMap, FxHashSet};
+use rustc_hash::{FxBuildHasher, FxHashSet};
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::AbortHandle;
@@ -19,9 +17,10 @@ use tokio::task::AbortHandle;
 use crate::context::Context;
 use crate::error::{Error, SendError, SendErrorKind};
 use crate::event::Event;
-use crate::mailbox::{Mailbox, MailboxConfig};
+use crate::mailbox::MailboxConfig;
 use crate::message::{Data, Down, ExitSignal, Message, Payload, Tag};
 use crate::reason::{ExitReason, IntoExitReason};
+use crate::slot::{Slot, SlotState};
 use crate::table::ProcessTable;
 use crate::{MonitorRef, Pid, TimerRef};
 
@@ -138,87 +137,6 @@ impl Future for Watch {
     }
 }
 
-/// One row of the process table.
-pub(crate) struct Slot {
-    pub(crate) pid: Pid,
-    pub(crate) parent: Option<Pid>,
-    pub(crate) label: Option<Arc<str>>,
-    pub(crate) state: Mutex<SlotState>,
-    exiting: AtomicBool,
-    task_waker: AtomicWaker,
-}
-
-pub(crate) struct SlotState {
-    pub(crate) mailbox: Mailbox,
-    pub(crate) recv_waker: Option<Waker>,
-    alive: bool,
-    pub(crate) trap_exit: bool,
-    pub(crate) links: FxHashSet<Pid>,
-    monitored_by: Vec<(MonitorRef, Pid)>,
-    pub(crate) monitoring: FxHashMap<MonitorRef, Pid>,
-    watchers: Vec<oneshot::Sender<ExitReason>>,
-    pending_exit: Option<ExitReason>,
-    name: Option<Arc<str>>,
-    /// Timers this process set that have not fired (and their payload bytes), and
-    /// timers set for it.
-    timers: FxHashSet<u64>,
-    timer_bytes: usize,
-    timers_in: FxHashSet<u64>,
-}
-
-impl SlotState {
-    pub(crate) fn new(mailbox: MailboxConfig, trap_exit: bool) -> SlotState {
-        SlotState {
-            mailbox: Mailbox::new(mailbox),
-            recv_waker: None,
-            alive: true,
-            trap_exit,
-            links: FxHashSet::default(),
-            monitored_by: Vec::new(),
-            monitoring: FxHashMap::default(),
-            watchers: Vec::new(),
-            pending_exit: None,
-            name: None,
-            timers: FxHashSet::default(),
-            timer_bytes: 0,
-            timers_in: FxHashSet::default(),
-        }
-    }
-
-    /// Queue a message and hand back the waker to call once the lock is released.
-    fn deliver(&mut self, msg: Message) -> Result<Option<Waker>, Message> {
-        self.mailbox.push(msg)?;
-        Ok(self.recv_waker.take())
-    }
-}
-
-impl Slot {
-    pub(crate) fn new(
-        pid: Pid,
-        parent: Option<Pid>,
-        label: Option<Arc<str>>,
-        state: SlotState,
-    ) -> Slot {
-        Slot {
-            pid,
-            parent,
-            label,
-            state: Mutex::new(state),
-            exiting: AtomicBool::new(false),
-            task_waker: AtomicWaker::new(),
-        }
-    }
-
-    /// Mark the process to end with `reason` at its next poll; the caller wakes its task
-    /// once the lock is released.
-    fn set_exit(&self, st: &mut SlotState, reason: ExitReason) {
-        if st.pending_exit.is_none() || reason == ExitReason::Killed {
-            st.pending_exit = Some(reason);
-        }
-        self.exiting.store(true, Ordering::Release);
-    }
-}
-
 /// How an exit signal was sent; decides whether it can be trapped or ignored.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum SignalKind {
@@ -260,7 +178,13 @@ struct Inner {
     /// Set once an observer is added, so that nodes without one pay a single load.
     observed: AtomicBool,
     observers: parking_lot::RwLock<Vec<Observer>>,
+    /// Set once an interrupter is added.
+    interrupting: AtomicBool,
+    interrupters: parking_lot::RwLock<Vec<Interrupter>>,
 }
+
+/// What [`Runtime::add_interrupter`] keeps.
+type Interrupter = Arc<dyn Fn() + Send + Sync>;
 
 /// A node: the table of processes and everything that acts on them.
 ///
@@ -306,6 +230,8 @@ impl Runtime {
                 mailbox_high_water: AtomicUsize::new(0),
                 observed: AtomicBool::new(false),
                 observers: parking_lot::RwLock::new(Vec::new()),
+                interrupting: AtomicBool::new(false),
+                interrupters: parking_lot::RwLock::new(Vec::new()),
             }),
         }
     }
@@ -430,6 +356,24 @@ impl Runtime {
     pub fn add_observer(&self, observer: impl Fn(&Event<'_>) + Send + Sync + 'static) {
         self.inner.observers.write().push(Arc::new(observer));
         self.inner.observed.store(true, Ordering::Release);
+    }
+
+    /// Call `interrupter` whenever a signal ends a process (a kill, or an exit signal
+    /// it does not trap), right after its task is woken: a backend whose processes
+    /// run code the runtime cannot reach between polls (a wasm guest inside one call)
+    /// uses it to make that code yield now rather than at its next preemption. It
+    /// runs on the signalling thread and must be quick; it cannot be removed.
+    pub fn add_interrupter(&self, interrupter: impl Fn() + Send + Sync + 'static) {
+        self.inner.interrupters.write().push(Arc::new(interrupter));
+        self.inner.interrupting.store(true, Ordering::Release);
+    }
+
+    fn interrupt(&self) {
+        if self.inner.interrupting.load(Ordering::Acquire) {
+            for interrupter in self.inner.interrupters.read().iter() {
+                interrupter();
+            }
+        }
     }
 
     fn tell(&self, event: &Event<'_>) {
@@ -594,6 +538,7 @@ impl Runtime {
         drop(st);
         if wake_task {
             slot.task_waker.wake();
+            self.interrupt();
         }
         if let Some(waker) = wake_recv {
             waker.wake();
@@ -725,7 +670,11 @@ impl Runtime {
             }),
             dashmap::Entry::Vacant(entry) => {
                 entry.insert(pid);
-                st.name = Some(name);
+                st.name = Some(name.clone());
+                drop(st);
+                if self.inner.observed.load(Ordering::Acquire) {
+                    self.tell(&Event::Registered { name: &name, pid });
+                }
                 Ok(())
             }
         }

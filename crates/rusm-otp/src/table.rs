@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::RwLock;
 use rustc_hash::FxHashMap;
 
-use crate::runtime::Slot;
+use crate::slot::Slot;
 use crate::{ExitReason, Pid};
 
 /// How many kinds of exit reason are counted.
@@ -252,7 +252,7 @@ impl ProcessTable {
 mod tests {
     use super::*;
     use crate::mailbox::MailboxConfig;
-    use crate::runtime::SlotState;
+    use crate::slot::SlotState;
 
     fn row(raw: u64) -> Slot {
         Slot::new(

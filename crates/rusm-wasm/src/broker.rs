@@ -288,7 +288,11 @@ fn socket_allowed(net: &rusm_policy::NetPolicy, addr: SocketAddr, use_: SocketAd
         SocketAddrUse::TcpBind => {
             net.allows_tcp_bind(addr) || (implicit && !net.tcp_connect.is_empty())
         }
-        SocketAddrUse::TcpListen => net.allows_tcp_bind(addr),
+        // Listening is checked on the address the socket got: after a bind to port 0,
+        // the port the system picked, which a grant of port 0 on that address covers.
+        SocketAddrUse::TcpListen => {
+            net.allows_tcp_bind(addr) || net.allows_tcp_bind(SocketAddr::new(addr.ip(), 0))
+        }
         SocketAddrUse::TcpAccept => !net.tcp_bind.is_empty(),
         SocketAddrUse::TcpConnect => net.allows_tcp_connect(addr),
         SocketAddrUse::UdpBind => {

@@ -68,7 +68,7 @@ impl NodeBuilder {
         self
     }
 
-    /// The whole engine configuration (pool, epoch tick, stacks, memory, cache).
+    /// The whole engine configuration (pool, preemption, stacks, memory, cache).
     pub fn config(mut self, config: WasmConfig) -> NodeBuilder {
         self.config = config;
         self
@@ -172,8 +172,8 @@ pub struct Node {
 }
 
 impl Node {
-    /// A builder with the default configuration ([`WasmConfig::default`]: a 10 ms
-    /// epoch tick and the arena allocator sized from the machine) and no host
+    /// A builder with the default configuration ([`WasmConfig::default`]: a 1 ms
+    /// time slice and the arena allocator sized from the machine) and no host
     /// functions of your own.
     pub fn builder() -> NodeBuilder {
         NodeBuilder {

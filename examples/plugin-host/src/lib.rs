@@ -9,11 +9,12 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusm::wasmtime::component::HasSelf;
 use rusm::{CallOptions, Interrupted, Node, PluginError, PluginOptions, Policy};
+use tokio::sync::watch;
 
 // Typed bindings for the application's own world, generated against rusm's wasmtime.
 rusm::wasmtime::component::bindgen!({
@@ -23,8 +24,9 @@ rusm::wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-/// What plugins have logged, as `<plugin>: <message>` lines, oldest first.
-pub type Log = Arc<Mutex<Vec<String>>>;
+/// What plugins have logged, as `<plugin>: <message>` lines, oldest first; its
+/// receivers hear of every new line.
+pub type Log = Arc<watch::Sender<Vec<String>>>;
 
 /// The host's state for one plugin: what its `host` imports work on. It lives in the
 /// plugin's store, set when the plugin starts.
@@ -38,10 +40,7 @@ pub struct PluginHost {
 impl myapp::plugin::host::Host for PluginHost {
     fn log(&mut self, message: String) {
         let line = format!("{}: {message}", self.name);
-        self.log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(line);
+        self.log.send_modify(|lines| lines.push(line));
     }
 
     fn setting(&mut self, key: String) -> Option<String> {
@@ -142,10 +141,17 @@ impl App {
 
     /// Everything the plugins have logged so far.
     pub fn log(&self) -> Vec<String> {
-        self.log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.log.borrow().clone()
+    }
+
+    /// Waits until what the plugins have logged satisfies `done`, and returns it.
+    pub async fn log_until(&self, done: impl FnMut(&Vec<String>) -> bool) -> Vec<String> {
+        let mut log = self.log.subscribe();
+        let lines = log
+            .wait_for(done)
+            .await
+            .expect("the app holds the log's sender");
+        lines.clone()
     }
 }
 

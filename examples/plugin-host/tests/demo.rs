@@ -2,12 +2,16 @@
 
 use std::process::Command;
 
-use rusm_e2e::{PLUGIN_GREETER, PLUGIN_GREETER_V2, PLUGIN_LOOPER};
+rusm_e2e::components!();
 
 #[test]
 fn the_demo_binary_calls_both_plugins_survives_the_looper_and_reloads_the_greeter() {
     let out = Command::new(env!("CARGO_BIN_EXE_plugin-host"))
-        .args([PLUGIN_GREETER, PLUGIN_LOOPER, PLUGIN_GREETER_V2])
+        .args([
+            components::PLUGIN_GREETER.path(),
+            components::PLUGIN_LOOPER.path(),
+            components::PLUGIN_GREETER_V2.path(),
+        ])
         .output()
         .expect("plugin-host starts");
     let stdout = String::from_utf8_lossy(&out.stdout);

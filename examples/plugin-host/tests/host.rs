@@ -9,15 +9,18 @@ use std::time::Duration;
 use plugin_host::{App, PluginHandle};
 use rusm::supervisor::{Strategy, SupervisorSpec, supervise};
 use rusm::{Context, ExitReason, Interrupted, Message, Pid, PluginError, Policy};
-use rusm_e2e::{PLUGIN_GREETER, PLUGIN_GREETER_V2, PLUGIN_LOOPER};
 use tokio::sync::oneshot;
+
+// `components::PLUGIN_GREETER` and the rest; a plugin component no test here uses is a
+// compile error.
+rusm_e2e::components!(plugin_host);
 
 /// An app with the greeter and the looper loaded.
 fn app() -> App {
     let app = App::new().expect("the app's node builds");
-    app.load("greeter", Path::new(PLUGIN_GREETER))
+    app.load("greeter", components::PLUGIN_GREETER.path())
         .expect("plugin-greeter loads");
-    app.load("looper", Path::new(PLUGIN_LOOPER))
+    app.load("looper", components::PLUGIN_LOOPER.path())
         .expect("plugin-looper loads");
     app
 }
@@ -48,6 +51,18 @@ async fn monitor(app: &App, pid: Pid) -> oneshot::Receiver<ExitReason> {
     });
     ready_rx.await.expect("the monitor starts");
     down_rx
+}
+
+/// Waits until the looper has logged entering `run` `times` times in all.
+async fn spinning(app: &App, times: usize) {
+    app.log_until(|lines| {
+        lines
+            .iter()
+            .filter(|l| *l == "looper: spinning on spin")
+            .count()
+            >= times
+    })
+    .await;
 }
 
 /// Bounds a test's waits so that a regression fails instead of hanging.
@@ -93,10 +108,17 @@ async fn a_deadline_stops_the_looping_plugin_while_the_other_answers() {
                 .await
         })
     };
-    // The greeter keeps answering while the looper spins.
+    // The looper is inside its call (it logs before it spins)...
+    bounded("the looper's start", spinning(&app, 1)).await;
+    // ...and the greeter keeps answering while it spins.
     for i in 0..20 {
         assert_eq!(greeter.add(i, 1).await.unwrap(), i + 1);
     }
+    assert!(
+        !stuck.is_finished(),
+        "the looping call returned while the greeter answered"
+    );
+    assert!(app.node().runtime().is_alive(looper.pid()));
     let err = bounded("the looping call", stuck)
         .await
         .unwrap()
@@ -157,16 +179,12 @@ async fn cancel_and_kill_interrupt_a_call_in_flight() {
     };
     // Cancel, keeping the plugin: the call fails, the plugin answers again.
     let running = call(looper.clone(), Interrupted::Keep);
-    let err = bounded("the cancelled call", async {
-        loop {
-            looper.plugin().cancel();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            if running.is_finished() {
-                break running.await.unwrap().unwrap_err();
-            }
-        }
-    })
-    .await;
+    bounded("the looper's start", spinning(&app, 1)).await;
+    looper.plugin().cancel();
+    let err = bounded("the cancelled call", running)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert!(
         matches!(err, PluginError::Cancelled { killed: false, .. }),
         "{err}"
@@ -175,7 +193,7 @@ async fn cancel_and_kill_interrupt_a_call_in_flight() {
     // A kill of the pid ends the call in flight and the plugin.
     let down = monitor(&app, looper.pid()).await;
     let running = call(looper.clone(), Interrupted::Keep);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    bounded("the looper's second start", spinning(&app, 2)).await;
     app.node().runtime().kill(looper.pid());
     let err = bounded("the killed call", running)
         .await
@@ -261,20 +279,24 @@ async fn a_reload_keeps_calls_going_and_later_calls_see_the_new_version() {
         })
     };
     // Let some calls through on version 1 first.
-    while app.log().len() < 5 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    bounded(
+        "calls on version 1",
+        app.log_until(|lines| lines.len() >= 5),
+    )
+    .await;
     let version = bounded(
         "the reload",
-        app.reload("greeter", Path::new(PLUGIN_GREETER_V2)),
+        app.reload("greeter", components::PLUGIN_GREETER_V2.path()),
     )
     .await
     .expect("version 2 loads");
     assert_eq!(version, 2);
     let reloaded_at = app.log().len();
-    while app.log().len() < reloaded_at + 5 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    bounded(
+        "calls on version 2",
+        app.log_until(|lines| lines.len() >= reloaded_at + 5),
+    )
+    .await;
     stop.store(true, Ordering::Release);
     let answers = bounded("the caller", caller).await.unwrap();
     let answers: Vec<String> = answers
@@ -410,7 +432,7 @@ async fn plugins_and_actors_do_not_mix_and_imports_are_checked() {
     assert_eq!(err, rusm::SpawnError::Plugin("greeter".to_owned()));
     // An actor cannot be started as a plugin.
     app.node()
-        .load_file("echo", Path::new(rusm_e2e::ECHO))
+        .load_file("echo", components::ECHO.path())
         .unwrap();
     let err = app.start("echo", &[], None).await.unwrap_err();
     assert!(
@@ -420,7 +442,7 @@ async fn plugins_and_actors_do_not_mix_and_imports_are_checked() {
     // A node without the application's host interface cannot load its plugins.
     let bare = rusm::Node::builder().build().unwrap();
     let err = bare
-        .load_plugin_file("greeter", Path::new(PLUGIN_GREETER))
+        .load_plugin_file("greeter", components::PLUGIN_GREETER.path())
         .unwrap_err();
     assert!(
         matches!(err, rusm::LoadError::UnsatisfiedImport { .. })
@@ -463,4 +485,106 @@ async fn the_policy_deadline_ends_a_plugin_as_it_ends_any_process() {
         bounded("the monitor", down).await.unwrap(),
         ExitReason::DeadlineExceeded
     );
+}
+
+/// A plugin called from inside a handler's call: an embedder's host function, imported
+/// by a handler-style actor (`hook-handler`), starts and calls a plugin. Both stores
+/// run on arena fiber stacks; each call must leave the other store's stack as it found
+/// it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_called_from_a_handlers_host_function_keeps_its_own_stack() {
+    // No stack stays open between calls, so a stack recorded in the wrong store's
+    // lease is closed as soon as that store's call ends.
+    let arena = rusm::ArenaConfig {
+        open_stacks: 0,
+        ..rusm::ArenaConfig::default()
+    };
+    // The greeter, started lazily by the hook's first call.
+    let greeter: Arc<tokio::sync::OnceCell<rusm::Plugin<plugin_host::Plugin>>> = Arc::default();
+    let for_hook = greeter.clone();
+    let started: Arc<std::sync::OnceLock<rusm::Node>> = Arc::default();
+    let node_for_hook = started.clone();
+    let node = rusm::Node::builder()
+        .allocator(rusm::Allocator::Arena(arena))
+        .link(move |linker| {
+            plugin_host::Plugin::add_to_linker::<
+                _,
+                rusm::wasmtime::component::HasSelf<plugin_host::PluginHost>,
+            >(linker, |state| {
+                state.extension_mut::<plugin_host::PluginHost>()
+            })?;
+            // `rusm-test:nest/hook.call(n)`: the greeter's `add(n, 1000)`.
+            linker.instance("rusm-test:nest/hook")?.func_wrap_async(
+                "call",
+                move |_store, (n,): (u64,)| {
+                    let greeter = for_hook.clone();
+                    let node = node_for_hook.clone();
+                    Box::new(async move {
+                        let plugin = greeter
+                            .get_or_try_init(|| {
+                                let node = node.get().expect("the node is built").clone();
+                                async move {
+                                    node.spawn_plugin(
+                                        "greeter",
+                                        rusm::PluginOptions::default(),
+                                        |store, instance| plugin_host::Plugin::new(store, instance),
+                                    )
+                                    .await
+                                }
+                            })
+                            .await?;
+                        let n = u32::try_from(n)?;
+                        let sum = plugin
+                            .call(async |p, store| {
+                                p.myapp_plugin_handler().call_add(store, n, 1000).await
+                            })
+                            .await?;
+                        Ok((u64::from(sum),))
+                    })
+                },
+            )
+        })
+        .build()
+        .expect("the node builds");
+    node.load_plugin_file("greeter", components::PLUGIN_GREETER.path())
+        .expect("plugin-greeter loads");
+    node.load_file("hooked", components::HOOK_HANDLER.path())
+        .expect("hook-handler loads");
+    assert!(started.set(node.clone()).is_ok());
+    let hooked = node
+        .spawn("hooked", Vec::new())
+        .expect("the handler spawns");
+
+    // The plugin starts (and so its store makes its fiber stack) inside the handler's
+    // call.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    node.runtime().spawn(move |ctx: Context| async move {
+        let mut payload = ctx.pid().as_raw().to_le_bytes().to_vec();
+        payload.push(0);
+        ctx.send_tagged(hooked, 7, payload);
+        let _ = tx.send(ctx.recv_tag(8).await);
+    });
+    let answer = bounded("the handler's answer", rx).await.unwrap();
+    assert_eq!(answer.payload.as_bytes(), Some(&1007u64.to_le_bytes()[..]));
+
+    // The handler's call has ended. The plugin's next call runs on its own stack,
+    // which must still be usable: had the handler's lease taken it, it would have been
+    // closed (made inaccessible) when the handler's call ended.
+    let plugin = greeter.get().expect("the hook started the greeter");
+    for n in 0..3 {
+        let sum = bounded(
+            "a direct call",
+            plugin.call(async |p, store| p.myapp_plugin_handler().call_add(store, n, 1).await),
+        )
+        .await
+        .expect("the plugin answers after the handler's call");
+        assert_eq!(sum, n + 1);
+    }
+    let greeting = bounded(
+        "a greeting",
+        plugin.call(async |p, store| p.myapp_plugin_handler().call_greet(store, "ann").await),
+    )
+    .await
+    .expect("the plugin greets");
+    assert!(greeting.contains("ann"), "{greeting}");
 }

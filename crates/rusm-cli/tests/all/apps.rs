@@ -5,7 +5,7 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::{component, finish, http_get, lines, root, run, rusm, temp_dir, wait};
+use crate::{components, finish, http_get, lines, root, run, rusm, temp_dir, wait};
 
 /// The README's quick start: its first command runs the demo through `rusm run`, its
 /// second runs the whole test suite.
@@ -37,14 +37,18 @@ fn the_readme_demo_command_runs_the_demo_to_a_clean_end() {
             "cargo test --workspace"
         ]
     );
-    // The same command, with the binary this test was built with.
+    // The same command, with the binary this test was built with, serving on a port
+    // the system picks (the demo's own is 8080, which anything may hold).
     let args: Vec<&str> = commands[0]
         .split_once(" -- ")
         .unwrap()
         .1
         .split_whitespace()
         .collect();
-    let out = finish(rusm().args(&args), Duration::from_secs(300));
+    let out = finish(
+        rusm().args(&args).args(["--listen", "127.0.0.1:0"]),
+        Duration::from_secs(300),
+    );
     assert_eq!(
         out.code(),
         0,
@@ -67,6 +71,13 @@ fn the_readme_demo_command_runs_the_demo_to_a_clean_end() {
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
+    let serving = all
+        .lines()
+        .find_map(|l| l.split_once("serving * http://127.0.0.1:"))
+        .unwrap_or_else(|| panic!("no serving line in:\n{all}"))
+        .1;
+    let port: u16 = serving.split_once('/').unwrap().0.parse().unwrap();
+    assert_ne!(port, 8080, "{all}");
 }
 
 #[test]
@@ -84,7 +95,7 @@ max_restarts = 1
 period = "1m"
 children = [{{ id = "c", component = "crasher", init = "error" }}]
 "#,
-        component("crasher")
+        components::CRASHER.path()
     );
     std::fs::write(&file, manifest).unwrap();
     let out = run(&["run", file.to_str().unwrap()]);
@@ -124,7 +135,7 @@ children = [{{ id = "c", component = "counter" }}]
 [[steps]]
 say = "up"
 "#,
-        component("counter")
+        components::COUNTER.path()
     );
     std::fs::write(&file, manifest).unwrap();
     let out = run(&["run", file.to_str().unwrap()]);
@@ -151,7 +162,7 @@ policy = "{}"
 [supervisor]
 children = [{{ id = "counter", component = "counter", init = "counter" }}]
 "#,
-        component("counter"),
+        components::COUNTER.path(),
         root().join("capabilities/counter.toml").display()
     );
     std::fs::write(&file, manifest).unwrap();
@@ -233,7 +244,7 @@ children = [{{ id = "counter", component = "counter", init = "counter" }}]
 fn watch_reloads_a_changed_component_and_upgrades_its_process_in_place() {
     let dir = temp_dir("watch");
     let wasm = dir.join("counter.wasm");
-    std::fs::copy(component("counter"), &wasm).unwrap();
+    std::fs::copy(components::COUNTER.path(), &wasm).unwrap();
     let file = dir.join("app.toml");
     let manifest = format!(
         r#"name = "watched"
@@ -269,7 +280,7 @@ children = [{{ id = "counter", component = "counter", init = "counter" }}]
     wait_for("watching 1 components for changes");
     // A new version appears: written aside, then renamed over the old one.
     let next = dir.join("counter.wasm.new");
-    std::fs::copy(component("counter-v2"), &next).unwrap();
+    std::fs::copy(components::COUNTER_V2.path(), &next).unwrap();
     std::fs::rename(&next, &wasm).unwrap();
     wait_for("reload  counter is now version 2: 1 processes upgraded in place, 0 timed out");
     // A broken version is refused and the old one stays live.

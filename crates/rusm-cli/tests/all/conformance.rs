@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::{Output, component, finish, rusm, temp_dir};
+use crate::{Output, components, finish, rusm, temp_dir};
 
 /// A policy giving the program rusm's own stdin, stdout and stderr, as
 /// `wasmtime run` does.
@@ -35,7 +35,7 @@ fn conformance(
     case: &[&str],
     stdin: Option<&[u8]>,
 ) -> Output {
-    let wasm = component("wasi-conformance").to_str().unwrap();
+    let wasm = components::WASI_CONFORMANCE.path().to_str().unwrap();
     let mut command = rusm();
     command
         .current_dir(dir)
@@ -261,7 +261,7 @@ fn arguments_environment_and_working_directory() {
     passes(&out, &["args: [\"one\", \"two words\", \"\"]"]);
 
     // wasmtime run --env GREETING=hi --env CONFORMANCE_HOME --env UNSET_HERE ...
-    let wasm = component("wasi-conformance").to_str().unwrap();
+    let wasm = components::WASI_CONFORMANCE.path().to_str().unwrap();
     let mut command = rusm();
     command
         .current_dir(&dir)
@@ -372,7 +372,7 @@ fn standard_streams_carry_large_data_whole() {
     );
 
     // Under the default policy the streams are not the program's: stdin is empty.
-    let wasm = component("wasi-conformance").to_str().unwrap();
+    let wasm = components::WASI_CONFORMANCE.path().to_str().unwrap();
     let out = finish(
         rusm().current_dir(&dir).args(["run", wasm, "--", "stdin"]),
         Duration::from_secs(120),
@@ -537,7 +537,7 @@ fn wasmtime_s_options_grant_what_they_grant_there() {
     }
 
     // `inherit-env`: every variable of rusm's own.
-    let wasm = component("wasi-conformance").to_str().unwrap();
+    let wasm = components::WASI_CONFORMANCE.path().to_str().unwrap();
     let out = finish(
         rusm()
             .current_dir(&dir)

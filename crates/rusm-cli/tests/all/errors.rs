@@ -1,7 +1,7 @@
 //! Bad input is one clear line on stderr (`rusm: error: ...`), exit code 2, never a
 //! panic or a backtrace.
 
-use crate::{component, run, temp_dir};
+use crate::{components, run, temp_dir};
 
 /// Run `rusm ARGS`, expecting one error line, and return it.
 fn error(args: &[&str]) -> String {
@@ -66,7 +66,7 @@ fn a_child_naming_an_unknown_component() {
     let file = dir.join("app.toml");
     let manifest = format!(
         "[components.counter]\npath = {:?}\n\n[supervisor]\nchildren = [\n  {{ id = \"a\", component = \"countr\" }},\n]\n",
-        component("counter")
+        components::COUNTER.path()
     );
     std::fs::write(&file, manifest).unwrap();
     let e = error(&["run", file.to_str().unwrap()]);
@@ -95,7 +95,7 @@ fn a_bad_policy_names_file_line_and_column() {
     // The same error when the policy is given to run.
     let e2 = error(&[
         "run",
-        component("hello-cli").to_str().unwrap(),
+        components::HELLO_CLI.path().to_str().unwrap(),
         "--policy",
         file.to_str().unwrap(),
     ]);
@@ -108,7 +108,7 @@ fn a_bad_inline_policy_in_a_manifest() {
     let file = dir.join("app.toml");
     let manifest = format!(
         "[components.counter]\npath = {:?}\npolicy = {{ clocks = {{ wal = true }} }}\n\n[supervisor]\nchildren = [{{ id = \"a\", component = \"counter\" }}]\n",
-        component("counter")
+        components::COUNTER.path()
     );
     std::fs::write(&file, manifest).unwrap();
     let e = error(&["run", file.to_str().unwrap()]);
@@ -143,7 +143,7 @@ fn a_port_in_use() {
     let addr = taken.local_addr().unwrap().to_string();
     let e = error(&[
         "run",
-        component("hello-cli").to_str().unwrap(),
+        components::HELLO_CLI.path().to_str().unwrap(),
         "--metrics",
         &addr,
     ]);
@@ -158,8 +158,39 @@ fn a_port_in_use() {
 fn options_that_do_not_apply() {
     let e = error(&["run", "apps/demo/app.toml", "--init", "x"]);
     assert!(e.starts_with("--init applies to a single component"), "{e}");
-    let e = error(&["run", component("counter").to_str().unwrap(), "--", "arg"]);
+    let e = error(&[
+        "run",
+        components::COUNTER.path().to_str().unwrap(),
+        "--",
+        "arg",
+    ]);
     assert!(e.contains("is an actor, not a WASI command"), "{e}");
+    let e = error(&[
+        "run",
+        components::COUNTER.path().to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(
+        e.starts_with("--keep-running, --watch and --listen apply to app manifests"),
+        "{e}"
+    );
+    // --listen stands for the one listener's address; an app without one has none.
+    let dir = temp_dir("listen-without-listener");
+    let file = dir.join("app.toml");
+    let manifest = format!(
+        "[components.counter]\npath = {:?}\n\n[supervisor]\nchildren = [{{ id = \"c\", component = \"counter\" }}]\n",
+        components::COUNTER.path()
+    );
+    std::fs::write(&file, manifest).unwrap();
+    let e = error(&["run", file.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert_eq!(
+        e,
+        format!(
+            "--listen replaces the address of an app's one HTTP listener, and {} has 0 `[[listeners]]`",
+            file.display()
+        )
+    );
 }
 
 #[test]
@@ -169,7 +200,7 @@ fn a_bad_node_setting_names_file_line_and_column() {
     let app = |node: &str| {
         format!(
             "[components.counter]\npath = {:?}\n\n[node]\n{node}\n\n[supervisor]\nchildren = [{{ id = \"c\", component = \"counter\" }}]\n",
-            component("counter")
+            components::COUNTER.path()
         )
     };
     std::fs::write(&file, app("allocator = \"pool\"")).unwrap();

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::{component, lines, run, rusm, temp_dir, wait};
+use crate::{components, lines, run, rusm, temp_dir, wait};
 
 /// An app serving `http-counter` with the `counter` bucket granted, running `steps`.
 fn counter_app(dir: &Path, node: &str, steps: &str) -> String {
@@ -28,8 +28,8 @@ children = [{{ id = "idle", component = "idle" }}]
 listen = "127.0.0.1:0"
 routes = [{{ path = "/counter", component = "web" }}]
 {steps}"#,
-        component("http-counter"),
-        component("counter")
+        components::HTTP_COUNTER.path(),
+        components::COUNTER.path()
     );
     std::fs::write(&file, manifest).unwrap();
     file.to_str().unwrap().to_owned()
@@ -158,7 +158,7 @@ fn a_damaged_database_stops_the_app_at_start_with_an_error_naming_it() {
 
 #[test]
 fn inspect_maps_keyvalue_and_config_imports_to_their_sections() {
-    let probe = component("kv-probe").to_str().unwrap();
+    let probe = components::KV_PROBE.path().to_str().unwrap();
     let line = |stdout: &str, prefix: &str| {
         stdout
             .lines()
@@ -211,7 +211,7 @@ policy = {{ keyvalue = {{ buckets = [{{ name = "b", mode = "rw" }}] }} }}
 [supervisor]
 children = [{{ id = "w", component = "writer", init = "open b\nbatches 1000000000 {KEYS}" }}]
 "#,
-            component("kv-probe")
+            components::KV_PROBE.path()
         ),
     )
     .unwrap();

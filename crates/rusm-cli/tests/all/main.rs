@@ -19,6 +19,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+// `components::COUNTER` and the rest; this suite owns the components whose manifests
+// say `tested-by = "rusm-cli"` (an unused one of those does not compile).
+rusm_e2e::components!(rusm_cli);
+
 /// The answer to `GET path` on `addr` (the whole response, head and body).
 pub fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
@@ -57,11 +61,6 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("the temporary directory can be created");
     dir
-}
-
-/// The path of a built component of `components/`.
-pub fn component(name: &str) -> &'static Path {
-    rusm_e2e::component(name).unwrap_or_else(|| panic!("no component {name}"))
 }
 
 /// What a finished `rusm` run printed.

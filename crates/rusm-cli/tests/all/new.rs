@@ -15,13 +15,24 @@ fn a_new_actor_builds_and_runs() {
     for file in ["Cargo.toml", "src/lib.rs", "README.md"] {
         assert!(crate_dir.join(file).is_file(), "{file} was written");
     }
+    // Its dependencies (rusm-guest's) at the versions the repository's components are
+    // locked to: the components' lock file, from which cargo drops what the crate does
+    // not use, and no registry (the components were built with them already).
+    let components_lock = rusm_e2e::components_dir().join("Cargo.lock");
+    std::fs::copy(&components_lock, crate_dir.join("Cargo.lock")).unwrap();
 
     // Built the way its README says, with a target directory shared between runs.
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-new-target");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
     build
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args([
+            "build",
+            "--offline",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+        ])
         .current_dir(&crate_dir)
         .env("CARGO_TARGET_DIR", &target)
         .env_remove("RUSTFLAGS")
@@ -29,6 +40,21 @@ fn a_new_actor_builds_and_runs() {
         .env_remove("CARGO_BUILD_TARGET");
     let built = finish(&mut build, Duration::from_secs(600));
     assert!(built.status.success(), "{}", built.stderr);
+    let locked = locked_packages(&components_lock);
+    let resolved = locked_packages(&crate_dir.join("Cargo.lock"));
+    let drifted: Vec<_> = resolved
+        .iter()
+        .filter(|(name, _)| name != "hello-actor" && name != "rusm-guest")
+        .filter(|package| !locked.contains(package))
+        .collect();
+    assert!(
+        drifted.is_empty(),
+        "resolved apart from components/Cargo.lock: {drifted:?}"
+    );
+    assert!(
+        resolved.iter().any(|(name, _)| name == "wit-bindgen"),
+        "{resolved:?}"
+    );
 
     let wasm = target.join("wasm32-wasip2/release/hello_actor.wasm");
     let out = run(&["run", wasm.to_str().unwrap(), "--init", "tester"]);
@@ -48,7 +74,7 @@ fn a_new_actor_builds_and_runs() {
     // directory when it is missing).
     let mut build = rusm_e2e::cargo_component(target_root());
     build
-        .args(["build", "--release"])
+        .args(["build", "--offline", "--release"])
         .current_dir(&crate_dir)
         .env("CARGO_TARGET_DIR", &target)
         .env_remove("RUSTFLAGS")
@@ -79,4 +105,22 @@ fn a_new_actor_builds_and_runs() {
         "{}",
         again.stderr
     );
+}
+
+/// The (name, version) of every package in a `Cargo.lock`.
+fn locked_packages(lock: &Path) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(lock).unwrap();
+    let mut packages = Vec::new();
+    for block in text.split("[[package]]").skip(1) {
+        let field = |key: &str| {
+            block.lines().find_map(|line| {
+                line.strip_prefix(key)
+                    .and_then(|rest| rest.strip_prefix(" = \""))
+                    .and_then(|rest| rest.strip_suffix('"'))
+                    .map(str::to_owned)
+            })
+        };
+        packages.push((field("name").unwrap(), field("version").unwrap()));
+    }
+    packages
 }

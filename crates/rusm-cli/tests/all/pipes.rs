@@ -9,7 +9,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::{component, http_get, root, rusm, temp_dir, wait};
+use crate::{components, http_get, root, rusm, temp_dir, wait};
 
 /// How long a command may take once its reader is gone.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -142,7 +142,7 @@ fn policy_explain_and_check_end_by_sigpipe_when_stdout_is_closed() {
 #[test]
 fn inspect_ends_by_sigpipe_when_stdout_is_closed() {
     ends_by_sigpipe(
-        &["inspect", component("hello-cli").to_str().unwrap()],
+        &["inspect", components::HELLO_CLI.path().to_str().unwrap()],
         Reader::Close,
     );
 }
@@ -150,7 +150,7 @@ fn inspect_ends_by_sigpipe_when_stdout_is_closed() {
 #[test]
 fn run_of_a_component_ends_when_its_log_reader_closes() {
     // The default policy sends the command's output to the log, after the spawn line.
-    let wasm = component("hello-cli").to_str().unwrap();
+    let wasm = components::HELLO_CLI.path().to_str().unwrap();
     let (status, _, err) = start(
         &["run", wasm],
         None,
@@ -177,7 +177,7 @@ fn a_guest_writing_to_an_inherited_closed_stdout_fails_and_the_host_reports_it()
     let (status, _, err) = start(
         &[
             "run",
-            component("hello-cli").to_str().unwrap(),
+            components::HELLO_CLI.path().to_str().unwrap(),
             "--policy",
             policy.to_str().unwrap(),
         ],
@@ -199,10 +199,14 @@ fn demo_on_any_port(name: &str) -> PathBuf {
         "policies = \"../../capabilities\"",
         &format!("policies = {:?}", root().join("capabilities")),
     );
-    for name in ["counter", "crasher", "http-counter"] {
+    for component in [
+        components::COUNTER,
+        components::CRASHER,
+        components::HTTP_COUNTER,
+    ] {
         manifest = manifest.replace(
-            &format!("build = \"../../components/{name}\""),
-            &format!("path = {:?}", component(name)),
+            &format!("build = \"../../components/{}\"", component.name()),
+            &format!("path = {:?}", component.path()),
         );
     }
     assert!(!manifest.contains("build ="), "{manifest}");
@@ -272,7 +276,7 @@ fn serve_keeps_serving_after_its_log_reader_closes() {
     let piped = start(
         &[
             "serve",
-            component("http-hello").to_str().unwrap(),
+            components::HTTP_HELLO.path().to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
         ],
@@ -317,8 +321,8 @@ routes = [{{ path = "/", component = "http-hello" }}]
 [[steps]]
 say = "up"
 "#,
-        component("http-hello"),
-        component("counter"),
+        components::HTTP_HELLO.path(),
+        components::COUNTER.path(),
         root().join("capabilities/counter.toml").display()
     );
     std::fs::write(&file, manifest).unwrap();

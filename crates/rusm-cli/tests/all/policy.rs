@@ -1,6 +1,6 @@
 //! `rusm policy check` and `rusm policy explain`, and `rusm inspect`.
 
-use crate::{component, run};
+use crate::{components, run};
 
 #[test]
 fn check_accepts_every_shipped_policy() {
@@ -29,7 +29,7 @@ fn explain_prints_the_policy_in_words() {
 
 #[test]
 fn inspect_lists_imports_and_what_the_policy_denies() {
-    let counter = component("counter").to_str().unwrap();
+    let counter = components::COUNTER.path().to_str().unwrap();
     let out = run(&["inspect", counter]);
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let text = &out.stdout;
@@ -61,7 +61,7 @@ fn inspect_lists_imports_and_what_the_policy_denies() {
 
 #[test]
 fn inspect_maps_wasi_interfaces_to_policy_sections() {
-    let out = run(&["inspect", component("fs-probe").to_str().unwrap()]);
+    let out = run(&["inspect", components::FS_PROBE.path().to_str().unwrap()]);
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let fs = out
         .stdout
@@ -76,7 +76,7 @@ fn inspect_maps_wasi_interfaces_to_policy_sections() {
         .unwrap();
     assert!(denied.contains("wasi:filesystem/preopens@"), "{denied}");
 
-    let out = run(&["inspect", component("clock-probe").to_str().unwrap()]);
+    let out = run(&["inspect", components::CLOCK_PROBE.path().to_str().unwrap()]);
     let wall = out
         .stdout
         .lines()
@@ -84,7 +84,7 @@ fn inspect_maps_wasi_interfaces_to_policy_sections() {
         .unwrap();
     assert!(wall.contains("DENIED: [clocks] wall is off"), "{wall}");
 
-    let out = run(&["inspect", component("hello-cli").to_str().unwrap()]);
+    let out = run(&["inspect", components::HELLO_CLI.path().to_str().unwrap()]);
     assert!(
         out.stdout.contains("world: wasi:cli/command"),
         "{}",
@@ -99,7 +99,7 @@ fn inspect_maps_wasi_interfaces_to_policy_sections() {
 
 #[test]
 fn inspect_tells_handler_actors_and_plugins_apart() {
-    let out = run(&["inspect", component("idle-handler").to_str().unwrap()]);
+    let out = run(&["inspect", components::IDLE_HANDLER.path().to_str().unwrap()]);
     assert!(
         out.stdout.contains("world: rusm:runtime/handler-actor"),
         "{}",
@@ -113,7 +113,10 @@ fn inspect_tells_handler_actors_and_plugins_apart() {
     );
 
     // A plugin exports its host's own interface: the command cannot run it alone.
-    let out = run(&["inspect", component("plugin-greeter").to_str().unwrap()]);
+    let out = run(&[
+        "inspect",
+        components::PLUGIN_GREETER.path().to_str().unwrap(),
+    ]);
     assert!(out.stdout.contains("world: unknown"), "{}", out.stdout);
     assert!(
         out.stdout.contains("a plugin of an embedding host"),

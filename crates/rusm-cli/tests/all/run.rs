@@ -1,10 +1,10 @@
 //! `rusm run COMPONENT.wasm`: one actor, or a plain WASI command sandboxed by a policy.
 
-use crate::{component, run, temp_dir};
+use crate::{components, run, temp_dir};
 
 #[test]
 fn a_wasi_command_runs_and_its_exit_code_is_rusms() {
-    let hello = component("hello-cli").to_str().unwrap();
+    let hello = components::HELLO_CLI.path().to_str().unwrap();
     let out = run(&["run", hello]);
     assert_eq!(out.code(), 0, "{}", out.stderr);
     // Under the default policy stdout goes to the host log, tagged with the pid.
@@ -34,7 +34,7 @@ fn a_command_runs_under_the_given_policy() {
     std::fs::write(&silent, "[stdio]\nstdout = \"null\"\n").unwrap();
     let out = run(&[
         "run",
-        component("hello-cli").to_str().unwrap(),
+        components::HELLO_CLI.path().to_str().unwrap(),
         "--policy",
         silent.to_str().unwrap(),
     ]);
@@ -44,7 +44,7 @@ fn a_command_runs_under_the_given_policy() {
 
 #[test]
 fn an_actor_runs_with_init_data_and_its_exit_reason_sets_the_code() {
-    let crasher = component("crasher").to_str().unwrap();
+    let crasher = components::CRASHER.path().to_str().unwrap();
     let out = run(&["run", crasher, "--init", "error"]);
     assert_eq!(out.code(), 1, "{}", out.stderr);
     assert!(
@@ -68,7 +68,7 @@ fn an_actor_runs_with_init_data_and_its_exit_reason_sets_the_code() {
     );
 
     // `trivial` with empty init returns at once: a normal exit.
-    let out = run(&["run", component("trivial").to_str().unwrap()]);
+    let out = run(&["run", components::TRIVIAL.path().to_str().unwrap()]);
     assert_eq!(out.code(), 0, "{}", out.stderr);
     assert!(
         out.stderr.contains("exit    <0.1> trivial: normal"),
@@ -79,7 +79,7 @@ fn an_actor_runs_with_init_data_and_its_exit_reason_sets_the_code() {
 
 #[test]
 fn a_command_calling_exit_with_code_passes_its_code_through() {
-    let wasm = component("exit-code").to_str().unwrap();
+    let wasm = components::EXIT_CODE.path().to_str().unwrap();
     let out = run(&["run", wasm]);
     assert_eq!(out.code(), 3, "{}", out.stderr);
     assert!(
@@ -95,7 +95,7 @@ fn a_command_calling_exit_with_code_passes_its_code_through() {
 
 /// `rusm run cli-probe.wasm FLAGS -- ARGS`.
 fn probe(flags: &[&str], args: &[&str]) -> crate::Output {
-    let wasm = component("cli-probe").to_str().unwrap();
+    let wasm = components::CLI_PROBE.path().to_str().unwrap();
     let all: Vec<&str> = ["run", wasm]
         .into_iter()
         .chain(flags.iter().copied())
@@ -147,7 +147,7 @@ fn dir_preopens_a_directory_for_one_run_only() {
 
 /// `rusm run cli-probe.wasm FLAGS -- ARGS` started in `dir`.
 fn probe_in(dir: &std::path::Path, flags: &[&str], args: &[&str]) -> crate::Output {
-    let wasm = component("cli-probe").to_str().unwrap();
+    let wasm = components::CLI_PROBE.path().to_str().unwrap();
     let mut command = crate::rusm();
     command
         .current_dir(dir)
@@ -280,7 +280,7 @@ fn the_policy_names_the_initial_working_directory() {
 
     let inspected = run(&[
         "inspect",
-        component("cli-probe").to_str().unwrap(),
+        components::CLI_PROBE.path().to_str().unwrap(),
         "--policy",
         policy.to_str().unwrap(),
     ]);
@@ -327,7 +327,7 @@ fn env_sets_or_passes_a_variable_for_one_run_only() {
     );
 
     // Without a value, rusm's own value is passed through; never without the flag.
-    let wasm = component("cli-probe").to_str().unwrap();
+    let wasm = components::CLI_PROBE.path().to_str().unwrap();
     let args = [
         "run",
         wasm,

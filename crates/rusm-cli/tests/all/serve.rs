@@ -5,7 +5,9 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::{component, lines, run, rusm, temp_dir, wait};
+use rusm_e2e::Component;
+
+use crate::{components, lines, run, rusm, temp_dir, wait};
 
 fn http(addr: &str, request_line: &str) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
@@ -27,7 +29,7 @@ fn serve_answers_requests_with_the_component_and_counts_them() {
     let mut child = rusm()
         .args([
             "serve",
-            component("http-hello").to_str().unwrap(),
+            components::HTTP_HELLO.path().to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
             "--metrics",
@@ -102,7 +104,7 @@ fn serve_answers_requests_with_the_component_and_counts_them() {
 fn serve_refuses_a_component_that_is_not_an_http_handler() {
     let out = run(&[
         "serve",
-        component("counter").to_str().unwrap(),
+        components::COUNTER.path().to_str().unwrap(),
         "--listen",
         "127.0.0.1:0",
     ]);
@@ -114,7 +116,7 @@ fn serve_refuses_a_component_that_is_not_an_http_handler() {
 
 /// An app with a supervised counter and a listener on `listen` routing `/` to the
 /// component `web`; returns its manifest's path.
-fn listener_app(name: &str, listen: &str, web: &str) -> std::path::PathBuf {
+fn listener_app(name: &str, listen: &str, web: Component) -> std::path::PathBuf {
     let dir = temp_dir(name);
     let file = dir.join("app.toml");
     let manifest = format!(
@@ -131,8 +133,8 @@ children = [{{ id = "counter", component = "counter" }}]
 listen = "{listen}"
 routes = [{{ path = "/", component = "web" }}]
 "#,
-        component("counter"),
-        component(web)
+        components::COUNTER.path(),
+        web.path()
     );
     std::fs::write(&file, manifest).unwrap();
     file
@@ -142,7 +144,7 @@ routes = [{{ path = "/", component = "web" }}]
 fn an_app_listener_on_a_port_in_use_is_one_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let file = listener_app("listener-in-use", &addr.to_string(), "http-hello");
+    let file = listener_app("listener-in-use", &addr.to_string(), components::HTTP_HELLO);
     let out = run(&["run", file.to_str().unwrap()]);
     assert_eq!(out.code(), 2, "{}", out.stderr);
     let errors = out.errors();
@@ -165,7 +167,7 @@ fn an_http_handler_cannot_be_a_supervised_child() {
     let file = dir.join("app.toml");
     let manifest = format!(
         "[components.web]\npath = {:?}\n\n[supervisor]\nchildren = [{{ id = \"w\", component = \"web\" }}]\n",
-        component("http-hello")
+        components::HTTP_HELLO.path()
     );
     std::fs::write(&file, manifest).unwrap();
     let out = run(&["run", file.to_str().unwrap()]);
@@ -206,7 +208,7 @@ fn start_serving(component: &str) -> (std::process::Child, String) {
 fn serve_serves_a_command_that_also_exports_the_http_handler() {
     // http-cli is a wasm32-wasip2 binary of the wasi:http/proxy world: it exports
     // wasi:cli/run too, which `rusm run` runs.
-    let wasm = component("http-cli").to_str().unwrap();
+    let wasm = components::HTTP_CLI.path().to_str().unwrap();
     let (child, addr) = start_serving(wasm);
     let answer = http(&addr, "GET /");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
@@ -245,7 +247,7 @@ fn serve_serves_a_command_that_also_exports_the_http_handler() {
 
 #[test]
 fn an_app_listener_routes_to_a_command_that_also_exports_the_http_handler() {
-    let file = listener_app("listener-http-cli", "127.0.0.1:0", "http-cli");
+    let file = listener_app("listener-http-cli", "127.0.0.1:0", components::HTTP_CLI);
     let mut child = rusm()
         .args(["run", file.to_str().unwrap(), "--keep-running"])
         .stdout(Stdio::null())
@@ -293,7 +295,7 @@ children = [{{ id = "cli", component = "web", restart = "temporary" }}]
 listen = "127.0.0.1:0"
 routes = [{{ path = "/", component = "web" }}]
 "#,
-            component("http-cli")
+            components::HTTP_CLI.path()
         ),
     )
     .unwrap();

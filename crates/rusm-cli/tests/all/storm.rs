@@ -7,7 +7,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use crate::{component, finish, http_get, lines, rusm, temp_dir, wait};
+use crate::{components, finish, http_get, lines, rusm, temp_dir, wait};
 
 /// How long a stopping app may take before the test fails.
 const STOP_LIMIT: Duration = Duration::from_secs(30);
@@ -30,7 +30,7 @@ children = [{{ id = "crasher", component = "crasher", init = "unreachable", rest
 
 {steps}
 "#,
-        component("crasher")
+        components::CRASHER.path()
     );
     std::fs::write(&file, manifest).unwrap();
     file
@@ -138,8 +138,8 @@ shutdown = "500ms"
 [[steps]]
 sleep = "1s"
 "#,
-        component("crasher"),
-        component("spawner")
+        components::CRASHER.path(),
+        components::SPAWNER.path()
     );
     std::fs::write(&file, manifest).unwrap();
     file

@@ -75,9 +75,49 @@ async fn observers_see_spawns_and_exits_with_labels_and_reasons() {
 }
 
 #[tokio::test]
+async fn observers_are_told_of_each_registration_once_the_name_resolves() {
+    let rt = Runtime::new();
+    let (tx, mut told) = tokio::sync::mpsc::unbounded_channel();
+    let observer_rt = rt.clone();
+    rt.add_observer(move |event| {
+        if let Event::Registered { name, pid } = *event {
+            // Already resolvable when told.
+            let _ = tx.send((name.to_owned(), pid, observer_rt.whereis(name)));
+        }
+    });
+    let (first, _) = rt.spawn_watched(SpawnOptions::default(), |ctx| async move {
+        ctx.recv().await;
+    });
+    let (second, _) = rt.spawn_watched(SpawnOptions::default(), |ctx| async move {
+        ctx.recv().await;
+    });
+    rt.register("server", first).unwrap();
+    assert_eq!(
+        bounded(told.recv()).await,
+        Some(("server".to_owned(), first, Some(first)))
+    );
+    // Registering the name it holds again, or a name another holds, tells nothing.
+    rt.register("server", first).unwrap();
+    rt.register("server", second).unwrap_err();
+    rt.register("other", second).unwrap();
+    assert_eq!(
+        bounded(told.recv()).await,
+        Some(("other".to_owned(), second, Some(second)))
+    );
+    assert!(told.try_recv().is_err());
+}
+
+#[tokio::test]
 async fn stats_count_exits_by_kind_restarts_and_the_mailbox_high_water_mark() {
     let rt = Runtime::new();
     let seen = record(&rt);
+    // Told after the process left the table (so after `process_count` fell).
+    let (exit_tx, mut exits) = tokio::sync::mpsc::unbounded_channel();
+    rt.add_observer(move |event| {
+        if let Event::Exited { pid, .. } = *event {
+            let _ = exit_tx.send(pid);
+        }
+    });
     let before = rt.stats();
     assert_eq!(before.exits.total(), 0);
     assert_eq!(before.restarts, 0);
@@ -95,10 +135,12 @@ async fn stats_count_exits_by_kind_restarts_and_the_mailbox_high_water_mark() {
     // A supervised child that crashes twice, then stays up.
     let crashes = Arc::new(Mutex::new(0u32));
     let count = crashes.clone();
+    let (up_tx, mut up) = tokio::sync::mpsc::unbounded_channel();
     let spec = SupervisorSpec::new(Strategy::OneForOne)
         .intensity(5, Duration::from_secs(10))
         .child(ChildSpec::worker("flaky", move |ctx| {
             let count = count.clone();
+            let up_tx = up_tx.clone();
             async move {
                 let crash = {
                     let mut n = count.lock();
@@ -108,27 +150,23 @@ async fn stats_count_exits_by_kind_restarts_and_the_mailbox_high_water_mark() {
                 if crash {
                     return ExitReason::crashed("flaky");
                 }
+                let _ = up_tx.send(());
                 ctx.recv().await;
                 ExitReason::Normal
             }
         }));
     let sup = rt.spawn(move |ctx| supervise(ctx, spec));
-    for _ in 0..200 {
-        if *crashes.lock() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    bounded(up.recv()).await.expect("the third start stays up");
+    assert_eq!(*crashes.lock(), 3);
     let stopped = rt.watch(sup);
     rt.kill(sup);
-    assert_eq!(stopped.await, ExitReason::Killed);
-    for _ in 0..200 {
-        if rt.process_count() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(bounded(stopped).await, ExitReason::Killed);
+    // The supervisor's end takes its child with it; each exit is told after it left.
+    while rt.process_count() > 0 {
+        bounded(exits.recv())
+            .await
+            .expect("the observer is installed");
     }
-    assert_eq!(rt.process_count(), 0);
 
     let stats = rt.stats();
     assert_eq!(stats.restarts, 2, "two crashes, two restarts");
@@ -143,4 +181,55 @@ async fn stats_count_exits_by_kind_restarts_and_the_mailbox_high_water_mark() {
         .cloned()
         .collect();
     assert_eq!(restarts.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupters_hear_every_signal_that_ends_a_process_and_no_other() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let rt = Runtime::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = calls.clone();
+    rt.add_interrupter(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let idle = || {
+        rt.spawn(|ctx| async move {
+            ctx.recv().await;
+        })
+    };
+    // A kill and an untrapped abnormal exit signal each end a process: one call each.
+    let killed = idle();
+    let end = rt.watch(killed);
+    rt.kill(killed);
+    assert_eq!(end.await, ExitReason::Killed);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let exited = idle();
+    let end = rt.watch(exited);
+    rt.exit(exited, ExitReason::custom("stop"));
+    assert_eq!(end.await, ExitReason::custom("stop"));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // A normal exit signal from another is ignored, and a trapped one is a message:
+    // neither ends the process, so neither interrupts.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (got_tx, got_rx) = tokio::sync::oneshot::channel();
+    let trapping = rt.spawn(move |ctx| async move {
+        ctx.trap_exit(true);
+        let _ = ready_tx.send(());
+        let _ = got_tx.send(ctx.recv().await);
+        ctx.recv().await;
+    });
+    ready_rx.await.unwrap();
+    let plain = idle();
+    rt.exit(plain, ExitReason::Normal);
+    rt.exit(trapping, ExitReason::custom("trapped"));
+    assert!(matches!(got_rx.await.unwrap(), rusm_otp::Message::Exit(_)));
+    assert!(rt.is_alive(plain) && rt.is_alive(trapping));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// Fails the test instead of hanging when `future` takes more than 30 s.
+async fn bounded<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), future)
+        .await
+        .expect("done within 30 s")
 }

@@ -1,4 +1,4 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusm_otp::supervisor::{
     ChildSpec, Restart, Shutdown, Strategy, SupervisorSpec, init_done, supervise,
@@ -244,63 +244,73 @@ async fn restarts_outside_the_window_do_not_count() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_that_ignores_shutdown_is_killed_after_its_timeout() {
+    const GRACE: Duration = Duration::from_millis(50);
     let rt = Runtime::new();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let stubborn = ChildSpec::worker("stubborn", move |ctx| async move {
-        ctx.trap_exit(true);
-        let _ = ctx.register("stubborn");
-        loop {
-            ctx.recv().await; // ignores the shutdown signal
-        }
-    })
-    .shutdown(Shutdown::Timeout(Duration::from_millis(50)));
-    let brutal = ChildSpec::worker("brutal", |ctx| async move {
-        ctx.trap_exit(true);
-        let _ = ctx.register("brutal");
-        loop {
-            ctx.recv().await;
-        }
-    })
-    .shutdown(Shutdown::BrutalKill);
+    // Each child reports its start and every message it gets, with when it got it.
+    let (tx, mut rx) = unbounded_channel::<(&'static str, Pid, Option<Message>, Instant)>();
+    let stubborn_child = |id: &'static str, tx: UnboundedSender<_>| {
+        ChildSpec::worker(id, move |ctx| {
+            let tx = tx.clone();
+            async move {
+                ctx.trap_exit(true);
+                let _ = tx.send((id, ctx.pid(), None, Instant::now()));
+                loop {
+                    // Ignores everything, the shutdown signal included.
+                    let message = ctx.recv().await;
+                    let _ = tx.send((id, ctx.pid(), Some(message), Instant::now()));
+                }
+            }
+        })
+    };
     let spec = SupervisorSpec::new(Strategy::OneForOne)
-        .child(stubborn)
-        .child(brutal);
+        .child(stubborn_child("stubborn", tx.clone()).shutdown(Shutdown::Timeout(GRACE)))
+        .child(stubborn_child("brutal", tx).shutdown(Shutdown::BrutalKill));
     let sup = rt.spawn(move |ctx| supervise(ctx, spec));
-    let watcher = rt.spawn(move |ctx| async move {
-        while ctx.whereis("stubborn").is_none() || ctx.whereis("brutal").is_none() {
-            tokio::task::yield_now().await;
-        }
-        let s = ctx.monitor(ctx.whereis("stubborn").unwrap());
-        let b = ctx.monitor(ctx.whereis("brutal").unwrap());
-        let _ = tx.send(());
-        let mut reasons = Vec::new();
-        for _ in 0..2 {
-            let Message::Down(d) = ctx.recv().await else {
-                panic!()
-            };
-            reasons.push((d.monitor == s, d.monitor == b, d.reason));
-        }
-        reasons.sort_by_key(|r| r.0);
-        // brutal is killed at once; stubborn ignores shutdown and is killed after 50 ms.
-        if reasons
-            == [
-                (false, true, ExitReason::Killed),
-                (true, false, ExitReason::Killed),
-            ]
-        {
-            ExitReason::Normal
-        } else {
-            ExitReason::custom(format!("{reasons:?}"))
-        }
-    });
-    rx.await.unwrap();
+    let mut started = Vec::new();
+    for _ in 0..2 {
+        let (id, pid, message, _) = bounded(rx.recv()).await.unwrap();
+        assert!(message.is_none(), "{id} got a message before the shutdown");
+        started.push((id, pid));
+    }
+    started.sort();
+    let [("brutal", brutal), ("stubborn", stubborn)] = started[..] else {
+        panic!("{started:?}")
+    };
+    let ended_at = |pid| {
+        let watch = rt.watch(pid);
+        tokio::spawn(async move { (watch.await, Instant::now()) })
+    };
+    let (stubborn_end, brutal_end) = (ended_at(stubborn), ended_at(brutal));
     let end = rt.watch(sup);
-    let watched = rt.watch(watcher);
     rt.exit(sup, ExitReason::Shutdown);
-    assert_eq!(end.await, ExitReason::Shutdown);
-    assert_eq!(watched.await, ExitReason::Normal);
-    assert_eq!(rt.whereis("stubborn"), None);
-    assert_eq!(rt.whereis("brutal"), None);
+    assert_eq!(bounded(end).await, ExitReason::Shutdown);
+    let (brutal_reason, _) = bounded(brutal_end).await.unwrap();
+    let (stubborn_reason, stubborn_ended) = bounded(stubborn_end).await.unwrap();
+    assert_eq!(brutal_reason, ExitReason::Killed);
+    assert_eq!(stubborn_reason, ExitReason::Killed);
+
+    // Brutal kill: no signal first. Timeout: the shutdown signal (trapped, so ignored),
+    // then the kill once the grace had passed.
+    let mut received = Vec::new();
+    while let Ok((id, _, Some(message), at)) = rx.try_recv() {
+        received.push((id, message, at));
+    }
+    let [("stubborn", Message::Exit(signal), signalled)] = &received[..] else {
+        panic!("expected only the stubborn child's shutdown signal, got {received:?}")
+    };
+    assert_eq!((signal.from, &signal.reason), (sup, &ExitReason::Shutdown));
+    assert!(
+        stubborn_ended.duration_since(*signalled) >= GRACE,
+        "killed {:?} after the signal, within its {GRACE:?} grace",
+        stubborn_ended.duration_since(*signalled)
+    );
+}
+
+/// Fails the test instead of hanging when `future` takes more than 30 s.
+async fn bounded<T>(future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), future)
+        .await
+        .expect("done within 30 s")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

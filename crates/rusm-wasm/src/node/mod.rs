@@ -143,6 +143,14 @@ impl WasmNode {
         let kv = keyvalue::open_store(&config)?;
         extend(&mut linker).map_err(anyhow::Error::from)?;
         let ticker = EpochTicker::start(engine.clone(), config.preemption)?;
+        // A process ended by a signal while its guest runs yields at once, instead of
+        // at the end of its slice (and then ends: its task was woken).
+        let interrupted = engine.weak();
+        rt.add_interrupter(move || {
+            if let Some(engine) = interrupted.upgrade() {
+                engine.increment_epoch();
+            }
+        });
         let backend = Backend {
             registry: ComponentRegistry::new(engine.clone(), linker),
             stores: StoreFactory::new(engine, config, ticker),
