@@ -18,6 +18,7 @@ mod messaging;
 mod preemption;
 mod reload;
 mod send_receive;
+mod state;
 
 use std::sync::OnceLock;
 

@@ -1,6 +1,13 @@
-//! `http-counter`: an HTTP counter backed by a long-lived `counter` actor.
+//! `http-counter`: an HTTP counter kept in the node's key-value store, or by a
+//! long-lived `counter` actor.
 //!
-//! The request's instance is a rusm process: it looks up the actor registered as
+//! When its policy grants the `wasi:keyvalue` bucket `counter` (`rw`), the count is
+//! key `count` there, so it survives crashes and node restarts: `POST` adds 1
+//! (`atomics.increment`), `DELETE` sets it back to 0, any other method reads it (a
+//! missing key is 0); the answer is `200` with the count in decimal and a newline, or
+//! `500` with the store's error.
+//!
+//! Otherwise the request's instance (a rusm process) looks up the actor registered as
 //! `counter` (`whereis`) and calls it with `rusm_guest::call` (tag 1, `inc`, by 1 on
 //! `POST`; tag 2, `get`, on any other method), then answers `200` with the counter's
 //! value in decimal and a newline. No actor registered as `counter`: `503` with
@@ -10,6 +17,7 @@
 use std::time::Duration;
 
 use rusm_guest::http::{IncomingRequest, Method, ResponseOutparam, respond};
+use rusm_guest::keyvalue::{atomics, store};
 use rusm_guest::{call, whereis};
 
 /// The counter's `inc` request tag.
@@ -17,8 +25,29 @@ const INC: u64 = 1;
 /// The counter's `get` request tag.
 const GET: u64 = 2;
 
+/// The count in the granted bucket.
+fn stored(bucket: &store::Bucket, method: Method) -> Result<u64, store::Error> {
+    match method {
+        Method::Post => atomics::increment(bucket, "count", 1),
+        Method::Delete => bucket.set("count", b"0").map(|()| 0),
+        _ => match bucket.get("count")? {
+            Some(bytes) => String::from_utf8_lossy(&bytes)
+                .parse()
+                .map_err(|_| store::Error::Other("the stored count is not a number".into())),
+            None => Ok(0),
+        },
+    }
+}
+
 fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let text = [("content-type", &b"text/plain"[..])];
+    if let Ok(bucket) = store::open("counter") {
+        match stored(&bucket, request.method()) {
+            Ok(count) => respond(out, 200, &text, format!("{count}\n").as_bytes()),
+            Err(e) => respond(out, 500, &text, format!("{e:?}\n").as_bytes()),
+        }
+        return;
+    }
     let Some(counter) = whereis("counter") else {
         respond(out, 503, &text, b"no counter\n");
         return;

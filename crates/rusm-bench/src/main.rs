@@ -12,6 +12,7 @@
 mod harness;
 mod http;
 mod idle;
+mod kv;
 mod native;
 mod plugin;
 #[cfg(test)]
@@ -39,7 +40,7 @@ struct Cli {
     scenario: Scenario,
     /// Main size: processes (spawn-native, spawn-component, ring), round trips
     /// (ping-pong, ping-pong-wasm, ping-pong-handler, each fairness bystander), receivers (fan-out), kills
-    /// per run (kill-latency), requests per run (http), busy actors (reload), calls (plugin-call), idle actors (idle-actors), restarts (crash-storm). Defaults per scenario; not allowed with `all`.
+    /// per run (kill-latency), requests per run (http), busy actors (reload), calls (plugin-call), idle actors (idle-actors), restarts (crash-storm), operations of each kind (kv). Defaults per scenario; not allowed with `all`.
     n: Option<u64>,
     /// Second size: laps (ring), messages per receiver (fan-out), processes alive at
     /// once (spawn-component), spinners (fairness, kill-latency's busy side; 0 means
@@ -98,12 +99,14 @@ enum Scenario {
     IdleActors,
     /// n restarts of a crashing wasm child under a supervisor, then a shutdown mid-storm.
     CrashStorm,
+    /// n wasi:keyvalue gets, sets and increments from an actor, vs redb's own API.
+    Kv,
     /// Every scenario above with its default sizes.
     All,
 }
 
 impl Scenario {
-    const EACH: [Scenario; 14] = [
+    const EACH: [Scenario; 15] = [
         Scenario::SpawnNative,
         Scenario::PingPong,
         Scenario::Ring,
@@ -118,6 +121,7 @@ impl Scenario {
         Scenario::PluginCall,
         Scenario::IdleActors,
         Scenario::CrashStorm,
+        Scenario::Kv,
     ];
 
     /// Default (n, m).
@@ -137,6 +141,7 @@ impl Scenario {
             Scenario::PluginCall => (200_000, 0),
             Scenario::IdleActors => (10_000, 0),
             Scenario::CrashStorm => (20_000, 0),
+            Scenario::Kv => (2_000, 0),
             Scenario::All => (0, 0),
         }
     }
@@ -155,6 +160,7 @@ impl Scenario {
             Scenario::Http => http::http(p).await,
             Scenario::Reload => reload::reload(p).await,
             Scenario::PluginCall => plugin::plugin_call(p).await,
+            Scenario::Kv => kv::kv(p).await,
             Scenario::IdleActors | Scenario::CrashStorm => {
                 unreachable!("idle-actors and crash-storm report measures and run apart")
             }

@@ -285,6 +285,33 @@ pub fn verdict(name: &str, funcs: &[String], policy: &Policy) -> Verdict {
         i if i.starts_with("wasi:random/") => Verdict::Always("random numbers".into()),
         i if i.starts_with("wasi:cli/") => Verdict::Always("exit and terminal queries".into()),
         "wasi:http/types" => Verdict::Always("HTTP types (requests go through [http])".into()),
+        i if i.starts_with("wasi:keyvalue/") => {
+            if policy.keyvalue.is_empty() {
+                Verdict::Denied("[keyvalue] no buckets: store.open returns access-denied".into())
+            } else {
+                Verdict::Granted(format!(
+                    "[keyvalue] {}",
+                    join(
+                        policy
+                            .keyvalue
+                            .buckets
+                            .iter()
+                            .map(|b| format!("{} ({})", b.name, b.mode))
+                            .collect()
+                    )
+                ))
+            }
+        }
+        "wasi:config/store" => {
+            if policy.config.is_empty() {
+                Verdict::Denied("[config] no values: every key is none".into())
+            } else {
+                Verdict::Granted(format!(
+                    "[config] {}",
+                    join(policy.config.vars.keys().cloned().collect())
+                ))
+            }
+        }
         i if i.starts_with("wasi:") || i.starts_with("rusm:") => {
             Verdict::Always("not governed by any policy section".into())
         }

@@ -17,6 +17,7 @@ mod component;
 mod grants;
 mod http;
 mod inspect;
+mod kv;
 mod lifecycle;
 mod manifest;
 mod metrics;
@@ -63,6 +64,10 @@ enum Command {
     Inspect(InspectArgs),
     /// Create a new guest actor crate, ready to build and run.
     New(NewArgs),
+    /// Read and write a node's key-value database (wasi:keyvalue buckets) while no
+    /// node runs on it.
+    #[command(subcommand)]
+    Kv(kv::KvCommand),
 }
 
 #[derive(clap::Args)]
@@ -180,6 +185,7 @@ fn main() -> ExitCode {
         }),
         Command::Inspect(args) => inspect::inspect(&args.component, args.policy.as_deref()),
         Command::New(args) => scaffold::new_crate(&args.name, &args.dir, args.guest.as_deref()),
+        Command::Kv(command) => kv::run(command),
     };
     match result {
         Ok(code) => code,

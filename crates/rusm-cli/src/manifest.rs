@@ -49,6 +49,11 @@ pub struct NodeDecl {
     /// `memory_budget`: bytes of linear memory the node may grant its live processes
     /// together.
     pub memory_budget: Option<u64>,
+    /// `kv_path`: the key-value database file, resolved against the manifest's
+    /// directory (`.rusm/kv.redb` there when the manifest names none).
+    pub kv_path: Option<PathBuf>,
+    /// `kv_max_bytes`: the most the key-value store holds.
+    pub kv_max_bytes: Option<u64>,
 }
 
 /// The allocator an app chooses.
@@ -88,6 +93,12 @@ impl NodeDecl {
         }
         if let Some(budget) = self.memory_budget {
             config.memory_budget = budget;
+        }
+        if let Some(path) = &self.kv_path {
+            config.kv_path = Some(path.clone());
+        }
+        if let Some(max) = self.kv_max_bytes {
+            config.kv_max_bytes = max;
         }
         config
     }

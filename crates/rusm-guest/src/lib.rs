@@ -11,6 +11,9 @@
 //! feature, `send_value`, `call_value` and `Message::decode` carry typed values.
 //! [`hand_over`], [`handed_over`] and [`handle_upgrades`] let an actor keep its state
 //! across a hot code upgrade; without them it is restarted in place on the new code.
+//! [`keyvalue`] (`wasi:keyvalue`) keeps state across restarts of the process and of
+//! the node, and [`config`] (`wasi:config`) reads configuration, each as the policy
+//! grants it.
 //!
 //! An actor that only reacts to messages is cheaper as a [`Handler`] (declared with
 //! [`handler!`]): the host calls it once per message, and while it waits it holds no
@@ -67,6 +70,7 @@ pub mod handler;
 pub mod http;
 mod process;
 pub mod sse;
+mod state;
 mod types;
 mod upgrade;
 #[cfg(feature = "serde")]
@@ -84,6 +88,7 @@ pub use process::{
     register, self_pid, send, send_after, send_receive, send_receive_timeout, spawn, trap_exit,
     try_receive, unlink, unregister, whereis,
 };
+pub use state::{config, keyvalue};
 pub use types::{Error, ExitReason, Message, MonitorRef, Pid, REPLY_TAG_BASE, Tag, TimerRef};
 pub use upgrade::{hand_over, handed_over, handle_upgrades};
 #[cfg(feature = "serde")]

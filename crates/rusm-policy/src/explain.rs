@@ -3,8 +3,11 @@
 use std::fmt::Write as _;
 
 use crate::Policy;
+use crate::config::ConfigValue;
 use crate::fs::FsMode;
+use crate::keyvalue::BucketMode;
 use crate::limits::LimitValue;
+use crate::limits::format_size;
 use crate::net::{HostPattern, PortRange, SocketKind, SocketPattern};
 use crate::process::{KillRight, NamePattern, PolicyRef};
 use crate::stdio::StdioMode;
@@ -221,6 +224,34 @@ pub(crate) fn explain(policy: &Policy) -> String {
         ));
     }
     lines.push("process: may monitor any process (always allowed: monitors only observe)".into());
+
+    if policy.keyvalue.is_empty() {
+        lines.push("keyvalue: no buckets".into());
+    }
+    for b in &policy.keyvalue.buckets {
+        let mode = match b.mode {
+            BucketMode::ReadOnly => "read-only",
+            BucketMode::ReadWrite => "read-write",
+        };
+        lines.push(format!(
+            "keyvalue: bucket \"{}\" ({mode}), at most {} in all, values up to {}",
+            b.name,
+            format_size(b.bucket_limit()),
+            format_size(b.value_limit())
+        ));
+    }
+
+    if policy.config.is_empty() {
+        lines.push("config: no values".into());
+    }
+    for (key, value) in &policy.config.vars {
+        lines.push(match value {
+            ConfigValue::Literal(text) => format!("config: {key} = {text:?}"),
+            ConfigValue::Env(name) => {
+                format!("config: {key} from the host variable {name} when set there")
+            }
+        });
+    }
 
     let mut out = lines.join("\n");
     out.push('\n');

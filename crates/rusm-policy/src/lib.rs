@@ -41,11 +41,13 @@
 
 #![deny(missing_docs)]
 
+mod config;
 mod env;
 mod error;
 mod explain;
 mod fs;
 mod http;
+mod keyvalue;
 mod library;
 mod limits;
 mod net;
@@ -57,10 +59,14 @@ mod subset;
 
 use std::path::Path;
 
+pub use config::{ConfigPolicy, ConfigValue};
 pub use env::EnvPolicy;
 pub use error::{Location, PolicyError};
 pub use fs::{FsMode, FsPolicy, HostPathError, HostPathProblem, Preopen};
 pub use http::{HttpHost, HttpPattern, HttpPolicy, Scheme};
+pub use keyvalue::{
+    Bucket, BucketMode, DEFAULT_BUCKET_BYTES, DEFAULT_VALUE_BYTES, KeyValuePolicy, is_bucket_name,
+};
 pub use library::{LibraryError, LibraryProblem, PolicyLibrary, SpawnGrant, SpawnRefusal};
 pub use limits::{
     Limits, MailboxOverflow, format_duration, format_size, parse_duration, parse_size,
@@ -94,6 +100,10 @@ pub struct Policy {
     pub limits: Limits,
     /// `[process]`: spawning, killing and registering names.
     pub process: ProcessPolicy,
+    /// `[keyvalue]`: the `wasi:keyvalue` buckets it may open.
+    pub keyvalue: KeyValuePolicy,
+    /// `[config]`: what it reads through `wasi:config/store`.
+    pub config: ConfigPolicy,
 }
 
 impl Policy {
@@ -187,7 +197,7 @@ impl Policy {
     /// The policy in plain words: one line per grant, a line per denied area (such
     /// as `network: no access`), and every limit. Each line starts with its area
     /// (`filesystem:`, `network:`, `http:`, `clocks:`, `env:`, `stdio:`, `limits:`,
-    /// `process:`) and the text ends with a newline.
+    /// `process:`, `keyvalue:`, `config:`) and the text ends with a newline.
     #[must_use]
     pub fn explain(&self) -> String {
         explain::explain(self)

@@ -11,10 +11,12 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeString, DeTable, DeValue};
 
+use crate::config::{ConfigPolicy, ConfigValue};
 use crate::env::{EnvPolicy, is_var_name};
 use crate::error::{Location, PolicyError};
 use crate::fs::{FsMode, FsPolicy, GuestPathError, Preopen, normalize_guest, resolve_host};
 use crate::http::HttpPolicy;
+use crate::keyvalue::{Bucket, BucketMode, KeyValuePolicy, is_bucket_name};
 use crate::limits::{ALL_LIMIT_KEYS, Limits, MailboxOverflow, parse_duration, parse_size};
 use crate::net::{NetPolicy, SocketKind};
 use crate::process::{KillRight, NamePattern, PolicyRef, ProcessPolicy, SpawnRule};
@@ -26,8 +28,8 @@ type Value<'i> = Spanned<DeValue<'i>>;
 type Result<T> = std::result::Result<T, PolicyError>;
 
 /// The top-level sections.
-const TOP_KEYS: [&str; 8] = [
-    "fs", "net", "http", "clocks", "env", "stdio", "limits", "process",
+const TOP_KEYS: [&str; 10] = [
+    "fs", "net", "http", "clocks", "env", "stdio", "limits", "process", "keyvalue", "config",
 ];
 
 /// The TOML type of a value, with its article, for messages.
@@ -105,6 +107,14 @@ impl<'s> Parser<'s> {
                 "process" => {
                     policy.process =
                         self.process(self.table(key, value, place, &expected("process"))?)?;
+                }
+                "keyvalue" => {
+                    policy.keyvalue =
+                        self.keyvalue(self.table(key, value, place, &expected("keyvalue"))?)?;
+                }
+                "config" => {
+                    policy.config =
+                        self.config(self.table(key, value, place, &expected("config"))?)?;
                 }
                 other => return Err(self.unknown_key(key, other, place, &TOP_KEYS)),
             }
@@ -756,5 +766,153 @@ impl<'s> Parser<'s> {
             });
         }
         Ok(rules)
+    }
+
+    fn keyvalue(&self, table: &DeTable<'_>) -> Result<KeyValuePolicy> {
+        const KEYS: [&str; 1] = ["buckets"];
+        const ENTRY_KEYS: [&str; 4] = ["name", "mode", "max_bytes", "max_value"];
+        let place = "in [keyvalue]";
+        let entry_place = "in [keyvalue] buckets";
+        let mut kv = KeyValuePolicy::default();
+        for (key, value) in entries(table) {
+            if key.get_ref() != "buckets" {
+                return Err(self.unknown_key(key, key.get_ref(), place, &KEYS));
+            }
+            let expected = "an array of tables such as [{ name = \"sessions\", mode = \"rw\" }]";
+            let DeValue::Array(items) = value.get_ref() else {
+                return Err(self.wrong_type(key, value, place, expected));
+            };
+            // Bucket name -> the line it was first granted on.
+            let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+            for item in items.iter() {
+                let DeValue::Table(entry) = item.get_ref() else {
+                    return Err(self.wrong_element_type(key, item, place, "a table"));
+                };
+                let mut bucket = Bucket {
+                    name: String::new(),
+                    mode: BucketMode::ReadOnly,
+                    max_bytes: None,
+                    max_value: None,
+                };
+                let mut named = false;
+                for (k, v) in entries(entry) {
+                    match k.get_ref().as_ref() {
+                        "name" => {
+                            let text =
+                                self.string(k, v, entry_place, "a string (a bucket name)")?;
+                            if !is_bucket_name(text) {
+                                return Err(self.err(
+                                    v.span(),
+                                    format!(
+                                        "invalid bucket name {text:?} {entry_place}; names are 1 to 64 ASCII letters, digits, '-', '_' or '.'"
+                                    ),
+                                ));
+                            }
+                            let line = self.location(&v.span()).line;
+                            if let Some(first) = seen.get(text) {
+                                return Err(self.err(
+                                    v.span(),
+                                    format!(
+                                        "duplicate bucket {text:?} {entry_place}; it is already granted at line {first}"
+                                    ),
+                                ));
+                            }
+                            seen.insert(text.to_string(), line);
+                            bucket.name = text.to_string();
+                            named = true;
+                        }
+                        "mode" => {
+                            bucket.mode = self.choice(
+                                k,
+                                v,
+                                entry_place,
+                                &[("ro", BucketMode::ReadOnly), ("rw", BucketMode::ReadWrite)],
+                            )?;
+                        }
+                        "max_bytes" => bucket.max_bytes = Some(self.size(k, v, entry_place)?),
+                        "max_value" => bucket.max_value = Some(self.size(k, v, entry_place)?),
+                        other => return Err(self.unknown_key(k, other, entry_place, &ENTRY_KEYS)),
+                    }
+                }
+                if !named {
+                    return Err(self.missing(
+                        item.span(),
+                        "name",
+                        entry_place,
+                        "name the bucket, e.g. name = \"sessions\"",
+                    ));
+                }
+                kv.buckets.push(bucket);
+            }
+        }
+        Ok(kv)
+    }
+
+    fn config(&self, table: &DeTable<'_>) -> Result<ConfigPolicy> {
+        const KEYS: [&str; 1] = ["vars"];
+        const VALUE_KEYS: [&str; 1] = ["env"];
+        let place = "in [config]";
+        let vars_place = "in [config.vars]";
+        let mut config = ConfigPolicy::default();
+        for (key, value) in entries(table) {
+            if key.get_ref() != "vars" {
+                return Err(self.unknown_key(key, key.get_ref(), place, &KEYS));
+            }
+            let vars = self.table(key, value, place, "a table ([config.vars])")?;
+            for (k, v) in entries(vars) {
+                let name: &str = k.get_ref();
+                if name.is_empty() {
+                    return Err(self.err(k.span(), format!("empty key {vars_place}")));
+                }
+                let value = match v.get_ref() {
+                    DeValue::String(_) => {
+                        ConfigValue::Literal(self.string(k, v, vars_place, "a string")?.to_string())
+                    }
+                    DeValue::Table(t) => {
+                        let mut env = None;
+                        for (ek, ev) in entries(t) {
+                            if ek.get_ref() != "env" {
+                                return Err(self.unknown_key(
+                                    ek,
+                                    ek.get_ref(),
+                                    vars_place,
+                                    &VALUE_KEYS,
+                                ));
+                            }
+                            let text =
+                                self.string(ek, ev, vars_place, "a string (a host variable name)")?;
+                            if !is_var_name(text) {
+                                return Err(self.err(
+                                    ev.span(),
+                                    format!(
+                                        "invalid variable name {text:?} {vars_place}; names use ASCII letters, digits and _, and do not start with a digit"
+                                    ),
+                                ));
+                            }
+                            env = Some(text.to_string());
+                        }
+                        let env = env.ok_or_else(|| {
+                            self.missing(
+                                v.span(),
+                                "env",
+                                vars_place,
+                                "name the host variable, e.g. { env = \"DB_PASSWORD\" }",
+                            )
+                        })?;
+                        ConfigValue::Env(env)
+                    }
+                    _ => {
+                        return Err(self.wrong_type(
+                            k,
+                            v,
+                            vars_place,
+                            "a string or a table such as { env = \"DB_PASSWORD\" }",
+                        ));
+                    }
+                };
+                config.vars.insert(name.to_string(), value);
+            }
+        }
+        Ok(config)
     }
 }

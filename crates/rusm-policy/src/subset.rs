@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use crate::Policy;
 use crate::fs::FsMode;
 use crate::http::{HttpPattern, HttpPolicy};
+use crate::keyvalue::BucketMode;
 use crate::net::{NetPolicy, SocketKind, SocketPattern};
 use crate::process::{KillRight, NamePattern, SpawnRule};
 use crate::stdio::StdioMode;
@@ -100,6 +101,44 @@ pub enum Escalation {
         /// The child's pattern.
         pattern: NamePattern,
     },
+    /// A bucket the parent does not grant, or grants only with a weaker mode.
+    #[error("{}", describe_bucket(name, *mode, *parent))]
+    Bucket {
+        /// The bucket's name.
+        name: String,
+        /// The child's mode.
+        mode: BucketMode,
+        /// The parent's mode, when it grants the bucket at all.
+        parent: Option<BucketMode>,
+    },
+    /// A bucket's size limit (`max_bytes` or `max_value`, defaults applied) above the
+    /// parent's for the same bucket.
+    #[error("keyvalue bucket {name:?} {limit} {child} exceeds the parent's {parent}")]
+    BucketLimit {
+        /// The bucket's name.
+        name: String,
+        /// `max_bytes` or `max_value`.
+        limit: &'static str,
+        /// The child's limit in bytes.
+        child: u64,
+        /// The parent's limit in bytes.
+        parent: u64,
+    },
+    /// A configuration key the parent does not hold from the same source.
+    #[error("config var {name} is not given by the parent with the same value")]
+    ConfigVar {
+        /// The key.
+        name: String,
+    },
+}
+
+fn describe_bucket(name: &str, mode: BucketMode, parent: Option<BucketMode>) -> String {
+    match parent {
+        Some(parent) => {
+            format!("keyvalue bucket {name:?} ({mode}) exceeds the parent's \"{parent}\"")
+        }
+        None => format!("keyvalue bucket {name:?} ({mode}) is not granted to the parent"),
+    }
 }
 
 fn describe_limit(name: &str, child: Option<&str>, parent: &str) -> String {
@@ -224,6 +263,43 @@ pub(crate) fn escalations(child: &Policy, parent: &Policy) -> Vec<Escalation> {
             out.push(Escalation::Register {
                 pattern: pattern.clone(),
             });
+        }
+    }
+
+    for bucket in &child.keyvalue.buckets {
+        let Some(granted) = parent.keyvalue.bucket(&bucket.name) else {
+            out.push(Escalation::Bucket {
+                name: bucket.name.clone(),
+                mode: bucket.mode,
+                parent: None,
+            });
+            continue;
+        };
+        if bucket.mode > granted.mode {
+            out.push(Escalation::Bucket {
+                name: bucket.name.clone(),
+                mode: bucket.mode,
+                parent: Some(granted.mode),
+            });
+        }
+        for (limit, c, p) in [
+            ("max_bytes", bucket.bucket_limit(), granted.bucket_limit()),
+            ("max_value", bucket.value_limit(), granted.value_limit()),
+        ] {
+            if c > p {
+                out.push(Escalation::BucketLimit {
+                    name: bucket.name.clone(),
+                    limit,
+                    child: c,
+                    parent: p,
+                });
+            }
+        }
+    }
+
+    for (name, value) in &child.config.vars {
+        if parent.config.vars.get(name) != Some(value) {
+            out.push(Escalation::ConfigVar { name: name.clone() });
         }
     }
 

@@ -93,6 +93,10 @@ impl PoolConfig {
     }
 }
 
+/// The most bytes a node's key-value store holds when its configuration names no
+/// other size ([`WasmConfig::kv_max_bytes`]): 1 GiB.
+pub const DEFAULT_KV_MAX_BYTES: u64 = 1 << 30;
+
 /// Configuration of a node's wasm engine.
 #[derive(Debug, Clone)]
 pub struct WasmConfig {
@@ -130,6 +134,13 @@ pub struct WasmConfig {
     /// with `unavailable`), naming the budget. Default:
     /// [`MachineLimits::memory_budget`].
     pub memory_budget: u64,
+    /// The redb database file the node keeps its `wasi:keyvalue` buckets in (created
+    /// when missing, locked while the node runs). `None` keeps them in memory, for the
+    /// node's life only.
+    pub kv_path: Option<PathBuf>,
+    /// The most the node's key-value store holds, every bucket's keys and values
+    /// together, in bytes ([`DEFAULT_KV_MAX_BYTES`], 1 GiB, by default).
+    pub kv_max_bytes: u64,
 }
 
 impl Default for WasmConfig {
@@ -145,6 +156,8 @@ impl Default for WasmConfig {
             fuel_metering: false,
             instance_wait: Duration::from_secs(5),
             memory_budget: MachineLimits::detect().memory_budget(),
+            kv_path: None,
+            kv_max_bytes: DEFAULT_KV_MAX_BYTES,
         }
     }
 }

@@ -39,6 +39,8 @@ mod turn;
 mod bindings;
 // Grants: one module per capability, all limits resolved once.
 mod broker;
+mod config;
+mod keyvalue;
 mod limits;
 mod rights;
 // The upgrade protocol's state (requests, hand-overs, the live set).
@@ -57,9 +59,13 @@ mod kinds;
 mod node;
 
 pub use arena::{ArenaConfig, MachineLimits};
-pub use engine::{Allocator, PoolConfig, WasmConfig};
+pub use engine::{Allocator, DEFAULT_KV_MAX_BYTES, PoolConfig, WasmConfig};
 pub use error::{LoadError, SpawnError};
 pub use extensions::Extensions;
+pub use keyvalue::{
+    KvBackend, KvError, KvOpenError, LIST_PAGE, MAX_BATCH_BYTES, MAX_BATCH_KEYS, MAX_KEY_BYTES,
+    MAX_OPEN_BUCKETS, RedbStore, WriteLimits,
+};
 pub use kind::ComponentKind;
 pub use kinds::http::{
     HttpBodyError, HttpErrorCode, HttpFailure, HttpInvocation, HttpRequestOptions, HttpResponseBody,

@@ -13,7 +13,9 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::bindings::{WitError, WitSpawnOptions, WitSpawned};
 use crate::broker::{ClockView, Dirs, HttpGrant};
+use crate::config::ConfigView;
 use crate::extensions::Extensions;
+use crate::keyvalue::{KvBackend, KvView};
 use crate::limits::{Limits, MemoryGrant, StoreLimiter, TreeBudget, TreeToken};
 use crate::upgrade::Upgrades;
 
@@ -42,6 +44,8 @@ pub(crate) struct NodeView {
     pub(crate) spawner: Arc<dyn Spawner>,
     /// Upgrade requests and handed-over state.
     pub(crate) upgrades: Arc<Upgrades>,
+    /// The node's key-value store (`wasi:keyvalue`, as the policy grants it).
+    pub(crate) kv: Arc<dyn KvBackend>,
 }
 
 /// Counts a process among its parent's live children while it exists.
@@ -68,6 +72,8 @@ pub struct ProcessState {
     /// Outbound HTTP as the policy's `[http]` section allows it.
     pub(crate) http_hooks: HttpGrant,
     pub(crate) table: ResourceTable,
+    /// How many `wasi:keyvalue` buckets it holds open.
+    pub(crate) open_buckets: usize,
     pub(crate) limiter: StoreLimiter,
     pub(crate) started: Instant,
     /// Live children of this process (for the policy's `children` limit).
@@ -150,6 +156,23 @@ impl ProcessState {
     pub(crate) fn remaining(&self) -> Option<std::time::Duration> {
         self.ends_at
             .map(|at| at.saturating_duration_since(tokio::time::Instant::now()))
+    }
+}
+
+impl ProcessState {
+    /// What `wasi:keyvalue` reaches of this process.
+    pub(crate) fn keyvalue(&mut self) -> KvView<'_> {
+        KvView {
+            table: &mut self.table,
+            policy: &self.policy.keyvalue,
+            store: &self.node.kv,
+            open: &mut self.open_buckets,
+        }
+    }
+
+    /// What `wasi:config` reaches of this process.
+    pub(crate) fn config(&mut self) -> ConfigView<'_> {
+        ConfigView(&self.policy.config)
     }
 }
 

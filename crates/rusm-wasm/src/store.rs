@@ -203,6 +203,7 @@ impl StoreFactory {
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_hooks,
             table: ResourceTable::new(),
+            open_buckets: 0,
             limiter: limits.limiter(),
             started,
             children: Arc::new(AtomicUsize::new(0)),

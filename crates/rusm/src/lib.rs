@@ -31,8 +31,9 @@ pub use rusm_otp::{
 pub use rusm_policy::{Policy, PolicyLibrary};
 pub use rusm_wasm::{
     Allocator, ArenaConfig, BindFn, CallOptions, ComponentInfo, ComponentKind, Extensions,
-    Interrupted, LoadError, Plugin, PluginError, PluginOptions, PoolConfig, Preemption,
-    ProcessState, ReloadError, ReloadReport, SpawnError, SupervisedPlugin, WasmConfig, WasmNode,
+    Interrupted, KvBackend, KvError, LoadError, Plugin, PluginError, PluginOptions, PoolConfig,
+    Preemption, ProcessState, ReloadError, ReloadReport, SpawnError, SupervisedPlugin, WasmConfig,
+    WasmNode,
 };
 
 /// The linker plugins are instantiated with: WASI preview 2, `rusm:runtime`, and
@@ -95,6 +96,14 @@ impl NodeBuilder {
     /// [`Preemption::Slice`] of `slice`; the default is 1 ms.
     pub fn time_slice(mut self, slice: Duration) -> NodeBuilder {
         self.config.preemption = Preemption::Slice(slice);
+        self
+    }
+
+    /// Keep the node's `wasi:keyvalue` buckets in the redb database file at `path`
+    /// (created when missing, locked while the node runs), so they outlive the node
+    /// ([`WasmConfig::kv_path`]); without it they are kept in memory.
+    pub fn kv_path(mut self, path: impl Into<std::path::PathBuf>) -> NodeBuilder {
+        self.config.kv_path = Some(path.into());
         self
     }
 

@@ -161,10 +161,21 @@ pub fn parse(text: &str, file: &Path) -> anyhow::Result<Manifest> {
         steps.push(step_decl(&src, step, &root, !listeners.is_empty())?);
     }
 
-    let node = match &raw.node {
+    let mut node = match &raw.node {
         Some(node) => node_decl(&src, node.get_ref())?,
         None => NodeDecl::default(),
     };
+    let kv_path = match raw.node.as_ref().and_then(|n| n.get_ref().kv_path.as_ref()) {
+        Some(path) if path.get_ref().is_empty() => {
+            return Err(src.at(
+                path.span(),
+                "kv_path is empty; name the key-value database file, e.g. kv_path = \"data/kv.redb\"",
+            ));
+        }
+        Some(path) => dir.join(path.get_ref()),
+        None => dir.join(".rusm").join("kv.redb"),
+    };
+    node.kv_path = Some(std::path::absolute(&kv_path).unwrap_or(kv_path));
 
     let name = raw.name.clone().unwrap_or_else(|| {
         file.file_stem()
@@ -319,11 +330,29 @@ fn node_decl(src: &Text<'_>, raw: &RawNode) -> anyhow::Result<NodeDecl> {
             Some(bytes)
         }
     };
+    let kv_max_bytes = match &raw.kv_max_bytes {
+        None => None,
+        Some(value) => {
+            let bytes = match value.get_ref() {
+                toml::Value::Integer(n) => u64::try_from(*n).ok().filter(|&n| n > 0),
+                toml::Value::String(text) => rusm_policy::parse_size(text).ok().filter(|&n| n > 0),
+                _ => None,
+            };
+            Some(bytes.ok_or_else(|| {
+                src.at(
+                    value.span(),
+                    "kv_max_bytes must be a size of at least 1 byte, such as 1073741824 or \"1GiB\"",
+                )
+            })?)
+        }
+    };
     let node = NodeDecl {
         allocator,
         max_instances,
         time_slice,
         memory_budget,
+        kv_path: None,
+        kv_max_bytes,
     };
     // What the machine can hold is checked here too, so the error points at the line.
     if let Err(why) = node

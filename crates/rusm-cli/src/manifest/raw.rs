@@ -29,6 +29,8 @@ pub(super) struct RawNode {
     pub(super) max_instances: Option<Spanned<i64>>,
     pub(super) time_slice: Option<Spanned<String>>,
     pub(super) memory_budget: Option<Spanned<String>>,
+    pub(super) kv_path: Option<Spanned<String>>,
+    pub(super) kv_max_bytes: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]

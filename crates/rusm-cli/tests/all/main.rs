@@ -5,6 +5,7 @@
 mod apps;
 mod conformance;
 mod errors;
+mod kv;
 mod new;
 mod pipes;
 mod policy;

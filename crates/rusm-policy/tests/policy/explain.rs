@@ -39,6 +39,8 @@ process: may not spawn
 process: may not kill or link to other processes
 process: may not register names
 process: may monitor any process (always allowed: monitors only observe)
+keyvalue: no buckets
+config: no values
 ";
     assert_eq!(text, expected);
 }
@@ -160,6 +162,8 @@ register = ["counter", "cache-*"]
         "stdio:",
         "limits:",
         "process:",
+        "keyvalue:",
+        "config:",
     ];
     for line in &lines {
         assert!(

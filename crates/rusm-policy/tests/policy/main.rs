@@ -5,6 +5,7 @@
 mod explain;
 mod fuzz;
 mod golden;
+mod keyvalue;
 mod library;
 mod sections;
 mod subset;

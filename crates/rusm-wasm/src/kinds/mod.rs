@@ -74,6 +74,8 @@ pub(crate) struct Backend {
     pub(crate) upgrades: Arc<Upgrades>,
     /// The node's actor runtime.
     pub(crate) rt: Runtime,
+    /// The node's key-value store.
+    pub(crate) kv: Arc<dyn crate::keyvalue::KvBackend>,
 }
 
 /// A process whose store is built: the store, its place among the live processes

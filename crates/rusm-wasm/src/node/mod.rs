@@ -20,10 +20,12 @@ use wasmtime::component::{HasSelf, Linker};
 
 use crate::bindings::{Actor, WitError, WitSpawnOptions, WitSpawned};
 use crate::broker::{self, Dirs};
+use crate::config;
 use crate::engine::{WasmConfig, build_engine};
 use crate::error::{LoadError, SpawnError};
 use crate::extensions::Extensions;
 use crate::host;
+use crate::keyvalue::{self, KvBackend};
 use crate::kind::ComponentKind;
 use crate::kinds::{self, Backend, BodyFuture, Granted};
 use crate::limits::{Limits, TreeToken};
@@ -110,7 +112,9 @@ impl WasmNode {
     ///
     /// # Errors
     /// When the engine configuration is rejected (for example a pool larger than the
-    /// address space) or the epoch thread cannot start.
+    /// address space), the epoch thread cannot start, or the key-value database
+    /// ([`WasmConfig::kv_path`]) cannot be opened (a [`KvOpenError`](crate::KvOpenError):
+    /// locked by another node, not a database, damaged).
     pub fn new(rt: Runtime, config: WasmConfig) -> anyhow::Result<WasmNode> {
         WasmNode::with_linker(rt, config, |_| Ok(()))
     }
@@ -144,6 +148,10 @@ impl WasmNode {
                 .map_err(anyhow::Error::from)?;
             linker.allow_shadowing(false);
         }
+        keyvalue::add_to_linker(&mut linker, ProcessState::keyvalue)
+            .map_err(anyhow::Error::from)?;
+        config::add_to_linker(&mut linker, ProcessState::config).map_err(anyhow::Error::from)?;
+        let kv = keyvalue::open_store(&config)?;
         extend(&mut linker).map_err(anyhow::Error::from)?;
         let ticker = EpochTicker::start(engine.clone(), config.preemption)?;
         // A process ended by a signal while its guest runs yields at once, instead of
@@ -159,6 +167,7 @@ impl WasmNode {
             stores: StoreFactory::new(engine, config, ticker),
             upgrades: Arc::new(Upgrades::new()),
             rt,
+            kv,
         };
         Ok(WasmNode {
             shared: Arc::new(NodeShared {
@@ -171,6 +180,13 @@ impl WasmNode {
     /// The node's actor runtime.
     pub fn runtime(&self) -> &Runtime {
         &self.shared.backend.rt
+    }
+
+    /// The node's key-value store: the buckets its processes reach through
+    /// `wasi:keyvalue` (one redb database, [`WasmConfig::kv_path`]), for the host's
+    /// own reads and writes.
+    pub fn kv_store(&self) -> &Arc<dyn KvBackend> {
+        &self.shared.backend.kv
     }
 
     /// The node's one wasmtime engine.
@@ -330,6 +346,7 @@ impl NodeShared {
             node: NodeView {
                 spawner: Arc::clone(self) as Arc<dyn Spawner>,
                 upgrades: Arc::clone(&self.backend.upgrades),
+                kv: Arc::clone(&self.backend.kv),
             },
             child_token,
             tree,
