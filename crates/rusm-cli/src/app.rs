@@ -302,13 +302,10 @@ async fn run_app(
     // One Ctrl-C listener for the whole run, listening from now on: a signal that
     // comes between the end of the steps and the wait after them is not lost.
     let (interrupt, mut interrupted) = oneshot::channel::<()>();
+    let ctrl_c = crate::ctrl_c()?;
     let _ctrl_c = AbortOnDrop(tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = interrupt.send(());
-        } else {
-            // No way to listen: never report a Ctrl-C.
-            std::future::pending::<()>().await;
-        }
+        ctrl_c.await;
+        let _ = interrupt.send(());
     }));
     let rt = Runtime::new();
     let config = manifest.node.apply(rusm_wasm::WasmConfig::default());

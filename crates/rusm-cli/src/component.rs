@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use rusm_otp::{ExitReason, Runtime};
 use rusm_policy::Policy;
 use rusm_wasm::{ComponentKind, WasmNode, WasmSpawnOptions};
@@ -141,12 +140,13 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             policy: Some(Arc::new(policy)),
             ..WasmSpawnOptions::default()
         };
+        let interrupted = crate::ctrl_c()?;
         let (pid, mut ended) = node
             .spawn_watched(&name, spawn)
             .map_err(|e| anyhow::anyhow!("cannot start {name}: {e}"))?;
         let reason = tokio::select! {
             reason = &mut ended => reason,
-            _ = tokio::signal::ctrl_c() => {
+            () = interrupted => {
                 note!("rusm: Ctrl-C; stopping {name} {pid}");
                 rt.shutdown(GRACE).await;
                 return Ok(ExitCode::SUCCESS);
@@ -222,14 +222,13 @@ pub fn serve(options: ServeOptions) -> anyhow::Result<ExitCode> {
             }
             None => None,
         };
+        let interrupted = crate::ctrl_c()?;
         tracing::info!(
             target: "rusm::app",
             "serving {name} on http://{}/; press Ctrl-C to stop",
             crate::http::local_addr(&server)
         );
-        tokio::signal::ctrl_c()
-            .await
-            .context("cannot wait for Ctrl-C")?;
+        interrupted.await;
         note!("rusm: Ctrl-C; stopping");
         crate::http::shutdown(server).await;
         rt.shutdown(GRACE).await;

@@ -310,6 +310,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// A wasm node on `rt`, with a compiled-code cache under the user's cache directory
 /// when there is one.
+/// Listen for Ctrl-C (`SIGINT`) from now on: the handler is installed before this
+/// returns, so a signal that comes before the future is first polled (right after a
+/// "press Ctrl-C" line, say) is not lost, nor ends the process.
+///
+/// # Errors
+/// When the signal handler cannot be installed.
+fn ctrl_c() -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    let mut interrupts = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for Ctrl-C")?;
+    Ok(async move {
+        if interrupts.recv().await.is_none() {
+            // No more signals can come: never report a Ctrl-C.
+            std::future::pending::<()>().await;
+        }
+    })
+}
+
 fn new_node(rt: &Runtime) -> anyhow::Result<WasmNode> {
     new_node_with(rt, WasmConfig::default())
 }
