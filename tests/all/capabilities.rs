@@ -690,32 +690,40 @@ async fn tcp_listen_is_refused_when_only_connect_is_granted() {
     assert_permission_denied(&refused.err());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_grant_of_port_zero_listens_on_the_port_the_system_picks_and_no_other() {
-    let node = node(&[components::NET_PROBE]);
-    let rt = node.runtime().clone();
-    let ephemeral = policy("[net]\ntcp_bind = [\"127.0.0.1:0\"]\n");
-    let (reporter, mut reports) = probe(&rt);
+/// net-probe under `grant` listens on 127.0.0.1:0; the host connects to the address it
+/// reports and sends `greeting`, which the probe reports back before it ends normally.
+/// Returns the address the guest listened on.
+async fn listen_and_accept(node: &WasmNode, grant: &Arc<Policy>, greeting: &[u8]) -> SocketAddr {
+    let (reporter, mut reports) = probe(node.runtime());
     let init = [pid_bytes(reporter), net(TCP_LISTEN, "127.0.0.1:0").0].concat();
     let (_pid, end) = node
-        .spawn_watched("net-probe", options(init, &ephemeral))
+        .spawn_watched("net-probe", options(init, grant))
         .unwrap();
     let (tag, bound) = reports.data().await;
     let bound: SocketAddr = String::from_utf8(Outcome::from_report(tag, bound).ok())
         .unwrap()
         .parse()
         .unwrap();
-    assert_ne!(bound.port(), 0, "the system picked a port");
+    let sent = greeting.to_vec();
     tokio::task::spawn_blocking(move || {
         let mut stream = TcpStream::connect_timeout(&bound, WAIT)?;
-        stream.write_all(b"on an ephemeral port")?;
+        stream.write_all(&sent)?;
         stream.shutdown(std::net::Shutdown::Write)
     })
     .await
     .unwrap()
     .expect("the host connects to the guest's listener");
-    assert_eq!(reports.data().await, (3, b"on an ephemeral port".to_vec()));
+    assert_eq!(reports.data().await, (3, greeting.to_vec()));
     assert_eq!(ended(end).await, ExitReason::Normal);
+    bound
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_of_port_zero_listens_on_the_port_the_system_picks_and_no_other() {
+    let node = node(&[components::NET_PROBE]);
+    let ephemeral = policy("[net]\ntcp_bind = [\"127.0.0.1:0\"]\n");
+    let bound = listen_and_accept(&node, &ephemeral, b"on an ephemeral port").await;
+    assert_ne!(bound.port(), 0, "the system picked a port");
     // Port 0 is not any port the guest names, nor another address.
     for addr in ["127.0.0.1:45678", "127.0.0.2:0", "0.0.0.0:0"] {
         let refused = ask(&node, "net-probe", &ephemeral, net(TCP_LISTEN, addr)).await;
@@ -726,30 +734,10 @@ async fn a_grant_of_port_zero_listens_on_the_port_the_system_picks_and_no_other(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_listen_grant_binds_and_accepts() {
     let node = node(&[components::NET_PROBE]);
-    let rt = node.runtime().clone();
     let server = policy("[net]\ntcp_bind = [\"127.0.0.1:*\"]\n");
-    let (reporter, mut reports) = probe(&rt);
-    let init = [pid_bytes(reporter), net(TCP_LISTEN, "127.0.0.1:0").0].concat();
-    let (_pid, end) = node
-        .spawn_watched("net-probe", options(init, &server))
-        .unwrap();
-    let (tag, bound) = reports.data().await;
-    let bound: SocketAddr = String::from_utf8(Outcome::from_report(tag, bound).ok())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let bound = listen_and_accept(&node, &server, b"hello, guest").await;
     assert_eq!(bound.ip().to_string(), "127.0.0.1");
     assert_ne!(bound.port(), 0);
-    tokio::task::spawn_blocking(move || {
-        let mut stream = TcpStream::connect_timeout(&bound, WAIT)?;
-        stream.write_all(b"hello, guest")?;
-        stream.shutdown(std::net::Shutdown::Write)
-    })
-    .await
-    .unwrap()
-    .expect("the host connects to the guest's listener");
-    assert_eq!(reports.data().await, (3, b"hello, guest".to_vec()));
-    assert_eq!(ended(end).await, ExitReason::Normal);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
