@@ -28,7 +28,7 @@ policy_parse)
 runtime_calls)
     # Each input is a program for the runtime-fuzz guest, run on a real node; a
     # program ends within its policy's 3 s deadline.
-    cargo fuzz run --sanitizer none runtime_calls \
+    cargo fuzz run --sanitizer none --features runtime runtime_calls \
         fuzz/corpus/runtime_calls \
         -- \
         -max_total_time="$seconds" \

@@ -31,8 +31,8 @@ fn fuzzing() -> &'static Fuzzing {
             .build()
             .expect("a tokio runtime");
         let harness = rt.block_on(async {
-            let node = WasmNode::new(Runtime::new(), WasmConfig::default())
-                .expect("the wasm node starts");
+            let node =
+                WasmNode::new(Runtime::new(), WasmConfig::default()).expect("the wasm node starts");
             for name in harness::COMPONENTS {
                 let path = rusm_e2e::component(name).expect("the component is built");
                 node.load_file(name, path).expect("the component loads");

@@ -36,7 +36,7 @@ impl Handler for Hooked {
             && let Some(from) = payload.get(..8).and_then(Pid::from_slice)
         {
             let answer = hook::rusm_test::nest::hook::call(tag);
-            let _ = send(from, tag + 1, &answer.to_le_bytes());
+            let _ = send(from, tag + 1, answer.to_le_bytes());
         }
         Next::Wait
     }

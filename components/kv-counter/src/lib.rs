@@ -14,7 +14,7 @@ fn run(_init: Vec<u8>) -> Result<(), String> {
             && let Some(from) = payload.get(..8).and_then(Pid::from_slice)
         {
             let hits = atomics::increment(&bucket, "hits", 1).map_err(|e| format!("{e:?}"))?;
-            send(from, tag, &hits.to_le_bytes()).map_err(|e| e.to_string())?;
+            send(from, tag, hits.to_le_bytes()).map_err(|e| e.to_string())?;
         }
     }
 }

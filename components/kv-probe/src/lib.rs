@@ -168,8 +168,9 @@ fn run_command(bucket: &mut Option<store::Bucket>, command: &str) -> String {
             };
             for i in 1..=times {
                 let value = i.to_string().into_bytes();
-                let pairs: Vec<(String, Vec<u8>)> =
-                    (0..keys).map(|k| (format!("b{i}-{k}"), value.clone())).collect();
+                let pairs: Vec<(String, Vec<u8>)> = (0..keys)
+                    .map(|k| (format!("b{i}-{k}"), value.clone()))
+                    .collect();
                 if let Err(e) = batch::set_many(bucket, &pairs) {
                     return kv_err(e);
                 }

@@ -191,7 +191,11 @@ fn step(p: &mut Program<'_>) -> Option<Outcome> {
             }
             let init = p.payload()?;
             // `trivial` takes an empty init or a pid: give it one of those.
-            let init = if init.len() >= 8 { init[..8].to_vec() } else { Vec::new() };
+            let init = if init.len() >= 8 {
+                init[..8].to_vec()
+            } else {
+                Vec::new()
+            };
             match spawn(&component, options.init(init)) {
                 Ok(child) => {
                     p.child = Some(child.pid);
