@@ -351,9 +351,13 @@ async fn a_client_that_does_not_read_overflows_the_bounded_queue_and_is_closed()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_dropped_after_the_write_timeout() {
+    // Queues that hold the whole flood, so the write timing out is the only way the
+    // connection can end (with the default bounds the queue may overflow first).
     let config = ConnectionConfig {
         write_timeout: Duration::from_millis(300),
         close_timeout: Duration::from_millis(300),
+        max_queued_bytes: 128 << 20,
+        max_queued_messages: 40_000,
         ..ConnectionConfig::default()
     };
     let (server, client, mut guest, _reports) = flood(config).await;
