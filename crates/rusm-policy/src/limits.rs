@@ -78,7 +78,8 @@ impl MailboxOverflow {
     }
 }
 
-/// The keys of `[limits]` that are ceilings, in the order they are documented.
+/// The keys of `[limits]` that are ceilings, in the order they are documented (the
+/// section's other key is `mailbox_overflow`).
 pub(crate) const LIMIT_KEYS: [&str; 17] = [
     "memory",
     "table_elements",
@@ -97,28 +98,6 @@ pub(crate) const LIMIT_KEYS: [&str; 17] = [
     "memories",
     "tables",
     "instances",
-];
-
-/// Every key of `[limits]`: the ceilings, then `mailbox_overflow`.
-pub(crate) const ALL_LIMIT_KEYS: [&str; 18] = [
-    "memory",
-    "table_elements",
-    "fuel",
-    "deadline",
-    "mailbox",
-    "message_size",
-    "children",
-    "timers",
-    "monitors",
-    "links",
-    "mailbox_bytes",
-    "max_receive",
-    "descendants",
-    "spawns",
-    "memories",
-    "tables",
-    "instances",
-    "mailbox_overflow",
 ];
 
 /// One limit's value, for comparing and printing limits of every kind alike.

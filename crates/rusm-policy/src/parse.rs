@@ -17,7 +17,7 @@ use crate::error::{Location, PolicyError};
 use crate::fs::{FsMode, FsPolicy, GuestPathError, Preopen, normalize_guest, resolve_host};
 use crate::http::HttpPolicy;
 use crate::keyvalue::{Bucket, BucketMode, KeyValuePolicy, is_bucket_name};
-use crate::limits::{ALL_LIMIT_KEYS, Limits, MailboxOverflow, parse_duration, parse_size};
+use crate::limits::{LIMIT_KEYS, Limits, MailboxOverflow, parse_duration, parse_size};
 use crate::net::{NetPolicy, SocketKind};
 use crate::process::{KillRight, NamePattern, PolicyRef, ProcessPolicy, SpawnRule};
 use crate::stdio::{ClockPolicy, StdioMode, StdioPolicy};
@@ -675,7 +675,14 @@ impl<'s> Parser<'s> {
                         ],
                     )?);
                 }
-                other => return Err(self.unknown_key(key, other, place, &ALL_LIMIT_KEYS)),
+                other => {
+                    let allowed: Vec<&str> = LIMIT_KEYS
+                        .iter()
+                        .copied()
+                        .chain(["mailbox_overflow"])
+                        .collect();
+                    return Err(self.unknown_key(key, other, place, &allowed));
+                }
             }
         }
         Ok(limits)
