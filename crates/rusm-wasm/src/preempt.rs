@@ -127,10 +127,12 @@ pub(crate) async fn in_guest<F: Future>(call: F) -> F::Output {
     .await
 }
 
-/// What the previous look saw of each thread inside a guest poll.
+/// What the previous look saw of each thread inside a guest poll (and the buffer the
+/// next look fills, kept so a look allocates nothing).
 #[derive(Default)]
 struct Watch {
     seen: Vec<(Weak<Mark>, u64)>,
+    next: Vec<(Weak<Mark>, u64)>,
 }
 
 impl Watch {
@@ -143,8 +145,8 @@ impl Watch {
 
     fn overrun_among(&mut self, marks: &[Weak<Mark>]) -> bool {
         let mut overrun = false;
-        let mut seen = Vec::with_capacity(marks.len());
-        for weak in marks.iter() {
+        self.next.clear();
+        for weak in marks {
             let Some(mark) = weak.upgrade() else { continue };
             let now = mark.0.load(Ordering::Relaxed);
             if now & DEPTH_MASK == 0 {
@@ -154,9 +156,9 @@ impl Watch {
                 .seen
                 .iter()
                 .any(|(w, then)| *then == now && Weak::ptr_eq(w, weak));
-            seen.push((weak.clone(), now));
+            self.next.push((weak.clone(), now));
         }
-        self.seen = seen;
+        std::mem::swap(&mut self.seen, &mut self.next);
         overrun
     }
 }
