@@ -501,18 +501,6 @@ impl Spawner for NodeShared {
             Some(share) => Some(child_policy.limits.fuel.unwrap_or(u64::MAX).min(share)),
             None => None,
         };
-        // Under its parent's own policy a child gets the parent's very directories;
-        // under another, its own, opened now and checked against the parent's.
-        let dirs = if Arc::ptr_eq(&child_policy, &state.policy) {
-            Arc::clone(&state.dirs)
-        } else {
-            let dirs = Self::open_dirs(&child_policy).map_err(|e| match e {
-                SpawnError::NotPermitted(why) => WitError::NotPermitted(why),
-                other => WitError::Invalid(other.to_string()),
-            })?;
-            dirs.within(&state.dirs).map_err(WitError::NotPermitted)?;
-            dirs
-        };
         if let Some(max) = state.limits.children
             && state.children.load(Ordering::Acquire) as u64 >= max
         {
@@ -531,6 +519,19 @@ impl Spawner for NodeShared {
                 state.limits.monitors
             )));
         }
+        // Under its parent's own policy a child gets the parent's very directories;
+        // under another, its own, opened now (after the cheap checks, so a refused spawn
+        // costs no file system call) and checked against the parent's.
+        let dirs = if Arc::ptr_eq(&child_policy, &state.policy) {
+            Arc::clone(&state.dirs)
+        } else {
+            let dirs = Self::open_dirs(&child_policy).map_err(|e| match e {
+                SpawnError::NotPermitted(why) => WitError::NotPermitted(why),
+                other => WitError::Invalid(other.to_string()),
+            })?;
+            dirs.within(&state.dirs).map_err(WitError::NotPermitted)?;
+            dirs
+        };
         let tree = state
             .tree_budget()
             .admit()
