@@ -852,13 +852,13 @@ unsafe impl StackCreator for StackArenaCreator {
 /// joins the arena's set of open stacks, or is closed at once if the set holds none.
 ///
 /// The lease a stack belongs to is the one current on the thread when wasmtime creates
-/// it, so every guest call that may run inside another store's call (a plugin called
-/// from a host function of a handler's call) runs in a scope too: an
-/// [`unleased`](StackScope::unleased) one, under which a new stack belongs to no lease
-/// and stays open. Without it the plugin's stack would be recorded in the handler's
-/// lease and closed when the handler's call ends, under the plugin's next call.
+/// it, so a guest call that may run inside another store's call (a plugin called from
+/// a host function of a handler's call) runs [`unleased`]: a stack made then belongs
+/// to no lease and stays open. Otherwise the plugin's stack would be recorded in the
+/// handler's lease and closed when the handler's call ends, under the plugin's next
+/// call.
 pub(crate) struct StackScope<F> {
-    lease: Option<Arc<StackLease>>,
+    lease: Arc<StackLease>,
     call: Option<Pin<Box<F>>>,
     opened: bool,
 }
@@ -867,21 +867,26 @@ impl<F> StackScope<F> {
     /// Run `call` on the stack that `lease` tracks (use one lease per store).
     pub(crate) fn new(lease: Arc<StackLease>, call: F) -> StackScope<F> {
         StackScope {
-            lease: Some(lease),
+            lease,
             call: Some(Box::pin(call)),
             opened: false,
         }
     }
+}
 
-    /// Run `call` on a store that tracks no lease: its stack, once made, stays open
-    /// until the store is dropped, whatever call this one runs inside.
-    pub(crate) fn unleased(call: F) -> StackScope<F> {
-        StackScope {
-            lease: None,
-            call: Some(Box::pin(call)),
-            opened: false,
-        }
-    }
+/// Run `call` (a guest call on a store that tracks no lease) with no lease current in
+/// any of its polls: a stack its store makes stays open until the store is dropped,
+/// whatever call this one runs inside. Costs two thread-local accesses per poll and no
+/// allocation.
+pub(crate) async fn unleased<F: Future>(call: F) -> F::Output {
+    let mut call = std::pin::pin!(call);
+    std::future::poll_fn(move |cx| {
+        let previous = CURRENT.with(RefCell::take);
+        let polled = call.as_mut().poll(cx);
+        CURRENT.with(|c| *c.borrow_mut() = previous);
+        polled
+    })
+    .await
 }
 
 /// What a [`StackScope`] yields: the call's output, or why its stack could not open.
@@ -893,23 +898,19 @@ impl<F: Future> Future for StackScope<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         if !this.opened {
-            if let Some(lease) = &this.lease {
-                lease.begin_call()?;
-            }
+            this.lease.begin_call()?;
             this.opened = true;
         }
         let Some(call) = this.call.as_mut() else {
             return Poll::Pending;
         };
-        let previous = CURRENT.with(|c| c.replace(this.lease.clone()));
+        let previous = CURRENT.with(|c| c.replace(Some(this.lease.clone())));
         let polled = call.as_mut().poll(cx);
         CURRENT.with(|c| *c.borrow_mut() = previous);
         match polled {
             Poll::Ready(out) => {
                 this.call = None;
-                if let Some(lease) = &this.lease {
-                    lease.end_call();
-                }
+                this.lease.end_call();
                 Poll::Ready(Ok(out))
             }
             Poll::Pending => Poll::Pending,
@@ -922,13 +923,11 @@ impl<F> Drop for StackScope<F> {
         if self.call.is_some() {
             // Dropping an unfinished call unwinds its fiber on the stack, so the call
             // ends (and its stack may be closed) only after that.
-            let previous = CURRENT.with(|c| c.replace(self.lease.clone()));
+            let previous = CURRENT.with(|c| c.replace(Some(self.lease.clone())));
             self.call = None;
             CURRENT.with(|c| *c.borrow_mut() = previous);
-            if self.opened
-                && let Some(lease) = &self.lease
-            {
-                lease.end_call();
+            if self.opened {
+                self.lease.end_call();
             }
         }
     }
@@ -1202,10 +1201,9 @@ mod tests {
         // A handler's call whose host function calls a plugin for the first time: the
         // plugin's store makes its stack during the handler's call.
         let plugin_stack = ready(StackScope::new(handler.clone(), async {
-            ready(StackScope::unleased(async {
+            ready(unleased(async {
                 creator.new_stack(64 << 10, true).unwrap()
             }))
-            .unwrap()
         }))
         .unwrap();
         assert!(

@@ -34,7 +34,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use wasmtime::Store;
 use wasmtime::component::{Instance, InstancePre};
 
-use crate::arena::StackScope;
+use crate::arena::unleased;
 use crate::error::SpawnError;
 use crate::extensions::Extensions;
 use crate::kind::ComponentKind;
@@ -486,12 +486,11 @@ async fn instantiate<B>(
     let installs = backend.registry.installs();
     let wasm = &mut store.store;
     // Unleased: a plugin may be started from inside another store's call.
-    let bound = StackScope::unleased(in_guest(async {
+    let bound = unleased(in_guest(async {
         let instance = pre.instantiate_async(&mut *wasm).await?;
         bind(wasm, &instance)
     }))
-    .await
-    .unwrap_or_else(|why| Err(wasmtime::Error::msg(why)));
+    .await;
     match bound {
         Ok(bindings) => Ok(Running {
             bindings,
@@ -588,7 +587,7 @@ impl<B: Send + 'static> Plugin<B> {
             // Unleased: the caller may be a host function running inside another
             // store's call (a handler's), whose stack lease must not take this
             // plugin's stack.
-            let run = StackScope::unleased(in_guest(f(&live.bindings, &mut live.store.store)));
+            let run = unleased(in_guest(f(&live.bindings, &mut live.store.store)));
             let interrupted = async {
                 match deadline {
                     None => inner.signals.interrupted(cancels).await,
@@ -603,7 +602,7 @@ impl<B: Send + 'static> Plugin<B> {
             // waker or a timer.
             tokio::select! {
                 biased;
-                result = run => Ok(result.unwrap_or_else(|why| Err(wasmtime::Error::msg(why)))),
+                result = run => Ok(result),
                 why = interrupted => Err(why),
             }
         };
