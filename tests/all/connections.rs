@@ -19,7 +19,8 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 
 use crate::{Probe, components, node, policy, probe};
@@ -209,6 +210,70 @@ async fn oversized_client_message_closes_with_1009() {
         (1009, "message too big".to_owned())
     );
     // The guest is told (close 1009) and ends.
+    assert_eq!(ended(&mut guest).await, ExitReason::Normal);
+    assert_eq!(server.stats().oversized_messages, 1);
+    server.shutdown().await;
+}
+
+/// `payload` as a text message in frames of at most `piece` bytes: a first text
+/// frame, then continuation frames, the last one final.
+async fn send_fragmented(client: &mut Client, payload: &str, piece: usize) {
+    let bytes = payload.as_bytes();
+    let pieces: Vec<&[u8]> = bytes.chunks(piece).collect();
+    for (i, chunk) in pieces.iter().enumerate() {
+        let opcode = if i == 0 {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Continue)
+        };
+        let last = i + 1 == pieces.len();
+        let frame = Frame::message(Bytes::copy_from_slice(chunk), opcode, last);
+        if client.send(WsMessage::Frame(frame)).await.is_err() {
+            // The server may close while the rest is still going out.
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_in_continuation_frames_arrives_as_one() {
+    let (_node, server) = echo_server(ConnectionConfig::default()).await;
+    let mut client = connect(server.local_addr(), "/ws").await;
+    // 5 frames: "hello, " "fragm" "ented " "world" and a final "!".
+    let message = "hello, fragmented world!";
+    send_fragmented(&mut client, message, 5).await;
+    assert_eq!(
+        text(&mut client).await,
+        message,
+        "one message, echoed whole"
+    );
+    // A larger one in many frames, each under the frame limit.
+    let long: String = (0..4000)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    send_fragmented(&mut client, &long, 100).await;
+    assert_eq!(text(&mut client).await, long);
+    assert!(server.stats().frames_in >= 2, "counted as messages");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_message_in_small_fragments_closes_with_1009() {
+    let config = ConnectionConfig {
+        max_message_bytes: 1024,
+        ..ConnectionConfig::default()
+    };
+    let (node, server) = echo_server(config).await;
+    let mut client = connect(server.local_addr(), "/ws").await;
+    let mut guest = watch(&node, whoami(&mut client).await);
+    // Every frame is well under the limit; the message they make is not.
+    send_fragmented(&mut client, &"z".repeat(1024), 256).await;
+    assert_eq!(text(&mut client).await.len(), 1024, "at the limit is fine");
+    send_fragmented(&mut client, &"z".repeat(3000), 256).await;
+    assert_eq!(
+        closed(&mut client).await,
+        (1009, "message too big".to_owned())
+    );
     assert_eq!(ended(&mut guest).await, ExitReason::Normal);
     assert_eq!(server.stats().oversized_messages, 1);
     server.shutdown().await;
@@ -460,6 +525,27 @@ async fn chat_room_fans_out_to_every_connection() {
     drop(bob);
     alice.send(WsMessage::text("alone")).await.unwrap();
     assert_eq!(text(&mut alice).await, "alone");
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_page_is_served_beside_the_room() {
+    let node = node(&[components::WS_CHAT, components::CHAT_PAGE]);
+    let routes = vec![
+        Route::websocket("/chat", "ws-chat"),
+        Route::new("/", "chat-page").method(hyper::Method::GET),
+    ];
+    let server = serve(&node, routes).await;
+    let addr = server.local_addr();
+    let (status, mut body) = get(addr, "/", &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let page = read_all(&mut body).await;
+    assert!(page.starts_with("<!doctype html>"), "{page}");
+    // Its script opens the room's WebSocket on the page's own host.
+    assert!(
+        page.contains(r#"new WebSocket(scheme + location.host + "/chat")"#),
+        "{page}"
+    );
     server.shutdown().await;
 }
 

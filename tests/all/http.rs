@@ -38,13 +38,13 @@ const HTTP_COMPONENTS: [Component; 5] = [
 /// Every test ends within this, whatever happens.
 const LIMIT: Duration = Duration::from_secs(30);
 
-async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
+pub(crate) async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(LIMIT, fut)
         .await
         .unwrap_or_else(|_| panic!("{what} within {LIMIT:?}"))
 }
 
-async fn serve(node: &WasmNode, routes: Vec<Route>, config: HttpConfig) -> HttpServer {
+pub(crate) async fn serve(node: &WasmNode, routes: Vec<Route>, config: HttpConfig) -> HttpServer {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     HttpServer::bind(node.clone(), addr, routes, config)
         .await
@@ -61,7 +61,7 @@ fn all_routes() -> Vec<Route> {
 }
 
 /// A client connection (keep-alive: every request goes over this one socket).
-async fn connect(addr: SocketAddr) -> SendRequest<BoxBody> {
+pub(crate) async fn connect(addr: SocketAddr) -> SendRequest<BoxBody> {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -70,13 +70,13 @@ async fn connect(addr: SocketAddr) -> SendRequest<BoxBody> {
     sender
 }
 
-type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+pub(crate) type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
-fn empty() -> BoxBody {
+pub(crate) fn empty() -> BoxBody {
     Empty::new().boxed()
 }
 
-fn request(method: &str, path: &str, body: BoxBody) -> Request<BoxBody> {
+pub(crate) fn request(method: &str, path: &str, body: BoxBody) -> Request<BoxBody> {
     Request::builder()
         .method(method)
         .uri(path)
@@ -86,7 +86,7 @@ fn request(method: &str, path: &str, body: BoxBody) -> Request<BoxBody> {
 }
 
 /// Send a request and read the whole answer: status, headers, body.
-async fn exchange(
+pub(crate) async fn exchange(
     sender: &mut SendRequest<BoxBody>,
     req: Request<BoxBody>,
 ) -> (StatusCode, hyper::HeaderMap, Vec<u8>) {
@@ -100,7 +100,7 @@ async fn exchange(
     .await
 }
 
-async fn get(sender: &mut SendRequest<BoxBody>, path: &str) -> (StatusCode, Vec<u8>) {
+pub(crate) async fn get(sender: &mut SendRequest<BoxBody>, path: &str) -> (StatusCode, Vec<u8>) {
     let (status, _, body) = exchange(sender, request("GET", path, empty())).await;
     (status, body)
 }
@@ -762,7 +762,7 @@ fn the_readme_http_handler_is_the_http_hello_component() {
 }
 
 /// A GET of `path` on a new connection, in its own task.
-fn spawn_get(
+pub(crate) fn spawn_get(
     addr: std::net::SocketAddr,
     path: &'static str,
 ) -> tokio::task::JoinHandle<(StatusCode, Vec<u8>)> {
@@ -790,7 +790,11 @@ async fn read_until_closed(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-async fn until(what: &str, server: &HttpServer, done: impl Fn(&rusm_http::HttpStats) -> bool) {
+pub(crate) async fn until(
+    what: &str,
+    server: &HttpServer,
+    done: impl Fn(&rusm_http::HttpStats) -> bool,
+) {
     bounded(what, async {
         while !done(&server.stats()) {
             tokio::task::yield_now().await;

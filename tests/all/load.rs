@@ -106,6 +106,18 @@ async fn a_command_that_exports_the_http_handler_loads_in_either_role() {
         .unwrap_err();
     assert!(matches!(err, LoadError::NotHttpHandler { .. }), "{err}");
     assert!(err.to_string().contains("is not an HTTP handler"), "{err}");
+    // The error names both versions it looked for, and what the component exports.
+    assert!(
+        err.to_string()
+            .contains("exports neither wasi:http/incoming-handler@0.2 nor wasi:http/handler@0.3")
+            && err.to_string().contains("rusm:runtime/entry"),
+        "{err}"
+    );
+    // A wasi:http 0.3 service loads as an HTTP handler, detected from its exports.
+    node.load_http_file("p3", components::HTTP_P3.path())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(node.is_http_service("p3") && node.serves_http("p3"));
+    assert!(!node.is_http_service("as-handler"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,8 +15,10 @@ mod hostile;
 mod http;
 mod load;
 mod messaging;
+mod p3;
 mod preemption;
 mod reload;
+mod reuse;
 mod send_receive;
 mod state;
 

@@ -625,6 +625,35 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
+/// Reloading `name` with `component` is refused: it serves another wasi:http version
+/// (`versions`: the live one's, the refused one's).
+async fn refused_http_version(
+    node: &rusm_wasm::WasmNode,
+    name: &str,
+    component: Component,
+    versions: (&str, &str),
+) {
+    let err = node.reload(name, bytes_of(component)).await.unwrap_err();
+    match &err {
+        ReloadError::HttpVersionChanged { from, to, .. } => {
+            assert_eq!((*from, *to), versions, "{err}");
+        }
+        other => panic!("{name}: not refused for its wasi:http version: {other}"),
+    }
+}
+
+/// The body of `GET /hello` served by a fresh instance of `web`.
+async fn get_hello(node: &rusm_wasm::WasmNode) -> Vec<u8> {
+    let request = hyper::Request::builder()
+        .uri("http://rusm.test/hello")
+        .body(ChannelBody(tokio::sync::mpsc::unbounded_channel().1))
+        .unwrap();
+    let mut invocation = node
+        .serve_http("web", request, rusm_wasm::HttpRequestOptions::default())
+        .unwrap();
+    whole_body(invocation.response().await.unwrap()).await
+}
+
 async fn whole_body(response: hyper::Response<rusm_wasm::HttpResponseBody>) -> Vec<u8> {
     use http_body_util::BodyExt;
     tokio::time::timeout(Duration::from_secs(30), response.into_body().collect())
@@ -663,15 +692,7 @@ async fn http_requests_in_flight_finish_on_the_old_version_and_new_ones_use_the_
         .unwrap();
     assert_eq!((report.version, report.upgrades.len()), (2, 0));
 
-    let request = hyper::Request::builder()
-        .uri("http://rusm.test/hello")
-        .body(ChannelBody(tokio::sync::mpsc::unbounded_channel().1))
-        .unwrap();
-    let mut fresh = node
-        .serve_http("web", request, rusm_wasm::HttpRequestOptions::default())
-        .unwrap();
-    let new_response = fresh.response().await.unwrap();
-    assert_eq!(whole_body(new_response).await, b"hello from rusm\n");
+    assert_eq!(get_hello(&node).await, b"hello from rusm\n");
 
     // The request in flight still runs the echo it started on.
     tx.send(bytes::Bytes::from_static(b"sent after")).unwrap();
@@ -684,4 +705,17 @@ async fn http_requests_in_flight_finish_on_the_old_version_and_new_ones_use_the_
         .await
         .unwrap_err();
     assert!(matches!(err, ReloadError::KindChanged { .. }), "{err}");
+
+    // Nor can a wasi:http 0.3 service replace a 0.2 handler: this handler's requests
+    // are served a fresh instance each, which a 0.3 service is not. The refused version
+    // leaves the live one serving.
+    refused_http_version(&node, "web", components::HTTP_P3, ("0.2", "0.3")).await;
+    assert!(!node.is_http_service("web"));
+    assert_eq!(get_hello(&node).await, b"hello from rusm\n");
+
+    // And the other way: a 0.3 service is not replaced by a 0.2 handler.
+    node.load_file("service", components::HTTP_P3.path())
+        .unwrap();
+    refused_http_version(&node, "service", components::HTTP_HELLO, ("0.3", "0.2")).await;
+    assert!(node.is_http_service("service"));
 }

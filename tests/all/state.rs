@@ -48,7 +48,11 @@ fn config(db: Option<&Path>) -> WasmConfig {
 /// A node keeping its buckets in `db`, with the key-value components loaded.
 fn kv_node(db: Option<&Path>) -> WasmNode {
     let node = WasmNode::new(Runtime::new(), config(db)).expect("the wasm node starts");
-    for component in [components::KV_PROBE, components::KV_COUNTER] {
+    for component in [
+        components::KV_PROBE,
+        components::KV_COUNTER,
+        components::KV_DRAFT_COUNTER,
+    ] {
         node.load_file(component.name(), component.path()).unwrap();
     }
     node
@@ -156,6 +160,7 @@ async fn writes_to_a_ro_bucket_and_ungranted_buckets_are_denied() {
         "inc item 1",
         "setmany item=x,new=y",
         "delmany item",
+        "cas item",
     ] {
         assert_eq!(p.ask(write).await, "err access-denied", "{write}");
     }
@@ -224,6 +229,186 @@ async fn increments_from_100_actors_lose_none() {
     assert_eq!(
         node.kv_store().get("counters", "hits").unwrap(),
         Some(b"10000".to_vec())
+    );
+}
+
+/// A swap stores its value only over the value the handle expects: the one its key
+/// held when the handle was made, or last returned by `current`. A stale handle's swap
+/// stores nothing, fails with `cas-failed` and hands back a handle expecting what the
+/// key holds now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_and_swap_stores_only_over_the_value_it_expects() {
+    let node = kv_node(None);
+    let mut a = KvProbe::spawn(&node, &policy(GRANTS));
+    let mut b = KvProbe::spawn(&node, &policy(GRANTS));
+    for p in [&mut a, &mut b] {
+        assert_eq!(p.ask("open sessions").await, "ok");
+    }
+    // A missing key: the handle expects it missing.
+    assert_eq!(a.ask("cas k").await, "ok");
+    assert_eq!(a.ask("current").await, "ok none");
+    assert_eq!(a.ask("swap one").await, "ok");
+    assert_eq!(b.ask("get k").await, "ok one");
+    assert_eq!(
+        a.ask("swap again").await,
+        "bad swap again",
+        "a swap uses its handle up"
+    );
+
+    // Another process writes between the handle and the swap.
+    assert_eq!(a.ask("cas k").await, "ok");
+    assert_eq!(b.ask("set k two").await, "ok");
+    assert_eq!(a.ask("swap three").await, "err cas-failed");
+    assert_eq!(
+        b.ask("get k").await,
+        "ok two",
+        "a failed swap stores nothing"
+    );
+    // The handle it returned expects what the key holds now.
+    assert_eq!(a.ask("current").await, "ok two");
+    assert_eq!(a.ask("swap three").await, "ok");
+    assert_eq!(b.ask("get k").await, "ok three");
+
+    // `current` moves what the handle expects to what it returned.
+    assert_eq!(a.ask("cas k").await, "ok");
+    assert_eq!(b.ask("set k four").await, "ok");
+    assert_eq!(a.ask("current").await, "ok four");
+    assert_eq!(a.ask("swap five").await, "ok");
+    // A delete is a change too, and so is a write after the handle's `current`.
+    assert_eq!(a.ask("cas k").await, "ok");
+    assert_eq!(b.ask("del k").await, "ok");
+    assert_eq!(a.ask("swap six").await, "err cas-failed");
+    assert_eq!(a.ask("current").await, "ok none");
+    assert_eq!(b.ask("set k five").await, "ok");
+    assert_eq!(a.ask("swap six").await, "err cas-failed");
+    assert_eq!(b.ask("get k").await, "ok five");
+    assert_eq!(
+        node.kv_store().get("sessions", "k").unwrap(),
+        Some(b"five".to_vec())
+    );
+}
+
+/// 20 actors each add 1 to one number 25 times by compare-and-swap (read, add, swap,
+/// again on `cas-failed`): every one of the 500 additions is there at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_and_swap_from_many_actors_loses_no_update() {
+    let dir = Scratch::new("cas");
+    let node = kv_node(Some(&dir.db()));
+    let rt = node.runtime().clone();
+    let (me, mut answers) = probe(&rt);
+    let grant = policy(GRANTS);
+    let probes: Vec<Pid> = (0..20)
+        .map(|_| {
+            let options = WasmSpawnOptions {
+                policy: Some(grant.clone()),
+                init: b"open sessions".to_vec(),
+                ..Default::default()
+            };
+            node.spawn_with(None, "kv-probe", options).unwrap().pid
+        })
+        .collect();
+    for &p in &probes {
+        let mut payload = pid_bytes(me);
+        payload.extend(b"casinc n 25");
+        rt.send_tagged(p, 1, payload);
+    }
+    let mut retries = 0;
+    for _ in &probes {
+        let (_, answer) = answers.data().await;
+        let answer = String::from_utf8(answer).unwrap();
+        let taken = answer
+            .strip_prefix("ok ")
+            .unwrap_or_else(|| panic!("{answer}"));
+        retries += taken.parse::<u64>().unwrap();
+    }
+    assert_eq!(
+        node.kv_store().get("sessions", "n").unwrap(),
+        Some(b"500".to_vec()),
+        "{retries} swaps were retried"
+    );
+}
+
+/// A hostile guest tries compare-and-swap where its grant does not reach, past the
+/// bucket's value limit, and holds handle after handle: each is an error it can read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_and_swap_keeps_to_the_grant_and_its_bounds() {
+    let node = kv_node(None);
+    let grant = policy(
+        "[keyvalue]\nbuckets = [{ name = \"s\", mode = \"rw\", max_value = 4 }, { name = \"catalog\", mode = \"ro\" }]\n",
+    );
+    let mut p = KvProbe::spawn(&node, &grant);
+    assert_eq!(p.ask("open catalog").await, "ok");
+    assert_eq!(p.ask("cas item").await, "err access-denied");
+    assert_eq!(p.ask("hoardcas 1 item").await, "err access-denied");
+    assert_eq!(p.ask("open s").await, "ok");
+    assert_eq!(p.ask("cas k").await, "ok");
+    let big = p.ask("swap toolong").await;
+    assert!(
+        big.starts_with("err other value of 7 bytes is larger"),
+        "{big}"
+    );
+    assert_eq!(node.kv_store().get("s", "k").unwrap(), None);
+    let long = p.ask(&format!("cas {}", "k".repeat(5000))).await;
+    assert!(long.starts_with("err other key of 5000 bytes"), "{long}");
+    assert_eq!(
+        p.ask(&format!("hoardcas {} k", rusm_wasm::MAX_OPEN_CAS))
+            .await,
+        "ok"
+    );
+    let hoard = p
+        .ask(&format!("hoardcas {} k", rusm_wasm::MAX_OPEN_CAS + 1))
+        .await;
+    assert_eq!(
+        hoard,
+        format!(
+            "err other too many compare-and-swap handles: a process holds at most {}",
+            rusm_wasm::MAX_OPEN_CAS
+        )
+    );
+    // The handles of the command before were dropped with it: the count came back.
+    assert_eq!(p.ask("cas k").await, "ok");
+    assert_eq!(p.ask("swap ok").await, "ok");
+}
+
+/// A component built against the first draft (`kv-draft-counter`) and one built
+/// against the second (`kv-counter`) count in the same bucket; without the grant, or
+/// with it read-only, the first draft's calls are refused as the second's are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_of_both_drafts_share_buckets_under_the_same_grants() {
+    let node = kv_node(None);
+    let rt = node.runtime().clone();
+    let (me, mut replies) = probe(&rt);
+    let spawn = |name: &str, grant: &str| {
+        let options = WasmSpawnOptions {
+            policy: Some(policy(grant)),
+            ..Default::default()
+        };
+        node.spawn_watched(name, options).unwrap()
+    };
+    let rw = "[keyvalue]\nbuckets = [{ name = \"counters\", mode = \"rw\" }]\n";
+    let (first, _) = spawn("kv-draft-counter", rw);
+    let (second, _) = spawn("kv-counter", rw);
+    for (pid, want) in [(first, 1u64), (second, 2), (first, 3), (second, 4)] {
+        rt.send_tagged(pid, 1, pid_bytes(me));
+        assert_eq!(replies.data().await.1, want.to_le_bytes());
+    }
+    for (grant, reason) in [
+        ("", "Error::AccessDenied"),
+        (
+            "[keyvalue]\nbuckets = [{ name = \"counters\", mode = \"ro\" }]\n",
+            "Error::AccessDenied",
+        ),
+    ] {
+        let (pid, end) = spawn("kv-draft-counter", grant);
+        rt.send_tagged(pid, 1, pid_bytes(me));
+        let ended = tokio::time::timeout(Duration::from_secs(30), end)
+            .await
+            .unwrap();
+        assert_eq!(ended.to_string(), reason, "under {grant:?}");
+    }
+    assert_eq!(
+        node.kv_store().get("counters", "hits").unwrap(),
+        Some(b"4".to_vec())
     );
 }
 

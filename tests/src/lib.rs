@@ -72,6 +72,28 @@ pub const CARGO_COMPONENT_VERSION: &str = "0.21.1";
 /// The variable naming the directory [`cargo_component`] installs into.
 pub const TOOLS_DIR_VAR: &str = "RUSM_TOOLS_DIR";
 
+/// A `cargo` command (the one running the tests) for a nested build: without any of
+/// the variables through which the outer build's settings would leak into it (its
+/// flags, target directory and target, job server, profile and package; the rule
+/// `rusm` itself applies to the builds it runs, in `crates/rusm-cli/src/build/nested_env.rs`).
+pub fn nested_cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    for (key, _) in std::env::vars_os() {
+        if key
+            .to_str()
+            .is_some_and(nested_env::leaks_into_nested_build)
+        {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+mod nested_env {
+    include!("../../crates/rusm-cli/src/build/nested_env.rs");
+}
+
 /// A `cargo component` command, for the tests that build with cargo-component.
 ///
 /// Uses the `cargo-component` cargo finds (on `PATH` or in cargo's own `bin`
@@ -87,8 +109,7 @@ pub const TOOLS_DIR_VAR: &str = "RUSM_TOOLS_DIR";
 /// When the install fails or the tools directory cannot be created: the tests that
 /// call it cannot run without it.
 pub fn cargo_component(target_dir: &Path) -> Command {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(&cargo);
+    let mut command = nested_cargo();
     command.arg("component");
     let installed = |command: &Command| {
         let mut probe = Command::new(command.get_program());
@@ -137,21 +158,12 @@ pub fn cargo_component(target_dir: &Path) -> Command {
          {CARGO_COMPONENT_VERSION} into {} (once; it takes about 11 minutes)",
         tools.display()
     );
-    let mut install = Command::new(&cargo);
+    let mut install = nested_cargo();
     install
         .args(["install", "--locked", "--root"])
         .arg(&tools)
         .args(["--version", CARGO_COMPONENT_VERSION, "cargo-component"])
         .stdin(Stdio::null());
-    for key in [
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_BUILD_TARGET_DIR",
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-    ] {
-        install.env_remove(key);
-    }
     let status = install
         .status()
         .unwrap_or_else(|e| panic!("cannot run cargo install: {e}"));

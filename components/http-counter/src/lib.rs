@@ -5,7 +5,9 @@
 //! key `count` there, so it survives crashes and node restarts: `POST` adds 1
 //! (`atomics.increment`), `DELETE` sets it back to 0, any other method reads it (a
 //! missing key is 0); the answer is `200` with the count in decimal and a newline, or
-//! `500` with the store's error.
+//! `500` with the store's error. It is built against the first draft of the
+//! interface (`wasi:keyvalue@0.2.0-draft`, `rusm_guest::keyvalue_draft`), so the
+//! command-line tests run a component of that draft through a real node.
 //!
 //! Otherwise the request's instance (a rusm process) looks up the actor registered as
 //! `counter` (`whereis`) and calls it with `rusm_guest::call` (tag 1, `inc`, by 1 on
@@ -17,7 +19,7 @@
 use std::time::Duration;
 
 use rusm_guest::http::{IncomingRequest, Method, ResponseOutparam, respond};
-use rusm_guest::keyvalue::{atomics, store};
+use rusm_guest::keyvalue_draft::{atomics, store};
 use rusm_guest::{call, whereis};
 
 /// The counter's `inc` request tag.

@@ -16,14 +16,20 @@
 //! | `fill K N` | `bucket.set(K, N bytes of 'x')` | none |
 //! | `del K` | `bucket.delete(K)` | none |
 //! | `exists K` | `bucket.exists(K)` | `true` or `false` |
-//! | `list C` | `bucket.list-keys(C)`, `C` a number or `-` for none | the keys joined by `,`, then ` next=C` or ` end` |
+//! | `list C` | `bucket.list-keys(C)`, `C` a cursor or `-` for none | the keys joined by `,`, then ` next=C` or ` end` |
 //! | `inc K D` | `atomics.increment(K, D)` | the new value |
+//! | `cas K` | `atomics.cas.new(bucket, K)`, kept as the current handle | none |
+//! | `current` | the current handle's `current()` | the value as text, or `none` |
+//! | `swap V` | `atomics.swap(handle, V)`, consuming the current handle | none; `err cas-failed` keeps the handle it returns as the current one |
+//! | `casinc K N` | `N` times: add 1 to the decimal number at `K` (0 when missing) by `cas`, `current` and `swap`, retrying on `cas-failed` with the handle it returns | the number of retries |
+//! | `gets N K V` | `bucket.get(K)` `N` times, each checked to be `V` (the `kv` benchmark) | none; `err mismatch` at the first other value |
 //! | `setmany K=V,K=V` | `batch.set-many` | none |
 //! | `delmany K,K` | `batch.delete-many` | none |
 //! | `getmany K,K` | `batch.get-many` | `K=V` or `-` per key, joined by `,` |
 //! | `config K` | `wasi:config/store.get(K)` | the value, or `none` |
 //! | `configall` | `wasi:config/store.get-all()` | `K=V` pairs joined by `,` |
 //! | `batches N K` | `batch.set-many` `N` times, the `i`-th (from 1) storing `i` under the `K` new keys `bi-0` to `bi-(K-1)` | none |
+//! | `hoardcas N K` | `atomics.cas.new(bucket, K)` `N` times, keeping every handle until the end of the command | none |
 //! | `hoard N B` | `store.open(B)` `N` times, keeping every bucket open until the end of the command | none |
 //! | `repeat N COMMAND` | `COMMAND`, `N` times in a row (the `kv` benchmark) | the last answer, or the first that is not `ok` |
 //!
@@ -34,7 +40,7 @@
 //! A command before any `open` that needs a bucket, or one it does not know, is
 //! answered `bad <command>`. Runs until killed.
 
-use rusm_guest::keyvalue::{Error, atomics, batch, store};
+use rusm_guest::keyvalue::{Cas, CasError, Error, atomics, batch, store};
 use rusm_guest::{Message, Pid, config, receive, send};
 
 fn kv_err(e: Error) -> String {
@@ -56,7 +62,40 @@ fn done(_: ()) -> String {
     "ok".into()
 }
 
-fn run_command(bucket: &mut Option<store::Bucket>, command: &str) -> String {
+/// What the probe holds between commands.
+#[derive(Default)]
+struct Held {
+    bucket: Option<store::Bucket>,
+    cas: Option<Cas>,
+}
+
+/// `times` increments of the number at `key` by compare-and-swap; the retries taken.
+fn cas_increments(bucket: &store::Bucket, key: &str, times: u64) -> Result<u64, String> {
+    let mut retries = 0;
+    for _ in 0..times {
+        let mut cas = Cas::new(bucket, key).map_err(kv_err)?;
+        loop {
+            let current = match cas.current().map_err(kv_err)? {
+                None => 0,
+                Some(v) => match String::from_utf8_lossy(&v).parse::<u64>() {
+                    Ok(n) => n,
+                    Err(_) => return Err(format!("bad value at {key}")),
+                },
+            };
+            match atomics::swap(cas, (current + 1).to_string().as_bytes()) {
+                Ok(()) => break,
+                Err(CasError::CasFailed(again)) => {
+                    retries += 1;
+                    cas = again;
+                }
+                Err(CasError::StoreError(e)) => return Err(kv_err(e)),
+            }
+        }
+    }
+    Ok(retries)
+}
+
+fn run_command(held: &mut Held, command: &str) -> String {
     if let Some(rest) = command.strip_prefix("repeat ") {
         let Some((Ok(times), inner)) = rest.split_once(' ').map(|(n, c)| (n.parse::<u64>(), c))
         else {
@@ -64,7 +103,7 @@ fn run_command(bucket: &mut Option<store::Bucket>, command: &str) -> String {
         };
         let mut last = format!("bad {command}");
         for _ in 0..times {
-            last = run_command(bucket, inner);
+            last = run_command(held, inner);
             if !last.starts_with("ok") {
                 break;
             }
@@ -79,7 +118,7 @@ fn run_command(bucket: &mut Option<store::Bucket>, command: &str) -> String {
         "open" => {
             return match store::open(a) {
                 Ok(opened) => {
-                    *bucket = Some(opened);
+                    held.bucket = Some(opened);
                     "ok".into()
                 }
                 Err(e) => kv_err(e),
@@ -114,9 +153,32 @@ fn run_command(bucket: &mut Option<store::Bucket>, command: &str) -> String {
                 Err(e) => format!("err config {e:?}"),
             };
         }
+        "current" => {
+            let Some(cas) = held.cas.as_ref() else {
+                return format!("bad {command}");
+            };
+            return answer(cas.current(), |v| match v {
+                Some(v) => format!("ok {}", String::from_utf8_lossy(&v)),
+                None => "ok none".into(),
+            });
+        }
+        "swap" => {
+            let Some(cas) = held.cas.take() else {
+                return format!("bad {command}");
+            };
+            let value = command.strip_prefix("swap ").unwrap_or_default();
+            return match atomics::swap(cas, value.as_bytes()) {
+                Ok(()) => "ok".into(),
+                Err(CasError::CasFailed(again)) => {
+                    held.cas = Some(again);
+                    "err cas-failed".into()
+                }
+                Err(CasError::StoreError(e)) => kv_err(e),
+            };
+        }
         _ => {}
     }
-    let Some(bucket) = bucket.as_ref() else {
+    let Some(bucket) = held.bucket.as_ref() else {
         return format!("bad {command}");
     };
     let list = |s: &str| -> Vec<String> {
@@ -138,7 +200,7 @@ fn run_command(bucket: &mut Option<store::Bucket>, command: &str) -> String {
         "del" => answer(bucket.delete(a), done),
         "exists" => answer(bucket.exists(a), |e| format!("ok {e}")),
         "list" => {
-            let cursor = a.parse::<u64>().ok();
+            let cursor = (a != "-").then_some(a);
             answer(bucket.list_keys(cursor), |r| {
                 let next = match r.cursor {
                     Some(c) => format!("next={c}"),
@@ -147,10 +209,50 @@ fn run_command(bucket: &mut Option<store::Bucket>, command: &str) -> String {
                 format!("ok {} {next}", r.keys.join(","))
             })
         }
-        "inc" => match b.parse::<u64>() {
+        "inc" => match b.parse::<i64>() {
             Ok(delta) => answer(atomics::increment(bucket, a, delta), |n| format!("ok {n}")),
             Err(_) => format!("bad {command}"),
         },
+        "cas" => match Cas::new(bucket, a) {
+            Ok(cas) => {
+                held.cas = Some(cas);
+                "ok".into()
+            }
+            Err(e) => kv_err(e),
+        },
+        "hoardcas" => {
+            let Ok(times) = a.parse::<usize>() else {
+                return format!("bad {command}");
+            };
+            let mut held = Vec::new();
+            for _ in 0..times {
+                match Cas::new(bucket, b) {
+                    Ok(cas) => held.push(cas),
+                    Err(e) => return kv_err(e),
+                }
+            }
+            "ok".into()
+        }
+        "casinc" => match b.parse::<u64>() {
+            Ok(times) => match cas_increments(bucket, a, times) {
+                Ok(retries) => format!("ok {retries}"),
+                Err(e) => e,
+            },
+            Err(_) => format!("bad {command}"),
+        },
+        "gets" => {
+            let (Ok(times), Some((key, want))) = (a.parse::<u64>(), b.split_once(' ')) else {
+                return format!("bad {command}");
+            };
+            for _ in 0..times {
+                match bucket.get(key) {
+                    Ok(Some(v)) if v == want.as_bytes() => {}
+                    Ok(_) => return "err mismatch".into(),
+                    Err(e) => return kv_err(e),
+                }
+            }
+            "ok".into()
+        }
         "setmany" => {
             let pairs: Vec<(String, Vec<u8>)> = list(a)
                 .into_iter()
@@ -192,9 +294,9 @@ fn run_command(bucket: &mut Option<store::Bucket>, command: &str) -> String {
 }
 
 fn run(init: Vec<u8>) -> Result<(), String> {
-    let mut bucket = None;
+    let mut held = Held::default();
     for command in String::from_utf8_lossy(&init).lines() {
-        let answer = run_command(&mut bucket, command);
+        let answer = run_command(&mut held, command);
         if !answer.starts_with("ok") {
             return Err(answer);
         }
@@ -204,7 +306,7 @@ fn run(init: Vec<u8>) -> Result<(), String> {
             && let Some(from) = payload.get(..8).and_then(Pid::from_slice)
         {
             let command = String::from_utf8_lossy(&payload[8..]).into_owned();
-            let reply = run_command(&mut bucket, &command);
+            let reply = run_command(&mut held, &command);
             send(from, tag, reply.as_bytes()).map_err(|e| e.to_string())?;
         }
     }

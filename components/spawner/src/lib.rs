@@ -13,6 +13,7 @@
 //! | `component` | string: the children's component name |
 //! | `policy` | string: the policy to spawn them under; empty for the spawner's own |
 //! | `child_init` | byte string: every child's init |
+//! | `node` | string, optional: the node of the cluster to spawn them on (`spawn-on`); absent or empty spawns here |
 //!
 //! # Reports to `reporter`
 //!
@@ -37,7 +38,9 @@
 //! Without trapping, an abnormal exit of a linked child ends the spawner as well.
 
 use rusm_guest::wire::Reader;
-use rusm_guest::{ExitReason, Message, Pid, SpawnOptions, Tag, receive, send, spawn, trap_exit};
+use rusm_guest::{
+    ExitReason, Message, Pid, SpawnOptions, Tag, receive, send, spawn, spawn_on, trap_exit,
+};
 
 const SPAWNED: Tag = 1;
 const FAILED: Tag = 2;
@@ -69,6 +72,11 @@ fn run(init: Vec<u8>) -> Result<(), String> {
     let component = reader.str().map_err(bad)?;
     let policy = reader.str().map_err(bad)?;
     let child_init = reader.bytes().map_err(bad)?;
+    let node = if reader.is_empty() {
+        ""
+    } else {
+        reader.str().map_err(bad)?
+    };
     reader.end().map_err(bad)?;
 
     if flags & TRAP_EXIT != 0 {
@@ -85,7 +93,12 @@ fn run(init: Vec<u8>) -> Result<(), String> {
     let (mut spawned, mut failed) = (0u32, 0u32);
     for index in 0..count {
         let mut payload = index.to_le_bytes().to_vec();
-        match spawn(component, options.clone()) {
+        let result = if node.is_empty() {
+            spawn(component, options.clone())
+        } else {
+            spawn_on(node, component, options.clone())
+        };
+        match result {
             Ok(child) => {
                 spawned += 1;
                 payload.extend_from_slice(&child.pid.to_le_bytes());

@@ -38,7 +38,8 @@ impl<'a> Contender<'a> {
 /// Run every side once to warm up, then `repeats` times each, interleaved (A B C A B C
 /// ...) so that every side sees the same machine state. Returns one series per side, in
 /// the order given. With `first_only` (for profiling) only the first side runs and the
-/// other series stay empty (there is still one per side).
+/// other series stay empty (there is still one per side). For profiling one baseline,
+/// the environment variable `RUSM_BENCH_ONLY` names the one side (by label) that runs.
 pub async fn interleaved(
     repeats: usize,
     first_only: bool,
@@ -48,9 +49,19 @@ pub async fn interleaved(
     if first_only {
         sides.truncate(1);
     }
+    let only = std::env::var("RUSM_BENCH_ONLY").ok();
+    if let Some(label) = &only {
+        anyhow::ensure!(
+            sides.iter().any(|side| side.label == label),
+            "RUSM_BENCH_ONLY={label:?} names no side of this scenario"
+        );
+    }
     let mut series: Vec<Series> = sides.iter().map(|_| Series::default()).collect();
     for round in 0..=repeats {
         for (side, out) in sides.iter_mut().zip(&mut series) {
+            if only.as_ref().is_some_and(|label| label != side.label) {
+                continue;
+            }
             let sample = tokio::time::timeout(RUN_LIMIT, (side.run)())
                 .await
                 .with_context(|| {

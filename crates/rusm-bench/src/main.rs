@@ -9,6 +9,7 @@
 //! Scenarios live in their own modules (`native`, `wasm`) and return
 //! [`report::Figure`]s; the output format is `report`'s alone.
 
+mod cluster;
 mod harness;
 mod http;
 mod idle;
@@ -21,6 +22,7 @@ mod reload;
 mod report;
 mod storm;
 mod wasm;
+mod ws;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -39,12 +41,12 @@ struct Cli {
     /// What to run.
     scenario: Scenario,
     /// Main size: processes (spawn-native, spawn-component, ring), round trips
-    /// (ping-pong, ping-pong-wasm, ping-pong-handler, each fairness bystander), receivers (fan-out), kills
-    /// per run (kill-latency), requests per run (http), busy actors (reload), calls (plugin-call), idle actors (idle-actors), restarts (crash-storm), operations of each kind (kv). Defaults per scenario; not allowed with `all`.
+    /// (ping-pong, ping-pong-wasm, ping-pong-handler, each fairness bystander, ws-echo), receivers (fan-out), kills
+    /// per run (kill-latency), requests per run (http), busy actors (reload), calls (plugin-call), idle actors (idle-actors), restarts (crash-storm), operations of each kind (kv), connections (connections-idle). Defaults per scenario; not allowed with `all`.
     n: Option<u64>,
     /// Second size: laps (ring), messages per receiver (fan-out), processes alive at
     /// once (spawn-component), spinners (fairness, kill-latency's busy side; 0 means
-    /// 2 x workers), keep-alive connections (http).
+    /// 2 x workers), keep-alive connections (http), WebSocket connections (ws-echo).
     #[arg(long)]
     m: Option<u64>,
     /// Tokio worker threads.
@@ -64,6 +66,19 @@ struct Cli {
     /// (`Preemption::Tick`, every running guest yielding once per tick).
     #[arg(long)]
     tick_us: Option<u64>,
+    /// `http`: also serve the component from a pool of instances reused for this many
+    /// requests each (`Route::reuse`), beside the fresh instance per request.
+    #[arg(long)]
+    reuse: Option<u32>,
+    /// `http`: also serve `http-p3`, a wasi:http 0.3 service, whose instances each
+    /// serve up to this many requests at once (`Route::concurrency`), beside the
+    /// fresh instance per request (and `wasmtime serve` on the same component).
+    #[arg(long)]
+    p3: Option<u32>,
+    /// `connections-idle`'s client process: hold n connections to this address
+    /// (the scenario starts it; not for use by hand).
+    #[arg(long, hide = true)]
+    ws_clients: Option<String>,
     /// Run only the rusm side of each figure (for profiling; no baseline, no ratio).
     #[arg(long, hide = true)]
     rusm_only: bool,
@@ -89,7 +104,8 @@ enum Scenario {
     Fairness,
     /// Kill a spinning wasm process n times per run; time until its exit is seen.
     KillLatency,
-    /// n HTTP requests to `http-hello` over m keep-alive connections on loopback.
+    /// n HTTP requests to `http-hello` over m keep-alive connections on loopback
+    /// (with `--reuse N`, also on instances reused N times).
     Http,
     /// Reload a component while n of its actors are busy; every one upgraded in place.
     Reload,
@@ -101,12 +117,24 @@ enum Scenario {
     CrashStorm,
     /// n wasi:keyvalue gets, sets and increments from an actor, vs redb's own API.
     Kv,
+    /// n round trips between processes of two nodes through a local nats-server, vs
+    /// raw async-nats request-reply (needs `nats-server` on the PATH).
+    ClusterPingPong,
+    /// n one-way messages from one node to each of m others (one sender per pair),
+    /// per pair, vs raw async-nats publish/subscribe (needs `nats-server` on the PATH).
+    ClusterFanOut,
+    /// n WebSocket round trips to `ws-echo` over m connections, vs a native
+    /// tokio-tungstenite echo server.
+    WsEcho,
+    /// n idle WebSocket connections to `ws-echo`, each answering: resident bytes
+    /// each, vs a native tokio-tungstenite echo server.
+    ConnectionsIdle,
     /// Every scenario above with its default sizes.
     All,
 }
 
 impl Scenario {
-    const EACH: [Scenario; 15] = [
+    const EACH: [Scenario; 19] = [
         Scenario::SpawnNative,
         Scenario::PingPong,
         Scenario::Ring,
@@ -122,6 +150,10 @@ impl Scenario {
         Scenario::IdleActors,
         Scenario::CrashStorm,
         Scenario::Kv,
+        Scenario::ClusterPingPong,
+        Scenario::ClusterFanOut,
+        Scenario::WsEcho,
+        Scenario::ConnectionsIdle,
     ];
 
     /// Default (n, m).
@@ -142,6 +174,10 @@ impl Scenario {
             Scenario::IdleActors => (10_000, 0),
             Scenario::CrashStorm => (20_000, 0),
             Scenario::Kv => (2_000, 0),
+            Scenario::ClusterPingPong => (20_000, 0),
+            Scenario::ClusterFanOut => (200_000, 2),
+            Scenario::WsEcho => (25_600, 256),
+            Scenario::ConnectionsIdle => (10_000, 0),
             Scenario::All => (0, 0),
         }
     }
@@ -161,8 +197,13 @@ impl Scenario {
             Scenario::Reload => reload::reload(p).await,
             Scenario::PluginCall => plugin::plugin_call(p).await,
             Scenario::Kv => kv::kv(p).await,
-            Scenario::IdleActors | Scenario::CrashStorm => {
-                unreachable!("idle-actors and crash-storm report measures and run apart")
+            Scenario::ClusterPingPong => cluster::cluster_ping_pong(p).await,
+            Scenario::ClusterFanOut => cluster::cluster_fan_out(p).await,
+            Scenario::WsEcho => ws::ws_echo(p).await,
+            Scenario::IdleActors | Scenario::CrashStorm | Scenario::ConnectionsIdle => {
+                unreachable!(
+                    "idle-actors, crash-storm and connections-idle report measures and run apart"
+                )
             }
             Scenario::All => unreachable!("`all` is expanded before running"),
         }
@@ -173,6 +214,18 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     if cli.workers == 0 || cli.repeats == 0 || cli.time_slice_us == 0 || cli.tick_us == Some(0) {
         bail!("--workers, --repeats, --time-slice-us and --tick-us must be at least 1");
+    }
+    if cli.reuse.is_some_and(|n| n < 2) {
+        bail!("--reuse must be at least 2 (1 is the fresh instance per request)");
+    }
+    if cli.reuse.is_some() && cli.scenario != Scenario::Http {
+        bail!("--reuse applies to the http scenario");
+    }
+    if cli.p3 == Some(0) {
+        bail!("--p3 must be at least 1 (requests one instance serves at once)");
+    }
+    if cli.p3.is_some() && cli.scenario != Scenario::Http {
+        bail!("--p3 applies to the http scenario");
     }
     let scenarios: Vec<Scenario> = if cli.scenario == Scenario::All {
         if cli.n.is_some() || cli.m.is_some() {
@@ -187,6 +240,10 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
 
+    if let Some(addr) = &cli.ws_clients {
+        let n = cli.n.unwrap_or(cli.scenario.defaults().0);
+        return runtime.block_on(ws::ws_clients(addr, n));
+    }
     if !cli.json {
         println!(
             "# rusm-bench: {} tokio workers; rates are the median of {} runs per side after 1 \
@@ -209,12 +266,17 @@ fn main() -> Result<()> {
                 Some(tick) => Preemption::Tick(Duration::from_micros(tick)),
                 None => Preemption::Slice(Duration::from_micros(cli.time_slice_us)),
             },
+            reuse: cli.reuse.unwrap_or(0),
+            p3: cli.p3.unwrap_or(0),
         };
-        if matches!(scenario, Scenario::IdleActors | Scenario::CrashStorm) {
-            let found = if scenario == Scenario::IdleActors {
-                runtime.block_on(idle::idle_actors(params))?
-            } else {
-                runtime.block_on(storm::crash_storm(params))?
+        if matches!(
+            scenario,
+            Scenario::IdleActors | Scenario::CrashStorm | Scenario::ConnectionsIdle
+        ) {
+            let found = match scenario {
+                Scenario::IdleActors => runtime.block_on(idle::idle_actors(params))?,
+                Scenario::CrashStorm => runtime.block_on(storm::crash_storm(params))?,
+                _ => runtime.block_on(ws::connections_idle(params))?,
             };
             if !cli.json {
                 for measure in &found {

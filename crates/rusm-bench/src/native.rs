@@ -39,6 +39,11 @@ pub struct Params {
     pub workers: usize,
     /// How wasm nodes preempt long-running guests (`WasmConfig::preemption`).
     pub preemption: Preemption,
+    /// `http`: requests per instance of the reusing side (0: no such side).
+    pub reuse: u32,
+    /// `http`: requests one instance of the `wasi:http` 0.3 side serves at once (0: no
+    /// such side).
+    pub p3: u32,
 }
 
 // ---- helpers -----------------------------------------------------------------------
@@ -604,6 +609,8 @@ pub(crate) mod testing {
             rusm_only: false,
             workers: 2,
             preemption: Preemption::default(),
+            reuse: 0,
+            p3: 0,
         }
     }
 

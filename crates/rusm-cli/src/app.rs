@@ -33,6 +33,8 @@ pub struct AppOptions {
     pub watch: bool,
     /// Serve the one listener here instead of at its manifest's address.
     pub listen: Option<SocketAddr>,
+    /// The cluster flags, over the manifest's `[cluster]`.
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 /// Run the app of manifest `file`.
@@ -185,7 +187,14 @@ fn supervisor_spec(
         let path = format!("{prefix}{}", child.id);
         let tree = tree.clone();
         let mut child_spec = match &child.kind {
-            ChildKind::Worker { component, init } => {
+            ChildKind::Worker {
+                component,
+                init,
+                nodes,
+            } if !nodes.is_empty() => remote_child(&child.id, component, init, nodes),
+            ChildKind::Worker {
+                component, init, ..
+            } => {
                 let node = node.clone();
                 let component = component.clone();
                 let init = init.clone();
@@ -230,6 +239,44 @@ fn supervisor_spec(
         spec = spec.child(child_spec);
     }
     spec
+}
+
+/// A worker started on the first of `nodes` that takes it (a spawn through the
+/// cluster, by component name: the receiving node runs its own component of that
+/// name under the policy its own manifest gives it), linked to its supervisor, so
+/// its node going down is a `noconnection` exit its supervisor restarts it after,
+/// again on the first node of the list that takes it.
+fn remote_child(id: &str, component: &str, init: &[u8], nodes: &[String]) -> ChildSpec {
+    let nodes: Arc<[String]> = nodes.into();
+    let spawn = rusm_otp::RemoteSpawn {
+        component: component.to_owned(),
+        init: init.to_vec(),
+        link: true,
+        ..rusm_otp::RemoteSpawn::default()
+    };
+    let id = id.to_owned();
+    ChildSpec::awaited(id.clone(), move |ctx| {
+        let (nodes, spawn, id) = (nodes.clone(), spawn.clone(), id.clone());
+        Box::pin(async move {
+            let mut refusals = Vec::new();
+            for node in nodes.iter() {
+                match ctx.spawn_on(node, spawn.clone()).await {
+                    Ok(spawned) => {
+                        tracing::info!(target: "rusm::app", "started {id} ({}) on node {node} as {}", spawn.component, spawned.pid);
+                        return Ok(spawned.pid);
+                    }
+                    Err(why) => {
+                        tracing::warn!(target: "rusm::app", "could not start {id} on node {node}: {why}");
+                        refusals.push(format!("{node}: {why}"));
+                    }
+                }
+            }
+            Err(ExitReason::custom(format!(
+                "no node could start {id} ({})",
+                refusals.join("; ")
+            )))
+        })
+    })
 }
 
 /// Start the root supervisor under a native `app` process that reports when the tree
@@ -308,7 +355,27 @@ async fn run_app(
         let _ = interrupt.send(());
     }));
     let rt = Runtime::new();
-    let config = manifest.node.apply(rusm_wasm::WasmConfig::default());
+    // Joined before anything is spawned, so every pid of the node names it; kept to
+    // the end of the run.
+    let cluster_config = options.cluster.config(manifest.cluster.as_ref())?;
+    if cluster_config.is_none()
+        && let Some(table) = &manifest.cluster
+        && let Some(at) = &table.kv_buckets_at
+    {
+        bail!(
+            "{at}: [cluster] kv_buckets shares {} through the cluster, but this node joins \
+             no cluster: give url in [cluster] or rusm run --cluster nats://HOST:PORT",
+            table.kv_buckets.join(", ")
+        );
+    }
+    let cluster = crate::cluster::join(&rt, cluster_config).await?;
+    let mut config = manifest.node.apply(rusm_wasm::WasmConfig::default());
+    // Nodes of a cluster started from one manifest each keep their own database.
+    if let Some(cluster) = &cluster
+        && let Some(path) = manifest.node.kv_path_for(Some(cluster.node_name()))
+    {
+        config.kv_path = Some(path);
+    }
     tracing::info!(
         target: "rusm::app",
         "node: {} allocator, at most {} instances, {}, memory budget {}",
@@ -327,9 +394,50 @@ async fn run_app(
         },
         budget_text(config.memory_budget)
     );
+    let kv_path = config.kv_path.clone();
     let node = crate::new_node_with(&rt, config)?;
+    if let (Some(cluster), Some(table)) = (&cluster, &manifest.cluster)
+        && !table.kv_buckets.is_empty()
+    {
+        crate::cluster::share_buckets(&node, cluster, &table.kv_buckets).await?;
+    }
+    // `rusm kv` reaches the buckets through this while the node holds the file.
+    // Without it (a directory it cannot write, a path too long for a socket) the app
+    // still runs; only `rusm kv` cannot reach it, and says so.
+    let _operator = match &kv_path {
+        Some(db) => match crate::operator::serve(db, node.buckets()) {
+            Ok(endpoint) => {
+                tracing::info!(
+                    target: "rusm::app",
+                    "operator socket at {}",
+                    endpoint.path().display()
+                );
+                Some(endpoint)
+            }
+            Err(e) => {
+                tracing::warn!(
+                    target: "rusm::app",
+                    "no operator socket, so rusm kv cannot reach this node: {e:#}"
+                );
+                None
+            }
+        },
+        None => None,
+    };
     if let Some(library) = &manifest.library {
         node.set_policies(library.clone());
+    }
+    // What another node of the cluster asks to run by name runs under the policy
+    // this manifest gives the component.
+    for (name, component) in &manifest.components {
+        node.set_component_policy(name, component.policy.clone());
+    }
+    if cluster.is_none()
+        && let Some(child) = remote_worker(&manifest.root)
+    {
+        bail!(
+            "child {child:?} names nodes to run on, but this app joins no cluster; add a [cluster] table or --cluster nats://HOST:PORT"
+        );
     }
     // Each is loaded by what it exports; a listener routes to any that exports
     // wasi:http/incoming-handler, so a wasm32-wasip2 binary of the wasi:http/proxy
@@ -469,6 +577,10 @@ async fn run_app(
         http::shutdown(server).await;
     }
     rt.shutdown(GRACE).await;
+    // The peers hear that this node leaves, rather than waiting out its silence.
+    if let Some(cluster) = cluster {
+        cluster.leave().await;
+    }
     let stats = rt.stats();
     let exits: Vec<String> = stats
         .exits
@@ -500,6 +612,15 @@ async fn run_app(
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The id of a worker of the tree that runs on other nodes, if any.
+fn remote_worker(sup: &SupervisorDecl) -> Option<&str> {
+    sup.children.iter().find_map(|child| match &child.kind {
+        ChildKind::Worker { nodes, .. } if !nodes.is_empty() => Some(child.id.as_str()),
+        ChildKind::Worker { .. } => None,
+        ChildKind::Supervisor(inner) => remote_worker(inner),
+    })
 }
 
 /// Every worker of the tree must run an actor or a command: HTTP handlers are routed

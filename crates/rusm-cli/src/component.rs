@@ -31,6 +31,8 @@ pub struct RunOptions {
     pub metrics: Option<SocketAddr>,
     /// Grants on top of the policy.
     pub grants: GrantArgs,
+    /// The cluster to join, if any.
+    pub cluster: Option<rusm_cluster::ClusterConfig>,
 }
 
 /// The name a component file is registered under: its file stem.
@@ -97,6 +99,7 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     options.grants.apply(&mut policy)?;
     crate::runtime()?.block_on(async move {
         let rt = Runtime::new();
+        let cluster = crate::cluster::join(&rt, options.cluster).await?;
         let node = crate::new_node(&rt)?;
         let kind = load(&node, &name, &options.component)?;
         if kind == ComponentKind::Http {
@@ -149,10 +152,16 @@ pub fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             () = interrupted => {
                 note!("rusm: Ctrl-C; stopping {name} {pid}");
                 rt.shutdown(GRACE).await;
+                if let Some(cluster) = cluster {
+                    cluster.leave().await;
+                }
                 return Ok(ExitCode::SUCCESS);
             }
         };
         rt.shutdown(GRACE).await;
+        if let Some(cluster) = cluster {
+            cluster.leave().await;
+        }
         Ok(exit_code(&name, kind, &reason))
     })
 }

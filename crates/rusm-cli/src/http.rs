@@ -63,7 +63,14 @@ pub async fn bind(
         };
         let mut route = route
             .connection(r.connection.clone())
+            .pool(r.pool)
             .policy(manifest.components[&r.component].policy.clone());
+        if let Some(reuse) = r.reuse {
+            route = route.reuse(reuse);
+        }
+        if let Some(concurrency) = r.concurrency {
+            route = route.concurrency(concurrency);
+        }
         if let Some(method) = &r.method {
             let method = http::Method::from_bytes(method.as_bytes()).map_err(|_| {
                 anyhow::anyhow!("route {}: {method:?} is not an HTTP method", r.path)

@@ -352,7 +352,7 @@ fn process(funcs: &[String], policy: &Policy) -> Verdict {
     let uses = |f: &str| funcs.is_empty() || funcs.iter().any(|g| g == f);
     let mut granted = Vec::new();
     let mut denied = Vec::new();
-    if uses("spawn") {
+    if uses("spawn") || uses("spawn-on") {
         if p.spawn.is_empty() {
             denied.push("spawn".to_owned());
         } else {

@@ -13,6 +13,7 @@ mod output;
 
 mod app;
 mod build;
+mod cluster;
 mod component;
 mod grants;
 mod http;
@@ -21,6 +22,7 @@ mod kv;
 mod lifecycle;
 mod manifest;
 mod metrics;
+mod operator;
 mod scaffold;
 mod watch;
 
@@ -64,10 +66,28 @@ enum Command {
     Inspect(InspectArgs),
     /// Create a new guest actor crate, ready to build and run.
     New(NewArgs),
-    /// Read and write a node's key-value database (wasi:keyvalue buckets) while no
-    /// node runs on it.
+    /// Read and write a node's key-value database (wasi:keyvalue buckets): through the
+    /// node running on it, or in the file when none does.
+    Kv(kv::KvArgs),
+    /// Look at a cluster of nodes joined through NATS.
     #[command(subcommand)]
-    Kv(kv::KvCommand),
+    Cluster(ClusterCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// List the live nodes of a cluster, by listening to their heartbeats.
+    Status {
+        /// The NATS server (for example nats://127.0.0.1:4222).
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// The cluster's name.
+        #[arg(long, value_name = "NAME", default_value = rusm_cluster::DEFAULT_CLUSTER)]
+        cluster_name: String,
+        /// How long to listen (heartbeats come every half second by default).
+        #[arg(long, value_name = "DURATION", default_value = "1200ms")]
+        wait: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -103,6 +123,9 @@ struct RunArgs {
     /// Grants for this run on top of the policy (components only).
     #[command(flatten)]
     grants: grants::GrantArgs,
+    /// The cluster to join.
+    #[command(flatten)]
+    cluster: cluster::ClusterArgs,
     /// Arguments for a WASI command component (after --); they replace the policy's
     /// [env] args, after the program name.
     #[arg(last = true, value_name = "ARGS")]
@@ -168,6 +191,7 @@ fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Run(args) => run(args),
+        Command::Cluster(command) => cluster_command(command),
         Command::Serve(args) => component::serve(component::ServeOptions {
             component: args.component,
             listen: args.listen,
@@ -227,6 +251,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 keep_running: args.keep_running,
                 watch: args.watch,
                 listen: args.listen,
+                cluster: args.cluster,
             },
         );
     }
@@ -248,7 +273,22 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         args: args.args,
         metrics: args.metrics,
         grants: args.grants,
+        cluster: args.cluster.config(None)?,
     })
+}
+
+fn cluster_command(command: ClusterCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ClusterCommand::Status {
+            url,
+            cluster_name,
+            wait,
+        } => {
+            let wait =
+                rusm_policy::parse_duration(&wait).map_err(|e| anyhow::anyhow!("--wait: {e}"))?;
+            cluster::status(&url, &cluster_name, wait)
+        }
+    }
 }
 
 fn parse_hex(text: &str) -> anyhow::Result<Vec<u8>> {

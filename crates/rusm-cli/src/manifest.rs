@@ -34,6 +34,31 @@ pub struct Manifest {
     pub steps: Vec<Step>,
     /// How the app's node is sized (`[node]`).
     pub node: NodeDecl,
+    /// The cluster the app's node joins (`[cluster]`), if any.
+    pub cluster: Option<ClusterDecl>,
+}
+
+/// The `[cluster]` table: the cluster the app's node joins. `rusm run`'s `--cluster`,
+/// `--node-name`, `--cluster-name` and `--down-after` override its keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterDecl {
+    /// `url`: the NATS server.
+    pub url: Option<String>,
+    /// `node_name`: this node's name in the cluster.
+    pub node_name: Option<String>,
+    /// `cluster_name`: the cluster's name (`rusm` when unset).
+    pub cluster_name: Option<String>,
+    /// `down_after`: how long a silent node has before it is declared down.
+    pub down_after: Option<Duration>,
+    /// `credentials`: a NATS credentials file, resolved against the manifest's
+    /// directory.
+    pub credentials: Option<PathBuf>,
+    /// `kv_buckets`: the `wasi:keyvalue` buckets shared through the cluster (each a
+    /// JetStream KV bucket) instead of kept in the node's file.
+    pub kv_buckets: Vec<String>,
+    /// Where `kv_buckets` is written (`FILE:LINE:COLUMN`), for the error of a node
+    /// that shares buckets but is not clustered.
+    pub kv_buckets_at: Option<String>,
 }
 
 /// The `[node]` table: how the app's node allocates instances and preempts them.
@@ -52,6 +77,9 @@ pub struct NodeDecl {
     /// `kv_path`: the key-value database file, resolved against the manifest's
     /// directory (`.rusm/kv.redb` there when the manifest names none).
     pub kv_path: Option<PathBuf>,
+    /// Whether `kv_path` is the default (the manifest names none): a node of a
+    /// cluster then keeps its database in `.rusm/<node name>/kv.redb`.
+    pub kv_default: bool,
     /// `kv_max_bytes`: the most the key-value store holds.
     pub kv_max_bytes: Option<u64>,
 }
@@ -66,6 +94,18 @@ pub enum AllocatorChoice {
 }
 
 impl NodeDecl {
+    /// The key-value database of the node named `node_name` in a cluster (`None` for a
+    /// node that joins none): `kv_path` when the manifest names one, otherwise
+    /// `.rusm/kv.redb`, or `.rusm/<node name>/kv.redb` for a clustered node, so that
+    /// nodes started from one manifest each keep their own file.
+    pub fn kv_path_for(&self, node_name: Option<&str>) -> Option<PathBuf> {
+        let path = self.kv_path.clone()?;
+        match (node_name, path.parent()) {
+            (Some(name), Some(dir)) if self.kv_default => Some(dir.join(name).join("kv.redb")),
+            _ => Some(path),
+        }
+    }
+
     /// `base` with this table's settings applied.
     pub fn apply(&self, base: WasmConfig) -> WasmConfig {
         let mut config = base;
@@ -161,6 +201,9 @@ pub enum ChildKind {
         component: String,
         /// The init bytes handed to the actor.
         init: Vec<u8>,
+        /// The nodes of the cluster to start it on, tried in order at every start
+        /// (`nodes = [...]`); empty runs it on this node.
+        nodes: Vec<String>,
     },
     /// A supervisor of its own children.
     Supervisor(SupervisorDecl),
@@ -190,6 +233,16 @@ pub struct RouteDecl {
     pub kind: rusm_http::RouteKind,
     /// The settings of its connections (WebSocket and SSE routes).
     pub connection: rusm_http::ConnectionConfig,
+    /// Requests one instance serves (HTTP routes), when set: in turn for a wasi:http
+    /// 0.2 handler (not set: 1, a fresh instance per request), in all for a 0.3
+    /// service (not set: no cap).
+    pub reuse: Option<u32>,
+    /// With `reuse` above 1, or for a wasi:http 0.3 service, the most instances the
+    /// route's pool holds.
+    pub pool: usize,
+    /// For a wasi:http 0.3 service, the requests one instance serves at once, when
+    /// set (not set: [`rusm_wasm::DEFAULT_P3_CONCURRENCY`]).
+    pub concurrency: Option<u32>,
 }
 
 /// One step of the client script.
@@ -377,6 +430,69 @@ routes = [{ path = "/", component = "web" }]
             assert!(err.starts_with("app.toml:9:"), "{err}");
             assert!(err.contains(expect), "{err}");
         }
+    }
+
+    #[test]
+    fn http_routes_may_reuse_instances_from_a_pool() {
+        let text = with_route(
+            r#"{ path = "/api", component = "web", reuse = 500, pool = 4 }, { path = "/", component = "web" }"#,
+        );
+        let m = parse(&text, Path::new("app.toml")).unwrap();
+        let [api, root] = &m.listeners[0].routes[..] else {
+            panic!("two routes")
+        };
+        assert_eq!((api.reuse, api.pool, api.concurrency), (Some(500), 4, None));
+        assert_eq!(
+            (root.reuse, root.pool, root.concurrency),
+            (None, rusm_wasm::DEFAULT_POOL_INSTANCES, None)
+        );
+        for (route, expect) in [
+            (
+                r#"{ path = "/", component = "web", reuse = 0 }"#,
+                "reuse must be a whole number of at least 1",
+            ),
+            (
+                r#"{ path = "/", component = "web", reuse = 5, pool = 0 }"#,
+                "pool must be a whole number of at least 1",
+            ),
+            (
+                r#"{ path = "/", component = "web", pool = 4 }"#,
+                "pool applies with reuse",
+            ),
+            (
+                r#"{ path = "/", component = "web", kind = "websocket", reuse = 5 }"#,
+                "reuse, pool and concurrency apply to http routes",
+            ),
+            (
+                r#"{ path = "/", component = "web", concurrency = 0 }"#,
+                "concurrency must be a whole number of at least 1, not 0",
+            ),
+            (
+                r#"{ path = "/", component = "web", concurrency = 5000 }"#,
+                "concurrency must be at most 1024, not 5000",
+            ),
+            (
+                r#"{ path = "/", component = "web", kind = "sse", concurrency = 8 }"#,
+                "reuse, pool and concurrency apply to http routes",
+            ),
+        ] {
+            let err = parse(&with_route(route), Path::new("app.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("app.toml:9:"), "{err}");
+            assert!(err.contains(expect), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_wasi_http_0_3_route_sets_its_concurrency_and_pool() {
+        let text = with_route(r#"{ path = "/", component = "web", concurrency = 64, pool = 2 }"#);
+        let m = parse(&text, Path::new("app.toml")).unwrap();
+        let route = &m.listeners[0].routes[0];
+        assert_eq!(
+            (route.reuse, route.pool, route.concurrency),
+            (None, 2, Some(64))
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! feature, `send_value`, `call_value` and `Message::decode` carry typed values.
 //! [`hand_over`], [`handed_over`] and [`handle_upgrades`] let an actor keep its state
 //! across a hot code upgrade; without them it is restarted in place on the new code.
-//! [`keyvalue`] (`wasi:keyvalue`) keeps state across restarts of the process and of
+//! [`keyvalue`] (`wasi:keyvalue`, with compare-and-swap; [`keyvalue_draft`] for its first draft) keeps state across restarts of the process and of
 //! the node, and [`config`] (`wasi:config`) reads configuration, each as the policy
 //! grants it.
 //!
@@ -85,10 +85,10 @@ pub use handler::{Handler, Next};
 pub use process::{
     Selector, SpawnOptions, Spawned, cancel_timer, demonitor, exit, kill, link, monitor, receive,
     receive_selected, receive_selected_timeout, receive_tag, receive_tag_timeout, receive_timeout,
-    register, self_pid, send, send_after, send_receive, send_receive_timeout, spawn, trap_exit,
-    try_receive, unlink, unregister, whereis,
+    register, register_global, self_pid, send, send_after, send_receive, send_receive_timeout,
+    spawn, spawn_on, trap_exit, try_receive, unlink, unregister, whereis, whereis_global,
 };
-pub use state::{config, keyvalue};
+pub use state::{config, keyvalue, keyvalue_draft};
 pub use types::{Error, ExitReason, Message, MonitorRef, Pid, REPLY_TAG_BASE, Tag, TimerRef};
 pub use upgrade::{hand_over, handed_over, handle_upgrades};
 #[cfg(feature = "serde")]

@@ -369,6 +369,25 @@ pub fn spawn(component: &str, options: SpawnOptions) -> Result<Spawned, Error> {
     })
 }
 
+/// Starts a new process running the named component on the node named `node` of
+/// this node's cluster, under the receiving node's policy `options.policy` (or the
+/// caller's own): never more than the caller holds. A link or monitor asked for
+/// crosses nodes (`noconnection` when the node goes down). Waits for the other node's
+/// answer.
+pub fn spawn_on(node: &str, component: &str, options: SpawnOptions) -> Result<Spawned, Error> {
+    let options = raw::SpawnOptions {
+        link: options.link,
+        monitor: options.monitor,
+        init: options.init,
+        policy: options.policy,
+    };
+    let spawned = imports::spawn_on(node, component, &options)?;
+    Ok(Spawned {
+        pid: Pid::from_raw(spawned.pid),
+        monitor: spawned.monitor.map(MonitorRef::from_raw),
+    })
+}
+
 /// Links this process with `pid`: when either ends abnormally the other receives an
 /// exit signal. Fails with [`Error::Noproc`] when `pid` does not exist.
 pub fn link(pid: Pid) -> Result<(), Error> {
@@ -423,6 +442,23 @@ pub fn unregister(name: &str) -> Result<(), Error> {
 /// Looks up a registered name.
 pub fn whereis(name: &str) -> Option<Pid> {
     imports::whereis(name).map(Pid::from_raw)
+}
+
+/// Registers this process under `name` across its node's cluster. Subject to the
+/// policy's register right. The name is released when this process ends, or when its
+/// node is declared down.
+///
+/// # Errors
+/// `already-registered` when a live process holds it; `unavailable` on a node in no
+/// cluster, or when the cluster's registry cannot be reached.
+pub fn register_global(name: &str) -> Result<(), Error> {
+    imports::register_global(name).map_err(Error::from)
+}
+
+/// Looks up a name registered across the cluster (see [`register_global`]): `None`
+/// on a node in no cluster, and when the holder's node is down.
+pub fn whereis_global(name: &str) -> Option<Pid> {
+    imports::whereis_global(name).map(Pid::from_raw)
 }
 
 /// Sends a data message to `to` after `delay` (rounded up to whole milliseconds).

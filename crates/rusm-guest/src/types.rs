@@ -34,6 +34,17 @@ impl Pid {
         self.0
     }
 
+    /// The number of the node the process runs on: the top 20 bits of the pid (0 on
+    /// a node that is in no cluster).
+    pub const fn node(self) -> u32 {
+        (self.0 >> 44) as u32
+    }
+
+    /// The process's number within its node: the low 44 bits.
+    pub const fn serial(self) -> u64 {
+        self.0 & ((1 << 44) - 1)
+    }
+
     /// The pid as 8 little-endian bytes, the form it takes inside payloads.
     pub const fn to_le_bytes(self) -> [u8; 8] {
         self.0.to_le_bytes()
@@ -162,6 +173,8 @@ pub enum ExitReason {
     UpgradeTimeout,
     /// Any other reason, chosen by the process that exited.
     Custom(String),
+    /// The process was on another node, and the connection to that node ended.
+    Noconnection,
 }
 
 impl ExitReason {
@@ -189,6 +202,7 @@ impl ExitReason {
             Self::CapabilityDenied(_) => "capability-denied",
             Self::UpgradeTimeout => "upgrade-timeout",
             Self::Custom(_) => "custom",
+            Self::Noconnection => "noconnection",
         }
     }
 
@@ -213,6 +227,7 @@ impl ExitReason {
             Self::CapabilityDenied(text) => raw::ExitReason::CapabilityDenied(text),
             Self::UpgradeTimeout => raw::ExitReason::UpgradeTimeout,
             Self::Custom(text) => raw::ExitReason::Custom(text),
+            Self::Noconnection => raw::ExitReason::Noconnection,
         }
     }
 }
@@ -231,6 +246,7 @@ impl From<raw::ExitReason> for ExitReason {
             raw::ExitReason::CapabilityDenied(text) => Self::CapabilityDenied(text),
             raw::ExitReason::UpgradeTimeout => Self::UpgradeTimeout,
             raw::ExitReason::Custom(text) => Self::Custom(text),
+            raw::ExitReason::Noconnection => Self::Noconnection,
         }
     }
 }
@@ -264,6 +280,7 @@ impl FromStr for ExitReason {
             ("capability-denied", Some(detail)) => Self::CapabilityDenied(detail),
             ("upgrade-timeout", None) => Self::UpgradeTimeout,
             ("custom", Some(detail)) => Self::Custom(detail),
+            ("noconnection", None) => Self::Noconnection,
             _ => return Err(DecodeError::new(format!("not an exit reason: {text:?}"))),
         };
         Ok(reason)
@@ -417,6 +434,16 @@ mod tests {
     }
 
     #[test]
+    fn a_pid_names_its_node_as_the_host_numbers_it() {
+        // The host puts the node number in the top 20 bits (rusm_otp::Pid::new).
+        let pid = Pid::from_raw((3u64 << 44) | 42);
+        assert_eq!((pid.node(), pid.serial()), (3, 42));
+        let last = Pid::from_raw(u64::MAX);
+        assert_eq!((last.node(), last.serial()), ((1 << 20) - 1, (1 << 44) - 1));
+        assert_eq!(Pid::from_raw(42).node(), 0);
+    }
+
+    #[test]
     fn exit_reasons_round_trip_through_text() {
         let reasons = [
             ExitReason::Normal,
@@ -429,6 +456,7 @@ mod tests {
             ExitReason::MaxRestartIntensity,
             ExitReason::CapabilityDenied("clock".into()),
             ExitReason::UpgradeTimeout,
+            ExitReason::Noconnection,
             ExitReason::custom(""),
             ExitReason::custom("a:b"),
         ];

@@ -7,7 +7,9 @@
 //! method); the chosen component is instantiated from its cached `ProxyPre` on the
 //! node's pooled engine through [`rusm_wasm::WasmNode::serve_http`], as a rusm process
 //! with a pid, a mailbox and the `rusm:runtime` imports, under the route's policy (or
-//! the node's default). Request and response bodies stream in both directions.
+//! the node's default). Request and response bodies stream in both directions. A
+//! route with [`Route::reuse`] serves its requests from a bounded pool of warm
+//! instances instead ([`rusm_wasm::HttpPool`]), each serving several requests in turn.
 //!
 //! What a client sees when a limit is hit ([`HttpConfig`]):
 //!
@@ -19,7 +21,7 @@
 //! | request head larger than `max_header_bytes` | 431 (from hyper) |
 //! | request body not all in within `body_read_timeout` of the head | 408 (or the connection is closed, if the handler had answered) |
 //! | request head not in within `header_read_timeout` | the connection is closed |
-//! | no instance slot free within `queue_timeout` | 503 (with `Retry-After`) |
+//! | no instance slot free within `queue_timeout` (or, on a route with [`Route::reuse`], no instance of its pool) | 503 (with `Retry-After`) |
 //! | no response within `request_deadline` of the head's arrival | 504; the instance is killed |
 //!
 //! At most `max_connections` connections are open at once; at the cap the listener

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use http::Method;
 use rusm_policy::Policy;
+use rusm_wasm::HttpPool;
 
 use crate::connection::ConnectionConfig;
 
@@ -11,7 +12,8 @@ use crate::connection::ConnectionConfig;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum RouteKind {
-    /// A `wasi:http` request handler, a fresh instance per request.
+    /// A `wasi:http` request handler: a fresh instance per request, or, with
+    /// [`Route::reuse`], instances from a pool, each serving several in turn.
     #[default]
     Http,
     /// WebSocket connections: an actor or handler-style component, one process per
@@ -37,6 +39,14 @@ pub struct Route {
     policy: Option<Arc<Policy>>,
     kind: RouteKind,
     connection: ConnectionConfig,
+    reuse: u32,
+    /// Whether `reuse` was set (a `wasi:http` 0.3 service's instances are otherwise
+    /// not retired by count).
+    reuse_set: bool,
+    concurrency: Option<u32>,
+    pool_size: usize,
+    /// The route's pool of reused instances, made at bind when `reuse` is above 1.
+    pub(crate) pool: Option<HttpPool>,
 }
 
 impl Route {
@@ -49,6 +59,11 @@ impl Route {
             policy: None,
             kind: RouteKind::Http,
             connection: ConnectionConfig::default(),
+            reuse: 1,
+            reuse_set: false,
+            concurrency: None,
+            pool_size: rusm_wasm::DEFAULT_POOL_INSTANCES,
+            pool: None,
         }
     }
 
@@ -76,6 +91,63 @@ impl Route {
     pub fn connection(mut self, config: ConnectionConfig) -> Route {
         self.connection = config;
         self
+    }
+
+    /// Serve up to `requests` requests in turn on one instance (an HTTP route): the
+    /// route keeps a pool of warm instances ([`Route::pool`]), each retired after
+    /// `requests` requests, a trap, or the deadline. 1, the default, is a fresh
+    /// instance per request; 0 is refused at bind. See [`rusm_wasm::HttpPool`].
+    #[must_use]
+    ///
+    /// On a route whose component is a `wasi:http` 0.3 service, `reuse` caps the
+    /// requests one instance takes in all (by default there is no cap: an instance
+    /// retires when idle, after a trap or a missed deadline, or on reload).
+    pub fn reuse(mut self, requests: u32) -> Route {
+        self.reuse = requests;
+        self.reuse_set = true;
+        self
+    }
+
+    /// For a route whose component exports `wasi:http/handler@0.3`: how many
+    /// requests one instance serves at once ([`rusm_wasm::DEFAULT_P3_CONCURRENCY`]
+    /// by default). The route's pool holds up to [`Route::pool`] such instances; a
+    /// request that finds every slot of every instance taken waits up to the
+    /// server's `queue_timeout`, then gets 503. 0 is refused at bind, and so is
+    /// setting it on a route whose component is a 0.2 handler.
+    #[must_use]
+    pub fn concurrency(mut self, requests: u32) -> Route {
+        self.concurrency = Some(requests);
+        self
+    }
+
+    /// The concurrency the route sets, if it sets one.
+    pub fn concurrency_setting(&self) -> Option<u32> {
+        self.concurrency
+    }
+
+    /// Whether the route sets `reuse` itself.
+    pub(crate) fn reuse_is_set(&self) -> bool {
+        self.reuse_set
+    }
+
+    /// With [`Route::reuse`], the most instances the route's pool holds at once,
+    /// busy and idle together ([`rusm_wasm::DEFAULT_POOL_INSTANCES`] by default): a
+    /// request that finds them all busy waits for one up to the server's
+    /// `queue_timeout`, then gets 503.
+    #[must_use]
+    pub fn pool(mut self, instances: usize) -> Route {
+        self.pool_size = instances;
+        self
+    }
+
+    /// How many requests one instance serves in turn (1: a fresh one per request).
+    pub fn reuse_count(&self) -> u32 {
+        self.reuse
+    }
+
+    /// The most instances the route's pool holds, when it reuses them.
+    pub fn pool_size(&self) -> usize {
+        self.pool_size
     }
 
     /// What the route serves.

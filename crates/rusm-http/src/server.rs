@@ -1,6 +1,6 @@
 //! The listener, its connections, and how one request is served.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,7 +14,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rusm_otp::{ExitReason, Pid};
-use rusm_wasm::{ComponentKind, HttpFailure, HttpRequestOptions, SpawnError, WasmNode};
+use rusm_wasm::{
+    ComponentKind, HttpFailure, HttpPoolConfig, HttpPoolRequest, HttpRequestOptions, SpawnError,
+    WasmNode,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -58,8 +61,9 @@ pub(crate) struct Shared {
     /// Becomes true (or its sender is dropped) when the server stops.
     pub(crate) stop: watch::Receiver<bool>,
     pub(crate) stats: StatsRecorder,
-    /// Pids of the request processes alive now.
-    in_flight: Mutex<HashSet<Pid>>,
+    /// Pids of the processes serving requests now, with how many each serves (a
+    /// reused instance serves one request after another under one pid).
+    in_flight: Mutex<HashMap<Pid, usize>>,
     host: HeaderValue,
 }
 
@@ -71,12 +75,14 @@ impl HttpServer {
     /// [`HttpError::Route`] when a route's prefix does not start with `/` or its
     /// component is not loaded or does not export `wasi:http/incoming-handler`
     /// (a component of any kind that does is served: see [`WasmNode::serves_http`]);
-    /// [`HttpError::Config`] when
+    /// [`HttpError::Route`] also when a route's `reuse`, `pool` or `concurrency` is
+    /// 0, a WebSocket or SSE route sets `reuse` or `concurrency`, or a route whose
+    /// component is a `wasi:http` 0.2 handler sets `concurrency`; [`HttpError::Config`] when
     /// `max_concurrent` or `max_connections` is 0; [`HttpError::Bind`] when the address cannot be bound.
     pub async fn bind(
         node: WasmNode,
         addr: SocketAddr,
-        routes: Vec<Route>,
+        mut routes: Vec<Route>,
         config: HttpConfig,
     ) -> Result<HttpServer, HttpError> {
         if config.max_concurrent == 0 {
@@ -94,7 +100,7 @@ impl HttpServer {
                 "max_streams must be at least 1 and fit in 32 bits".into(),
             ));
         }
-        for route in &routes {
+        for route in &mut routes {
             let bad = |reason: String| HttpError::Route {
                 prefix: route.prefix().to_owned(),
                 component: route.component().to_owned(),
@@ -102,6 +108,25 @@ impl HttpServer {
             };
             if !route.prefix().starts_with('/') {
                 return Err(bad("the path prefix must start with '/'".into()));
+            }
+            if route.reuse_count() == 0 || route.pool_size() == 0 {
+                return Err(bad(format!(
+                    "reuse and pool must be at least 1 (reuse {}, pool {})",
+                    route.reuse_count(),
+                    route.pool_size()
+                )));
+            }
+            if route.kind() != RouteKind::Http && route.reuse_count() > 1 {
+                return Err(bad(
+                    "reuse applies to http routes; a websocket or sse route runs a process per connection"
+                        .into(),
+                ));
+            }
+            if route.kind() != RouteKind::Http && route.concurrency_setting().is_some() {
+                return Err(bad(
+                    "concurrency applies to http routes; a websocket or sse route runs a process per connection"
+                        .into(),
+                ));
             }
             if route.kind() != RouteKind::Http {
                 route.connection_config().check().map_err(bad)?;
@@ -120,10 +145,53 @@ impl HttpServer {
                 Some(_) if node.serves_http(route.component()) => {}
                 Some(kind) => {
                     return Err(bad(format!(
-                        "the component is {kind:?}, not an HTTP handler: it does not export wasi:http/incoming-handler"
+                        "the component is {kind:?}, not an HTTP handler: it exports neither wasi:http/incoming-handler@0.2 nor wasi:http/handler@0.3"
                     )));
                 }
                 None => return Err(bad("no component of that name is loaded".into())),
+            }
+            if node.is_http_service(route.component()) {
+                // A wasi:http 0.3 service: always a pool, whose instances each serve
+                // up to `concurrency` requests at once.
+                let concurrency = route
+                    .concurrency_setting()
+                    .unwrap_or(rusm_wasm::DEFAULT_P3_CONCURRENCY);
+                if concurrency == 0 {
+                    return Err(bad("concurrency must be at least 1".into()));
+                }
+                let reuse = if route.reuse_is_set() {
+                    route.reuse_count()
+                } else {
+                    u32::MAX
+                };
+                let config = HttpPoolConfig {
+                    instances: route.pool_size(),
+                    policy: route.policy_ref().cloned(),
+                    concurrency,
+                    ..HttpPoolConfig::new(reuse)
+                };
+                let pool = node
+                    .http_pool(route.component(), config)
+                    .map_err(|e| bad(e.to_string()))?;
+                route.pool = Some(pool);
+                continue;
+            }
+            if route.concurrency_setting().is_some() {
+                return Err(bad(
+                    "concurrency applies to components exporting wasi:http/handler@0.3; this one is a wasi:http 0.2 handler, which serves one request at a time per instance (see reuse)"
+                        .into(),
+                ));
+            }
+            if route.reuse_count() > 1 {
+                let config = HttpPoolConfig {
+                    instances: route.pool_size(),
+                    policy: route.policy_ref().cloned(),
+                    ..HttpPoolConfig::new(route.reuse_count())
+                };
+                let pool = node
+                    .http_pool(route.component(), config)
+                    .map_err(|e| bad(e.to_string()))?;
+                route.pool = Some(pool);
             }
         }
         let listener = TcpListener::bind(addr)
@@ -145,7 +213,7 @@ impl HttpServer {
             stop: stop_rx.clone(),
             config,
             stats: StatsRecorder::new(),
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(HashMap::new()),
             host,
         });
         let accept = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
@@ -166,6 +234,13 @@ impl HttpServer {
     /// Requests by status, the latency histogram and the requests in flight.
     pub fn stats(&self) -> HttpStats {
         self.shared.stats.snapshot()
+    }
+
+    /// The requests an instance has taken and not yet finished, all routes together
+    /// (unlike [`HttpStats::in_flight`], which also counts those still waiting for a
+    /// slot or an instance).
+    pub fn requests_on_instances(&self) -> usize {
+        lock(&self.shared.in_flight).values().sum()
     }
 
     /// Stop accepting connections, close idle ones, and let in-flight requests
@@ -228,7 +303,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
     let grace = shared.config.shutdown_grace;
     let drain = async { while conns.join_next().await.is_some() {} };
     if tokio::time::timeout(grace, drain).await.is_err() {
-        let pids: Vec<Pid> = lock(&shared.in_flight).iter().copied().collect();
+        let pids: Vec<Pid> = lock(&shared.in_flight).keys().copied().collect();
         tracing::warn!(
             in_flight = pids.len(),
             "http shutdown grace passed; killing the remaining requests"
@@ -238,6 +313,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
         }
         conns.abort_all();
         while conns.join_next().await.is_some() {}
+    }
+    // The warm instances of reusing routes have nothing left to serve.
+    for route in shared.router.routes() {
+        if let Some(pool) = &route.pool {
+            pool.retire_idle();
+        }
     }
     // WebSocket connections and SSE streams close themselves on the stop (1001);
     // those still open after the grace are killed.
@@ -459,6 +540,7 @@ async fn dispatch(
     // Backpressure: wait a bounded time for an instance slot, never past the deadline.
     let remaining = config.request_deadline.saturating_sub(arrived.elapsed());
     let wait = config.queue_timeout.min(remaining);
+    let queued = Instant::now();
     let permit = match tokio::time::timeout(wait, shared.slots.clone().acquire_owned()).await {
         Ok(Ok(permit)) => permit,
         Ok(Err(_)) => return (busy(), None),
@@ -472,17 +554,37 @@ async fn dispatch(
     if parts.uri.authority().is_none() && !parts.headers.contains_key(header::HOST) {
         parts.headers.insert(header::HOST, shared.host.clone());
     }
-    let options = HttpRequestOptions {
-        policy: route.policy_ref().cloned(),
-        deadline: Some(remaining),
-        https: false,
+    let request = Request::from_parts(parts, body);
+    let served = match &route.pool {
+        Some(pool) => {
+            let options = HttpPoolRequest {
+                deadline: Some(remaining),
+                https: false,
+                // What is left of the queue timeout after the wait for a slot.
+                wait: config
+                    .queue_timeout
+                    .saturating_sub(queued.elapsed())
+                    .min(remaining),
+            };
+            let served = pool.serve(request, options).await;
+            if served.is_err() && arrived.elapsed() >= config.request_deadline {
+                return (deadline_passed(), None);
+            }
+            served
+        }
+        None => {
+            let options = HttpRequestOptions {
+                policy: route.policy_ref().cloned(),
+                deadline: Some(remaining),
+                https: false,
+            };
+            shared.node.serve_http(route.component(), request, options)
+        }
     };
-    let mut invocation = match shared.node.serve_http(
-        route.component(),
-        Request::from_parts(parts, body),
-        options,
-    ) {
+    let mut invocation = match served {
         Ok(invocation) => invocation,
+        // Every instance of the route's pool stayed busy: as for a full server.
+        Err(SpawnError::Unavailable(_)) if route.pool.is_some() => return (busy(), None),
         // The node cannot take another process now (its memory budget): busy.
         Err(e @ SpawnError::Unavailable(_)) => {
             tracing::warn!(component = route.component(), error = %e, "cannot serve request now");
@@ -500,7 +602,7 @@ async fn dispatch(
         }
     };
     let pid = invocation.pid();
-    lock(&shared.in_flight).insert(pid);
+    *lock(&shared.in_flight).entry(pid).or_default() += 1;
     let result = invocation.response().await;
     // The slot is held until the process ends, which may be after the response head
     // (a streamed body) or never be reached by this future (a dropped connection).
@@ -509,7 +611,15 @@ async fn dispatch(
     let body_outcome = outcome.clone();
     tokio::spawn(async move {
         let _ = exit.await;
-        lock(&releaser.in_flight).remove(&pid);
+        {
+            let mut in_flight = lock(&releaser.in_flight);
+            if let Some(count) = in_flight.get_mut(&pid) {
+                *count -= 1;
+                if *count == 0 {
+                    in_flight.remove(&pid);
+                }
+            }
+        }
         drop(permit);
         if body_outcome.timed_out() {
             releaser.stats.body_read_timeout();

@@ -28,6 +28,9 @@ pub enum Error {
     /// The name is not registered to the calling process.
     #[error("the name {0:?} is not registered to this process")]
     NotRegistered(String),
+    /// The node cannot join a cluster as asked, or a cluster operation failed.
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// A message `try_send` could not deliver, handed back to the sender.
@@ -57,6 +60,11 @@ pub enum SendErrorKind {
         /// The most the receiver accepts.
         limit: usize,
     },
+    /// The receiver is on another node and the payload cannot travel there: only
+    /// bytes cross nodes.
+    NotPortable,
+    /// The receiver is on another node that this node is not connected to.
+    NoConnection,
 }
 
 impl std::fmt::Display for SendError {
@@ -71,6 +79,10 @@ impl std::fmt::Display for SendError {
                 f,
                 "a message of {size} bytes is larger than the {limit} bytes the receiver accepts"
             ),
+            SendErrorKind::NotPortable => {
+                f.write_str("only bytes can be sent to a process of another node")
+            }
+            SendErrorKind::NoConnection => f.write_str("the receiver's node is not connected"),
         }
     }
 }

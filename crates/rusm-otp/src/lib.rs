@@ -48,6 +48,7 @@ pub mod mailbox;
 mod message;
 mod pid;
 mod reason;
+mod remote;
 mod runtime;
 mod slot;
 pub mod supervisor;
@@ -60,6 +61,7 @@ pub use mailbox::{MailboxConfig, MailboxStats, Overflow};
 pub use message::{Data, Down, ExitSignal, Inline, Message, Payload, Tag};
 pub use pid::{MonitorRef, Pid, TimerRef};
 pub use reason::{ExitReason, IntoExitReason};
+pub use remote::{BoxFuture, Remote, RemoteSpawn, SpawnHandler, SpawnRefused, SpawnRequest};
 pub use runtime::{
-    ExitCounts, Runtime, RuntimeStats, SpawnOptions, Spawned, SupervisorRestarts, Watch,
+    ExitCounts, Runtime, RuntimeStats, SignalKind, SpawnOptions, Spawned, SupervisorRestarts, Watch,
 };

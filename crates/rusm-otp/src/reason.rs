@@ -36,6 +36,9 @@ pub enum ExitReason {
     CapabilityDenied(Arc<str>),
     /// A process did not hand over its state within the upgrade grace period.
     UpgradeTimeout,
+    /// The process was on another node, and the connection to that node ended (it
+    /// stopped answering, or a gap in its stream of messages ended the connection).
+    NoConnection,
     /// Any other reason, chosen by whoever ended the process.
     Custom(Arc<str>),
 }
@@ -57,7 +60,7 @@ impl ExitReason {
     }
 
     /// Every value [`ExitReason::kind`] returns, in declaration order.
-    pub const KINDS: [&'static str; 11] = [
+    pub const KINDS: [&'static str; 12] = [
         "normal",
         "shutdown",
         "killed",
@@ -69,6 +72,7 @@ impl ExitReason {
         "capability-denied",
         "upgrade-timeout",
         "custom",
+        "noconnection",
     ];
 
     /// The reason's kind without its text, such as `"crashed"` or `"out-of-memory"`:
@@ -90,6 +94,7 @@ impl ExitReason {
             ExitReason::CapabilityDenied(_) => 8,
             ExitReason::UpgradeTimeout => 9,
             ExitReason::Custom(_) => 10,
+            ExitReason::NoConnection => 11,
         }
     }
 
@@ -113,6 +118,7 @@ impl fmt::Display for ExitReason {
             ExitReason::MaxRestartIntensity => f.write_str("reached max restart intensity"),
             ExitReason::CapabilityDenied(what) => write!(f, "capability denied: {what}"),
             ExitReason::UpgradeTimeout => f.write_str("upgrade timeout"),
+            ExitReason::NoConnection => f.write_str("noconnection"),
             ExitReason::Custom(text) => write!(f, "{text}"),
         }
     }

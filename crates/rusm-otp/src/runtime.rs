@@ -141,8 +141,8 @@ impl Future for Watch {
 }
 
 /// How an exit signal was sent; decides whether it can be trapped or ignored.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum SignalKind {
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SignalKind {
     /// A linked process ended.
     Link,
     /// `exit(pid, reason)`.
@@ -161,11 +161,11 @@ struct TimerEntry {
     task: Option<AbortHandle>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     handle: Handle,
-    table: ProcessTable,
-    next_pid: AtomicU64,
-    next_ref: AtomicU64,
+    pub(crate) table: ProcessTable,
+    pub(crate) next_pid: AtomicU64,
+    pub(crate) next_ref: AtomicU64,
     registry: DashMap<Arc<str>, Pid>,
     timers: DashMap<u64, TimerEntry, FxBuildHasher>,
     shutting_down: AtomicBool,
@@ -186,6 +186,11 @@ struct Inner {
     /// Set once an interrupter is added.
     interrupting: AtomicBool,
     interrupters: parking_lot::RwLock<Vec<Interrupter>>,
+    /// Set once when the node joins a cluster: where pids of other nodes go.
+    pub(crate) cluster: std::sync::OnceLock<crate::remote::Membership>,
+    /// What spawns the processes other nodes ask for.
+    pub(crate) spawn_handler:
+        parking_lot::RwLock<Option<std::sync::Weak<dyn crate::remote::SpawnHandler>>>,
 }
 
 /// What [`Runtime::add_interrupter`] keeps.
@@ -197,7 +202,7 @@ type Interrupter = Arc<dyn Fn() + Send + Sync>;
 /// runtime; processes run as tokio tasks on it. All operations are non-blocking.
 #[derive(Clone)]
 pub struct Runtime {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -238,6 +243,8 @@ impl Runtime {
                 observers: parking_lot::RwLock::new(Vec::new()),
                 interrupting: AtomicBool::new(false),
                 interrupters: parking_lot::RwLock::new(Vec::new()),
+                cluster: std::sync::OnceLock::new(),
+                spawn_handler: parking_lot::RwLock::new(None),
             }),
         }
     }
@@ -487,10 +494,16 @@ impl Runtime {
                 payload: payload.expect("a refused payload is handed back"),
                 kind,
             }),
-            None => Err(SendError {
-                payload: payload.expect("an undelivered payload is kept"),
-                kind: SendErrorKind::NoProc,
-            }),
+            None => {
+                let payload = payload.expect("an undelivered payload is kept");
+                match self.remote_node(to) {
+                    Some(remote) => remote.send(to, tag, payload),
+                    None => Err(SendError {
+                        payload,
+                        kind: SendErrorKind::NoProc,
+                    }),
+                }
+            }
         }
     }
 
@@ -515,8 +528,11 @@ impl Runtime {
         self.signal(pid, from, ExitReason::Killed, SignalKind::Kill);
     }
 
-    fn signal(&self, target: Pid, from: Pid, reason: ExitReason, kind: SignalKind) {
+    pub(crate) fn signal(&self, target: Pid, from: Pid, reason: ExitReason, kind: SignalKind) {
         let Some(slot) = self.inner.table.get(target) else {
+            if let Some(remote) = self.remote_node(target) {
+                remote.signal(target, from, reason, kind);
+            }
             return;
         };
         let mut st = slot.state.lock();
@@ -559,6 +575,9 @@ impl Runtime {
         reason: ExitReason,
     ) {
         let Some(slot) = self.inner.table.get(owner) else {
+            if let Some(remote) = self.remote_node(owner) {
+                remote.down(owner, monitor, pid, reason);
+            }
             return;
         };
         let mut st = slot.state.lock();
@@ -593,7 +612,15 @@ impl Runtime {
                     true
                 }
             }
-            None => false,
+            None => match self.remote_node(other) {
+                // The other node answers a link to a dead process with an exit
+                // signal (`noproc`), as Erlang does: the link is in place meanwhile.
+                Some(remote) => {
+                    remote.link(me.pid, other);
+                    true
+                }
+                None => false,
+            },
         };
         if linked {
             Ok(())
@@ -612,6 +639,8 @@ impl Runtime {
         }
         if let Some(slot) = self.inner.table.get(other) {
             slot.state.lock().links.remove(&me.pid);
+        } else if let Some(remote) = self.remote_node(other) {
+            remote.unlink(me.pid, other);
         }
     }
 
@@ -626,7 +655,14 @@ impl Runtime {
                     true
                 }
             }
-            None => false,
+            None => match self.remote_node(target) {
+                // The other node answers with a `Down` when the target is gone.
+                Some(remote) => {
+                    remote.monitor(me.pid, target, mref);
+                    true
+                }
+                None => false,
+            },
         };
         if !watching {
             self.deliver_down(me.pid, mref, target, ExitReason::NoProc);
@@ -644,6 +680,8 @@ impl Runtime {
         let Some(target) = target else { return false };
         if let Some(slot) = self.inner.table.get(target) {
             slot.state.lock().monitored_by.retain(|(m, _)| *m != mref);
+        } else if let Some(remote) = self.remote_node(target) {
+            remote.demonitor(me.pid, target, mref);
         }
         true
     }
@@ -1036,8 +1074,10 @@ impl Runtime {
             self.deliver_down(owner, mref, pid, reason.clone());
         }
         for (mref, target) in monitoring {
-            if let Some(target) = self.inner.table.get(target) {
-                target.state.lock().monitored_by.retain(|(m, _)| *m != mref);
+            if let Some(slot) = self.inner.table.get(target) {
+                slot.state.lock().monitored_by.retain(|(m, _)| *m != mref);
+            } else if let Some(remote) = self.remote_node(target) {
+                remote.demonitor(pid, target, mref);
             }
         }
         for watcher in watchers {

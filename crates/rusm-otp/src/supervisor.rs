@@ -85,12 +85,31 @@ pub enum Shutdown {
 /// pid. The supervisor links to the child itself (a `spawn_link` is fine too).
 pub type StartFn = Arc<dyn Fn(&Context) -> Result<Pid, ExitReason> + Send + Sync>;
 
+/// How a child is started when starting it means waiting, as a spawn on another node
+/// does (see [`ChildSpec::remote`]): the supervisor waits for the future before it
+/// starts the next child.
+pub type AsyncStartFn = Arc<
+    dyn for<'a> Fn(
+            &'a Context,
+        )
+            -> std::pin::Pin<Box<dyn Future<Output = Result<Pid, ExitReason>> + Send + 'a>>
+        + Send
+        + Sync,
+>;
+
+/// A child's start, at once or awaited.
+#[derive(Clone)]
+enum Start {
+    Now(StartFn),
+    Awaited(AsyncStartFn),
+}
+
 /// A child of a supervisor.
 #[derive(Clone)]
 pub struct ChildSpec {
     /// A name for the child, unique within its supervisor; used in logs.
     pub id: String,
-    start: StartFn,
+    start: Start,
     /// When the child is restarted.
     pub restart: Restart,
     /// How the child is stopped.
@@ -118,11 +137,71 @@ impl ChildSpec {
     ) -> ChildSpec {
         ChildSpec {
             id: id.into(),
-            start: Arc::new(start),
+            start: Start::Now(Arc::new(start)),
             restart: Restart::Permanent,
             shutdown: Shutdown::Timeout(Duration::from_secs(5)),
             await_init: None,
         }
+    }
+
+    /// A permanent child whose start is awaited (see [`AsyncStartFn`]).
+    pub fn awaited(
+        id: impl Into<String>,
+        start: impl for<'a> Fn(
+            &'a Context,
+        ) -> std::pin::Pin<
+            Box<dyn Future<Output = Result<Pid, ExitReason>> + Send + 'a>,
+        > + Send
+        + Sync
+        + 'static,
+    ) -> ChildSpec {
+        ChildSpec {
+            start: Start::Awaited(Arc::new(start)),
+            ..ChildSpec::new(id, |_| Err(ExitReason::NoProc))
+        }
+    }
+
+    /// A permanent child spawned on another node of the cluster, linked to its
+    /// supervisor: on the first of `nodes` that takes it, tried in order at every
+    /// start and restart (this node's own name spawns here). So when the child's
+    /// node goes down, the supervisor hears `noconnection` and starts it again on the
+    /// first node of the list still up. It fails to start only when every node
+    /// refuses, with a reason naming each refusal. `spawn.link` is always set;
+    /// [`ChildSpec::await_init`] does not apply (the child's parent is not here).
+    pub fn remote<S: Into<String>>(
+        id: impl Into<String>,
+        nodes: impl IntoIterator<Item = S>,
+        spawn: crate::RemoteSpawn,
+    ) -> ChildSpec {
+        let nodes: Arc<[String]> = nodes.into_iter().map(Into::into).collect();
+        let id = id.into();
+        let child = id.clone();
+        ChildSpec::awaited(id, move |ctx| {
+            let nodes = nodes.clone();
+            let spawn = crate::RemoteSpawn {
+                link: true,
+                monitor: false,
+                ..spawn.clone()
+            };
+            let child = child.clone();
+            Box::pin(async move {
+                let mut refusals = Vec::new();
+                for node in nodes.iter() {
+                    match ctx.spawn_on(node, spawn.clone()).await {
+                        Ok(spawned) => return Ok(spawned.pid),
+                        Err(why) => {
+                            tracing::warn!(supervisor = %ctx.pid(), child = %child, node = %node, %why, "could not start the child on this node");
+                            refusals.push(format!("{node}: {why}"));
+                        }
+                    }
+                }
+                Err(ExitReason::custom(format!(
+                    "no node could start {:?} ({})",
+                    spawn.component,
+                    refusals.join("; ")
+                )))
+            })
+        })
     }
 
     /// A permanent child running `body` as a native process.
@@ -447,7 +526,11 @@ impl Supervisor {
                 continue;
             }
             let id = || child.spec.id.clone();
-            let pid = (child.spec.start)(ctx).map_err(|reason| (id(), reason))?;
+            let started = match &child.spec.start {
+                Start::Now(start) => start(ctx),
+                Start::Awaited(start) => start(ctx).await,
+            };
+            let pid = started.map_err(|reason| (id(), reason))?;
             // A child started with `spawn_link` (as every `ChildSpec` helper does) is
             // linked already, and its exit signal comes as a message whenever it
             // ends. Otherwise link now.

@@ -54,6 +54,7 @@ mod net;
 mod parse;
 mod pattern;
 mod process;
+mod render;
 mod stdio;
 mod subset;
 

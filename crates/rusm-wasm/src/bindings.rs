@@ -11,6 +11,9 @@ pub(crate) mod actor_world {
         imports: {
             "rusm:runtime/process.receive": async | trappable,
             "rusm:runtime/process.send-receive": async | trappable,
+            "rusm:runtime/process.register-global": async | trappable,
+            "rusm:runtime/process.whereis-global": async | trappable,
+            "rusm:runtime/process.spawn-on": async | trappable,
             default: trappable,
         },
         exports: { default: async },
@@ -78,6 +81,7 @@ pub(crate) fn reason_to_wit(reason: &rusm_otp::ExitReason) -> WitExitReason {
         R::CapabilityDenied(what) => WitExitReason::CapabilityDenied(what.to_string()),
         R::UpgradeTimeout => WitExitReason::UpgradeTimeout,
         R::Custom(text) => WitExitReason::Custom(text.to_string()),
+        R::NoConnection => WitExitReason::Noconnection,
         other => WitExitReason::Custom(other.to_string()),
     }
 }
@@ -97,6 +101,7 @@ pub(crate) fn reason_from_wit(reason: WitExitReason) -> rusm_otp::ExitReason {
         WitExitReason::CapabilityDenied(what) => R::CapabilityDenied(reason_text(what).into()),
         WitExitReason::UpgradeTimeout => R::UpgradeTimeout,
         WitExitReason::Custom(text) => R::custom(reason_text(text)),
+        WitExitReason::Noconnection => R::NoConnection,
     }
 }
 

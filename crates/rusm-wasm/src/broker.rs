@@ -529,7 +529,7 @@ pub(crate) trait ClockView: 'static {
 /// policy first: `now` and `resolution` of both clocks, and the monotonic clock's
 /// `subscribe-instant` (which answers "is it past `t` yet?" for any `t`, a reading by
 /// bisection). `subscribe-duration` is left as wasmtime-wasi links it.
-pub(crate) fn link_clock_checks<T: ClockView + WasiClocksView>(
+pub(crate) fn link_clock_checks<T: ClockView + WasiClocksView + Send>(
     linker: &mut Linker<T>,
 ) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
@@ -580,9 +580,85 @@ pub(crate) fn link_clock_checks<T: ClockView + WasiClocksView>(
             Ok((pollable,))
         },
     )?;
+    link_p3_clock_checks(linker)?;
     linker.allow_shadowing(false);
     Ok(())
 }
+
+/// The same checks for the WASI 0.3 clocks (`now` and `get-resolution` of both, and
+/// the monotonic clock's `wait-until`, which tells whether a mark has passed, a
+/// reading by bisection); `wait-for` is left as wasmtime-wasi links it. Called with
+/// shadowing allowed, after WASI 0.3 is linked.
+fn link_p3_clock_checks<T: ClockView + WasiClocksView + Send>(
+    linker: &mut Linker<T>,
+) -> wasmtime::Result<()> {
+    use wasmtime::AsContextMut as _;
+    use wasmtime_wasi::p3::bindings::clocks::{monotonic_clock as mono3, system_clock};
+    let system = format!("wasi:clocks/system-clock@{WASI_CLOCKS_P3}");
+    let mut inst = linker.instance(&system)?;
+    inst.func_wrap("now", |mut store: StoreContextMut<'_, T>, (): ()| {
+        require(
+            store.data().clock_grant().0.wall,
+            "wasi:clocks/system-clock",
+        )?;
+        Ok((system_clock::Host::now(&mut store.data_mut().clocks())?,))
+    })?;
+    inst.func_wrap(
+        "get-resolution",
+        |mut store: StoreContextMut<'_, T>, (): ()| {
+            require(
+                store.data().clock_grant().0.wall,
+                "wasi:clocks/system-clock",
+            )?;
+            Ok((system_clock::Host::get_resolution(
+                &mut store.data_mut().clocks(),
+            )?,))
+        },
+    )?;
+    let mono = format!("wasi:clocks/monotonic-clock@{WASI_CLOCKS_P3}");
+    let mut inst = linker.instance(&mono)?;
+    inst.func_wrap("now", |mut store: StoreContextMut<'_, T>, (): ()| {
+        require(
+            store.data().clock_grant().0.monotonic,
+            "wasi:clocks/monotonic-clock",
+        )?;
+        Ok((mono3::Host::now(&mut store.data_mut().clocks())?,))
+    })?;
+    inst.func_wrap(
+        "get-resolution",
+        |mut store: StoreContextMut<'_, T>, (): ()| {
+            require(
+                store.data().clock_grant().0.monotonic,
+                "wasi:clocks/monotonic-clock",
+            )?;
+            Ok((mono3::Host::get_resolution(&mut store.data_mut().clocks())?,))
+        },
+    )?;
+    inst.func_wrap_concurrent(
+        "wait-until",
+        |accessor: &wasmtime::component::Accessor<T>, (when,): (u64,)| {
+            Box::pin(async move {
+                let (granted, now) = accessor.with(|mut access| {
+                    let mut store = access.as_context_mut();
+                    let data = store.data_mut();
+                    let granted = data.clock_grant().0.monotonic;
+                    let now = mono3::Host::now(&mut data.clocks());
+                    (granted, now)
+                });
+                require(granted, "wasi:clocks/monotonic-clock")?;
+                let now = now?;
+                if when > now {
+                    tokio::time::sleep(Duration::from_nanos(when - now)).await;
+                }
+                Ok(())
+            })
+        },
+    )?;
+    Ok(())
+}
+
+/// The WASI 0.3 clocks version wasmtime-wasi links.
+const WASI_CLOCKS_P3: &str = "0.3.0";
 
 fn require(granted: bool, what: &'static str) -> wasmtime::Result<()> {
     if granted {

@@ -253,6 +253,8 @@ pub(crate) fn build_engine(config: &WasmConfig) -> wasmtime::Result<Engine> {
     let mut cfg = Config::new();
     cfg.epoch_interruption(true)
         .wasm_component_model(true)
+        // wasi:http 0.3 services: async exports, one instance serving many calls.
+        .wasm_component_model_async(true)
         .async_stack_size(config.async_stack_size)
         .max_wasm_stack(config.max_wasm_stack)
         .consume_fuel(config.fuel_metering);

@@ -65,9 +65,9 @@ pub enum LoadError {
     },
     /// It was loaded as an HTTP handler
     /// ([`WasmNode::load_http_bytes`](crate::WasmNode::load_http_bytes)) but does not
-    /// export `wasi:http/incoming-handler`.
+    /// export `wasi:http/incoming-handler` (0.2) or `wasi:http/handler` (0.3).
     #[error(
-        "component {component:?} is not an HTTP handler: it does not export wasi:http/incoming-handler; it exports: {}",
+        "component {component:?} is not an HTTP handler: it exports neither wasi:http/incoming-handler@0.2 nor wasi:http/handler@0.3; it exports: {}",
         if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
     )]
     NotHttpHandler {
@@ -100,7 +100,9 @@ pub enum SpawnError {
     )]
     HttpHandler(String),
     /// The component is not an HTTP handler, so it cannot serve a request.
-    #[error("component {0:?} does not export wasi:http/incoming-handler, so it cannot serve HTTP")]
+    #[error(
+        "component {0:?} exports neither wasi:http/incoming-handler@0.2 nor wasi:http/handler@0.3, so it cannot serve HTTP"
+    )]
     NotHttpHandler(String),
     /// The component is a plugin: it runs through
     /// [`WasmNode::spawn_plugin`](crate::WasmNode::spawn_plugin), not as an actor.

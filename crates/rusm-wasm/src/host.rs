@@ -78,6 +78,79 @@ pub(crate) fn spawn_paying_fuel(
     }
 }
 
+impl ProcessState {
+    /// A guest's `spawn-on`: the caller's own checks here (names, its spawn right, its
+    /// link and monitor limits, no bound on its children that another node could not
+    /// keep), then the request, carrying the caller's policy, which the receiving node
+    /// checks again against its own library.
+    async fn spawn_remote(
+        &mut self,
+        node: String,
+        component: String,
+        options: WitSpawnOptions,
+    ) -> Result<WitSpawned, WitError> {
+        rights::check_name("node name", &node)?;
+        rights::check_name("component name", &component)?;
+        if let Some(named) = &options.policy {
+            rights::check_name("policy name", named)?;
+        }
+        if !self
+            .policy
+            .process
+            .may_spawn(&component, options.policy.as_deref())
+        {
+            return Err(WitError::NotPermitted(format!(
+                "the policy has no spawn right for component {component:?} under {}",
+                options
+                    .policy
+                    .as_deref()
+                    .map_or("its own policy".to_string(), |p| format!("policy {p:?}"))
+            )));
+        }
+        let limits = &self.policy.limits;
+        for (key, bound) in [
+            ("children", limits.children),
+            ("descendants", limits.descendants),
+            ("spawns", limits.spawns),
+        ] {
+            if bound.is_some() {
+                return Err(WitError::NotPermitted(format!(
+                    "the policy bounds its spawns (limit `{key}`), which a process on another node would escape"
+                )));
+            }
+        }
+        if options.link {
+            rights::check_links(&self.limits, self.ctx.link_count())?;
+        }
+        if options.monitor
+            && rights::check_monitors(&self.limits, self.ctx.monitor_count()).is_err()
+        {
+            return Err(WitError::NotPermitted(format!(
+                "the policy allows at most {} monitors",
+                self.limits.monitors
+            )));
+        }
+        let spawn = rusm_otp::RemoteSpawn {
+            component,
+            policy: options.policy,
+            holds: Some(self.policy.to_toml()),
+            init: options.init,
+            link: options.link,
+            monitor: options.monitor,
+        };
+        match self.ctx.spawn_on(&node, spawn).await {
+            Ok(spawned) => Ok(WitSpawned {
+                pid: spawned.pid.as_raw(),
+                monitor: spawned.monitor.map(|m| m.as_raw()),
+            }),
+            Err(rusm_otp::SpawnRefused::NotFound(why)) => Err(WitError::NotFound(why)),
+            Err(rusm_otp::SpawnRefused::NotPermitted(why)) => Err(WitError::NotPermitted(why)),
+            Err(rusm_otp::SpawnRefused::Invalid(why)) => Err(WitError::Invalid(why)),
+            Err(other) => Err(WitError::Unavailable(other.to_string())),
+        }
+    }
+}
+
 /// The one tag a selector asks for, when it asks for nothing else (and not for
 /// upgrade requests): such a receive uses the mailbox's tag index.
 fn only_tag(sel: &Selector) -> Option<u64> {
@@ -344,6 +417,46 @@ impl rusm::runtime::process::Host for ProcessState {
             return Ok(None);
         }
         Ok(self.ctx.whereis(&name).map(Pid::as_raw))
+    }
+
+    async fn register_global(&mut self, name: String) -> wasmtime::Result<Result<(), WitError>> {
+        if let Err(e) = rights::check_name("name", &name) {
+            return Ok(Err(e));
+        }
+        if let Err(e) = rights::check_register(&self.policy, &name) {
+            return Ok(Err(e));
+        }
+        let rt = self.ctx.runtime().clone();
+        Ok(match rt.register_global(&name, self.ctx.pid()).await {
+            Ok(()) => Ok(()),
+            Err(e @ rusm_otp::Error::NameTaken { .. }) => {
+                Err(WitError::AlreadyRegistered(e.to_string()))
+            }
+            Err(e) => Err(WitError::Unavailable(e.to_string())),
+        })
+    }
+
+    async fn spawn_on(
+        &mut self,
+        node: String,
+        component: String,
+        options: WitSpawnOptions,
+    ) -> wasmtime::Result<Result<WitSpawned, WitError>> {
+        Ok(self.spawn_remote(node, component, options).await)
+    }
+
+    async fn whereis_global(&mut self, name: String) -> wasmtime::Result<Option<u64>> {
+        // No name that long is registered.
+        if name.len() > rights::MAX_NAME || name.is_empty() {
+            return Ok(None);
+        }
+        let rt = self.ctx.runtime().clone();
+        Ok(rt
+            .whereis_global(&name)
+            .await
+            .ok()
+            .flatten()
+            .map(Pid::as_raw))
     }
 
     fn send_after(

@@ -62,18 +62,23 @@ pub use arena::{ArenaConfig, MachineLimits};
 pub use engine::{Allocator, DEFAULT_KV_MAX_BYTES, PoolConfig, WasmConfig};
 pub use error::{LoadError, SpawnError};
 pub use extensions::Extensions;
+#[cfg(feature = "jetstream")]
+pub use keyvalue::jetstream::{JetStreamStore, MAX_SHARED_KEY_BYTES, SHARED_TIMEOUT};
 pub use keyvalue::{
-    KvBackend, KvError, KvOpenError, LIST_PAGE, MAX_BATCH_BYTES, MAX_BATCH_KEYS, MAX_KEY_BYTES,
-    MAX_OPEN_BUCKETS, RedbStore, WriteLimits,
+    KvBackend, KvError, KvFuture, KvOpenError, KvStore, LIST_PAGE, LocalStore, MAX_BATCH_BYTES,
+    MAX_BATCH_KEYS, MAX_KEY_BYTES, MAX_OPEN_BUCKETS, MAX_OPEN_CAS, NodeBuckets, RedbStore,
+    ValueVersion, WriteLimits,
 };
 pub use kind::ComponentKind;
-pub use kinds::http::{
-    HttpBodyError, HttpErrorCode, HttpFailure, HttpInvocation, HttpRequestOptions, HttpResponseBody,
-};
+pub use kinds::http::{HttpDone, HttpFailure, HttpInvocation, HttpRequestOptions};
 pub use kinds::plugin::{
     BindFn, CallOptions, Interrupted, Plugin, PluginError, PluginOptions, SupervisedPlugin,
 };
-pub use node::{WasmNode, WasmSpawnOptions};
+pub use kinds::{HttpBodyError, HttpErrorCode, HttpResponseBody};
+pub use node::{
+    DEFAULT_P3_CONCURRENCY, DEFAULT_POOL_IDLE, DEFAULT_POOL_INSTANCES, HttpPool, HttpPoolConfig,
+    HttpPoolRequest, WasmNode, WasmSpawnOptions,
+};
 pub use preempt::Preemption;
 pub use registry::ComponentInfo;
 pub use state::ProcessState;

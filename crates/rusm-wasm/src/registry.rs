@@ -11,6 +11,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use crate::bindings::{ActorPre, HandlerActorPre};
 use crate::error::{LoadError, SpawnError};
@@ -22,6 +23,8 @@ pub(crate) enum Prepared {
     Actor(ActorPre<ProcessState>),
     Command(CommandPre<ProcessState>),
     Http(ProxyPre<ProcessState>),
+    /// A `wasi:http/handler@0.3` service: one instance serves concurrent requests.
+    HttpP3(ServicePre<ProcessState>),
     Handler(HandlerActorPre<ProcessState>),
     Plugin(wasmtime::component::InstancePre<ProcessState>),
 }
@@ -47,12 +50,37 @@ pub(crate) struct LoadedComponent {
 impl LoadedComponent {
     /// What serves its HTTP requests: its own pre-instantiated form for an HTTP
     /// handler, the handler it also exports for any other kind, `None` when it exports
-    /// no `wasi:http/incoming-handler`.
+    /// no `wasi:http/incoming-handler` (a `wasi:http/handler@0.3` service has its
+    /// own, [`LoadedComponent::http_service`]).
     pub(crate) fn http_handler(&self) -> Option<&ProxyPre<ProcessState>> {
         match &self.prepared {
             Prepared::Http(pre) => Some(pre),
             _ => self.also_http.as_ref(),
         }
+    }
+
+    /// What serves its HTTP requests when it exports `wasi:http/handler@0.3` (and
+    /// not the 0.2 `incoming-handler`): one instance serves several at once.
+    pub(crate) fn http_service(&self) -> Option<&ServicePre<ProcessState>> {
+        match &self.prepared {
+            Prepared::HttpP3(pre) => Some(pre),
+            _ => None,
+        }
+    }
+
+    /// The version of `wasi:http` it serves requests through: `0.3` for a service,
+    /// `0.2` otherwise.
+    pub(crate) fn http_version(&self) -> &'static str {
+        if self.http_service().is_some() {
+            "0.3"
+        } else {
+            "0.2"
+        }
+    }
+
+    /// Whether it serves HTTP requests, through either version of `wasi:http`.
+    pub(crate) fn serves_http(&self) -> bool {
+        self.http_handler().is_some() || self.http_service().is_some()
     }
 }
 
@@ -157,9 +185,16 @@ impl ComponentRegistry {
             .exports(&self.engine)
             .map(|(export, _)| export.to_owned())
             .collect();
-        let exports_handler = exports
+        let exports_p2 = exports
             .iter()
             .any(|e| e.starts_with("wasi:http/incoming-handler@0.2"));
+        // A wasi:http 0.3 service, served only when it does not also export the 0.2
+        // handler (which then wins: it is what every other kind serves).
+        let exports_p3 = !exports_p2
+            && exports
+                .iter()
+                .any(|e| e.starts_with("wasi:http/handler@0.3"));
+        let exports_handler = exports_p2 || exports_p3;
         let kind = if let Some(kind) = kind {
             if kind == ComponentKind::Http && !exports_handler {
                 return Err(LoadError::NotHttpHandler {
@@ -198,7 +233,7 @@ impl ComponentRegistry {
                 })?;
         // A component of another kind that also exports the handler serves requests
         // too; one whose export does not have the handler's type simply does not.
-        let also_http = (kind != ComponentKind::Http && exports_handler)
+        let also_http = (kind != ComponentKind::Http && exports_p2)
             .then(|| ProxyPre::new(pre.clone()).ok())
             .flatten();
         let prepared = match kind {
@@ -210,6 +245,12 @@ impl ComponentRegistry {
             }
             ComponentKind::Command => {
                 Prepared::Command(CommandPre::new(pre).map_err(|e| LoadError::BadEntryPoint {
+                    component: name_owned.clone(),
+                    detail: format!("{e:#}"),
+                })?)
+            }
+            ComponentKind::Http if exports_p3 => {
+                Prepared::HttpP3(ServicePre::new(pre).map_err(|e| LoadError::BadEntryPoint {
                     component: name_owned.clone(),
                     detail: format!("{e:#}"),
                 })?)

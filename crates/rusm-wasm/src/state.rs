@@ -15,7 +15,7 @@ use crate::bindings::{WitError, WitSpawnOptions, WitSpawned};
 use crate::broker::{ClockView, Dirs, HttpGrant};
 use crate::config::ConfigView;
 use crate::extensions::Extensions;
-use crate::keyvalue::{KvBackend, KvView};
+use crate::keyvalue::{KvView, NodeBuckets};
 use crate::limits::{Limits, MemoryGrant, StoreLimiter, TreeBudget, TreeToken};
 use crate::upgrade::Upgrades;
 
@@ -45,7 +45,7 @@ pub(crate) struct NodeView {
     /// Upgrade requests and handed-over state.
     pub(crate) upgrades: Arc<Upgrades>,
     /// The node's key-value store (`wasi:keyvalue`, as the policy grants it).
-    pub(crate) kv: Arc<dyn KvBackend>,
+    pub(crate) kv: Arc<NodeBuckets>,
 }
 
 /// Counts a process among its parent's live children while it exists.
@@ -74,6 +74,8 @@ pub struct ProcessState {
     pub(crate) table: ResourceTable,
     /// How many `wasi:keyvalue` buckets it holds open.
     pub(crate) open_buckets: usize,
+    /// How many `wasi:keyvalue` compare-and-swap handles it holds.
+    pub(crate) open_cas: usize,
     pub(crate) limiter: StoreLimiter,
     pub(crate) started: Instant,
     /// Live children of this process (for the policy's `children` limit).
@@ -167,6 +169,7 @@ impl ProcessState {
             policy: &self.policy.keyvalue,
             store: &self.node.kv,
             open: &mut self.open_buckets,
+            open_cas: &mut self.open_cas,
         }
     }
 

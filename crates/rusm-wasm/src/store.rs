@@ -204,6 +204,7 @@ impl StoreFactory {
             http_hooks,
             table: ResourceTable::new(),
             open_buckets: 0,
+            open_cas: 0,
             limiter: limits.limiter(),
             started,
             children: Arc::new(AtomicUsize::new(0)),

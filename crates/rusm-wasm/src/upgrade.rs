@@ -20,9 +20,13 @@
 //! spinning guest included), and its supervisor restarts it on the new version.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
+use atomic_waker::AtomicWaker;
 use parking_lot::Mutex;
 use rusm_otp::{ExitReason, Payload, Pid, Runtime};
 use tokio::sync::{broadcast, watch};
@@ -104,6 +108,21 @@ pub enum ReloadError {
         from: ComponentKind,
         /// The kind of the rejected version.
         to: ComponentKind,
+    },
+    /// The new version of an HTTP handler serves another version of `wasi:http` (a
+    /// 0.2 `incoming-handler` replaced by a 0.3 service, or the other way): the routes
+    /// serving the old one (a fresh instance per request, or a pool of 0.2 instances)
+    /// could not serve it.
+    #[error(
+        "component {component:?} serves wasi:http {from} but the new version serves wasi:http {to}; a reload cannot change the wasi:http version of a handler (load it under another name and route to that)"
+    )]
+    HttpVersionChanged {
+        /// The component name.
+        component: String,
+        /// The version the live one serves (`0.2` or `0.3`).
+        from: &'static str,
+        /// The version the rejected one serves.
+        to: &'static str,
     },
     /// Compiling the new version did not finish (the blocking task was cancelled or
     /// panicked).
@@ -342,8 +361,10 @@ impl LiveGuard {
     }
 
     /// Resolves when an upgrade request ran out of time; see [`LiveProcess::overdue`].
-    pub(crate) async fn overdue(&self) {
-        self.process.overdue().await;
+    /// Raced against the guest's call, so it is polled at every wake of the process
+    /// (every message): it polls its watch only when the watch woke it.
+    pub(crate) fn overdue(&self) -> impl Future<Output = ()> + '_ {
+        WhenWoken::new(self.process.overdue())
     }
 
     /// The process was ended for not handing over in time; `version` is its
@@ -630,6 +651,60 @@ pub(crate) enum InstanceEnd {
     Overdue,
 }
 
+/// A future polled only when its own waker fired since its last poll (and at the
+/// first): beside a busier future in a `select!`, what it costs a poll that is not
+/// for it is a swap and a waker registration.
+struct WhenWoken<F> {
+    inner: Pin<Box<F>>,
+    wake: Arc<WakeFlag>,
+}
+
+/// The waker [`WhenWoken`] gives its future: sets the flag, then wakes the task.
+struct WakeFlag {
+    woken: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl std::task::Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
+}
+
+impl<F: Future> WhenWoken<F> {
+    fn new(inner: F) -> WhenWoken<F> {
+        WhenWoken {
+            inner: Box::pin(inner),
+            wake: Arc::new(WakeFlag {
+                woken: AtomicBool::new(true),
+                task: AtomicWaker::new(),
+            }),
+        }
+    }
+}
+
+impl<F: Future> Future for WhenWoken<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        // Registered before the flag is read: a wake in between sets the flag, and one
+        // after it wakes the task for another poll.
+        self.wake.task.register(cx.waker());
+        if !self.wake.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Pending;
+        }
+        let waker = Waker::from(Arc::clone(&self.wake));
+        self.inner
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker))
+    }
+}
+
 /// Run one instance's entry point `run` under the process's deadline and, for a
 /// tracked process, its upgrade grace period.
 pub(crate) async fn run_instance(
@@ -661,6 +736,56 @@ pub(crate) fn cannot_continue(component: &str, why: &str) -> ExitReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_future_beside_a_busier_one_is_polled_only_when_its_waker_fired() {
+        use std::sync::atomic::AtomicUsize;
+        use std::task::Context;
+        // Pending until released; counts its polls and keeps the last waker.
+        struct Probe {
+            polls: Arc<AtomicUsize>,
+            waker: Arc<Mutex<Option<Waker>>>,
+            released: Arc<AtomicBool>,
+        }
+        impl Future for Probe {
+            type Output = ();
+            fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+                self.polls.fetch_add(1, Ordering::Relaxed);
+                if self.released.load(Ordering::Relaxed) {
+                    return Poll::Ready(());
+                }
+                *self.waker.lock() = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+        let (polls, waker, released) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(Mutex::new(None::<Waker>)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let mut fut = WhenWoken::new(Probe {
+            polls: Arc::clone(&polls),
+            waker: Arc::clone(&waker),
+            released: Arc::clone(&released),
+        });
+        let mut cx = Context::from_waker(Waker::noop());
+        for _ in 0..5 {
+            assert!(Pin::new(&mut fut).poll(&mut cx).is_pending());
+        }
+        assert_eq!(
+            polls.load(Ordering::Relaxed),
+            1,
+            "polled once, at the first"
+        );
+        released.store(true, Ordering::Relaxed);
+        assert!(
+            Pin::new(&mut fut).poll(&mut cx).is_pending(),
+            "not polled again before its waker fires"
+        );
+        waker.lock().take().unwrap().wake();
+        assert!(Pin::new(&mut fut).poll(&mut cx).is_ready());
+        assert_eq!(polls.load(Ordering::Relaxed), 2);
+    }
 
     fn deps(list: &[&str]) -> BTreeSet<String> {
         list.iter().map(|s| (*s).to_owned()).collect()

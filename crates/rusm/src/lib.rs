@@ -31,9 +31,10 @@ pub use rusm_otp::{
 pub use rusm_policy::{Policy, PolicyLibrary};
 pub use rusm_wasm::{
     Allocator, ArenaConfig, BindFn, CallOptions, ComponentInfo, ComponentKind, Extensions,
-    Interrupted, KvBackend, KvError, LoadError, Plugin, PluginError, PluginOptions, PoolConfig,
-    Preemption, ProcessState, ReloadError, ReloadReport, SpawnError, SupervisedPlugin, WasmConfig,
-    WasmNode,
+    Interrupted, JetStreamStore, KvBackend, KvError, KvFuture, KvStore, LoadError, NodeBuckets,
+    Plugin, PluginError, PluginOptions, PoolConfig, Preemption, ProcessState, ReloadError,
+    ReloadReport, SHARED_TIMEOUT, SpawnError, SupervisedPlugin, ValueVersion, WasmConfig, WasmNode,
+    WriteLimits,
 };
 
 /// The linker plugins are instantiated with: WASI preview 2, `rusm:runtime`, and

@@ -1,8 +1,10 @@
 // Which variables of its own environment a program must not pass on to a nested
-// `cargo build` of guest components. One implementation for both programs that run
+// `cargo build` of guest components. One implementation for every program that runs
 // one: `rusm` (`crates/rusm-cli/src/build.rs`, which may itself run under `cargo run`
-// or `cargo test`) and the build script of `rusm-e2e` (`tests/build.rs`, which
-// `include!`s this file; cargo gives a build script the outer build's settings).
+// or `cargo test`), the build script of `rusm-e2e` (`tests/build.rs`, which
+// `include!`s this file; cargo gives a build script the outer build's settings), and
+// the cargo commands tests run (`rusm_e2e::nested_cargo` in `tests/src/lib.rs`, which
+// includes it too).
 // Plain comments only, no inner attributes: the file is included as items.
 
 /// True for the variables through which an outer cargo's settings would leak into a

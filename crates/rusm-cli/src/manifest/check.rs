@@ -15,7 +15,8 @@ use rusm_wasm::{MachineLimits, WasmConfig};
 use toml::Spanned;
 
 use super::raw::{
-    RawChild, RawComponent, RawInit, RawListener, RawManifest, RawNode, RawRoute, RawStep,
+    RawChild, RawCluster, RawComponent, RawInit, RawListener, RawManifest, RawNode, RawRoute,
+    RawStep,
 };
 use super::*;
 
@@ -140,12 +141,16 @@ pub fn parse(text: &str, file: &Path) -> anyhow::Result<Manifest> {
             }
             known_component(&src, &components, &r.component)?;
             let (kind, connection) = route_connection(&src, r)?;
+            let (reuse, pool, concurrency) = route_reuse(&src, r, kind)?;
             routes.push(RouteDecl {
                 path: r.path.get_ref().clone(),
                 method: r.method.clone(),
                 component: r.component.get_ref().clone(),
                 kind,
                 connection,
+                reuse,
+                pool,
+                concurrency,
             });
         }
         let config = listener_config(&src, l)?;
@@ -175,12 +180,20 @@ pub fn parse(text: &str, file: &Path) -> anyhow::Result<Manifest> {
         Some(path) => dir.join(path.get_ref()),
         None => dir.join(".rusm").join("kv.redb"),
     };
+    node.kv_default = raw
+        .node
+        .as_ref()
+        .is_none_or(|n| n.get_ref().kv_path.is_none());
     node.kv_path = Some(std::path::absolute(&kv_path).unwrap_or(kv_path));
 
     let name = raw.name.clone().unwrap_or_else(|| {
         file.file_stem()
             .map_or_else(|| "app".to_owned(), |s| s.to_string_lossy().into_owned())
     });
+    let cluster = match &raw.cluster {
+        Some(cluster) => Some(cluster_decl(&src, cluster.get_ref(), &dir)?),
+        None => None,
+    };
     Ok(Manifest {
         name,
         library,
@@ -189,6 +202,98 @@ pub fn parse(text: &str, file: &Path) -> anyhow::Result<Manifest> {
         listeners,
         steps,
         node,
+        cluster,
+    })
+}
+
+/// The `[cluster]` table, each key checked where it is written.
+fn cluster_decl(
+    src: &Text<'_>,
+    raw: &RawCluster,
+    dir: &std::path::Path,
+) -> anyhow::Result<ClusterDecl> {
+    let text = |value: &Option<Spanned<String>>, key: &str| -> anyhow::Result<Option<String>> {
+        match value {
+            Some(v) if v.get_ref().trim().is_empty() => {
+                Err(src.at(v.span(), format!("[cluster] {key} is empty")))
+            }
+            Some(v) => Ok(Some(v.get_ref().clone())),
+            None => Ok(None),
+        }
+    };
+    let cluster_name = text(&raw.cluster_name, "cluster_name")?;
+    if let (Some(name), Some(value)) = (&cluster_name, &raw.cluster_name)
+        && let Err(e) = rusm_cluster::check_cluster_name(name)
+    {
+        return Err(src.at(value.span(), format!("[cluster] {e}")));
+    }
+    let node_name = text(&raw.node_name, "node_name")?;
+    if let (Some(name), Some(value)) = (&node_name, &raw.node_name)
+        && let Err(e) = rusm_cluster::ClusterConfig::new("nats://check", name.as_str()).check()
+    {
+        return Err(src.at(value.span(), format!("[cluster] {e}")));
+    }
+    let down_after = match &raw.down_after {
+        None => None,
+        Some(value) => {
+            let d = rusm_policy::parse_duration(value.get_ref()).map_err(|e| {
+                src.at(
+                    value.span(),
+                    format!("{e}; write a duration such as \"2s\""),
+                )
+            })?;
+            if d < rusm_cluster::MIN_DOWN_AFTER {
+                return Err(src.at(
+                    value.span(),
+                    format!(
+                        "[cluster] down_after must be at least {}",
+                        rusm_policy::format_duration(rusm_cluster::MIN_DOWN_AFTER)
+                    ),
+                ));
+            }
+            Some(d)
+        }
+    };
+    let mut kv_buckets: Vec<String> = Vec::new();
+    for bucket in raw.kv_buckets.iter().flat_map(|list| list.get_ref()) {
+        let name = bucket.get_ref();
+        if !rusm_policy::is_bucket_name(name) || name.contains('.') {
+            return Err(src.at(
+                bucket.span(),
+                format!(
+                    "[cluster] kv_buckets: {name:?} cannot be shared through the cluster: \
+                     a shared bucket's name is 1 to 64 ASCII letters, digits, '-' or '_' \
+                     (JetStream bucket names have no '.')"
+                ),
+            ));
+        }
+        if kv_buckets.contains(name) {
+            return Err(src.at(
+                bucket.span(),
+                format!("[cluster] kv_buckets names {name:?} twice"),
+            ));
+        }
+        kv_buckets.push(name.clone());
+    }
+    let kv_buckets_at = raw
+        .kv_buckets
+        .as_ref()
+        .filter(|_| !kv_buckets.is_empty())
+        .map(|list| {
+            format!(
+                "{}:{}",
+                src.file.display(),
+                Location::from_offset(src.text, list.span().start)
+            )
+        });
+    Ok(ClusterDecl {
+        kv_buckets,
+        kv_buckets_at,
+        url: text(&raw.url, "url")?,
+        node_name,
+        cluster_name,
+        down_after,
+        credentials: text(&raw.credentials, "credentials")?.map(|p| dir.join(p)),
     })
 }
 
@@ -352,6 +457,7 @@ fn node_decl(src: &Text<'_>, raw: &RawNode) -> anyhow::Result<NodeDecl> {
         time_slice,
         memory_budget,
         kv_path: None,
+        kv_default: true,
         kv_max_bytes,
     };
     // What the machine can hold is checked here too, so the error points at the line.
@@ -489,6 +595,40 @@ fn component_decl(
     })
 }
 
+/// A worker's `nodes`: one or more node names, each at most once.
+fn child_nodes(
+    src: &Text<'_>,
+    child_id: &str,
+    nodes: Option<&Spanned<Vec<Spanned<String>>>>,
+) -> anyhow::Result<Vec<String>> {
+    let Some(nodes) = nodes else {
+        return Ok(Vec::new());
+    };
+    if nodes.get_ref().is_empty() {
+        return Err(src.at(
+            nodes.span(),
+            format!(
+                "child {child_id:?} has an empty nodes list; name at least one node, or leave nodes out to run it here"
+            ),
+        ));
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for node in nodes.get_ref() {
+        let name = node.get_ref();
+        if let Err(why) = rusm_cluster::check_node_name(name) {
+            return Err(src.at(node.span(), format!("child {child_id:?}: {why}")));
+        }
+        if seen.contains(name) {
+            return Err(src.at(
+                node.span(),
+                format!("child {child_id:?} names node {name:?} twice in nodes"),
+            ));
+        }
+        seen.push(name.clone());
+    }
+    Ok(seen)
+}
+
 fn known_component(
     src: &Text<'_>,
     components: &BTreeMap<String, ComponentDecl>,
@@ -529,6 +669,75 @@ fn strategy(src: &Text<'_>, value: &Option<Spanned<String>>) -> anyhow::Result<S
         )),
     }
 }
+
+/// An HTTP route's instances: requests per instance (`None` when not set: 1 for a
+/// wasi:http 0.2 handler, no cap for a 0.3 service), the pool's size (the default
+/// when not set) and, for a 0.3 service, requests per instance at once. Each must
+/// be at least 1; `pool` needs `reuse` or `concurrency`, and none goes on a
+/// connection route.
+fn route_reuse(
+    src: &Text<'_>,
+    raw: &RawRoute,
+    kind: rusm_http::RouteKind,
+) -> anyhow::Result<(Option<u32>, usize, Option<u32>)> {
+    let whole = |value: &Spanned<i64>, key: &str| {
+        u32::try_from(*value.get_ref())
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                src.at(
+                    value.span(),
+                    format!(
+                        "{key} must be a whole number of at least 1, not {}",
+                        value.get_ref()
+                    ),
+                )
+            })
+    };
+    let reuse = raw.reuse.as_ref().map(|v| whole(v, "reuse")).transpose()?;
+    let pool = raw.pool.as_ref().map(|v| whole(v, "pool")).transpose()?;
+    let concurrency = raw
+        .concurrency
+        .as_ref()
+        .map(|v| {
+            let n = whole(v, "concurrency")?;
+            if n > MAX_CONCURRENCY {
+                return Err(src.at(
+                    v.span(),
+                    format!("concurrency must be at most {MAX_CONCURRENCY}, not {n}"),
+                ));
+            }
+            Ok(n)
+        })
+        .transpose()?;
+    if kind != rusm_http::RouteKind::Http
+        && let Some(set) = raw
+            .reuse
+            .as_ref()
+            .or(raw.pool.as_ref())
+            .or(raw.concurrency.as_ref())
+    {
+        return Err(src.at(
+            set.span(),
+            "reuse, pool and concurrency apply to http routes; a websocket or sse route runs a process per connection",
+        ));
+    }
+    if let (Some(value), None | Some(1), None) = (&raw.pool, reuse, concurrency) {
+        return Err(src.at(
+            value.span(),
+            "pool applies with reuse or concurrency: add reuse = N (requests per instance, more than 1) or, for a wasi:http 0.3 service, concurrency = N",
+        ));
+    }
+    Ok((
+        reuse,
+        pool.map_or(rusm_wasm::DEFAULT_POOL_INSTANCES, |p| p as usize),
+        concurrency,
+    ))
+}
+
+/// The most requests one instance of a wasi:http 0.3 service may be set to serve at
+/// once (each holds its request, its response and their bodies in the instance).
+pub(crate) const MAX_CONCURRENCY: u32 = 1024;
 
 /// A route's kind and its connections' settings: the defaults, with what the manifest
 /// sets. Connection keys on an `http` route are errors.
@@ -721,9 +930,18 @@ fn supervisor_decl(
                         Some(RawInit::Text(text)) => text.as_bytes().to_vec(),
                         Some(RawInit::Bytes(bytes)) => bytes.clone(),
                     },
+                    nodes: child_nodes(src, child_id, c.nodes.as_ref())?,
                 }
             }
             (None, Some(grandchildren)) => {
+                if let Some(nodes) = &c.nodes {
+                    return Err(src.at(
+                        nodes.span(),
+                        format!(
+                            "child {child_id:?} is a supervisor; nodes applies to components only"
+                        ),
+                    ));
+                }
                 if c.init.is_some() {
                     return Err(src.at(
                         c.id.span(),

@@ -20,6 +20,18 @@ pub(super) struct RawManifest {
     #[serde(default)]
     pub(super) steps: Vec<Spanned<RawStep>>,
     pub(super) node: Option<Spanned<RawNode>>,
+    pub(super) cluster: Option<Spanned<RawCluster>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub(super) url: Option<Spanned<String>>,
+    pub(super) node_name: Option<Spanned<String>>,
+    pub(super) cluster_name: Option<Spanned<String>>,
+    pub(super) down_after: Option<Spanned<String>>,
+    pub(super) credentials: Option<Spanned<String>>,
+    pub(super) kv_buckets: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +75,7 @@ pub(super) struct RawChild {
     pub(super) max_restarts: Option<u32>,
     pub(super) period: Option<Spanned<String>>,
     pub(super) children: Option<Vec<Spanned<RawChild>>>,
+    pub(super) nodes: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +117,9 @@ pub(super) struct RawRoute {
     pub(super) write_timeout: Option<Spanned<String>>,
     pub(super) close_timeout: Option<Spanned<String>>,
     pub(super) heartbeat: Option<Spanned<String>>,
+    pub(super) reuse: Option<Spanned<i64>>,
+    pub(super) pool: Option<Spanned<i64>>,
+    pub(super) concurrency: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::{components, lines, run, rusm, temp_dir, wait};
+use crate::{components, interrupt, lines, run, rusm, temp_dir, wait};
 
 /// An app serving `http-counter` with the `counter` bucket granted, running `steps`.
 fn counter_app(dir: &Path, node: &str, steps: &str) -> String {
@@ -83,55 +83,184 @@ fn a_stored_count_survives_a_restart_and_rusm_kv_reads_and_writes_it() {
     );
 }
 
-#[test]
-fn a_database_locked_by_a_running_app_is_an_error_naming_it() {
-    let dir = temp_dir("kv-locked");
-    let db = dir.join("state/app.redb");
-    let app = counter_app(&dir, "\n[node]\nkv_path = \"state/app.redb\"\n", "");
+/// `rusm run` on `app` until it is up, and the address its listener serves.
+fn start(app: &str, name: &str) -> (std::process::Child, String) {
     let mut child = rusm()
-        .args(["run", &app])
+        .args(["run", app])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = lines(child.stderr.take().unwrap());
     let mut seen = String::new();
+    let mut addr = None;
     loop {
         let line = stderr
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("the app did not come up:\n{seen}"));
         seen.push_str(&line);
         seen.push('\n');
-        if line.contains("app kept is up") {
+        if let Some((_, rest)) = line.split_once("serving * http://") {
+            addr = rest.split_once('/').map(|(a, _)| a.to_owned());
+        }
+        if line.contains(&format!("app {name} is up")) {
             break;
         }
     }
+    (child, addr.expect("the app logs its listener's address"))
+}
+
+/// `METHOD path` on `addr`: the body of a `200` answer.
+fn http(addr: &str, method: &str, path: &str) -> String {
+    let answer = crate::http_request(addr, method, path);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (head, mut body) = answer.split_once("\r\n\r\n").unwrap();
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return body.to_owned();
+    }
+    let mut text = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").unwrap();
+        let size = usize::from_str_radix(size.trim(), 16).unwrap();
+        if size == 0 {
+            return text;
+        }
+        text.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+}
+
+#[test]
+fn rusm_kv_reads_and_writes_through_a_running_app() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = temp_dir("kv-live");
+    let db = dir.join("state/app.redb");
+    let socket = dir.join("state/app.redb.sock");
+    let app = counter_app(&dir, "\n[node]\nkv_path = \"state/app.redb\"\n", "");
+    let (child, addr) = start(&app, "kept");
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "only its owner reaches the socket");
+
+    // What the actor stores, rusm kv reads from the running node.
+    assert_eq!(http(&addr, "POST", "/counter"), "1\n");
+    let got = run(&["kv", "get", &app, "counter", "count"]);
+    assert_eq!(
+        (got.code(), got.stdout.as_str()),
+        (0, "1\n"),
+        "{}",
+        got.stderr
+    );
+    // What rusm kv stores, the actor sees at once.
+    let set = run(&["kv", "set", &app, "counter", "count", "41"]);
+    assert_eq!(set.code(), 0, "{}", set.stderr);
+    assert_eq!(http(&addr, "GET", "/counter"), "41\n");
+    assert_eq!(http(&addr, "POST", "/counter"), "42\n");
+    let direct = run(&["kv", "get", db.to_str().unwrap(), "counter", "count"]);
+    assert_eq!(direct.stdout, "42\n", "{}", direct.stderr);
+    let buckets = run(&["kv", "list", &app]);
+    assert_eq!(buckets.stdout, "counter\t7 bytes\n", "{}", buckets.stderr);
+    let keys = run(&["kv", "list", &app, "counter"]);
+    assert_eq!(keys.stdout, "count\n", "{}", keys.stderr);
+    let deleted = run(&["kv", "delete", &app, "counter", "count"]);
+    assert_eq!(deleted.code(), 0, "{}", deleted.stderr);
+    assert_eq!(http(&addr, "GET", "/counter"), "0\n");
+    let missing = run(&["kv", "get", &app, "counter", "count"]);
+    assert_eq!(
+        missing.errors(),
+        ["rusm: error: bucket \"counter\" has no key \"count\""]
+    );
+    // The node's errors come back as errors.
+    let bad = run(&["kv", "set", &app, "counter", &"k".repeat(5000), "v"]);
+    assert_eq!(bad.code(), 2);
+    assert!(
+        bad.errors()[0].contains("key of 5000 bytes"),
+        "{}",
+        bad.stderr
+    );
+
+    // Something that is not a request gets an error back, and the node serves on.
+    {
+        use std::io::{Read, Write};
+        let mut raw = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        raw.write_all(b"{\"op\": \"drop-everything\"}\n").unwrap();
+        let mut answer = String::new();
+        raw.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("{\"error\":\"bad request: "), "{answer}");
+    }
+    assert_eq!(run(&["kv", "set", &app, "counter", "count", "5"]).code(), 0);
+    assert_eq!(http(&addr, "GET", "/counter"), "5\n");
+
+    // A second app on the same file does not start, and leaves the first's socket.
+    let second = run(&["run", &app]);
+    assert_eq!(second.code(), 2);
+    assert!(
+        second.errors()[0].contains("it is locked by another open database"),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(
+        run(&["kv", "list", &app]).code(),
+        0,
+        "the first app still answers"
+    );
+
+    interrupt(child);
+    assert!(!socket.exists(), "a stopped node removes its socket");
+    // Stopped, it lets go of the file, and rusm kv opens it.
+    let offline = run(&["kv", "set", &app, "counter", "count", "7"]);
+    assert_eq!(offline.code(), 0, "{}", offline.stderr);
+    assert_eq!(run(&["kv", "get", &app, "counter", "count"]).stdout, "7\n");
+}
+
+#[test]
+fn a_locked_database_with_no_node_answering_is_an_error_naming_both() {
+    let dir = temp_dir("kv-locked");
+    let db = dir.join("state/app.redb");
+    let socket = dir.join("state/app.redb.sock");
+    let app = counter_app(&dir, "\n[node]\nkv_path = \"state/app.redb\"\n", "");
+    let (child, _) = start(&app, "kept");
+    // Someone removed the running node's socket: the file is locked and no node answers.
+    std::fs::remove_file(&socket).unwrap();
     let expected = format!(
-        "rusm: error: cannot open the key-value database {}: it is locked by another open database (a running node holds it; stop it first)",
-        db.display()
+        "rusm: error: cannot open the key-value database {}: another process holds it locked, and no node answers on its operator socket {} (a node that is still starting, or one that is not rusm run)",
+        db.display(),
+        socket.display()
     );
     let out = run(&["kv", "list", &app]);
     assert_eq!(out.code(), 2);
     assert_eq!(out.errors(), [expected.as_str()]);
     let direct = run(&["kv", "set", db.to_str().unwrap(), "counter", "count", "9"]);
     assert_eq!(direct.errors(), [expected.as_str()]);
-    // A second app on the same file does not start.
-    let second = run(&["run", &app]);
-    assert_eq!(second.code(), 2);
-    assert!(
-        second.errors()[0].contains(&expected["rusm: error: ".len()..]),
-        "{}",
-        second.stderr
-    );
-
-    let interrupted = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
-    assert_eq!(wait(child, Duration::from_secs(30)).code(), Some(0));
-    // Stopped, it lets go of the file.
+    // A socket file no node listens on is the same.
+    std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let stale = run(&["kv", "get", &app, "counter", "count"]);
+    assert_eq!(stale.errors(), [expected.as_str()]);
+    interrupt(child);
     assert_eq!(run(&["kv", "list", &app]).code(), 0);
+}
+
+/// A database whose socket path is too long for a Unix socket address: the app runs
+/// all the same, says why `rusm kv` cannot reach it, and `rusm kv` names the file.
+#[test]
+fn an_app_whose_operator_socket_cannot_be_made_runs_and_says_so() {
+    let dir = temp_dir("kv-no-socket");
+    let deep = "d".repeat(120);
+    let node = format!("\n[node]\nkv_path = \"{deep}/kv.redb\"\n");
+    let app = counter_app(&dir, &node, &step("POST /counter", "1"));
+    let out = run(&["run", &app]);
+    assert_eq!(out.code(), 0, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("no operator socket, so rusm kv cannot reach this node: cannot create the operator socket"),
+        "{}",
+        out.stderr
+    );
+    let got = run(&["kv", "get", &app, "counter", "count"]);
+    assert_eq!(got.stdout, "1\n", "{}", got.stderr);
 }
 
 #[test]

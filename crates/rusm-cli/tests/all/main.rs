@@ -3,14 +3,18 @@
 //! its exit code. One module per area.
 
 mod apps;
+mod browser;
+mod cluster;
 mod conformance;
 mod errors;
+mod idle;
 mod kv;
 mod new;
 mod pipes;
 mod policy;
 mod run;
 mod serve;
+mod shared_kv;
 mod storm;
 
 use std::io::{BufRead, BufReader};
@@ -25,6 +29,11 @@ rusm_e2e::components!(rusm_cli);
 
 /// The answer to `GET path` on `addr` (the whole response, head and body).
 pub fn http_get(addr: &str, path: &str) -> String {
+    http_request(addr, "GET", path)
+}
+
+/// The answer to `METHOD path`, with no body, on `addr` (the whole response).
+pub fn http_request(addr: &str, method: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
@@ -32,7 +41,7 @@ pub fn http_get(addr: &str, path: &str) -> String {
         .unwrap();
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
     )
     .unwrap();
     let mut answer = String::new();
@@ -128,6 +137,16 @@ fn read_all(mut stream: impl std::io::Read + Send + 'static) -> std::thread::Joi
     })
 }
 
+/// Stop a running `rusm` as Ctrl-C does, and check that it ends cleanly.
+pub fn interrupt(child: Child) {
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    assert_eq!(wait(child, Duration::from_secs(30)).code(), Some(0));
+}
+
 /// Wait for `child`, killing it and failing the test after `limit`.
 pub fn wait(mut child: Child, limit: Duration) -> ExitStatus {
     let deadline = Instant::now() + limit;
@@ -155,4 +174,28 @@ pub fn lines(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<Stri
         }
     });
     rx
+}
+
+/// Read lines from `stream` until one contains `text`, failing after 60 s.
+pub fn wait_for_line(stream: &mpsc::Receiver<String>, text: &str, seen: &mut String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = stream
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("no line with {text:?} within 60 s in:\n{seen}"));
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(text) {
+            return;
+        }
+    }
+}
+
+/// Send SIGINT (Ctrl-C) to `child`, leaving the waiting to the caller.
+pub fn signal_interrupt(child: &Child) {
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
 }

@@ -1,7 +1,6 @@
 //! `rusm new NAME`: the scaffolded crate builds for wasm32-wasip2 and runs with `rusm run`.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::{finish, run, target_root, temp_dir};
@@ -23,8 +22,7 @@ fn a_new_actor_builds_and_runs() {
 
     // Built the way its README says, with a target directory shared between runs.
     let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-new-target");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
+    let mut build = rusm_e2e::nested_cargo();
     build
         .args([
             "build",
@@ -34,10 +32,7 @@ fn a_new_actor_builds_and_runs() {
             "wasm32-wasip2",
         ])
         .current_dir(&crate_dir)
-        .env("CARGO_TARGET_DIR", &target)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET");
+        .env("CARGO_TARGET_DIR", &target);
     let built = finish(&mut build, Duration::from_secs(600));
     assert!(built.status.success(), "{}", built.stderr);
     let locked = locked_packages(&components_lock);
@@ -76,10 +71,7 @@ fn a_new_actor_builds_and_runs() {
     build
         .args(["build", "--offline", "--release"])
         .current_dir(&crate_dir)
-        .env("CARGO_TARGET_DIR", &target)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET");
+        .env("CARGO_TARGET_DIR", &target);
     let built = finish(&mut build, Duration::from_secs(600));
     assert!(
         built.status.success(),

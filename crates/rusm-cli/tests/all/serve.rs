@@ -213,12 +213,7 @@ fn serve_serves_a_command_that_also_exports_the_http_handler() {
     let answer = http(&addr, "GET /");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("http-cli: served over http\n"), "{answer}");
-    let interrupted = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
-    assert_eq!(wait(child, Duration::from_secs(30)).code(), Some(0));
+    crate::interrupt(child);
 
     let out = run(&["run", wasm]);
     assert_eq!(out.code(), 0, "{}", out.stderr);
@@ -269,12 +264,7 @@ fn an_app_listener_routes_to_a_command_that_also_exports_the_http_handler() {
     let answer = http(&addr, "GET /");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}\n{seen}");
     assert!(answer.contains("http-cli: served over http\n"), "{answer}");
-    let interrupted = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
-    assert_eq!(wait(child, Duration::from_secs(30)).code(), Some(0));
+    crate::interrupt(child);
 }
 
 #[test]
@@ -322,10 +312,5 @@ routes = [{{ path = "/", component = "web" }}]
     let answer = http(&addr.unwrap(), "GET /");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}\n{seen}");
     assert!(answer.contains("http-cli: served over http\n"), "{answer}");
-    let interrupted = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
-    assert_eq!(wait(child, Duration::from_secs(30)).code(), Some(0));
+    crate::interrupt(child);
 }

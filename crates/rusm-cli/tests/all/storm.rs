@@ -3,11 +3,12 @@
 //! stop after its steps and on Ctrl-C, and the storm shows in the log and the metrics.
 
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::sync::mpsc::Receiver;
-use std::time::{Duration, Instant};
+use std::process::Stdio;
+use std::time::Duration;
 
-use crate::{components, finish, http_get, lines, rusm, temp_dir, wait};
+use crate::{
+    components, finish, http_get, lines, rusm, signal_interrupt, temp_dir, wait, wait_for_line,
+};
 
 /// How long a stopping app may take before the test fails.
 const STOP_LIMIT: Duration = Duration::from_secs(30);
@@ -34,29 +35,6 @@ children = [{{ id = "crasher", component = "crasher", init = "unreachable", rest
     );
     std::fs::write(&file, manifest).unwrap();
     file
-}
-
-/// Read lines from `stream` until one contains `text`, failing after 60 s.
-fn wait_for_line(stream: &Receiver<String>, text: &str, seen: &mut String) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = stream
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("no line with {text:?} within 60 s in:\n{seen}"));
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains(text) {
-            return;
-        }
-    }
-}
-
-fn interrupt(child: &Child) {
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
 }
 
 /// Runs the app at `file` with `RUST_LOG=error` until it ends by itself (failing past
@@ -166,7 +144,7 @@ fn ctrl_c_stops_an_app_in_a_restart_storm() {
     let stderr = lines(child.stderr.take().unwrap());
     let mut seen = String::new();
     wait_for_line(&stdout, "all 1 steps done", &mut seen);
-    interrupt(&child);
+    signal_interrupt(&child);
     let status = wait(child, STOP_LIMIT);
     let rest: Vec<String> = stdout.try_iter().collect();
     let errors: Vec<String> = stderr.try_iter().collect();
@@ -232,7 +210,7 @@ fn a_restart_storm_is_logged_and_counted_per_supervisor() {
         .unwrap_or_else(|| panic!("no {prefix:?} in:\n{answer}"));
     assert!(count > 0, "{answer}");
 
-    interrupt(&child);
+    signal_interrupt(&child);
     let status = wait(child, STOP_LIMIT);
     assert_eq!(status.code(), Some(0));
 }

@@ -568,6 +568,10 @@ fn sweep_idle(arena: &Weak<StackArena>, stop: &SweepStop, period: Duration) {
 /// Lock order: never a lease's lock while holding the set's; an evicted lease is closed
 /// after the set's lock is released, and only if no call runs on it then.
 struct OpenStacks {
+    #[allow(
+        dead_code,
+        reason = "closing a store's fiber stack between its calls is safe only on an engine without the component model's concurrency, which wasi:http 0.3 needs; handler actors run unleased meanwhile"
+    )]
     capacity: usize,
     clock: Mutex<Clock>,
 }
@@ -586,6 +590,10 @@ impl OpenStacks {
         }
     }
 
+    #[allow(
+        dead_code,
+        reason = "closing a store's fiber stack between its calls is safe only on an engine without the component model's concurrency, which wasi:http 0.3 needs; handler actors run unleased meanwhile"
+    )]
     /// Add `lease` (marked `in_set` by the caller), closing the lease it displaces.
     fn insert(&self, lease: Arc<StackLease>) {
         // Behind the hand with its bit clear: it stays for a whole turn, and goes
@@ -636,6 +644,10 @@ impl OpenStacks {
 #[derive(Default)]
 pub(crate) struct StackLease {
     inner: Mutex<LeaseState>,
+    #[allow(
+        dead_code,
+        reason = "closing a store's fiber stack between its calls is safe only on an engine without the component model's concurrency, which wasi:http 0.3 needs; handler actors run unleased meanwhile"
+    )]
     /// Used since the clock hand last passed (meaningful while in the open set).
     referenced: AtomicBool,
     /// Used since the last idle sweep (meaningful while in the open set).
@@ -661,6 +673,10 @@ struct Lease {
     start: usize,
     len: usize,
     open: bool,
+    #[allow(
+        dead_code,
+        reason = "closing a store's fiber stack between its calls is safe only on an engine without the component model's concurrency, which wasi:http 0.3 needs; handler actors run unleased meanwhile"
+    )]
     arena: Arc<StackArena>,
 }
 
@@ -687,6 +703,10 @@ impl Lease {
 }
 
 impl StackLease {
+    #[allow(
+        dead_code,
+        reason = "closing a store's fiber stack between its calls is safe only on an engine without the component model's concurrency, which wasi:http 0.3 needs; handler actors run unleased meanwhile"
+    )]
     /// A call begins: make the store's stack usable (if it has one that is closed).
     /// From here until [`StackLease::end_call`] nobody closes it.
     fn begin_call(&self) -> Result<(), String> {
@@ -847,6 +867,10 @@ unsafe impl StackCreator for StackArenaCreator {
     }
 }
 
+#[allow(
+    dead_code,
+    reason = "closing a store's fiber stack between its calls is safe only on an engine without the component model's concurrency, which wasi:http 0.3 needs; handler actors run unleased meanwhile"
+)]
 /// A guest call on a store whose stack is opened before the call; when the call ends
 /// (also when it is dropped unfinished, after the call itself is dropped) the stack
 /// joins the arena's set of open stacks, or is closed at once if the set holds none.
@@ -864,6 +888,10 @@ pub(crate) struct StackScope<F> {
 }
 
 impl<F> StackScope<F> {
+    #[allow(
+        dead_code,
+        reason = "closing a store's fiber stack between its calls is safe only on an engine without the component model's concurrency, which wasi:http 0.3 needs; handler actors run unleased meanwhile"
+    )]
     /// Run `call` on the stack that `lease` tracks (use one lease per store).
     pub(crate) fn new(lease: Arc<StackLease>, call: F) -> StackScope<F> {
         StackScope {
@@ -889,6 +917,10 @@ pub(crate) async fn unleased<F: Future>(call: F) -> F::Output {
     .await
 }
 
+#[allow(
+    dead_code,
+    reason = "closing a store's fiber stack between its calls is safe only on an engine without the component model's concurrency, which wasi:http 0.3 needs; handler actors run unleased meanwhile"
+)]
 /// What a [`StackScope`] yields: the call's output, or why its stack could not open.
 pub(crate) type Scoped<T> = Result<T, String>;
 

@@ -51,7 +51,7 @@ pub(crate) async fn run(
                     }
                     .await
                 }
-                Prepared::Http(_) => Err(wasmtime::Error::msg(
+                Prepared::Http(_) | Prepared::HttpP3(_) => Err(wasmtime::Error::msg(
                     "an HTTP handler component has no entry point to run",
                 )),
                 Prepared::Plugin(_) => Err(wasmtime::Error::msg(

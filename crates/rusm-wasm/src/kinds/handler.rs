@@ -4,10 +4,11 @@
 //!
 //! The host owns the process's loop. It waits for the next message natively, on the
 //! rusm-otp mailbox, with no guest code on any stack, and calls `handle` only when a
-//! message is there. Every guest call runs inside a [`StackScope`], so with the arena
-//! allocator the store's fiber stack is open (read-write, two mappings) only during
-//! the call: an idle handler actor holds its instance and its memory, no fiber stack
-//! and no mapping of its own.
+//! message is there. Its guest calls run outside any [`StackScope`]: the store's fiber
+//! stack stays open for the store's life. (Closing it between calls, with a [`StackScope`], is
+//! not safe while the engine enables the component model's concurrency, as it does
+//! for wasi:http 0.3: the store may keep a suspended fiber on that stack between calls
+//! and resume it when it is dropped, to unwind it.)
 //!
 //! Everything that belongs to the rusm-otp process works as for `entry` actors: links,
 //! monitors and trap-exit (an `exit` message is handed to `handle`), kill (while idle
@@ -22,7 +23,8 @@ use std::sync::Arc;
 use rusm_otp::ExitReason;
 use wasmtime::Store;
 
-use crate::arena::{StackLease, StackScope};
+#[cfg(doc)]
+use crate::arena::StackScope;
 use crate::bindings::{
     HandlerActor, Next, message_to_wit, reason_from_wit, reason_text, reason_to_wit,
 };
@@ -77,39 +79,25 @@ pub(crate) async fn run(
     reason
 }
 
-/// Run `call` (a guest call on a store tracked by `lease`) with its stack open, and
-/// turn a failure into the process's exit reason.
+/// Run `call` (a guest call on the handler's store), and turn a failure into the
+/// process's exit reason.
 ///
-/// Not an `async fn`: the call is boxed by [`StackScope::new`] before anything awaits,
-/// so the futures of the host loop that waits on it stay small (a live actor keeps its
-/// loop's future for its whole life, sized for its largest state).
+/// Not an `async fn`: the call is boxed before anything awaits, so the futures of the
+/// host loop that waits on it stay small (a live actor keeps its loop's future for
+/// its whole life, sized for its largest state).
 fn scoped<T>(
-    lease: &Arc<StackLease>,
     call: impl Future<Output = wasmtime::Result<T>>,
 ) -> impl Future<Output = Result<T, CallFailure>> {
-    let scope = StackScope::new(lease.clone(), in_guest(call));
-    async move {
-        match scope.await {
-            Ok(Ok(out)) => Ok(out),
-            Ok(Err(err)) => Err(CallFailure::Guest(err)),
-            Err(why) => Err(CallFailure::Stack(why)),
-        }
-    }
+    let call = Box::pin(in_guest(call));
+    async move { call.await.map_err(CallFailure) }
 }
 
-enum CallFailure {
-    /// The guest trapped, exited or was refused something.
-    Guest(wasmtime::Error),
-    /// Its stack could not be opened (memory or mappings exhausted).
-    Stack(String),
-}
+/// The guest trapped, exited or was refused something.
+struct CallFailure(wasmtime::Error);
 
 impl CallFailure {
     fn reason(self, store: &Store<ProcessState>) -> ExitReason {
-        match self {
-            CallFailure::Guest(err) => exit_reason(Some(Err(err)), store.data()),
-            CallFailure::Stack(why) => ExitReason::crashed(why),
-        }
+        exit_reason(Some(Err(self.0)), store.data())
     }
 }
 
@@ -117,7 +105,6 @@ impl CallFailure {
 async fn start(
     component: &LoadedComponent,
     store: &mut Store<ProcessState>,
-    lease: &Arc<StackLease>,
     init: &[u8],
     handed_over: Option<&[u8]>,
 ) -> Result<HandlerActor, ExitReason> {
@@ -127,12 +114,11 @@ async fn start(
             "it is not a handler-style actor",
         ));
     };
-    let actor = match scoped(lease, pre.instantiate_async(&mut *store)).await {
+    let actor = match scoped(pre.instantiate_async(&mut *store)).await {
         Ok(actor) => actor,
         Err(failure) => return Err(failure.reason(store)),
     };
     let started = scoped(
-        lease,
         actor
             .rusm_runtime_handler()
             .call_init(&mut *store, init, handed_over),
@@ -153,8 +139,7 @@ async fn serve(
     init: Vec<u8>,
     live: Option<&LiveGuard>,
 ) -> ExitReason {
-    let mut lease = Arc::new(StackLease::default());
-    let mut actor = match start(&component, &mut store.store, &lease, &init, None).await {
+    let mut actor = match start(&component, &mut store.store, &init, None).await {
         Ok(actor) => actor,
         Err(reason) => return reason,
     };
@@ -169,7 +154,6 @@ async fn serve(
             };
             let generation = upgrades.pending(pid).unwrap_or_default();
             let state = match scoped(
-                &lease,
                 actor
                     .rusm_runtime_handler()
                     .call_upgrade_state(&mut store.store),
@@ -193,8 +177,7 @@ async fn serve(
             );
             component = next;
             store = next_store;
-            lease = Arc::new(StackLease::default());
-            actor = match start(&component, &mut store.store, &lease, &init, Some(&state)).await {
+            actor = match start(&component, &mut store.store, &init, Some(&state)).await {
                 Ok(actor) => actor,
                 Err(reason) => return reason,
             };
@@ -204,7 +187,6 @@ async fn serve(
             continue;
         };
         let handled = scoped(
-            &lease,
             actor
                 .rusm_runtime_handler()
                 .call_handle(&mut store.store, &msg),
@@ -216,7 +198,6 @@ async fn serve(
                 let ending = reason_from_wit(reason);
                 let wit = reason_to_wit(&ending);
                 return match scoped(
-                    &lease,
                     actor
                         .rusm_runtime_handler()
                         .call_terminate(&mut store.store, &wit),

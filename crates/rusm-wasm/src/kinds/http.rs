@@ -19,20 +19,13 @@ use tokio::sync::oneshot;
 use wasmtime_wasi_http::WasiHttpView;
 
 use crate::extensions::Extensions;
-use crate::kinds::{Backend, BodyFuture, Granted, Started};
+use crate::kinds::{
+    Backend, BodyFuture, Granted, HttpBodyError, HttpErrorCode, HttpResponseBody, HttpScheme,
+    ResponseSender, ResponseSlot, Started,
+};
 use crate::preempt::in_guest;
 use crate::registry::LoadedComponent;
 use crate::store::{ProcessSetup, exit_reason};
-
-/// The body of a response a handler produced (streamed from the guest as it writes).
-pub type HttpResponseBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-
-/// The `wasi:http` error code a handler may answer with instead of a response.
-pub use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode as HttpErrorCode;
-
-/// The error type a request body handed to [`WasmNode::serve_http`](crate::WasmNode::serve_http) may fail with;
-/// anything convertible into it will do (a `hyper::Error` is).
-pub use wasmtime_wasi_http::Error as HttpBodyError;
 
 /// How to run one request.
 #[derive(Debug, Clone, Default)]
@@ -71,14 +64,67 @@ impl std::fmt::Display for HttpFailure {
 
 impl std::error::Error for HttpFailure {}
 
-type ResponseSlot = oneshot::Receiver<Result<hyper::Response<HttpResponseBody>, HttpErrorCode>>;
-
 /// A request being served by a process.
 #[derive(Debug)]
 pub struct HttpInvocation {
     pid: Pid,
     response: ResponseSlot,
-    exit: Watch,
+    exit: HttpDone,
+}
+
+/// The end of one request's call: for a fresh instance, its process's exit; for a
+/// pooled one ([`HttpPool`](crate::HttpPool)), [`ExitReason::Normal`] when the call
+/// returned and the instance went back to its pool, or the exit reason of the
+/// instance when the request retired it (a trap, the deadline, a kill).
+///
+/// Resolves as often as it is awaited, with the same reason.
+#[must_use = "an HttpDone does nothing unless awaited"]
+pub struct HttpDone {
+    pending: Option<std::pin::Pin<Box<dyn Future<Output = ExitReason> + Send>>>,
+    reason: Option<ExitReason>,
+}
+
+impl std::fmt::Debug for HttpDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpDone")
+            .field("reason", &self.reason)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpDone {
+    /// Done when `exit` resolves (a fresh instance's process).
+    fn exit(exit: Watch) -> HttpDone {
+        HttpDone::of(exit)
+    }
+
+    /// Done when `future` resolves.
+    pub(crate) fn of(future: impl Future<Output = ExitReason> + Send + 'static) -> HttpDone {
+        HttpDone {
+            pending: Some(Box::pin(future)),
+            reason: None,
+        }
+    }
+}
+
+impl Future for HttpDone {
+    type Output = ExitReason;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<ExitReason> {
+        if let Some(reason) = &self.reason {
+            return std::task::Poll::Ready(reason.clone());
+        }
+        let Some(pending) = self.pending.as_mut() else {
+            return std::task::Poll::Ready(ExitReason::NoProc);
+        };
+        let reason = std::task::ready!(pending.as_mut().poll(cx));
+        self.pending = None;
+        self.reason = Some(reason.clone());
+        std::task::Poll::Ready(reason)
+    }
 }
 
 impl HttpInvocation {
@@ -105,9 +151,20 @@ impl HttpInvocation {
         }
     }
 
-    /// The exit of the process serving the request (resolves once, when it ends).
-    pub fn exit(self) -> Watch {
+    /// The end of the request's call (see [`HttpDone`]); the instance slot it took is
+    /// free once this resolves.
+    pub fn exit(self) -> HttpDone {
         self.exit
+    }
+
+    /// A request served by the process `pid`, answered through `response`, done when
+    /// `exit` resolves.
+    pub(crate) fn new(pid: Pid, response: ResponseSlot, exit: HttpDone) -> HttpInvocation {
+        HttpInvocation {
+            pid,
+            response,
+            exit,
+        }
     }
 }
 
@@ -144,15 +201,9 @@ impl HttpInvocation {
             ))
         };
         let (pid, exit) = backend.rt.spawn_watched(options, body);
-        HttpInvocation {
-            pid,
-            response,
-            exit,
-        }
+        HttpInvocation::new(pid, response, HttpDone::exit(exit))
     }
 }
-
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme as HttpScheme;
 
 /// The body of a request's process: build its store, hand the request and the
 /// response slot to the guest's `handle`, classify the end.
@@ -162,7 +213,7 @@ async fn run_request<B>(
     setup: ProcessSetup,
     scheme: HttpScheme,
     request: hyper::Request<B>,
-    sender: oneshot::Sender<Result<hyper::Response<HttpResponseBody>, HttpErrorCode>>,
+    sender: ResponseSender,
 ) -> ExitReason
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,

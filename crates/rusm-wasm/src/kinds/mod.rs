@@ -1,5 +1,6 @@
 //! The four kinds of wasm process, as siblings over one start path: `entry` actors and
-//! commands ([`actor`]), handler-style actors ([`handler`]), HTTP requests ([`http`])
+//! commands ([`actor`]), handler-style actors ([`handler`]), HTTP requests ([`http`], and reused
+//! instances serving many in turn, [`http_pool`])
 //! and plugins ([`plugin`]). Each is a process body (or, for plugins, a handle) built
 //! from what the node decided at spawn — the component, a [`ProcessSetup`] — and the
 //! node's lower layers in [`Backend`]; none of them sees the node itself.
@@ -7,7 +8,34 @@
 pub(crate) mod actor;
 pub(crate) mod handler;
 pub(crate) mod http;
+pub(crate) mod http_p3;
+pub(crate) mod http_pool;
 pub(crate) mod plugin;
+
+// The vocabulary the three HTTP kinds ([`http`], [`http_pool`], [`http_p3`]) share.
+
+/// The body of a response a handler produced (streamed from the guest as it writes).
+pub type HttpResponseBody = wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// The `wasi:http` error code a handler may answer with instead of a response.
+pub use wasmtime_wasi_http::p2::bindings::http::types::ErrorCode as HttpErrorCode;
+
+/// The error type a request body handed to [`WasmNode::serve_http`](crate::WasmNode::serve_http) may fail with;
+/// anything convertible into it will do (a `hyper::Error` is).
+pub use wasmtime_wasi_http::Error as HttpBodyError;
+
+pub(crate) use wasmtime_wasi_http::p2::bindings::http::types::Scheme as HttpScheme;
+
+/// Where a request's response head arrives.
+pub(crate) type ResponseSlot =
+    tokio::sync::oneshot::Receiver<Result<hyper::Response<HttpResponseBody>, HttpErrorCode>>;
+/// Where the guest sets a request's response head.
+pub(crate) type ResponseSender =
+    tokio::sync::oneshot::Sender<Result<hyper::Response<HttpResponseBody>, HttpErrorCode>>;
+
+/// The request body a pooled instance is handed (any body, boxed).
+pub(crate) type PooledBody =
+    http_body_util::combinators::UnsyncBoxBody<bytes::Bytes, HttpBodyError>;
 
 use std::sync::Arc;
 
@@ -74,8 +102,11 @@ pub(crate) struct Backend {
     pub(crate) upgrades: Arc<Upgrades>,
     /// The node's actor runtime.
     pub(crate) rt: Runtime,
-    /// The node's key-value store.
+    /// The node's key-value file.
     pub(crate) kv: Arc<dyn crate::keyvalue::KvBackend>,
+    /// The node's buckets, each routed to the store that backs it (the file above,
+    /// or a shared one).
+    pub(crate) buckets: Arc<crate::keyvalue::NodeBuckets>,
 }
 
 /// A process whose store is built: the store, its place among the live processes

@@ -8,7 +8,8 @@ use rusm_otp::MailboxConfig;
 use super::{NodeShared, WasmNode};
 use crate::error::{LoadError, SpawnError};
 use crate::kind::ComponentKind;
-use crate::kinds::http::{HttpBodyError, HttpInvocation, HttpRequestOptions};
+use crate::kinds::HttpBodyError;
+use crate::kinds::http::{HttpInvocation, HttpRequestOptions};
 use crate::registry::ComponentInfo;
 
 impl WasmNode {
@@ -49,13 +50,26 @@ impl WasmNode {
     /// Whether the component loaded under `name` serves HTTP requests through
     /// [`WasmNode::serve_http`]: it exports `wasi:http/incoming-handler`, whatever
     /// its kind (an HTTP handler, or a command built for the `wasi:http/proxy` world
-    /// loaded with [`WasmNode::load_bytes`]). `false` when none is loaded.
+    /// loaded with [`WasmNode::load_bytes`]), or a `wasi:http/handler@0.3` service
+    /// (see [`WasmNode::is_http_service`]). `false` when none is loaded.
     pub fn serves_http(&self, name: &str) -> bool {
         self.shared
             .backend
             .registry
             .component(name)
-            .is_ok_and(|c| c.http_handler().is_some())
+            .is_ok_and(|c| c.serves_http())
+    }
+
+    /// Whether the component loaded under `name` is a `wasi:http` 0.3 service
+    /// (it exports `wasi:http/handler@0.3` and not the 0.2 `incoming-handler`): it
+    /// is served through an [`HttpPool`](crate::HttpPool), whose instances each
+    /// serve several requests at once. `false` when none is loaded.
+    pub fn is_http_service(&self, name: &str) -> bool {
+        self.shared
+            .backend
+            .registry
+            .component(name)
+            .is_ok_and(|c| c.http_service().is_some())
     }
 
     /// What kind of component is loaded under `name`, if any.
@@ -92,6 +106,11 @@ impl WasmNode {
     {
         let node = &self.shared;
         let loaded = node.backend.registry.component(component)?;
+        if loaded.http_service().is_some() {
+            return Err(SpawnError::NotPermitted(format!(
+                "component {component:?} is a wasi:http 0.3 service: serve it through an HttpPool (WasmNode::http_pool)"
+            )));
+        }
         if loaded.http_handler().is_none() {
             return Err(SpawnError::NotHttpHandler(component.to_owned()));
         }

@@ -4,8 +4,14 @@
 //! reaches the node only through the [`Spawner`] it implements.
 
 mod http;
+mod http_pool;
 mod plugins;
 mod reload;
+
+pub use http_pool::{
+    DEFAULT_P3_CONCURRENCY, DEFAULT_POOL_IDLE, DEFAULT_POOL_INSTANCES, HttpPool, HttpPoolConfig,
+    HttpPoolRequest,
+};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -25,7 +31,7 @@ use crate::engine::{WasmConfig, build_engine};
 use crate::error::{LoadError, SpawnError};
 use crate::extensions::Extensions;
 use crate::host;
-use crate::keyvalue::{self, KvBackend};
+use crate::keyvalue::{self, KvBackend, KvStore, NodeBuckets};
 use crate::kind::ComponentKind;
 use crate::kinds::{self, Backend, BodyFuture, Granted};
 use crate::limits::{Limits, TreeToken};
@@ -58,6 +64,9 @@ pub struct WasmSpawnOptions {
 struct Policies {
     library: PolicyLibrary,
     default: Arc<Policy>,
+    /// What host code of another node gets for a component it names only
+    /// ([`WasmNode::set_component_policy`]).
+    by_component: std::collections::HashMap<String, Arc<Policy>>,
 }
 
 impl Policies {
@@ -66,7 +75,11 @@ impl Policies {
             .get("default")
             .cloned()
             .unwrap_or_else(|_| Arc::new(Policy::embedded_default()));
-        Policies { library, default }
+        Policies {
+            library,
+            default,
+            by_component: std::collections::HashMap::new(),
+        }
     }
 }
 
@@ -87,6 +100,85 @@ struct FromGuest {
 pub(crate) struct NodeShared {
     backend: Arc<Backend>,
     policies: RwLock<Policies>,
+    /// What serves the spawns other nodes ask of this one; the runtime holds it
+    /// weakly.
+    remote_spawns: Arc<RemoteSpawns>,
+}
+
+/// Spawns for other nodes of the cluster (see [`rusm_otp::SpawnHandler`]): the
+/// component by the name it is loaded under here, under a policy of this node's
+/// library that is a subset of what the caller holds, or under the caller's own.
+struct RemoteSpawns(std::sync::Weak<NodeShared>);
+
+impl rusm_otp::SpawnHandler for RemoteSpawns {
+    fn spawn(&self, request: &rusm_otp::SpawnRequest) -> Result<Pid, rusm_otp::SpawnRefused> {
+        use rusm_otp::SpawnRefused;
+        let Some(node) = self.0.upgrade() else {
+            return Err(SpawnRefused::Unavailable("the node is stopping".into()));
+        };
+        let invalid = |e: WitError| match e {
+            WitError::Invalid(why) => SpawnRefused::Invalid(why),
+            other => SpawnRefused::Invalid(format!("{other:?}")),
+        };
+        rights::check_name("component name", &request.component).map_err(invalid)?;
+        if let Some(named) = &request.policy {
+            rights::check_name("policy name", named).map_err(invalid)?;
+        }
+        let component = request.component.as_str();
+        let policy = match &request.holds {
+            // Host code of the asking node, trusted as host code is here.
+            None => match &request.policy {
+                None => {
+                    let policies = node.policies.read();
+                    policies
+                        .by_component
+                        .get(component)
+                        .unwrap_or(&policies.default)
+                        .clone()
+                }
+                Some(name) => node
+                    .policies
+                    .read()
+                    .library
+                    .get(name)
+                    .cloned()
+                    .map_err(|e| SpawnRefused::NotFound(e.to_string()))?,
+            },
+            Some(text) => {
+                let origin = format!("<policy of {}>", request.caller);
+                let holds = Policy::parse(text, Path::new(&origin)).map_err(|e| {
+                    SpawnRefused::Invalid(format!("the caller's policy does not parse: {e}"))
+                })?;
+                let grant = node.policies.read().library.policy_for_spawn(
+                    &holds,
+                    component,
+                    request.policy.as_deref(),
+                );
+                match grant {
+                    Ok(SpawnGrant::Own) => Arc::new(holds),
+                    Ok(SpawnGrant::Named(policy)) => policy,
+                    Err(refusal @ SpawnRefusal::NotFound { .. }) => {
+                        return Err(SpawnRefused::NotFound(refusal.to_string()));
+                    }
+                    Err(refusal) => return Err(SpawnRefused::NotPermitted(refusal.to_string())),
+                }
+            }
+        };
+        let options = WasmSpawnOptions {
+            init: request.init.clone(),
+            policy: Some(policy),
+            ..WasmSpawnOptions::default()
+        };
+        match node.spawn_child(None, component, options, None) {
+            Ok(spawned) => Ok(spawned.pid),
+            Err(SpawnError::UnknownComponent(name)) => Err(SpawnRefused::NotFound(format!(
+                "no component named {name:?} is loaded on this node"
+            ))),
+            Err(SpawnError::NotPermitted(why)) => Err(SpawnRefused::NotPermitted(why)),
+            Err(SpawnError::Unavailable(why)) => Err(SpawnRefused::Unavailable(why)),
+            Err(other) => Err(SpawnRefused::Invalid(other.to_string())),
+        }
+    }
 }
 
 /// means to run them as rusm processes.
@@ -134,9 +226,14 @@ impl WasmNode {
         let engine = build_engine(&config).map_err(anyhow::Error::from)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        // WASI 0.3 and wasi:http 0.3 for the services that serve concurrent requests;
+        // the same WASI context (preopens, sockets, clocks) and the same outbound
+        // HTTP grant back both versions, and the clock checks cover both.
+        wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
         broker::link_clock_checks(&mut linker).map_err(anyhow::Error::from)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
         Actor::add_to_linker::<ProcessState, HasSelf<ProcessState>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)?;
         if config.fuel_metering {
@@ -167,14 +264,20 @@ impl WasmNode {
             stores: StoreFactory::new(engine, config, ticker),
             upgrades: Arc::new(Upgrades::new()),
             rt,
+            buckets: Arc::new(NodeBuckets::new(Arc::clone(&kv))),
             kv,
         };
-        Ok(WasmNode {
-            shared: Arc::new(NodeShared {
-                backend: Arc::new(backend),
-                policies: RwLock::new(Policies::new(PolicyLibrary::new())),
-            }),
-        })
+        let shared = Arc::new_cyclic(|me| NodeShared {
+            backend: Arc::new(backend),
+            policies: RwLock::new(Policies::new(PolicyLibrary::new())),
+            remote_spawns: Arc::new(RemoteSpawns(me.clone())),
+        });
+        let handler: Arc<dyn rusm_otp::SpawnHandler> = shared.remote_spawns.clone();
+        shared
+            .backend
+            .rt
+            .set_spawn_handler(Arc::downgrade(&handler));
+        Ok(WasmNode { shared })
     }
 
     /// The node's actor runtime.
@@ -189,6 +292,36 @@ impl WasmNode {
         &self.shared.backend.kv
     }
 
+    /// Every bucket of the node as its processes reach them: the node's file, and
+    /// the buckets [`WasmNode::share_buckets`] handed to another store. For the host's
+    /// own reads and writes of shared buckets (`rusm kv` through a running node).
+    pub fn buckets(&self) -> Arc<NodeBuckets> {
+        Arc::clone(&self.shared.backend.buckets)
+    }
+
+    /// Back the buckets `names` by `store` instead of the node's file, for every
+    /// process from now on: a clustered node's JetStream buckets
+    /// ([`JetStreamStore`](crate::JetStreamStore)), say. Call it once, before spawning
+    /// anything that opens them (each call is routed when it is made).
+    ///
+    /// # Errors
+    /// When buckets were already shared on this node (the set is fixed once), or a
+    /// name is not a valid bucket name.
+    pub fn share_buckets(
+        &self,
+        names: impl IntoIterator<Item = String>,
+        store: Arc<dyn KvStore>,
+    ) -> anyhow::Result<()> {
+        let names: std::collections::BTreeSet<String> = names.into_iter().collect();
+        if let Some(bad) = names.iter().find(|n| !rusm_policy::is_bucket_name(n)) {
+            anyhow::bail!("invalid bucket name {bad:?}");
+        }
+        if !self.shared.backend.buckets.share(names, store) {
+            anyhow::bail!("this node's shared buckets are already set");
+        }
+        Ok(())
+    }
+
     /// The node's one wasmtime engine.
     pub fn engine(&self) -> &Engine {
         self.shared.backend.registry.engine()
@@ -199,12 +332,29 @@ impl WasmNode {
     /// named; guests name the others in their spawn options. Processes already running
     /// keep the policy they started with.
     pub fn set_policies(&self, library: PolicyLibrary) {
-        *self.shared.policies.write() = Policies::new(library);
+        let mut policies = self.shared.policies.write();
+        let by_component = std::mem::take(&mut policies.by_component);
+        *policies = Policies {
+            by_component,
+            ..Policies::new(library)
+        };
     }
 
     /// The node's default policy.
     pub fn default_policy(&self) -> Arc<Policy> {
         self.shared.policies.read().default.clone()
+    }
+
+    /// The policy a process of `component` runs under when host code of another node
+    /// of the cluster asks for one by name only (no policy named, no caller policy):
+    /// the policy this node's operator gives the component. Without one, such a
+    /// spawn runs under the default policy.
+    pub fn set_component_policy(&self, component: &str, policy: Arc<Policy>) {
+        self.shared
+            .policies
+            .write()
+            .by_component
+            .insert(component.to_owned(), policy);
     }
 
     /// Bytes of linear memory granted to the node's live wasm processes together (the
@@ -346,7 +496,7 @@ impl NodeShared {
             node: NodeView {
                 spawner: Arc::clone(self) as Arc<dyn Spawner>,
                 upgrades: Arc::clone(&self.backend.upgrades),
-                kv: Arc::clone(&self.backend.kv),
+                kv: Arc::clone(&self.backend.buckets),
             },
             child_token,
             tree,

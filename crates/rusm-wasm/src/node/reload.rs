@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 
 use super::WasmNode;
 use crate::error::LoadError;
+use crate::kind::ComponentKind;
 use crate::registry::LoadedComponent;
 use crate::upgrade::{DependencyCycle, ReloadError, ReloadEvent, ReloadEventKind, ReloadReport};
 
@@ -63,6 +64,16 @@ impl WasmNode {
                     from: old.kind,
                     to: new.kind,
                 }),
+                Some(old)
+                    if old.kind == ComponentKind::Http
+                        && old.http_version() != new.http_version() =>
+                {
+                    Err(ReloadError::HttpVersionChanged {
+                        component: name.to_owned(),
+                        from: old.http_version(),
+                        to: new.http_version(),
+                    })
+                }
                 _ => Ok(()),
             }),
             Err(error) => Err(error),
