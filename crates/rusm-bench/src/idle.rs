@@ -180,7 +180,11 @@ async fn one_run(p: &Params, run: Run, n: u32) -> Result<Vec<Measure>> {
         maps_note.push_str(&format!("; vm.max_map_count is {limit}"));
     }
     let style_note = match run {
-        Run::HandlerArena => "idle between handle calls: no fiber stack held".to_owned(),
+        Run::HandlerArena => format!(
+            "idle between handle calls: holds its fiber stack ({} KiB reserved) while the \
+             engine has the component model's concurrency on",
+            stack >> 10
+        ),
         Run::BlockingArena | Run::BlockingPooling => format!(
             "blocked in receive: holds its fiber stack ({} KiB reserved)",
             stack >> 10
