@@ -8,19 +8,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use rusm_otp::{ExitReason, MailboxConfig};
+use rusm_otp::{ExitReason, MailboxConfig, SpawnOptions};
 use rusm_policy::Policy;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use super::{NodeShared, WasmNode};
 use crate::error::SpawnError;
 use crate::extensions::Extensions;
-use crate::kinds::BodyFuture;
 use crate::kinds::PooledBody;
 use crate::kinds::http::{HttpDone, HttpInvocation};
 use crate::kinds::http_p3::{P3Job, P3Plan, run_p3_worker};
 use crate::kinds::http_pool::{IdleWorkers, Job, WorkerHandle, WorkerPlan, run_worker};
+use crate::kinds::{BodyFuture, Granted};
 use crate::kinds::{HttpBodyError, HttpScheme};
+use crate::registry::LoadedComponent;
 
 /// How long an idle pooled instance waits for a request before it retires, unless
 /// [`HttpPoolConfig::idle_timeout`] says otherwise.
@@ -471,12 +472,42 @@ impl PoolInner {
         instance: OwnedSemaphorePermit,
         slots: Arc<Semaphore>,
     ) -> Result<P3Handle, SpawnError> {
-        let node = &self.node;
-        let loaded = node.backend.registry.component(&self.component)?;
-        if loaded.http_service().is_none() {
+        let (loaded, granted, options) = self.prepare(|c| c.http_service().is_some())?;
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let (ended_tx, ended) = watch::channel(None);
+        let plan = P3Plan {
+            reuse: self.reuse,
+            idle_timeout: self.idle_timeout,
+            instance,
+        };
+        let version = loaded.version;
+        let backend = Arc::clone(&self.node.backend);
+        let body = move |ctx: rusm_otp::Context| -> BodyFuture {
+            let setup = granted.setup(ctx, Extensions::new());
+            Box::pin(run_p3_worker(backend, loaded, setup, queue, first, plan))
+        };
+        let pid = self.launch(options, body, ended_tx);
+        Ok(P3Handle {
+            pid,
+            version,
+            jobs,
+            slots,
+            ended,
+        })
+    }
+
+    /// What every instance of the pool starts from: its component, checked to be the
+    /// kind the pool serves (`serves`), its policy's grant within the component's
+    /// counts, and its process options.
+    fn prepare(
+        &self,
+        serves: fn(&LoadedComponent) -> bool,
+    ) -> Result<(Arc<LoadedComponent>, Granted, SpawnOptions), SpawnError> {
+        let loaded = self.node.backend.registry.component(&self.component)?;
+        if !serves(&loaded) {
             return Err(SpawnError::NotHttpHandler(self.component.clone()));
         }
-        let granted = node.grant(Arc::clone(&self.policy), None)?;
+        let granted = self.node.grant(Arc::clone(&self.policy), None)?;
         super::check_counts(&loaded, &granted.limits)?;
         let options = NodeShared::core_options(
             &loaded,
@@ -486,32 +517,23 @@ impl PoolInner {
             false,
             false,
         );
-        let (jobs, queue) = mpsc::unbounded_channel();
-        let (ended_tx, ended) = watch::channel(None);
-        let plan = P3Plan {
-            reuse: self.reuse,
-            idle_timeout: self.idle_timeout,
-            instance,
-        };
-        let version = loaded.version;
-        let backend = Arc::clone(&node.backend);
-        let body = move |ctx: rusm_otp::Context| -> BodyFuture {
-            let setup = granted.setup(ctx, Extensions::new());
-            Box::pin(run_p3_worker(backend, loaded, setup, queue, first, plan))
-        };
-        let (pid, exit) = node.backend.rt.spawn_watched(options, body);
+        Ok((loaded, granted, options))
+    }
+
+    /// Spawn an instance's process, publish its exit reason on `ended`, count it.
+    fn launch(
+        &self,
+        options: SpawnOptions,
+        body: impl FnOnce(rusm_otp::Context) -> BodyFuture + Send + 'static,
+        ended: watch::Sender<Option<ExitReason>>,
+    ) -> rusm_otp::Pid {
+        let (pid, exit) = self.node.backend.rt.spawn_watched(options, body);
         tokio::spawn(async move {
             let reason = exit.await;
-            let _ = ended_tx.send(Some(reason));
+            let _ = ended.send(Some(reason));
         });
         self.started.fetch_add(1, Ordering::Relaxed);
-        Ok(P3Handle {
-            pid,
-            version,
-            jobs,
-            slots,
-            ended,
-        })
+        pid
     }
 
     fn full(&self) -> SpawnError {
@@ -527,21 +549,7 @@ impl PoolInner {
         pending: Pending,
         instance: OwnedSemaphorePermit,
     ) -> Result<(rusm_otp::Pid, watch::Receiver<Option<ExitReason>>), SpawnError> {
-        let node = &self.node;
-        let loaded = node.backend.registry.component(&self.component)?;
-        if loaded.http_handler().is_none() {
-            return Err(SpawnError::NotHttpHandler(self.component.clone()));
-        }
-        let granted = node.grant(Arc::clone(&self.policy), None)?;
-        super::check_counts(&loaded, &granted.limits)?;
-        let options = NodeShared::core_options(
-            &loaded,
-            &granted,
-            MailboxConfig::default(),
-            false,
-            false,
-            false,
-        );
+        let (loaded, granted, options) = self.prepare(|c| c.http_handler().is_some())?;
         let (jobs, queue) = mpsc::channel(1);
         let (ended_tx, ended) = watch::channel(None);
         let plan = WorkerPlan {
@@ -551,7 +559,7 @@ impl PoolInner {
             instance,
         };
         let version = loaded.version;
-        let backend = Arc::clone(&node.backend);
+        let backend = Arc::clone(&self.node.backend);
         let handle_ended = ended.clone();
         let body = move |ctx: rusm_otp::Context| -> BodyFuture {
             let handle = WorkerHandle {
@@ -564,12 +572,7 @@ impl PoolInner {
             let setup = granted.setup(ctx, Extensions::new());
             Box::pin(run_worker(backend, loaded, setup, queue, first, plan))
         };
-        let (pid, exit) = node.backend.rt.spawn_watched(options, body);
-        tokio::spawn(async move {
-            let reason = exit.await;
-            let _ = ended_tx.send(Some(reason));
-        });
-        self.started.fetch_add(1, Ordering::Relaxed);
+        let pid = self.launch(options, body, ended_tx);
         Ok((pid, ended))
     }
 }
